@@ -1,0 +1,219 @@
+"""Build the catalog rows (eligible and excluded subtasks) from lm-eval's task index, with a cache."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from nemo_taskseed.catalog.guard import DatasetKey, ScoredSplits, choose_seed_split
+from nemo_taskseed.config import to_container
+from nemo_taskseed.errors import UserError
+from nemo_taskseed.paths import cache_dir
+
+CATALOG_VERSION = 1
+_SPLIT_ROLES = ("override", "training_split", "fewshot_split")
+
+
+@dataclass
+class CatalogResult:
+    eligible: list[dict[str, Any]]
+    excluded: list[dict[str, Any]]
+    cache_hit: bool
+    seconds: float
+
+    def counts(self) -> dict[str, Any]:
+        by_role = {role: sum(r["split_role"] == role for r in self.eligible) for role in _SPLIT_ROLES}
+        by_kind = {k: sum(r["kind"] == k for r in self.eligible) for k in ("knowledge", "reasoning")}
+        by_format = {f: sum(r["format"] == f for r in self.eligible) for f in ("multiple_choice", "generative")}
+        reasons: dict[str, int] = {}
+        for r in self.excluded:
+            reasons[r["reason_code"]] = reasons.get(r["reason_code"], 0) + 1
+        return {
+            "eligible_subtasks": len(self.eligible),
+            "eligible_families": len({r["family"] for r in self.eligible}),
+            "excluded_subtasks": len(self.excluded),
+            "by_split_role": by_role,
+            "by_kind": by_kind,
+            "by_format": by_format,
+            "excluded_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        }
+
+
+def _family(yaml_path: Path, tasks_root: Path) -> str:
+    """The top-level folder under lm_eval/tasks (arc, mmlu, super_glue, ...)."""
+    try:
+        return yaml_path.resolve().relative_to(tasks_root.resolve()).parts[0]
+    except ValueError:  # a task from an --include_path outside lm-eval
+        return yaml_path.parent.name
+
+
+def _format_of(output_type: str | None) -> str | None:
+    return {"multiple_choice": "multiple_choice", "generate_until": "generative", "loglikelihood": "generative"}.get(
+        output_type or ""
+    )
+
+
+class KindRules:
+    """knowledge vs reasoning: per-task override, else family list, else the default (see configs/base/catalog.yaml)."""
+
+    def __init__(self, rules: dict[str, Any]):
+        self.task_overrides = dict(rules.get("task_overrides") or {})
+        self.knowledge = list(rules.get("knowledge_families") or [])
+        self.reasoning = list(rules.get("reasoning_families") or [])
+        self.default = rules.get("default", "reasoning")
+
+    def __call__(self, task: str, family: str) -> tuple[str, str]:
+        if task in self.task_overrides:
+            return self.task_overrides[task], "task override"
+        for pattern in self.knowledge:
+            if fnmatch.fnmatch(family, pattern):
+                return "knowledge", f"family matches knowledge pattern {pattern!r}"
+        for pattern in self.reasoning:
+            if fnmatch.fnmatch(family, pattern):
+                return "reasoning", f"family matches reasoning pattern {pattern!r}"
+        return self.default, "default"
+
+
+class LicenseTable:
+    def __init__(self, table: dict[str, str], compatible: list[str]):
+        self.table = {k.lower(): v for k, v in (table or {}).items()}
+        self.compatible = {c.lower() for c in compatible or []}
+
+    def __call__(self, dataset_path: str) -> str:
+        return self.table.get(dataset_path.lower(), "unknown")
+
+    def is_compatible(self, license_id: str) -> bool:
+        return license_id.lower() in self.compatible
+
+
+def scan_task_index(include_paths: list[str] | None = None) -> tuple[list[tuple[str, Path, dict[str, Any]]], Path]:
+    """(task, yaml_path, config with includes merged and functions unresolved) for every YAML task."""
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    tasks_root = Path(lm_eval.tasks.__file__).parent
+    manager = TaskManager(include_path=include_paths or None)
+    out = []
+    for name, entry in manager.task_index.items():
+        if entry.kind.name in ("TASK", "PY_TASK") and entry.cfg is not None and entry.yaml_path is not None:
+            out.append((name, Path(entry.yaml_path), entry.cfg))
+    return sorted(out, key=lambda t: t[0]), tasks_root
+
+
+def _cache_key(catalog_cfg: dict[str, Any]) -> str:
+    blob = json.dumps({"v": CATALOG_VERSION, "cfg": catalog_cfg}, sort_keys=True, default=str)
+    return f"lm_eval-{version('lm_eval')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
+    """Eligible subtasks (one row each) and excluded ones (with a reason), cached per lm-eval version + config."""
+    start = time.perf_counter()
+    catalog_cfg = to_container(catalog_cfg)
+    cache_file = cache_dir("catalog") / f"{_cache_key(catalog_cfg)}.json"
+    if use_cache and cache_file.is_file():
+        data = json.loads(cache_file.read_text())
+        return CatalogResult(data["eligible"], data["excluded"], True, time.perf_counter() - start)
+
+    tasks, tasks_root = scan_task_index(catalog_cfg.get("include_paths"))
+    scored = ScoredSplits()
+    for name, _, cfg in tasks:
+        scored.add_task(name, cfg)
+
+    kind_of = KindRules(catalog_cfg.get("kind") or {})
+    licenses = LicenseTable(catalog_cfg.get("licenses") or {}, catalog_cfg.get("compatible_licenses") or [])
+    overrides = dict(catalog_cfg.get("split_overrides") or {})
+    denylist = list(catalog_cfg.get("denylist") or [])
+    eligible, excluded = [], []
+    for name, yaml_path, cfg in tasks:
+        family = _family(yaml_path, tasks_root)
+        base = {"family": family, "task": name, "yaml_path": str(yaml_path)}
+
+        def exclude(code: str, reason: str) -> None:
+            excluded.append({**base, "reason_code": code, "reason": reason})
+
+        denied = next((p for p in denylist if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(family, p)), None)
+        if denied:
+            exclude("denylist", f"matches denylist pattern {denied!r}")
+            continue
+        if "class" in cfg:
+            exclude("python_task", "Python-class task: no declarative templates to normalize with")
+            continue
+        if not cfg.get("dataset_path"):
+            exclude("no_dataset", "no dataset_path (custom dataset loader)")
+            continue
+        output_type = cfg.get("output_type") or "generate_until"
+        fmt = _format_of(output_type)
+        if fmt is None:
+            exclude("no_qa", f"output_type {output_type!r} has no question/answer (perplexity task)")
+            continue
+        if cfg.get("doc_to_image") or cfg.get("doc_to_audio"):
+            exclude("multimodal", "multimodal task (doc_to_image/doc_to_audio)")
+            continue
+        seed = choose_seed_split(name, cfg, scored, overrides)
+        if seed.split is None:
+            exclude("leak" if seed.reason.startswith("leak") else "no_seed_split", seed.reason)
+            continue
+        key = DatasetKey.from_task_config(cfg)
+        license_id = licenses(key.dataset_path)
+        if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
+            exclude("license", f"license {license_id!r} is not in compatible_licenses")
+            continue
+        kind, kind_reason = kind_of(name, family)
+        eligible.append({
+            **base,
+            "dataset_path": key.dataset_path,
+            "dataset_name": key.dataset_name,
+            "data_files": json.loads(key.data_files) if key.data_files else None,
+            "split": seed.split,
+            "split_role": seed.role,
+            "split_reason": seed.reason,
+            "output_type": output_type,
+            "format": fmt,
+            "kind": kind,
+            "kind_reason": kind_reason,
+            "license": license_id,
+        })
+    tmp = cache_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"eligible": eligible, "excluded": excluded}))
+    tmp.replace(cache_file)
+    return CatalogResult(eligible, excluded, False, time.perf_counter() - start)
+
+
+def load_catalog_rows(catalog_cfg: Any, tasks: list[str]) -> list[dict[str, Any]]:
+    """Catalog rows for `tasks` (names, or family names, or fnmatch patterns); unknown names suggest near matches."""
+    import difflib
+
+    result = build_catalog(catalog_cfg)
+    by_task = {r["task"]: r for r in result.eligible}
+    excluded = {r["task"]: r for r in result.excluded}
+    rows, missing = [], []
+    for name in tasks:
+        if name in by_task:
+            rows.append(by_task[name])
+            continue
+        if name in excluded:
+            raise UserError(f"task {name!r} is not eligible to seed: {excluded[name]['reason']}")
+        matched = [r for r in result.eligible if r["family"] == name or fnmatch.fnmatch(r["task"], name)]
+        if matched:
+            rows.extend(matched)
+        else:
+            missing.append(name)
+    if missing:
+        known = list(by_task) + sorted({r["family"] for r in result.eligible})
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+            hints.append(f"{name!r}" + (f" (did you mean: {', '.join(close)}?)" if close else ""))
+        raise UserError(f"unknown task(s): {'; '.join(hints)}. List eligible tasks with `taskseed catalog`.")
+    seen, unique = set(), []
+    for r in rows:
+        if r["task"] not in seen:
+            seen.add(r["task"])
+            unique.append(r)
+    return unique

@@ -1,0 +1,1 @@
+"""Pipeline assembly: executors for Curator pipelines and the `taskseed run` step sequence."""

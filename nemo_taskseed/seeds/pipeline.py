@@ -1,0 +1,110 @@
+"""Seed collection + normalization as one Curator pipeline, with resume and a summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nemo_taskseed.config import to_container
+from nemo_taskseed.seeds.source import SourceError, mirror_file
+from nemo_taskseed.seeds.stages import (
+    NormalizeSeedsStage,
+    SeedJsonlWriterStage,
+    SeedSplitReaderStage,
+    ValidateSeedSchemaStage,
+    task_fingerprint,
+)
+
+FIELD_RULE_KEYS = ("question_fields", "context_fields", "letter_option_sources")
+
+
+def _settings(seeds_cfg: dict[str, Any], mirror: str | None) -> dict[str, Any]:
+    keys = ("max_per_subtask", "sample_seed", *FIELD_RULE_KEYS)
+    return {"mirror": str(Path(mirror).resolve()) if mirror else None, **{k: seeds_cfg.get(k) for k in keys}}
+
+
+def _is_done(row: dict[str, Any], out_dir: Path, settings: dict[str, Any], mirror: str | None) -> bool:
+    marker = out_dir / ".parts" / f"{row['task']}.done.json"
+    if not marker.is_file() or not (out_dir / f"seeds.{row['task']}.jsonl").is_file():
+        return False
+    try:
+        source = str(mirror_file(mirror, row["dataset_path"], row["dataset_name"], row["split"])) if mirror else None
+    except SourceError:
+        return False
+    return json.loads(marker.read_text())["fingerprint"] == task_fingerprint(row, settings, source)
+
+
+def build_seed_pipeline(seeds_cfg: dict[str, Any], out_dir: Path, mirror: str | None):
+    from nemo_curator.pipeline import Pipeline
+
+    return Pipeline(
+        name="taskseed_seeds",
+        description="lm-eval seed splits -> unified seed records",
+        stages=[
+            SeedSplitReaderStage(mirror=mirror, max_per_subtask=seeds_cfg.get("max_per_subtask"), sample_seed=int(seeds_cfg.get("sample_seed", 0))),
+            NormalizeSeedsStage(field_rules={k: list(seeds_cfg[k]) for k in FIELD_RULE_KEYS}),
+            ValidateSeedSchemaStage(),
+            SeedJsonlWriterStage(out_dir=str(out_dir), settings=_settings(seeds_cfg, mirror)),
+        ],
+    )
+
+
+def collect_seeds(catalog_rows: list[dict[str, Any]], seeds_cfg: Any, out_dir: str | Path, *, mirror: str | None = None, executor=None) -> dict[str, Any]:
+    """Run the seed pipeline over `catalog_rows`; write seeds.*.jsonl, rejected.jsonl, summary.json."""
+    from nemo_curator.tasks import DocumentBatch
+
+    from nemo_taskseed.pipeline.executors import make_executor
+
+    start = time.perf_counter()
+    seeds_cfg = to_container(seeds_cfg)
+    mirror = mirror or seeds_cfg.get("mirror")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = _settings(seeds_cfg, mirror)
+    resume = bool(seeds_cfg.get("resume", True))
+    todo = [r for r in catalog_rows if not (resume and _is_done(r, out_dir, settings, mirror))]
+    skipped = len(catalog_rows) - len(todo)
+    if todo:
+        tasks = [
+            DocumentBatch(dataset_name=r["task"], data=pd.DataFrame({"catalog_row": [json.dumps(r)]}))
+            for r in todo
+        ]
+        pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
+        pipeline.run(executor or make_executor(), initial_tasks=tasks)
+    summary = summarize(out_dir, [r["task"] for r in catalog_rows])
+    summary.update({"resumed_subtasks": skipped, "seconds": round(time.perf_counter() - start, 2)})
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarize(out_dir: Path, tasks: list[str]) -> dict[str, Any]:
+    """Merge per-subtask rejections into rejected.jsonl and count kept/rejected per reason."""
+    parts = out_dir / ".parts"
+    per_task, reasons, rejected_lines = {}, {}, []
+    for task in tasks:
+        marker = parts / f"{task}.done.json"
+        rejected_file = parts / f"rejected.{task}.jsonl"
+        lines = rejected_file.read_text().splitlines() if rejected_file.is_file() else []
+        rejected_lines.extend(lines)
+        task_reasons: dict[str, int] = {}
+        for line in lines:
+            code = json.loads(line)["reason_code"]
+            task_reasons[code] = task_reasons.get(code, 0) + 1
+            reasons[code] = reasons.get(code, 0) + 1
+        info = json.loads(marker.read_text()) if marker.is_file() else {"kept": 0, "notes": {}}
+        per_task[task] = {"kept": info["kept"], "rejected": task_reasons, "complete": marker.is_file(), "notes": info.get("notes", {})}
+    tmp = out_dir / ".rejected.jsonl.tmp"
+    tmp.write_text("".join(line + "\n" for line in rejected_lines))
+    tmp.replace(out_dir / "rejected.jsonl")
+    return {
+        "kept": sum(t["kept"] for t in per_task.values()),
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "subtasks": len(tasks),
+        "incomplete_subtasks": [t for t, v in per_task.items() if not v["complete"]],
+        "per_task": per_task,
+    }

@@ -1,0 +1,243 @@
+"""NeMo Curator stages for seed collection and normalization.
+
+Each input task is a `DocumentBatch` with one row per subtask (its catalog row, as JSON). Rows flow
+as `task, row, status, reason_code, reason, field, payload` columns, `payload` holding a JSON
+string: seed rows of different tasks have different shapes, and Arrow needs one schema per block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from nemo_curator.stages.base import ProcessingStage
+from nemo_curator.stages.resources import Resources
+from nemo_curator.tasks import DocumentBatch
+
+from nemo_taskseed.schema import validate_seed
+from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates, NormalizeError
+from nemo_taskseed.seeds.source import SourceError, mirror_file, read_hub_split, read_mirror_split, sample_rows
+
+COLUMNS = ["task", "row", "status", "reason_code", "reason", "field", "payload"]
+KEPT, REJECTED, DONE = "kept", "rejected", "done"
+
+
+def _row(task: str, row: int | None, status: str, payload: Any = None, code: str = "", reason: str = "", field_: str = "") -> dict:
+    return {
+        "task": task,
+        "row": -1 if row is None else int(row),
+        "status": status,
+        "reason_code": code,
+        "reason": reason,
+        "field": field_ or "",
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+
+
+def _batch(like: DocumentBatch, rows: list[dict]) -> DocumentBatch:
+    return DocumentBatch(
+        dataset_name=like.dataset_name,
+        data=pd.DataFrame(rows, columns=COLUMNS),
+        _metadata=like._metadata,
+        _stage_perf=like._stage_perf,
+    )
+
+
+def task_fingerprint(catalog_row: dict[str, Any], settings: dict[str, Any], source_file: str | None) -> str:
+    """Changes whenever the subtask's output could: its catalog row, our settings, or its source file."""
+    stat = None
+    if source_file and os.path.isfile(source_file):
+        st = os.stat(source_file)
+        stat = [st.st_size, st.st_mtime_ns]
+    blob = json.dumps([catalog_row, settings, source_file, stat], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SeedSplitReaderStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Read each subtask's seed split (mirror or hub), reject malformed rows, cap and sample."""
+
+    mirror: str | None = None
+    max_per_subtask: int | None = None
+    sample_seed: int = 0
+    name: str = "seed_split_reader"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["catalog_row"]
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def process(self, batch: DocumentBatch) -> DocumentBatch:
+        out: list[dict] = []
+        for catalog_json in batch.to_pandas()["catalog_row"]:
+            cat = json.loads(catalog_json)
+            task = cat["task"]
+            try:
+                if self.mirror:
+                    path = mirror_file(self.mirror, cat["dataset_path"], cat["dataset_name"], cat["split"])
+                    source = read_mirror_split(path)
+                else:
+                    source = read_hub_split(cat["dataset_path"], cat["dataset_name"], cat["split"], cat.get("data_files"))
+            except SourceError as exc:
+                out.append(_row(task, None, REJECTED, {"catalog_row": cat}, "source_unavailable", str(exc)))
+                continue
+            cat["_source_file"] = source.file
+            for rej in source.rejected:
+                out.append(_row(task, rej["row"], REJECTED, rej, rej["reason_code"], rej["reason"], rej.get("field", "")))
+            chosen = sample_rows(source.rows, self.max_per_subtask, self.sample_seed, task)
+            out.append(_row(task, None, "catalog", cat))
+            out.extend(_row(task, idx, "raw", doc) for idx, doc in chosen)
+        return _batch(batch, out)
+
+
+@dataclass
+class NormalizeSeedsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Apply each subtask's lm-eval templates to its raw rows: unified seed records or rejections."""
+
+    field_rules: dict[str, Any] = field(default_factory=dict)
+    name: str = "normalize_seeds"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def setup(self, worker_metadata=None) -> None:
+        import logging
+
+        # lm-eval warns once per task about custom-dataset kwargs we deliberately use.
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+    def process(self, batch: DocumentBatch) -> DocumentBatch:
+        df = batch.to_pandas()
+        rules = FieldRules.from_config(self.field_rules)
+        out: list[dict] = []
+        for task, group in df.groupby("task", sort=False):
+            catalog = [json.loads(p) for p in group.loc[group["status"] == "catalog", "payload"]]
+            out.extend(r for r in group[group["status"] == REJECTED].to_dict("records"))
+            if not catalog:
+                continue
+            cat = catalog[0]
+            raw = group[group["status"] == "raw"]
+            docs = [{**json.loads(p), ROW_COLUMN: int(r)} for p, r in zip(raw["payload"], raw["row"])]
+            if not docs:
+                out.append(_row(task, None, DONE, {"catalog_row": cat}))
+                continue
+            try:
+                templates = LmEvalTemplates(cat, docs, rules)
+                processed = templates.processed_docs()
+            except Exception as exc:  # building lm-eval's task or its process_docs failed for the whole split
+                reason = f"lm-eval task setup failed: {type(exc).__name__}: {exc}"
+                out.extend(_row(task, d[ROW_COLUMN], REJECTED, {"file": cat.get("_source_file")}, "task_setup_failed", reason) for d in docs)
+                out.append(_row(task, None, DONE, {"catalog_row": cat}))
+                continue
+            for position, doc in enumerate(processed):
+                # process_docs usually keeps our row column; when it rebuilds rows, position is all we have.
+                row = doc.get(ROW_COLUMN)
+                if row is None and len(processed) == len(docs):
+                    row = docs[position][ROW_COLUMN]
+                    doc = {**doc, ROW_COLUMN: row}
+                try:
+                    record = templates.normalize(doc)
+                    out.append(_row(task, row, KEPT, record))
+                except NormalizeError as exc:
+                    out.append(_row(task, row, REJECTED, {"file": cat.get("_source_file")}, exc.code, exc.reason, exc.field or ""))
+            dropped = len(docs) - len(processed)
+            if dropped > 0:
+                out.append(_row(task, None, "note", {"dropped_by_process_docs": dropped}, "dropped_by_process_docs", f"{dropped} rows dropped by the task's process_docs"))
+            out.append(_row(task, None, DONE, {"catalog_row": cat}))
+        return _batch(batch, out)
+
+
+@dataclass
+class ValidateSeedSchemaStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Reject any kept record that fails the seed schema, naming the failing field."""
+
+    name: str = "validate_seed_schema"
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def process(self, batch: DocumentBatch) -> DocumentBatch:
+        df = batch.to_pandas().copy()
+        for i in df.index[df["status"] == KEPT]:
+            errors = validate_seed(json.loads(df.at[i, "payload"]))
+            if errors:
+                df.loc[i, ["status", "reason_code", "reason", "field"]] = [REJECTED, "schema_invalid", "; ".join(errors), errors[0].split(":")[0]]
+        return _batch(batch, df.to_dict("records"))
+
+
+@dataclass
+class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Write `seeds.<task>.jsonl` and the task's rejections, atomically, then a done marker.
+
+    Our own writer rather than Curator's JsonlWriter: output files are named per subtask and the
+    done marker (written last, with the inputs' fingerprint) is what makes a rerun skip the subtask.
+    """
+
+    out_dir: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    name: str = "seed_jsonl_writer"
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["task", "kept", "rejected"]
+
+    def process(self, batch: DocumentBatch) -> DocumentBatch:
+        out_dir = Path(self.out_dir)
+        parts = out_dir / ".parts"
+        parts.mkdir(parents=True, exist_ok=True)
+        df = batch.to_pandas()
+        summaries = []
+        for task, group in df.groupby("task", sort=False):
+            kept = group[group["status"] == KEPT].sort_values("row")
+            rejected = group[group["status"] == REJECTED].sort_values("row")
+            _atomic_write(out_dir / f"seeds.{task}.jsonl", list(kept["payload"]))
+            rejected_lines = [
+                json.dumps({"task": task, "row": None if r.row < 0 else int(r.row), "reason_code": r.reason_code, "reason": r.reason, "field": r.field or None, "file": json.loads(r.payload).get("file") if r.payload else None}, ensure_ascii=False)
+                for r in rejected.itertuples()
+            ]
+            _atomic_write(parts / f"rejected.{task}.jsonl", rejected_lines)
+            reasons: dict[str, int] = {}
+            for code in rejected["reason_code"]:
+                reasons[code] = reasons.get(code, 0) + 1
+            notes = {r.reason_code: json.loads(r.payload) for r in group[group["status"] == "note"].itertuples()}
+            done = group[group["status"] == DONE]
+            catalog = json.loads(done["payload"].iloc[0])["catalog_row"] if len(done) else None
+            source_file = catalog.get("_source_file") if catalog else None
+            marker = {
+                "task": task,
+                "kept": len(kept),
+                "rejected": reasons,
+                "notes": notes,
+                "source_file": source_file,
+                "fingerprint": task_fingerprint({k: v for k, v in (catalog or {}).items() if k != "_source_file"}, self.settings, source_file) if catalog else None,
+            }
+            if catalog:  # a subtask whose source could not be read is retried on the next run
+                _atomic_write(parts / f"{task}.done.json", [json.dumps(marker)])
+            summaries.append({"task": task, "kept": len(kept), "rejected": int(sum(reasons.values()))})
+        return DocumentBatch(dataset_name=batch.dataset_name, data=pd.DataFrame(summaries, columns=["task", "kept", "rejected"]), _metadata=batch._metadata, _stage_perf=batch._stage_perf)
+
+
+def _atomic_write(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
