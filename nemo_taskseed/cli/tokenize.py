@@ -1,0 +1,103 @@
+"""`taskseed tokenize`: curated JSONL -> Megatron .bin/.idx prefixes + manifest; `tokenize verify`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tokenize", help="curated JSONL -> Megatron indexed datasets (.bin/.idx), one prefix per family/variant",
+        description="Tokenize JSONL files (or every tokenize.input_glob file of --in DIR) into OUT. "
+                    "`taskseed tokenize verify OUT` re-checks a finished folder against its manifest.",
+    )
+    parser.add_argument("inputs", nargs="*",
+                        help="JSONL files, then key=value config overrides (e.g. tokenize.group_by=[family]); "
+                             "or `verify DIR`")
+    parser.add_argument("--in", dest="in_dir", default=None, help="tokenize every tokenize.input_glob file here")
+    parser.add_argument("--out", default=None, help="output folder (prefixes, manifest.json, rejects.jsonl)")
+    parser.add_argument("--config", default=None, help="config file (defaults: configs/base/tokenize.yaml)")
+    parser.add_argument("--tokenizer", default=None, help="local Hugging Face tokenizer folder")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (1 = in-process)")
+    parser.add_argument("-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, repeatable (key=value words among the inputs work too)")
+    parser.set_defaults(func=_run)
+
+
+def _split_overrides(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """argparse cannot tell positional inputs from key=value overrides: `=` decides."""
+    inputs = [t for t in tokens if "=" not in t]
+    overrides = [t for t in tokens if "=" in t]
+    return inputs, overrides
+
+
+def _run(args) -> int:
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.errors import UserError
+
+    inputs, overrides = _split_overrides(list(args.inputs))
+    overrides += args.sets
+    if inputs[:1] == ["verify"]:
+        return _verify(inputs[1:])
+    cfg = load_config(args.config, overrides)
+    if args.tokenizer:
+        cfg.tokenize.tokenizer = args.tokenizer
+    if args.out is None:
+        raise UserError("--out is required")
+    out_dir = Path(args.out)
+    if args.in_dir:
+        if inputs:
+            raise UserError("give JSONL files or --in DIR, not both")
+        from nemo_taskseed.tokenize.step import tokenize_dir
+
+        manifest = tokenize_dir(cfg.tokenize, Path(args.in_dir), out_dir, workers=args.workers)
+    else:
+        if not inputs:
+            raise UserError("no input: give JSONL files or --in DIR")
+        from nemo_taskseed.tokenize.megatron import TokenizeOptions, tokenize_files
+        from nemo_taskseed.tokenize.step import tokenizer_path_from_config
+
+        opts = TokenizeOptions.from_config(cfg.tokenize, tokenizer_path_from_config(cfg.tokenize))
+        if args.workers is not None:
+            opts.workers = args.workers
+        manifest = tokenize_files([Path(p) for p in inputs], out_dir, opts)
+    _print_summary(manifest, out_dir)
+    if cfg.tokenize.get("fail_on_rejects") and manifest["totals"]["rejected"]:
+        return 1
+    return 0
+
+
+def _print_summary(manifest: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Megatron datasets in {out_dir} ({manifest['dtype']}, EOD={manifest['tokenizer']['eod_token_id']})")
+    for col in ("prefix", "kind", "documents", "tokens"):
+        table.add_column(col, justify="right" if col in {"documents", "tokens"} else "left")
+    for p in manifest["prefixes"]:
+        table.add_row(p["name"], p["kind"], f"{p['documents']:,}", f"{p['tokens']:,}")
+    console = Console(stderr=False)
+    console.print(table)
+    t = manifest["totals"]
+    rate = t["tokens"] / t["seconds"] if t["seconds"] else 0.0
+    console.print(
+        f"{t['prefixes']} prefixes, {t['documents']:,} documents, {t['tokens']:,} tokens in {t['seconds']:.1f} s "
+        f"({rate:,.0f} tokens/s); {t['rejected']} rejected lines"
+        + (f" -> {out_dir / manifest['rejects_file']}" if manifest.get("rejects_file") else "")
+    )
+
+
+def _verify(folders: list[str]) -> int:
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.tokenize.megatron import read_manifest, verify_prefixes
+
+    if len(folders) != 1:
+        raise UserError("usage: taskseed tokenize verify OUT_DIR")
+    manifest, root = read_manifest(Path(folders[0]))
+    problems = verify_prefixes(root, manifest)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(manifest['prefixes'])} prefixes checked against {root / 'manifest.json'}: "
+          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
