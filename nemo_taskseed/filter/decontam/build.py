@@ -1,0 +1,77 @@
+"""Build the n-gram index over every scored split of the configured benchmarks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
+from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow, NgramIndex
+from nemo_taskseed.filter.text import string_leaves
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkCoverage:
+    """What the index holds for one scored split, for the contamination report."""
+
+    benchmark: str
+    split: str
+    tasks: list[str]
+    source: str
+    rows: int = 0
+    loaded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DecontamIndex:
+    index: NgramIndex
+    coverage: list[BenchmarkCoverage] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[BenchmarkCoverage]:
+        return [c for c in self.coverage if not c.loaded]
+
+
+def build_index(
+    benchmarks: Sequence[Any],
+    *,
+    source: str = "auto",
+    mirror: str | Path | None = None,
+    ngram_size: int = 13,
+    short_min_words: int = 8,
+    include_paths: Sequence[str | Path] = (),
+    progress: bool = False,
+) -> DecontamIndex:
+    benches = [b if isinstance(b, Benchmark) else Benchmark.from_config(b) for b in benchmarks]
+    index = NgramIndex(ngram_size, short_min_words)
+    coverage = []
+    mirror = Path(mirror) if mirror else None
+    splits = scored_splits(benches, include_paths)
+    for split in tqdm(splits, desc="decontam index", unit="split", disable=not progress):
+        where, rows = load_split_rows(split, source, mirror)
+        cov = BenchmarkCoverage(split.benchmark, split.label, sorted(split.tasks), where)
+        if rows is not None:
+            cov.loaded = True
+            for i, row in enumerate(rows):
+                index.add(BenchmarkRow(split.benchmark, split.label, i), string_leaves(row))
+                cov.rows += 1
+        else:
+            log.debug("decontam: %s %s not loaded (%s)", split.benchmark, split.label, where)
+        coverage.append(cov)
+    missing = [c for c in coverage if not c.loaded]
+    if missing:
+        log.warning(
+            "decontam: %d of %d scored splits not loaded (see the contamination report), e.g. %s",
+            len(missing), len(coverage), ", ".join(f"{c.benchmark} {c.split}" for c in missing[:3]),
+        )
+    return DecontamIndex(index, coverage)

@@ -1,0 +1,121 @@
+"""Records flowing through the filter stages, and their JSONL input/output.
+
+One DataFrame row per record: the record itself as a JSON string (nested options/lineage survive
+Ray's pandas <-> Arrow hand-offs unchanged), a few columns stages read often, and the verdict
+columns. A stage never removes a row: it sets `status` to `rejected` with `stage`, `reason` and a
+JSON `detail`, and later stages skip rejected rows. The driver splits kept from rejected at the
+end, so every dropped record lands in `rejected.jsonl` with why, and counts per stage and reason
+come from the same columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nemo_taskseed.errors import UserError
+
+KEPT = "kept"
+REJECTED = "rejected"
+COLUMNS = ["id", "seed_id", "family", "format", "record", "status", "stage", "reason", "detail", "annotations"]
+
+
+class RecordFileError(UserError):
+    """A JSONL line that is not a JSON object (the message names the file and line)."""
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise RecordFileError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
+    """All records of `directory/pattern` files, in file then line order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"input folder not found: {directory}")
+    files = sorted(directory.glob(pattern))
+    return [rec for f in files for _, rec in read_jsonl(f)]
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [
+        {
+            "id": str(r.get("id", "")),
+            "seed_id": str(r.get("seed_id") or ""),
+            "family": str(r.get("family") or "unknown"),
+            "format": str(r.get("format") or "unknown"),
+            "record": json.dumps(r, ensure_ascii=False),
+            "status": KEPT,
+            "stage": "",
+            "reason": "",
+            "detail": "",
+            "annotations": "{}",
+        }
+        for r in records
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def kept_mask(df: pd.DataFrame) -> pd.Series:
+    return df["status"] == KEPT
+
+
+def reject(df: pd.DataFrame, index: Any, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:
+    df.at[index, "status"] = REJECTED
+    df.at[index, "stage"] = stage
+    df.at[index, "reason"] = reason
+    df.at[index, "detail"] = json.dumps(detail or {}, ensure_ascii=False, default=str)
+
+
+def annotate(df: pd.DataFrame, index: Any, key: str, value: Any) -> None:
+    """Attach a stage's finding (e.g. the vote) to a row; it is written into the curated record."""
+    ann = json.loads(df.at[index, "annotations"] or "{}")
+    ann[key] = value
+    df.at[index, "annotations"] = json.dumps(ann, ensure_ascii=False, default=str)
+
+
+def split_frame(df: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(curated records with their annotations, rejected entries with stage/reason/detail)."""
+    kept, rejected = [], []
+    for row in df.itertuples(index=False):
+        record = json.loads(row.record)
+        annotations = json.loads(row.annotations or "{}")
+        if row.status == KEPT:
+            record.update(annotations)
+            kept.append(record)
+        else:
+            rejected.append({
+                "id": row.id,
+                "seed_id": row.seed_id or None,
+                "family": row.family,
+                "stage": row.stage,
+                "reason": row.reason,
+                "detail": json.loads(row.detail or "{}"),
+                "annotations": annotations,
+                "record": record,
+            })
+    return kept, rejected

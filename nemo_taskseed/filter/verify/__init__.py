@@ -1,0 +1,17 @@
+"""Answer verification: majority vote (multiple choice, math, short answer) and sandboxed code tests."""
+
+from nemo_taskseed.filter.verify.sandbox import SandboxResult, run_code_tests
+from nemo_taskseed.filter.verify.vote import (
+    ChatBackend,
+    VoteResult,
+    VoteSettings,
+    choice_conversation,
+    decide,
+    vote_generative,
+    vote_multiple_choice,
+)
+
+__all__ = [
+    "ChatBackend", "SandboxResult", "VoteResult", "VoteSettings", "choice_conversation", "decide",
+    "run_code_tests", "vote_generative", "vote_multiple_choice",
+]

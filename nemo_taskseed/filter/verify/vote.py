@@ -1,0 +1,155 @@
+"""Answer verification by majority vote of k sampled answers, and code checks in the sandbox.
+
+The backend is anything with `chat(conversations, *, n, temperature, top_p, max_tokens,
+json_schema=None) -> list[list[str]]` (`nemo_taskseed.generate.backends.build_backend(cfg)`, or
+an adapter in tests). The model never sees the proposed label.
+
+Rule: an item passes when the label (or reference answer) has at least `threshold * k` votes and
+strictly more votes than any other answer. Unparseable samples count as votes against. The
+agreement rate (votes for the label / k) is recorded on every voted item, kept or not.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from nemo_taskseed.registry import extract_choice_letter, get_extractor
+
+LETTERS = string.ascii_uppercase
+
+
+class ChatBackend(Protocol):
+    def chat(
+        self, conversations: list[list[dict]], *, n: int, temperature: float, top_p: float,
+        max_tokens: int, json_schema: dict | None = None,
+    ) -> list[list[str]]: ...
+
+
+@dataclass
+class VoteSettings:
+    k: int = 5
+    temperature: float = 0.7
+    top_p: float = 0.95
+    threshold: float = 0.6
+    max_tokens_choice: int = 16
+    max_tokens_math: int = 384
+    max_tokens_short: int = 32
+    constrained_choice: bool = True  # JSON-schema decoding of {"answer": <letter>}
+    batch_size: int = 32
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> VoteSettings:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in dict(cfg or {}).items() if k in known})
+
+
+@dataclass
+class VoteResult:
+    method: str
+    k: int
+    votes: list[Any]
+    target: Any  # the label letter or the normalized reference answer
+    majority: Any
+    agreement: float  # share of the k votes equal to the target
+    passed: bool
+    outputs: list[str] = field(default_factory=list, repr=False)
+
+    def to_dict(self, keep_outputs: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not keep_outputs:
+            d.pop("outputs")
+        return d
+
+
+def decide(votes: Sequence[Any], target: Any, k: int, threshold: float) -> tuple[Any, float, bool]:
+    counts = Counter(v for v in votes if v is not None)
+    majority = counts.most_common(1)[0][0] if counts else None
+    for_target = counts.get(target, 0) if target is not None else 0
+    agreement = for_target / k if k else 0.0
+    others = max((c for v, c in counts.items() if v != target), default=0)
+    passed = target is not None and agreement >= threshold and for_target > others
+    return majority, round(agreement, 4), passed
+
+
+def choice_conversation(record: dict[str, Any]) -> list[dict]:
+    options = record.get("options") or []
+    lines = []
+    if record.get("context"):
+        lines += [str(record["context"]).strip(), ""]
+    lines.append(f"Question: {str(record.get('question', '')).strip()}")
+    lines += [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+    letters = ", ".join(LETTERS[: len(options)])
+    system = f"Answer the multiple-choice question with the letter of the correct option ({letters}) only."
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines) + "\nAnswer:"}]
+
+
+def choice_schema(n_options: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": list(LETTERS[:n_options])}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+
+
+def generative_conversation(record: dict[str, Any], instruction: str) -> list[dict]:
+    text = str(record.get("question", "")).strip()
+    if record.get("context"):
+        text = f"{str(record['context']).strip()}\n\n{text}"
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
+
+
+def _batched(seq: Sequence, size: int):
+    for i in range(0, len(seq), max(1, size)):
+        yield seq[i : i + size]
+
+
+def vote_multiple_choice(backend: ChatBackend, records: Sequence[dict[str, Any]], settings: VoteSettings) -> list[VoteResult]:
+    results: list[VoteResult] = []
+    # One request per option count, so the JSON schema's letter enum fits every item of it.
+    order = sorted(range(len(records)), key=lambda i: len(records[i].get("options") or []))
+    by_index: dict[int, VoteResult] = {}
+    for chunk in _batched(order, settings.batch_size):
+        groups: dict[int, list[int]] = {}
+        for i in chunk:
+            groups.setdefault(len(records[i].get("options") or []), []).append(i)
+        for n_opt, idxs in groups.items():
+            outputs = backend.chat(
+                [choice_conversation(records[i]) for i in idxs], n=settings.k, temperature=settings.temperature,
+                top_p=settings.top_p, max_tokens=settings.max_tokens_choice,
+                json_schema=choice_schema(n_opt) if settings.constrained_choice and n_opt else None,
+            )
+            for i, outs in zip(idxs, outputs):
+                rec = records[i]
+                picks = [extract_choice_letter(o, n_opt, rec.get("options")) for o in outs]
+                votes = [LETTERS[p] if p is not None else None for p in picks]
+                label = rec.get("answer_index")
+                target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
+                majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
+                by_index[i] = VoteResult("multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs))
+    results = [by_index[i] for i in range(len(records))]
+    return results
+
+
+def vote_generative(
+    backend: ChatBackend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings
+) -> list[VoteResult]:
+    """Majority of extracted answers vs the reference, for `math` and `short_answer` kinds."""
+    extractor = get_extractor(kind)
+    max_tokens = settings.max_tokens_math if kind == "math" else settings.max_tokens_short
+    results = []
+    for chunk in _batched(list(records), settings.batch_size):
+        outputs = backend.chat(
+            [generative_conversation(r, extractor.instruction) for r in chunk], n=settings.k,
+            temperature=settings.temperature, top_p=settings.top_p, max_tokens=max_tokens,
+        )
+        for rec, outs in zip(chunk, outputs):
+            votes = [extractor.extract(o) for o in outs]
+            target = extractor.reference(rec)
+            majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
+            results.append(VoteResult(f"{kind}_vote", settings.k, votes, target, majority, agreement, passed, list(outs)))
+    return results

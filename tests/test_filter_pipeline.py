@@ -1,0 +1,155 @@
+"""Stage 5 end to end on real fixture rows: planted copies, near copies and test items are caught.
+
+Seeds come from training splits, generated records from other training rows of the same
+datasets; planted among them: an exact copy, a near copy, copies of seeds, benchmark test items
+(a 13-gram match and a short question matched whole), a record that breaks the schema, an
+unparseable line and a seed that is itself a test item. Verification needs the model and is
+covered in test_filter_vote.py; here it is switched off.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_filter_fixtures import (
+    fixture_rows, gsm8k_fields, make_generated, make_seed, mbpp_fields, mc_fields, write_jsonl,
+)
+
+from nemo_taskseed.config import load_config
+from nemo_taskseed.filter.step import run_filter
+
+
+def _cfg(fixtures_hf: Path, executor: str):
+    return load_config("benchmarks/smoke", [
+        f"filter.executor={executor}", "filter.verify.enabled=false",
+        "filter.decontam.source=mirror", f"filter.decontam.mirror={fixtures_hf}",
+    ])
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory, fixtures_hf):
+    root = tmp_path_factory.mktemp("filter_run")
+    arc_train = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    arc_test = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "test")
+    csqa_val = fixture_rows(fixtures_hf, "tau/commonsense_qa", "default", "validation")
+    csqa_train = fixture_rows(fixtures_hf, "tau/commonsense_qa", "default", "train")
+    gsm_train = fixture_rows(fixtures_hf, "openai/gsm8k", "main", "train")
+    gsm_test = fixture_rows(fixtures_hf, "openai/gsm8k", "main", "test")
+    mbpp_train = fixture_rows(fixtures_hf, "google-research-datasets/mbpp", "full", "train")
+    mmlu_test = fixture_rows(fixtures_hf, "cais/mmlu", "anatomy", "test")
+
+    seeds = [make_seed("arc", "arc_easy", mc_fields(arc_train[i]), i) for i in range(10)]
+    seeds += [make_seed("gsm8k", "gsm8k", gsm8k_fields(gsm_train[i]), i) for i in range(3)]
+    seeds += [make_seed("mbpp", "mbpp", mbpp_fields(mbpp_train[i]), i) for i in range(2)]
+    # A "training" seed that is really an MMLU test item (the leak the seeds check exists for).
+    dirty_seed = make_seed("mmlu", "mmlu_anatomy", mc_fields(mmlu_test[0]), 0)
+    seeds.append(dirty_seed)
+
+    clean = [make_generated(seeds[i % 10], mc_fields(arc_train[100 + i])) for i in range(12)]
+    clean += [make_generated(seeds[10 + i], gsm8k_fields(gsm_train[100 + i])) for i in range(3)]
+    clean += [make_generated(seeds[13], mbpp_fields(mbpp_train[100 + i])) for i in range(2)]
+    clean += [make_generated(seeds[0], mc_fields(csqa_train[i])) for i in range(3)]
+
+    expected: dict[str, tuple[str, str]] = {}
+
+    def plant(rec, stage, reason):
+        expected[rec["id"]] = (stage, reason)
+        return rec
+
+    # Exact copy of a generated item: only case and spacing differ.
+    fields = mc_fields(arc_train[100])
+    fields["question"] = "  " + fields["question"].upper().replace(" ", "  ")
+    exact_copy = plant(make_generated(seeds[1], fields, sample_index=7), "exact_dedup", "exact_duplicate")
+    # Exact copy of its own seed.
+    seed_copy = plant(make_generated(seeds[2], mc_fields(arc_train[2]), sample_index=3), "exact_dedup", "exact_copy_of_seed")
+    # Near copy of a generated item: one word changed in the longest clean question (word
+    # 3-gram Jaccard ~0.85; a 15-word item with one word changed sits at ~0.75, too close to
+    # the 0.7 threshold for a MinHash estimate to be a stable test).
+    longest = max(range(101, 112), key=lambda i: len(mc_fields(arc_train[i])["question"].split()))
+    fields = mc_fields(arc_train[longest])
+    words = fields["question"].split()
+    words[len(words) // 2] = "notably"
+    fields["question"] = " ".join(words)
+    near_copy = plant(make_generated(seeds[3], fields, sample_index=5), "fuzzy_dedup", "near_duplicate")
+    # Near copy of its own seed: the seed's question with its last word changed.
+    fields = mc_fields(arc_train[4])
+    fields["question"] = fields["question"].rsplit(" ", 1)[0] + " today?"
+    near_seed = plant(make_generated(seeds[4], fields, sample_index=2), "fuzzy_dedup", "near_copy_of_seed")
+    # Benchmark test items: ARC-Easy test (13-grams), GSM8K test, a short CommonsenseQA question
+    # (8 words: no 13-gram; matched whole) with options of our own.
+    arc_item = plant(make_generated(seeds[5], mc_fields(arc_test[0])), "decontam", "benchmark_overlap")
+    gsm_item = plant(make_generated(seeds[10], gsm8k_fields(gsm_test[0])), "decontam", "benchmark_overlap")
+    short_q = next(r["question"] for r in csqa_val if 8 <= len(r["question"].split()) < 13)
+    csqa_item = plant(make_generated(seeds[6], {"question": short_q, "options": ["at the office", "in a canoe", "under water"],
+                                                "answer_index": 0, "answer_text": "at the office"}), "decontam", "benchmark_overlap")
+    # Child of the contaminated seed, itself clean.
+    child = plant(make_generated(dirty_seed, mc_fields(csqa_train[50])), "decontam", "seed_contaminated")
+    # Schema violation: no answer_text.
+    broken = make_generated(seeds[7], mc_fields(arc_train[150]))
+    broken["answer_text"] = ""
+    plant(broken, "schema", "invalid:answer_text")
+
+    generated = clean + [exact_copy, seed_copy, near_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
+    write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
+    write_jsonl(root / "gen" / "generated-00000.jsonl", generated, extra_lines=['{"id": "truncated'])
+    return {"root": root, "expected": expected, "clean_ids": {r["id"] for r in clean}, "dirty_seed": dirty_seed,
+            "arc_test_q": mc_fields(arc_test[0])["question"]}
+
+
+def _check_outputs(out: Path, planted: dict, result: dict) -> None:
+    kept = [json.loads(line) for line in (out / "curated.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    got = {r["id"]: (r["stage"], r["reason"]) for r in rejected if r["id"]}
+    assert got == planted["expected"]
+    assert {r["id"] for r in kept} == planted["clean_ids"]
+    # The unparseable line is rejected with its file and line, not a crash.
+    bad = [r for r in rejected if r["reason"] == "unparseable_json"]
+    assert len(bad) == 1 and bad[0]["detail"]["line"] == 30
+    assert result["in"] == len(kept) + len(rejected)
+
+    by_id = {r["id"]: r for r in rejected if r["id"]}
+    for r in by_id.values():
+        if r["reason"] == "near_copy_of_seed":
+            assert r["detail"]["own_seed"] is True and r["detail"]["jaccard"] >= 0.7
+        if r["reason"] == "exact_copy_of_seed":
+            assert r["detail"]["own_seed"] is True
+        if r["reason"] == "invalid:answer_text":
+            assert r["detail"]["errors"][0].startswith("answer_text")
+
+    report = json.loads((out / "contamination_report.json").read_text())
+    benches = {r["benchmark"] for r in report["records"] if r["reason"] == "benchmark_overlap"}
+    assert benches == {"arc", "gsm8k", "commonsense_qa"}
+    arc_hit = next(r for r in report["records"] if r["benchmark"] == "arc")
+    assert arc_hit["split"] == "allenai/ai2_arc/ARC-Easy:test"
+    assert len(arc_hit["ngram"].split()) == 13 and arc_hit["ngram"] in " ".join(planted["arc_test_q"].lower().replace("?", "").split())
+    assert [s["seed_id"] for s in report["seeds"]] == [planted["dirty_seed"]["id"]]
+    assert report["seeds"][0]["benchmark"] == "mmlu"
+    assert report["totals_per_benchmark"]["mmlu"] == {"records_dropped": 1, "seeds_contaminated": 1}
+    # gsm8k's train split is few-shot only: never indexed, so gsm8k seeds are not "contaminated".
+    assert not any(c["split"].endswith(":train") for c in report["coverage"] if c["benchmark"] == "gsm8k")
+
+    quality = json.loads((out / "quality_report.json").read_text())
+    arc = quality["families"]["arc"]
+    assert arc["seeds_in"] == 10 and arc["generated"] == 12 + 3 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    assert arc["parsed"] == arc["generated"] - 1
+    assert arc["kept"] == 15 and arc["kept"] <= arc["decontaminated"] <= arc["deduped"] <= arc["parsed"]
+    assert sum(arc["answer_positions"]["kept"]["counts"].values()) == 15
+    assert "arc" in result["summary"] and "TOTAL" in result["summary"]
+
+
+def test_planted_items_are_caught_inline(planted, fixtures_hf, tmp_path):
+    cfg = _cfg(fixtures_hf, "inline")
+    root = planted["root"]
+    result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
+    _check_outputs(tmp_path / "out", planted, result)
+
+
+@pytest.mark.ray
+def test_planted_items_are_caught_through_curator_ray_data(planted, fixtures_hf, tmp_path):
+    """The same stages through a real Curator Pipeline on RayDataExecutor."""
+    cfg = _cfg(fixtures_hf, "ray_data")
+    root = planted["root"]
+    result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
+    _check_outputs(tmp_path / "out", planted, result)
