@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("catalog", help="build the seed catalog from the installed lm-eval-harness")
@@ -16,20 +13,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=_catalog)
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def _catalog(args) -> int:
     from nemo_taskseed.catalog import build_catalog
     from nemo_taskseed.catalog.report import print_catalog_summary
     from nemo_taskseed.config import load_config
+    from nemo_taskseed.utils.jsonl import write_jsonl
 
     cfg = load_config(args.config, args.overrides)
     result = build_catalog(cfg.catalog, use_cache=not args.refresh)

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from nemo_taskseed.config import to_container
+from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.source import SourceError, mirror_file
 from nemo_taskseed.seeds.stages import (
     NormalizeSeedsStage,
@@ -97,9 +98,7 @@ def summarize(out_dir: Path, tasks: list[str]) -> dict[str, Any]:
             reasons[code] = reasons.get(code, 0) + 1
         info = json.loads(marker.read_text()) if marker.is_file() else {"kept": 0, "notes": {}}
         per_task[task] = {"kept": info["kept"], "rejected": task_reasons, "complete": marker.is_file(), "notes": info.get("notes", {})}
-    tmp = out_dir / ".rejected.jsonl.tmp"
-    tmp.write_text("".join(line + "\n" for line in rejected_lines))
-    tmp.replace(out_dir / "rejected.jsonl")
+    write_lines(out_dir / "rejected.jsonl", rejected_lines)
     return {
         "kept": sum(t["kept"] for t in per_task.values()),
         "rejected": sum(reasons.values()),

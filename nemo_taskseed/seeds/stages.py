@@ -20,6 +20,7 @@ from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.schema import validate_seed
+from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates, NormalizeError
 from nemo_taskseed.seeds.source import SourceError, mirror_file, read_hub_split, read_mirror_split, sample_rows
 
@@ -206,12 +207,12 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         for task, group in df.groupby("task", sort=False):
             kept = group[group["status"] == KEPT].sort_values("row")
             rejected = group[group["status"] == REJECTED].sort_values("row")
-            _atomic_write(out_dir / f"seeds.{task}.jsonl", list(kept["payload"]))
+            write_lines(out_dir / f"seeds.{task}.jsonl", list(kept["payload"]))
             rejected_lines = [
                 json.dumps({"task": task, "row": None if r.row < 0 else int(r.row), "reason_code": r.reason_code, "reason": r.reason, "field": r.field or None, "file": json.loads(r.payload).get("file") if r.payload else None}, ensure_ascii=False)
                 for r in rejected.itertuples()
             ]
-            _atomic_write(parts / f"rejected.{task}.jsonl", rejected_lines)
+            write_lines(parts / f"rejected.{task}.jsonl", rejected_lines)
             reasons: dict[str, int] = {}
             for code in rejected["reason_code"]:
                 reasons[code] = reasons.get(code, 0) + 1
@@ -228,16 +229,7 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                 "fingerprint": task_fingerprint({k: v for k, v in (catalog or {}).items() if k != "_source_file"}, self.settings, source_file) if catalog else None,
             }
             if catalog:  # a subtask whose source could not be read is retried on the next run
-                _atomic_write(parts / f"{task}.done.json", [json.dumps(marker)])
+                write_lines(parts / f"{task}.done.json", [json.dumps(marker)])
             summaries.append({"task": task, "kept": len(kept), "rejected": int(sum(reasons.values()))})
         return DocumentBatch(dataset_name=batch.dataset_name, data=pd.DataFrame(summaries, columns=["task", "kept", "rejected"]), _metadata=batch._metadata, _stage_perf=batch._stage_perf)
 
-
-def _atomic_write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)

@@ -1,0 +1,18 @@
+"""`taskseed run CONFIG [key=value ...]`: the whole pipeline, as far as `run.steps` goes."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run the pipeline steps of a config (e.g. configs/default.yaml)")
+    p.add_argument("config", help="config file or name under configs/")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run.workdir=/tmp/run seeds.max_per_subtask=50")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.pipeline.run import run_pipeline
+
+    run_pipeline(load_config(args.config, args.overrides))
+    return 0

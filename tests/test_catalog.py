@@ -1,0 +1,101 @@
+"""The seed catalog, built from the installed lm-eval 0.4.13 task YAMLs (no task code imported)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nemo_taskseed.catalog import build_catalog, load_catalog_rows
+from nemo_taskseed.catalog.guard import ScoredSplits, choose_seed_split
+from nemo_taskseed.config import load_config
+from nemo_taskseed.errors import UserError
+
+REQUIRED_KEYS = {"family", "task", "dataset_path", "dataset_name", "split", "format", "kind", "license"}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return build_catalog(load_config().catalog)
+
+
+def test_counts_meet_the_floor(catalog):
+    counts = catalog.counts()
+    declared = [r for r in catalog.eligible if r["split_role"] in ("training_split", "override")]
+    assert counts["eligible_families"] >= 70 and counts["eligible_subtasks"] >= 480
+    # The stricter count, declared training splits (plus config overrides) only.
+    assert len({r["family"] for r in declared}) >= 70
+    assert len(declared) >= 480
+    assert counts["by_kind"]["knowledge"] > 0 and counts["by_kind"]["reasoning"] > 0
+    assert sum(counts["by_split_role"].values()) == counts["eligible_subtasks"]
+
+
+def test_leaky_tasks_are_excluded_with_reason(catalog):
+    excluded = {r["task"]: r for r in catalog.excluded}
+    eligible = {r["task"] for r in catalog.eligible}
+    for task in ("gpqa_main_zeroshot", "gpqa_diamond_zeroshot", "aime25", "gsm8k_platinum", "gsm_plus"):
+        assert task not in eligible
+        assert excluded[task]["reason_code"] == "leak", excluded[task]
+    assert "'train' is scored by" in excluded["gpqa_main_zeroshot"]["reason"]
+    assert "'test' is scored by" in excluded["aime25"]["reason"]
+
+
+def test_fewshot_from_train_stays_eligible_and_roles_are_recorded(catalog):
+    rows = {r["task"]: r for r in catalog.eligible}
+    # arc and gsm8k draw few-shot examples from train: that does not make train scored.
+    assert rows["arc_easy"]["split"] == "train" and rows["arc_easy"]["split_role"] == "training_split"
+    assert rows["gsm8k"]["split"] == "train" and rows["gsm8k"]["format"] == "generative"
+    # MMLU declares no training split; its unscored few-shot split seeds.
+    assert rows["mmlu_anatomy"]["split"] == "dev" and rows["mmlu_anatomy"]["split_role"] == "fewshot_split"
+    assert rows["mmlu_anatomy"]["kind"] == "knowledge" and rows["gsm8k"]["kind"] == "reasoning"
+    # mbpp's train split is named by a config override and passes the guard.
+    assert rows["mbpp"]["split"] == "train" and rows["mbpp"]["split_role"] == "override"
+    assert rows["arc_easy"]["license"] == "cc-by-sa-4.0"
+    assert all(REQUIRED_KEYS <= set(r) for r in catalog.eligible)
+
+
+def test_guard_rejects_split_scored_by_a_sibling_task():
+    scored = ScoredSplits()
+    scored.add_task("sibling_eval", {"dataset_path": "org/data", "dataset_name": "cfg", "test_split": "train"})
+    seed = choose_seed_split("trainer", {"dataset_path": "org/data", "dataset_name": "cfg", "training_split": "train"}, scored, {})
+    assert seed.split is None and "sibling_eval:test_split" in seed.reason
+    # A different config of the same dataset is different data.
+    seed = choose_seed_split("trainer", {"dataset_path": "org/data", "dataset_name": "other", "training_split": "train"}, scored, {})
+    assert seed.split == "train"
+
+
+def test_license_switch_and_denylist():
+    cfg = load_config(overrides=["catalog.license_compatible_only=true", "catalog.denylist=[hellaswag]"])
+    result = build_catalog(cfg.catalog)
+    assert {r["license"] for r in result.eligible} <= set(cfg.catalog.compatible_licenses)
+    reasons = {r["task"]: r["reason_code"] for r in result.excluded}
+    assert reasons["hellaswag"] == "denylist"
+    assert reasons["openbookqa"] == "license"  # its card says "unknown"
+
+
+def test_repeat_is_served_from_cache(catalog):
+    again = build_catalog(load_config().catalog)
+    assert again.cache_hit
+    assert again.eligible == catalog.eligible
+
+
+def test_unknown_task_suggests_near_matches():
+    with pytest.raises(UserError, match="arc_easy"):
+        load_catalog_rows(load_config().catalog, ["arc_eazy"])
+    with pytest.raises(UserError, match="not eligible.*leak"):
+        load_catalog_rows(load_config().catalog, ["gpqa_main_zeroshot"])
+
+
+def test_cli_writes_catalog_and_excluded(tmp_path):
+    out, excluded = tmp_path / "catalog.jsonl", tmp_path / "excluded.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemo_taskseed", "catalog", "--out", str(out), "--excluded", str(excluded)],
+        capture_output=True, text=True, check=True,
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    dropped = [json.loads(line) for line in excluded.read_text().splitlines()]
+    assert len(rows) >= 480 and all(REQUIRED_KEYS <= set(r) for r in rows)
+    assert all(r["reason"] for r in dropped)
+    assert "training_split" in proc.stdout and "knowledge" in proc.stdout

@@ -1,0 +1,168 @@
+"""Seed collection and normalization on real benchmark rows (../shared/fixtures/hf), stage by stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from nemo_curator.tasks import DocumentBatch
+
+from nemo_taskseed.catalog import load_catalog_rows
+from nemo_taskseed.config import load_config, to_container
+from nemo_taskseed.schema import validate_seed
+from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates
+from nemo_taskseed.seeds.pipeline import build_seed_pipeline, summarize
+from nemo_taskseed.seeds.source import sample_rows
+
+
+def run_stages_in_process(tasks: list[str], mirror: Path, out: Path, **overrides) -> dict:
+    """The pipeline's stages called directly (no Ray), as Curator allows for unit tests."""
+    cfg = load_config(overrides=[f"seeds.{k}={v}" for k, v in overrides.items()])
+    rows = load_catalog_rows(cfg.catalog, tasks)
+    pipeline = build_seed_pipeline(to_container(cfg.seeds), out, str(mirror))
+    for row in rows:
+        batch = DocumentBatch(dataset_name=row["task"], data=pd.DataFrame({"catalog_row": [json.dumps(row)]}))
+        for stage in pipeline.stages:
+            stage.setup()
+            batch = stage.process(batch)
+    return summarize(out, [r["task"] for r in rows])
+
+
+def source_rows(fixtures: Path, rel: str) -> list[dict]:
+    return [json.loads(line) for line in (fixtures / rel).read_text().splitlines()]
+
+
+def seeds_of(out: Path, task: str) -> list[dict]:
+    return [json.loads(line) for line in (out / f"seeds.{task}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def normalized(fixtures_hf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    summary = run_stages_in_process(
+        ["arc_easy", "commonsense_qa", "openbookqa", "gsm8k", "mbpp", "mmlu_anatomy", "mmlu_high_school_mathematics"],
+        fixtures_hf, out, max_per_subtask="null",
+    )
+    return out, summary
+
+
+def test_every_row_kept_and_schema_valid(normalized):
+    out, summary = normalized
+    assert summary["rejected"] == 0, summary["rejected_by_reason"]
+    assert summary["per_task"]["arc_easy"]["kept"] == 200
+    assert summary["per_task"]["mmlu_anatomy"]["kept"] == 5
+    for path in out.glob("seeds.*.jsonl"):
+        for line in path.read_text().splitlines():
+            assert validate_seed(json.loads(line)) == []
+
+
+@pytest.mark.parametrize("task,rel,question_key", [
+    ("arc_easy", "allenai/ai2_arc/ARC-Easy/train.jsonl", "question"),
+    ("commonsense_qa", "tau/commonsense_qa/default/train.jsonl", "question"),
+    ("openbookqa", "allenai/openbookqa/main/train.jsonl", "question_stem"),
+])
+def test_labelled_choice_tasks_match_source_field_for_field(normalized, fixtures_hf, task, rel, question_key):
+    out, _ = normalized
+    records = {r["source"]["row"]: r for r in seeds_of(out, task)}
+    for row_index, src in enumerate(source_rows(fixtures_hf, rel)):
+        rec = records[row_index]
+        assert rec["question"] == src[question_key].strip()
+        assert rec["options"] == src["choices"]["text"]
+        answer = src["choices"]["label"].index(src["answerKey"].strip())
+        assert rec["answer_index"] == answer
+        assert rec["answer_text"] == src["choices"]["text"][answer]  # semantic text, not the letter
+        assert rec["format"] == "multiple_choice" and rec["split"] == "train"
+        assert rec["source"]["dataset_path"] == rel.split("/")[0] + "/" + rel.split("/")[1]
+
+
+def test_mmlu_letter_choices_resolve_to_option_text(normalized, fixtures_hf):
+    out, _ = normalized
+    for task, subject in (("mmlu_anatomy", "anatomy"), ("mmlu_high_school_mathematics", "high_school_mathematics")):
+        records = {r["source"]["row"]: r for r in seeds_of(out, task)}
+        for i, src in enumerate(source_rows(fixtures_hf, f"cais/mmlu/{subject}/dev.jsonl")):
+            rec = records[i]
+            assert rec["question"] == src["question"].strip()
+            assert rec["options"] == src["choices"]
+            assert rec["answer_index"] == src["answer"]
+            assert rec["answer_text"] == src["choices"][src["answer"]]
+            assert rec["kind"] == "knowledge" and rec["split"] == "dev"
+
+
+def test_generative_tasks_keep_reference_and_raw(normalized, fixtures_hf):
+    out, _ = normalized
+    gsm = {r["source"]["row"]: r for r in seeds_of(out, "gsm8k")}
+    for i, src in enumerate(source_rows(fixtures_hf, "openai/gsm8k/main/train.jsonl")):
+        assert gsm[i]["question"] == src["question"]
+        assert gsm[i]["answer_text"] == src["answer"] and gsm[i]["options"] is None
+        assert gsm[i]["prompt"] == f"Question: {src['question']}\nAnswer:"
+    mbpp = {r["source"]["row"]: r for r in seeds_of(out, "mbpp")}
+    for i, src in enumerate(source_rows(fixtures_hf, "google-research-datasets/mbpp/full/train.jsonl")):
+        assert mbpp[i]["question"] == src["text"].strip()
+        # lm-eval's mbpp target is the tests; the reference solution stays in `raw`.
+        assert mbpp[i]["answer_text"] == "\n".join(src["test_list"][:3])
+        assert mbpp[i]["raw"]["code"] == src["code"]
+        assert mbpp[i]["license"] == "cc-by-4.0"
+
+
+def test_passage_becomes_context(fixtures_hf):
+    """boolq's only fixture split is scored (so never seeds); normalization itself still applies."""
+    rows = load_catalog_rows(load_config().catalog, ["boolq"])
+    cat = {**rows[0], "split": "validation"}
+    src = source_rows(fixtures_hf, "aps/super_glue/boolq/validation.jsonl")[:20]
+    rules = FieldRules.from_config(to_container(load_config().seeds))
+    templates = LmEvalTemplates(cat, [{**d, ROW_COLUMN: i} for i, d in enumerate(src)], rules)
+    for i, doc in enumerate(templates.processed_docs()):
+        rec = templates.normalize(doc)
+        assert rec["question"] == src[i]["question"].strip()
+        assert rec["context"] == src[i]["passage"].strip()
+        assert rec["options"] == ["no", "yes"] and rec["answer_text"] == ["no", "yes"][src[i]["label"]]
+
+
+def test_bad_input_is_rejected_with_reason_and_the_rest_kept(fixtures_hf, tmp_path):
+    mirror = tmp_path / "mirror"
+    arc = mirror / "allenai/ai2_arc/ARC-Easy/train.jsonl"
+    arc.parent.mkdir(parents=True)
+    good = source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[:6]
+    missing = {k: v for k, v in good[2].items() if k != "answerKey"}
+    bad_key = {**good[3], "answerKey": "Z"}  # the template's label.index() fails
+    lines = [json.dumps(good[0]), "{not json", json.dumps(missing), json.dumps(bad_key), json.dumps(good[4]), json.dumps(good[5])]
+    arc.write_text("\n".join(lines) + "\n")
+    mmlu = mirror / "cais/mmlu/anatomy/dev.jsonl"
+    mmlu.parent.mkdir(parents=True)
+    rows = source_rows(fixtures_hf, "cais/mmlu/anatomy/dev.jsonl")
+    rows[1]["answer"] = 7
+    mmlu.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    out = tmp_path / "out"
+    summary = run_stages_in_process(["arc_easy", "mmlu_anatomy", "arc_challenge"], mirror, out)
+    assert summary["per_task"]["arc_easy"]["kept"] == 3
+    assert summary["per_task"]["mmlu_anatomy"]["kept"] == 4
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    by_reason = {(r["task"], r["reason_code"]): r for r in rejected}
+    assert by_reason[("arc_easy", "malformed_row")]["reason"].startswith("line 2:")
+    assert by_reason[("arc_easy", "malformed_row")]["file"] == str(arc)
+    assert by_reason[("arc_easy", "missing_field")]["field"] == "answerKey"
+    assert by_reason[("arc_easy", "missing_field")]["row"] == 2
+    assert by_reason[("arc_easy", "template_error")]["row"] == 3
+    assert by_reason[("mmlu_anatomy", "answer_out_of_range")]["field"] == "answer_index"
+    assert ("arc_challenge", "source_unavailable") in by_reason  # no such file in this mirror
+    assert summary["incomplete_subtasks"] == ["arc_challenge"]
+    assert summary["rejected_by_reason"]["malformed_row"] == 1
+
+
+def test_cap_samples_deterministically_and_stably():
+    rows = [(i, {"x": i}) for i in range(1000)]
+    first = sample_rows(rows, 50, seed=7, task="t")
+    assert first == sample_rows(rows, 50, seed=7, task="t")
+    assert len(first) == 50 and first != sample_rows(rows, 50, seed=8, task="t")
+    # Appending rows can only let new rows in: no old row swaps places with another old row.
+    grown = sample_rows(rows + [(i, {"x": i}) for i in range(1000, 1100)], 50, seed=7, task="t")
+    assert len({i for i, _ in first} - {i for i, _ in grown}) == len({i for i, _ in grown if i >= 1000})
+
+
+def test_capped_subtask(fixtures_hf, tmp_path):
+    summary = run_stages_in_process(["gsm8k"], fixtures_hf, tmp_path, max_per_subtask=25)
+    assert summary["per_task"]["gsm8k"]["kept"] == 25
