@@ -38,3 +38,23 @@ def vllm_hf_overrides(model_dir: str) -> dict:
     if quant.get("quant_method") == "gguf" and not any(Path(model_dir).glob("*.gguf")):
         return {"quantization_config": None}
     return {}
+
+
+# --- blend verify: megatron-core 0.16.1 BlendedDataset cache needs a process group -------------
+# With `GPTDatasetConfig.path_to_cache` set, 0.16.1's BlendedDataset calls
+# `torch.distributed.get_rank()` unguarded (blended_dataset.py `_build_indices`), which raises
+# without a process group; leaving path_to_cache unset instead makes GPTDataset write its index
+# cache into `<data prefix>/cache/` beside the data. A one-rank gloo group satisfies the call.
+# Drop this on megatron-core >= 0.19 (the call is guarded by `is_initialized()` there).
+def megatron_single_rank_group(store_dir):
+    """Start a world-size-1 gloo group (FileStore under `store_dir`) if none exists; returns a
+    callable that tears down only a group this function started."""
+    import os as _os
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return lambda: None
+    store = dist.FileStore(_os.path.join(str(store_dir), "dist_store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    return dist.destroy_process_group
