@@ -1,0 +1,37 @@
+"""`taskseed generate`: similar-question generation and answer enrichment (stages 3 and 4)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate new Q&A items from seeds and enrich their answers (vLLM or an OpenAI-compatible endpoint)",
+        description=(
+            "Reads DIR/seeds*.jsonl, writes OUT/generated.jsonl, OUT/rejected.jsonl, OUT/summary.json and "
+            "the request cache OUT/requests.sqlite. Re-running the same command resumes: finished requests "
+            "are read from the cache, only missing ones are sent."
+        ),
+    )
+    parser.add_argument("--seeds", required=True, metavar="DIR", help="folder holding seeds*.jsonl")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (also holds the request cache)")
+    parser.add_argument("--config", default=None, help="config file (default: configs/base/*.yaml only)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value",
+        help="config overrides, e.g. generate.backend.kind=openai generate.sampling.n=2 enrich.variants=[label]",
+    )
+    parser.set_defaults(func=_generate)
+
+
+def _generate(args) -> int:
+    from pathlib import Path
+
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.generate.step import run_step
+
+    cfg = load_config(args.config, args.overrides)
+    summary = run_step(cfg, Path(args.seeds), Path(args.out))
+    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests")}, indent=2))
+    return 0

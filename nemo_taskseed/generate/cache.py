@@ -1,0 +1,74 @@
+"""The request cache: every finished model request, keyed by a content hash, persisted atomically.
+
+Generation is the expensive part, so each request's replies are committed to SQLite as soon as
+its chunk finishes. SQLite's journal makes each commit all-or-nothing: a process killed with
+SIGKILL leaves the cache as of its last commit, never half a row. A restart looks every request
+up by key and sends only the misses, so finished requests are never re-sent and adding seeds to
+a finished run generates only for the new ones.
+
+The key is sha256 over the canonical JSON of (messages, model, sampling, json_schema): the
+prompt template's wording and version are inside the messages, so editing a template re-generates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+
+def request_key(messages: list[dict], model: str, sampling: dict[str, Any], json_schema: dict | None) -> str:
+    blob = json.dumps(
+        {"messages": messages, "model": model, "sampling": sampling, "json_schema": json_schema},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: explicit BEGIN/COMMIT below, one transaction per chunk.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS responses ("
+            " key TEXT PRIMARY KEY, outputs TEXT NOT NULL, backend TEXT NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            part = unique[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT key, outputs, backend FROM responses WHERE key IN ({','.join('?' * len(part))})", part
+            )
+            for key, outputs, backend in rows:
+                found[key] = {"outputs": json.loads(outputs), "backend": backend}
+        return found
+
+    def put_many(self, entries: dict[str, tuple[list[str], str]]) -> None:
+        """Commit {key: (outputs, backend)} in one transaction."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO responses (key, outputs, backend, created) VALUES (?, ?, ?, ?)",
+                [(k, json.dumps(o, ensure_ascii=False), b, now) for k, (o, b) in entries.items()],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

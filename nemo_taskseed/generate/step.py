@@ -1,0 +1,143 @@
+"""`taskseed generate` / the `generate` step of `taskseed run`: seeds in, generated records out.
+
+    in_dir/seeds*.jsonl  ->  out_dir/generated.jsonl   one record per item and variant (taskseed.generated/1)
+                             out_dir/rejected.jsonl    every dropped candidate, with stage and reason
+                             out_dir/summary.json      counts: kept, dropped per reason, requests, tokens
+                             out_dir/requests.sqlite   the request cache (what makes resume cheap)
+
+Requests are committed to the cache chunk by chunk while the run goes; the three output files are
+derived from the seeds and the cache alone and written atomically at the end (temp file +
+rename), so a run killed at any point and restarted writes exactly what an uninterrupted run
+writes, and never re-sends a finished request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from nemo_taskseed.config import to_container
+from nemo_taskseed.errors import UserError
+from nemo_taskseed.generate.backends import Backend, build_backend
+from nemo_taskseed.generate.stages import (
+    AnswerEnrichmentStage, SimilarQuestionStage, count_reasons, from_batch, log_summary, seeds_batch,
+)
+from nemo_taskseed.schema.generated import validate_generated
+from nemo_taskseed.schema.records import validate_seed
+
+CACHE_FILE = "requests.sqlite"
+
+
+def read_seeds(in_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(valid seeds in file/line order, rejected rows for invalid ones)."""
+    files = sorted(Path(in_dir).glob("seeds*.jsonl"))
+    if not files:
+        raise UserError(f"no seeds*.jsonl in {in_dir} (run `taskseed seeds` first)")
+    seeds, rejected, seen = [], [], set()
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    seed = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{f}:{line_no}: not JSON ({exc})") from exc
+                errors = validate_seed(seed)
+                if errors:
+                    rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
+                                     "seed_id": seed.get("id"), "file": f.name, "line": line_no})
+                    continue
+                if seed["id"] in seen:
+                    continue  # the same seed twice generates once
+                seen.add(seed["id"])
+                seeds.append(seed)
+    return seeds, rejected
+
+
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None) -> dict:
+    """Generate and enrich for every seed in `in_dir`; returns the summary (also out_dir/summary.json).
+
+    `backend` lets callers (tests, notebooks) reuse a running engine; by default one is built from
+    `cfg.generate.backend` and shared by both stages.
+    """
+    started = time.time()
+    config = to_container(cfg) or {}
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds, rejected = read_seeds(in_dir)
+    if not seeds:
+        raise UserError(f"{in_dir}: no valid seeds ({len(rejected)} invalid)")
+
+    own_backend = backend is None
+    if backend is None:
+        backend = build_backend(config)
+    cache_path = str(out_dir / CACHE_FILE)
+    generate = SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend)
+    enrich = AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)
+    try:
+        generate.setup()
+        enrich.setup()
+        items_batch = generate.process(seeds_batch(seeds))
+        out_batch = enrich.process(items_batch)
+    finally:
+        generate.teardown()
+        enrich.teardown()
+        if own_backend:
+            backend.close()
+
+    generated, stage_rejected = [], []
+    for kind, rec in from_batch(out_batch):
+        (generated if kind == "generated" else stage_rejected).append(rec)
+    rejected.extend(stage_rejected)
+    invalid = [(r["id"], validate_generated(r)) for r in generated]
+    invalid = [(i, e) for i, e in invalid if e]
+    if invalid:  # a bug in this package, not in the model's output
+        raise RuntimeError(f"generated records fail their schema: {invalid[:3]}")
+
+    write_jsonl_atomic(out_dir / "generated.jsonl", generated)
+    write_jsonl_atomic(out_dir / "rejected.jsonl", rejected)
+    items = {r["lineage"]["item_id"] for r in generated}
+    positions: dict[str, int] = {}
+    for r in generated:
+        if r["format"] == "multiple_choice" and r["variant"] == generated[0]["variant"]:
+            key = "ABCDEFGHIJ"[r["answer_index"]]
+            positions[key] = positions.get(key, 0) + 1
+    per_variant: dict[str, int] = {}
+    for r in generated:
+        per_variant[r["variant"]] = per_variant.get(r["variant"], 0) + 1
+    summary = {
+        "seeds": len(seeds),
+        "candidates": len(seeds) * int(config.get("generate", {}).get("sampling", {}).get("n", 1)),
+        "items_kept": len(items),
+        "records_kept": len(generated),
+        "records_per_variant": per_variant,
+        "dropped": count_reasons(rejected),
+        "answer_positions": dict(sorted(positions.items())),
+        "requests": {"generate": generate.stats.as_dict(), "enrich": enrich.stats.as_dict()},
+        "backend": {"kind": backend.name, "model": backend.model, "usage": backend.usage.as_dict()},
+        "seconds": round(time.time() - started, 1),
+    }
+    # `seconds` and `usage` describe this invocation; everything else is a function of seeds + cache.
+    write_json_atomic(out_dir / "summary.json", summary)
+    log_summary(summary)
+    return summary

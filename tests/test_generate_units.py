@@ -1,0 +1,230 @@
+"""Generation pieces that need no model: parsing and rejection reasons, answer positions, variant
+rendering, the request cache, template selection on real fixture seeds, and a down endpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from nemo_taskseed.errors import UserError
+from nemo_taskseed.generate.cache import RequestCache, request_key
+from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
+from nemo_taskseed.generate.parsers import (
+    REASONS, Rejected, answer_position, extract_json, is_copy, parse_enrichment, parse_item, reply_schema,
+)
+from nemo_taskseed.generate.prompts import load_templates, seed_fields, select_template_id
+from nemo_taskseed.generate.render import render_text
+from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION, validate_generated
+from nemo_taskseed.schema.records import content_id
+
+
+@pytest.fixture(scope="module")
+def seeds(fixtures_hf):
+    by_task = {s["task"]: s for s in fixture_seeds(fixtures_dir=fixtures_hf)}
+    return by_task
+
+
+def test_template_per_seed_shape_and_every_template_renders(seeds):
+    templates = load_templates()
+    assert {"multiple_choice", "multiple_choice_context", "boolean", "math_word_problem", "code_with_tests",
+            "short_answer", "reading_comprehension", "enrich"} <= set(templates)
+    chosen = {task: select_template_id(seed) for task, seed in seeds.items()}
+    assert chosen == {"arc_easy": "multiple_choice", "commonsense_qa": "multiple_choice",
+                      "gsm8k": "math_word_problem", "mbpp": "code_with_tests"}
+    assert select_template_id(seeds["arc_easy"], {"arc": "short_answer"}) == "short_answer"
+    for task, seed in seeds.items():
+        t = templates[chosen[task]]
+        messages = t.render(**seed_fields(seed, t, []))
+        assert messages[-1]["role"] == "user" and seed["question"][:40] in messages[-1]["content"]
+        assert "$" not in messages[-1]["content"].replace("$$", "")
+
+
+def test_extract_json_is_tolerant_of_fences_and_prose():
+    assert extract_json('{"a": 1}') == {"a": 1}
+    assert extract_json('Sure!\n```json\n{"a": "x}"}\n```\nDone') == {"a": "x}"}
+    assert extract_json('Here: {"a": {"b": 2}} and more') == {"a": {"b": 2}}
+    assert extract_json('{"a": 1') is None
+    assert extract_json("") is None
+
+
+def _mc(question="Which gas do plants take in to make food?", correct="carbon dioxide",
+        distractors=("oxygen", "nitrogen", "helium")):
+    return json.dumps({"question": question, "correct_answer": correct, "distractors": list(distractors)})
+
+
+def test_multiple_choice_parse_and_every_rejection_reason(seeds):
+    seed = seeds["arc_easy"]
+    item = parse_item("multiple_choice", _mc(), seed, 0)
+    assert item["options"][item["answer_index"]] == "carbon dioxide" == item["answer_text"]
+    assert len(item["options"]) == 4 and item["format"] == "multiple_choice"
+    cases = {
+        "invalid_json": "not json at all",
+        "missing_field": json.dumps({"question": "Which gas do plants use?"}),
+        "empty_text": _mc(correct="   "),
+        "question_too_short": _mc(question="A."),
+        "wrong_option_count": _mc(distractors=("oxygen", "nitrogen")),
+        "answer_not_in_options": json.dumps({"question": "Which gas do plants use?", "options": ["a", "b", "c", "d"],
+                                             "answer": "carbon dioxide"}),
+        "duplicate_options": _mc(distractors=("oxygen", "Oxygen", "helium")),
+    }
+    for reason, raw in cases.items():
+        got = parse_item("multiple_choice", raw, seed, 0)
+        assert isinstance(got, Rejected) and got.reason == reason, (reason, got)
+        assert reason in REASONS
+    # A correct answer repeated among the distractors leaves no single correct option.
+    got = parse_item("multiple_choice", _mc(distractors=("oxygen", "carbon dioxide", "helium")), seed, 0)
+    assert got.reason == "answer_not_in_options"
+    # The alternative reply shape (options + letter) is accepted.
+    alt = json.dumps({"question": "Which gas do plants use?", "options": ["oxygen", "carbon dioxide", "helium", "neon"],
+                      "answer": "B"})
+    assert parse_item("multiple_choice", alt, seed, 0)["answer_text"] == "carbon dioxide"
+
+
+def test_copy_of_seed_detected(seeds):
+    seed = seeds["arc_easy"]
+    copy = parse_item("multiple_choice", _mc(question=seed["question"].upper() + "?"), seed, 0)
+    assert is_copy(copy, seed, 0.9)
+    assert not is_copy(parse_item("multiple_choice", _mc(), seed, 0), seed, 0.9)
+
+
+def test_answer_positions_are_deterministic_and_balanced(seeds):
+    seed = seeds["commonsense_qa"]  # 5 options
+    positions = [parse_item("multiple_choice", _mc(distractors=("a x", "b y", "c z", "d w")), seed, i)["answer_index"]
+                 for i in range(10)]
+    assert Counter(positions) == {p: 2 for p in range(5)}
+    ids = [content_id("seed", i) for i in range(400)]
+    counts = Counter(answer_position(i, 0, 4) for i in ids)
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 60  # ~100 each over distinct seeds
+    assert answer_position(ids[0], 3, 4) == answer_position(ids[0], 3, 4)
+
+
+def test_code_and_math_parsing(seeds):
+    code = json.dumps({"question": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+                       "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]})
+    item = parse_item("code_with_tests", code, seeds["mbpp"], 0)
+    assert item["tests"] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"] and item["reference"].startswith("def add")
+    bad_tests = json.dumps({"question": "Write a function to add numbers.", "code": "def add(a, b): return a+b",
+                            "tests": ["add(1, 2) == 3"]})
+    assert parse_item("code_with_tests", bad_tests, seeds["mbpp"], 0).reason == "bad_tests"
+    bad_code = json.dumps({"question": "Write a function to add numbers.", "code": "def add(a, b) return",
+                           "tests": ["assert add(1, 2) == 3"]})
+    assert parse_item("code_with_tests", bad_code, seeds["mbpp"], 0).reason == "code_syntax_error"
+    math = json.dumps({"question": "Tom has 3 apples and buys 4 more. How many now?", "solution": "3 + 4 = 7",
+                       "final_answer": 7})
+    item = parse_item("math_word_problem", math, seeds["gsm8k"], 0)
+    assert (item["answer_text"], item["reference"], item["options"]) == ("7", "3 + 4 = 7", None)
+
+
+def test_reply_schemas_pin_option_counts():
+    schema = reply_schema("multiple_choice", 5)
+    assert schema["properties"]["distractors"]["minItems"] == schema["properties"]["distractors"]["maxItems"] == 4
+    assert "context" in reply_schema("boolean", 2, has_context=True)["properties"]
+    with pytest.raises(ValueError):
+        reply_schema("poetry")
+
+
+def _record(item, variant, enrichment, seed):
+    item_id = content_id(item["question"], item["answer_text"])
+    lineage = {"seed_id": seed["id"], "item_id": item_id, "template_id": "multiple_choice", "template_version": "1",
+               "model": "m", "backend": "vllm", "sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0,
+                                                              "max_tokens": 8, "seed": 0},
+               "request_key": "0" * 64, "sample_index": 0, "raw_output": "{}"}
+    return {"schema_version": GENERATED_SCHEMA_VERSION, "id": content_id(item_id, variant), "seed_id": seed["id"],
+            "family": seed["family"], "task": seed["task"], "kind": seed["kind"], "license": seed["license"],
+            **{k: item[k] for k in ("format", "question", "context", "options", "answer_index", "answer_text",
+                                    "reference", "tests")},
+            "lineage": lineage, "enrichment": enrichment, "variant": variant, "text": render_text(item, variant, enrichment)}
+
+
+def test_variant_texts_follow_the_documented_format(seeds):
+    seed = seeds["arc_easy"]
+    item = parse_item("multiple_choice", _mc(), seed, 1)
+    letter = "ABCD"[item["answer_index"]]
+    enrichment = parse_enrichment(json.dumps({
+        "reasoning": "Plants make sugar from carbon dioxide and water.",
+        "alternatives": [{"option": "A", "why_wrong": "w1"}, {"option": "B", "why_wrong": "w2"},
+                         {"option": "C", "why_wrong": "w3"}, {"option": "D", "why_wrong": "w4"},
+                         {"option": "A", "why_wrong": "again"}],
+        "knowledge": "Photosynthesis uses CO2."}), item)
+    assert [a["option"] for a in enrichment["alternatives"]] == sorted(set("ABCD") - {letter})
+    texts = {v: render_text(item, v, enrichment) for v in ("label", "answer", "reasoning", "context")}
+    assert texts["label"].endswith(f"\nAnswer: {letter}")
+    assert texts["answer"].endswith("\nAnswer: carbon dioxide")
+    assert texts["label"].startswith("Question: Which gas do plants take in to make food?\nA. ")
+    assert f"So the answer is {letter}. carbon dioxide\nWhy the other options are wrong:\n- " in texts["reasoning"]
+    assert texts["context"] == "Background: Photosynthesis uses CO2.\n\n" + texts["reasoning"]
+    for variant in texts:
+        assert validate_generated(_record(item, variant, enrichment, seed)) == []
+    # An enriched variant without enrichment fails the schema.
+    broken = _record(item, "label", None, seed) | {"variant": "reasoning"}
+    assert any("enrichment" in e for e in validate_generated(broken))
+    assert parse_enrichment("nope", item).reason == "enrichment_invalid_json"
+    assert parse_enrichment('{"reasoning": " ", "alternatives": [], "knowledge": ""}', item).reason == "enrichment_empty"
+
+
+def test_request_cache_keys_and_commits(tmp_path):
+    messages = [{"role": "user", "content": "hi"}]
+    sampling = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0}
+    k1 = request_key(messages, "m", sampling, None)
+    assert k1 == request_key(list(messages), "m", dict(sampling), None)
+    assert k1 != request_key(messages, "m", {**sampling, "temperature": 0.5}, None)
+    assert k1 != request_key(messages, "m2", sampling, None)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    cache.put_many({k1: (["a", "b"], "vllm")})
+    cache.put_many({k1: (["other"], "vllm")})  # first answer wins: a key is answered once
+    cache.close()
+    again = RequestCache(tmp_path / "c.sqlite")
+    assert again.get_many([k1, "missing"]) == {k1: {"outputs": ["a", "b"], "backend": "vllm"}}
+    assert len(again) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_endpoint_down_stops_with_clear_message_and_keeps_cache(tmp_path, fixtures_hf, model_dir):
+    """A real OpenAIBackend against a port nobody listens on: retried, then a UserError."""
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.generate.step import run_step
+
+    write_seeds(tmp_path / "seeds" / "seeds.jsonl", fixture_seeds({"arc_easy": 1}, fixtures_dir=fixtures_hf))
+    out = tmp_path / "out"
+    out.mkdir()
+    done = RequestCache(out / "requests.sqlite")
+    done.put_many({"f" * 64: (["kept"], "openai")})  # stands for work finished before the outage
+    done.close()
+    port = _free_port()
+    cfg = load_config(overrides=[
+        "generate.backend.kind=openai", f"generate.backend.model={model_dir}",
+        f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
+        "generate.backend.openai.max_retries=1", "generate.backend.openai.backoff_s=0.05",
+        "generate.backend.openai.timeout_s=2",
+    ])
+    with pytest.raises(UserError, match=f"cannot reach http://127.0.0.1:{port}/v1 after 2 attempts"):
+        run_step(cfg, tmp_path / "seeds", out)
+    assert RequestCache(out / "requests.sqlite").get_many(["f" * 64])["f" * 64]["outputs"] == ["kept"]
+    # Through the CLI the same failure is one line on stderr and exit code 2, no traceback.
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(tmp_path / "seeds"), "--out", str(out),
+         *[f"{o}" for o in ("generate.backend.kind=openai", f"generate.backend.model={model_dir}",
+                            f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
+                            "generate.backend.openai.max_retries=0")]],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "taskseed generate: error: cannot reach" in proc.stderr
+
+
+def test_missing_seeds_is_a_user_error(tmp_path):
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.generate.step import run_step
+
+    with pytest.raises(UserError, match="no seeds"):
+        run_step(load_config(), tmp_path, tmp_path / "out")
