@@ -40,6 +40,31 @@ def vllm_hf_overrides(model_dir: str) -> dict:
     return {}
 
 
+# --- evaluate: GGUF quantization_config left in a converted model's config.json ------------------
+# transformers 5.19 keeps `quantization_config: {quant_method: gguf}` on a model loaded from GGUF,
+# so the HF folder written by `models.prepare_model` (dequantized safetensors) cannot be loaded by
+# lm-eval's hf backend ("Loading a GGUF checkpoint needs the file named ..."). Drop this once the
+# prepared config.json no longer carries a gguf quantization_config.
+def hf_folder_without_gguf_quantization(model_dir):
+    """`model_dir`, or a sibling view of it (symlinked files, cleaned config.json) that loads as plain HF."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    model_dir = _Path(model_dir)
+    config = _json.loads((model_dir / "config.json").read_text())
+    if (config.get("quantization_config") or {}).get("quant_method") != "gguf":
+        return model_dir
+    view = model_dir.parent / f"{model_dir.name}.hf-view"
+    view.mkdir(exist_ok=True)
+    for item in model_dir.iterdir():
+        link = view / item.name
+        if item.name != "config.json" and not link.exists():
+            link.symlink_to(item.resolve())
+    config.pop("quantization_config")
+    (view / "config.json").write_text(_json.dumps(config, indent=2))
+    return view
+
+
 # --- blend verify: megatron-core 0.16.1 BlendedDataset cache needs a process group -------------
 # With `GPTDatasetConfig.path_to_cache` set, 0.16.1's BlendedDataset calls
 # `torch.distributed.get_rank()` unguarded (blended_dataset.py `_build_indices`), which raises
@@ -58,3 +83,35 @@ def megatron_single_rank_group(store_dir):
     store = dist.FileStore(_os.path.join(str(store_dir), "dist_store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     return dist.destroy_process_group
+
+
+# --- seeds: lm-eval 0.4.13 recompiles a Jinja template on every doc ----------------------------
+# `lm_eval.utils.apply_template` calls `env.from_string(template)` per call: ~2 ms each, ~90% of
+# normalization time (measured with cProfile on 5k fixture rows). Compiled templates are cached
+# by source text here. Drop when `apply_template` in lm_eval/utils.py caches compiled templates.
+def cache_lm_eval_templates() -> None:
+    import functools
+
+    import lm_eval.utils as lm_utils
+
+    if getattr(lm_utils.apply_template, "taskseed_cached", False):
+        return
+    compile_template = functools.lru_cache(maxsize=4096)(lm_utils.env.from_string)
+
+    def apply_template(template: str, doc: dict) -> str:
+        return compile_template(template).render(**doc)
+
+    apply_template.taskseed_cached = True
+    lm_utils.apply_template = apply_template
+
+
+# Curator 1.4 MegatronTokenizerWriter calls `tokenizer.batch_encode_plus`, which transformers 5.x
+# removed ("TokenizersBackend has no attribute batch_encode_plus"); its error path then calls the
+# missing `fs.remove`. Used by bench/bench_tokenize.py to compare against Curator. Drop when
+# Curator's writer calls `tokenizer(...)` (check megatron_tokenizer.py in nemo_curator).
+def curator_megatron_writer_transformers5(writer):
+    """Give a set-up MegatronTokenizerWriter's tokenizer the `batch_encode_plus` it expects."""
+    tokenizer = writer.tokenizer
+    if not hasattr(tokenizer, "batch_encode_plus"):
+        tokenizer.batch_encode_plus = lambda batch, **kwargs: tokenizer(list(batch), **kwargs)
+    return writer

@@ -7,6 +7,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
 SEED_SCHEMA_VERSION = "taskseed.seed/1"
@@ -79,20 +80,27 @@ class SchemaError(ValueError):
 
 
 @lru_cache(maxsize=8)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+def _validators(schema_json: str) -> tuple[Any, jsonschema.protocols.Validator]:
     schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    return fastjsonschema.compile(schema), cls(schema)
 
 
 def validate_record(record: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """All schema violations of `record`, each as `field.path: message` (empty list: valid)."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    """All schema violations of `record`, each as `field.path: message` (empty list: valid).
+
+    fastjsonschema (compiled, ~50x faster) decides validity; jsonschema then lists every error of
+    the rare invalid record, which fastjsonschema would stop at the first of.
+    """
+    is_valid, explain = _validators(json.dumps(schema, sort_keys=True))
     errors = []
-    for err in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path)):
-        where = ".".join(str(p) for p in err.absolute_path) or "<record>"
-        errors.append(f"{where}: {err.message}")
+    try:
+        is_valid(record)
+    except fastjsonschema.JsonSchemaException:
+        for err in sorted(explain.iter_errors(record), key=lambda e: list(e.absolute_path)):
+            where = ".".join(str(p) for p in err.absolute_path) or "<record>"
+            errors.append(f"{where}: {err.message}")
     if record.get("format") == "multiple_choice":
         options, idx = record.get("options"), record.get("answer_index")
         if isinstance(options, list) and isinstance(idx, int) and not 0 <= idx < len(options):

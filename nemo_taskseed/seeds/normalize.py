@@ -74,7 +74,10 @@ class LmEvalTemplates:
         import datasets
         from lm_eval.api.task import ConfigurableTask
 
+        from nemo_taskseed.compat import cache_lm_eval_templates
         from nemo_taskseed.seeds.taskconfig import template_config
+
+        cache_lm_eval_templates()
 
         self.row = catalog_row
         self.rules = rules
