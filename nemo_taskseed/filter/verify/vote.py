@@ -35,7 +35,8 @@ class VoteSettings:
     temperature: float = 0.7
     top_p: float = 0.95
     threshold: float = 0.6
-    max_tokens_choice: int = 16
+    # Room for the JSON object: the 135M model pads it with newlines and spaces.
+    max_tokens_choice: int = 32
     max_tokens_math: int = 384
     max_tokens_short: int = 32
     constrained_choice: bool = True  # JSON-schema decoding of {"answer": <letter>}

@@ -1,0 +1,75 @@
+"""Majority-vote verification with the real SmolLM2-135M-Instruct on vLLM (CPU).
+
+One engine for the module, a handful of short prompts. A 135M model is a poor judge, so the
+assertions check the mechanism (k votes parsed from real samples, agreement = votes for the label
+/ k, the keep rule applied, the vote recorded on the record), not the model's accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields
+
+from nemo_taskseed.filter.records import records_to_frame
+from nemo_taskseed.filter.stages import VerificationStage
+from nemo_taskseed.filter.verify import VoteSettings, decide, vote_multiple_choice
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    from nemo_taskseed.generate.backends import build_backend
+
+    b = build_backend({"kind": "vllm", "model": str(model_dir), "vllm": {
+        "dtype": "float32", "max_model_len": 1024, "enforce_eager": True, "seed": 0, "kv_cache_space_gb": 1,
+    }})
+    yield b
+    b.close()
+
+
+def test_multiple_choice_vote_with_real_model(backend, fixtures_hf):
+    rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:3]
+    seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
+    records = [make_generated(seed, mc_fields(r)) for r in rows]
+    settings = VoteSettings(k=4, temperature=0.8, threshold=0.5)
+    results = vote_multiple_choice(backend, records, settings)
+    assert len(results) == 3
+    for rec, res in zip(records, results):
+        assert len(res.outputs) == 4 and len(res.votes) == 4
+        # JSON-constrained decoding: a parsed vote is always one of the item's letters (a sample
+        # cut off by max_tokens inside the JSON is an unparsed vote, counted against).
+        parsed = [v for v in res.votes if v is not None]
+        assert parsed and all(v in "ABCD"[: len(rec["options"])] for v in parsed), res.outputs
+        assert res.target == "ABCD"[rec["answer_index"]]
+        assert res.agreement == res.votes.count(res.target) / 4
+        assert res.passed == decide(res.votes, res.target, 4, 0.5)[2]
+
+
+def test_verification_stage_records_votes_and_rejects_disagreement(backend, fixtures_hf):
+    """Stage path: MC votes and a GSM8K math vote; every voted row carries its agreement rate."""
+    arc = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    gsm = fixture_rows(fixtures_hf, "openai/gsm8k", "main", "train")
+    seed = make_seed("arc", "arc_easy", mc_fields(arc[0]), 0)
+    gseed = make_seed("gsm8k", "gsm8k", gsm8k_fields(gsm[0]), 0)
+    records = [make_generated(seed, mc_fields(arc[5])), make_generated(gseed, gsm8k_fields(gsm[1]))]
+    df = records_to_frame(records)
+    stage = VerificationStage(vote={"k": 2, "temperature": 0.7, "threshold": 0.5, "max_tokens_math": 96}, backend=backend)
+    from nemo_curator.tasks import DocumentBatch
+
+    stage.setup()
+    out = stage.process(DocumentBatch(dataset_name="t", data=df)).to_pandas()
+    for _, row in out.iterrows():
+        ver = json.loads(row["annotations"])["verification"]
+        assert ver["k"] == 2 and len(ver["votes"]) == 2
+        assert ver["method"] in ("multiple_choice_vote", "math_vote")
+        if row["status"] == "kept":
+            assert ver["passed"] and ver["agreement"] >= 0.5
+        else:
+            assert row["reason"].endswith("_vote_disagrees") and not ver["passed"]
+    math_ver = json.loads(out.iloc[1]["annotations"])["verification"]
+    assert math_ver["method"] == "math_vote"
+    assert math_ver["target"] == gsm8k_fields(gsm[1])["answer_text"].replace(",", "")
+    assert math_ver["agreement"] == sum(v == math_ver["target"] for v in math_ver["votes"]) / 2
