@@ -68,8 +68,9 @@ def extract_choice_letter(output: str, n_options: int, options: list[str] | None
             if idx < n_options:
                 return idx
     if options:
-        norm = normalize_short_answer(output)
-        hits = [i for i, opt in enumerate(options) if normalize_short_answer(opt) and normalize_short_answer(opt) == norm]
+        # The option's text, quoted in the output: exactly one option may appear.
+        padded = f" {normalize_short_answer(output)} "
+        hits = [i for i, opt in enumerate(options) if normalize_short_answer(opt) and f" {normalize_short_answer(opt)} " in padded]
         if len(hits) == 1:
             return hits[0]
     return None

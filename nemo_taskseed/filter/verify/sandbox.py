@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,11 @@ def _no_network(*a, **k):
 socket.socket.connect = socket.socket.connect_ex = socket.socket.sendto = _no_network
 socket.create_connection = _no_network
 socket.getaddrinfo = _no_network
-payload = json.load(open(sys.argv[1]))
+import os
+with open(sys.argv[1]) as fh:
+    payload = json.load(fh)
+os.remove(sys.argv[1])  # the code under test must not read the completion token
+token, out = payload["token"], sys.stdout
 ns = {"__name__": "__taskseed_sandbox__"}
 exec(compile(payload["code"], "<solution>", "exec"), ns)
 for i, test in enumerate(payload["tests"]):
@@ -42,6 +47,9 @@ for i, test in enumerate(payload["tests"]):
     except AssertionError:
         print(json.dumps({"failed_test": i}), file=sys.stderr)
         sys.exit(3)
+# Only a run that reaches this line passes: exit(0) or os._exit(0) inside the code does not.
+out.write(token)
+out.flush()
 '''
 
 
@@ -100,22 +108,23 @@ def run_code_tests(
     """Run `setup_code + code`, then each assert of `tests`; passed only when all hold."""
     if not tests:
         return SandboxResult("error", None, 0.0, stderr_tail="no tests to run")
+    token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="taskseed-sandbox-") as tmp:
         payload = os.path.join(tmp, "payload.json")
         harness = os.path.join(tmp, "harness.py")
         with open(payload, "w", encoding="utf-8") as fh:
-            json.dump({"code": (setup_code + "\n" + code) if setup_code else code, "tests": list(tests)}, fh)
+            json.dump({"code": (setup_code + "\n" + code) if setup_code else code, "tests": list(tests), "token": token}, fh)
         with open(harness, "w", encoding="utf-8") as fh:
             fh.write(_HARNESS)
         cmd = [*_netns_prefix(), python or sys.executable, "-I", "-B", harness, payload]
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         start = time.monotonic()
         proc = subprocess.Popen(
-            cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_limits(max(1, int(timeout_s) + 1), memory_mb),
         )
         try:
-            _, err = proc.communicate(timeout=timeout_s)
+            out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -125,8 +134,10 @@ def run_code_tests(
             return SandboxResult("timeout", None, round(time.monotonic() - start, 3), stderr_tail=f"killed after {timeout_s}s")
         seconds = round(time.monotonic() - start, 3)
         tail = err.decode("utf-8", "replace")[-500:]
-        if proc.returncode == 0:
+        if proc.returncode == 0 and out.decode("utf-8", "replace").endswith(token):
             return SandboxResult("passed", 0, seconds)
+        if proc.returncode == 0:
+            return SandboxResult("error", 0, seconds, stderr_tail="exited before running every test")
         if proc.returncode == 3:
             failed = None
             try:

@@ -1,0 +1,107 @@
+"""Code checks in the sandbox (real MBPP rows), answer extraction, the vote rule and the registry."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from test_filter_fixtures import fixture_rows, make_generated, make_seed, mbpp_fields
+
+from nemo_taskseed.filter.records import records_to_frame
+from nemo_taskseed.filter.stages import VerificationStage
+from nemo_taskseed.filter.verify import decide, run_code_tests
+from nemo_taskseed.registry import (
+    extract_choice_letter, extract_math_answer, normalize_math_answer, normalize_short_answer, verifier_kind,
+)
+
+
+@pytest.fixture(scope="module")
+def mbpp(fixtures_hf):
+    return fixture_rows(fixtures_hf, "google-research-datasets/mbpp", "full", "train")
+
+
+def test_real_mbpp_solution_passes_its_tests(mbpp):
+    row = mbpp[0]
+    res = run_code_tests(row["code"], row["test_list"], timeout_s=10)
+    assert res.status == "passed", res.stderr_tail
+
+
+def test_wrong_solution_fails_with_the_failing_test(mbpp):
+    row = mbpp[1]
+    # The real solution, with every test asserting the opposite of its first test.
+    tests = [row["test_list"][0].replace("==", "!=", 1)] if "==" in row["test_list"][0] else ["assert False"]
+    res = run_code_tests(row["code"], tests, timeout_s=10)
+    assert res.status == "failed" and res.failed_test == 0
+
+
+def test_endless_solution_times_out_and_is_killed(mbpp):
+    code = mbpp[2]["code"] + "\nwhile True:\n    pass\n"
+    res = run_code_tests(code, mbpp[2]["test_list"], timeout_s=2)
+    assert res.status == "timeout"
+
+
+def test_exiting_early_is_not_a_pass(mbpp):
+    row = mbpp[0]
+    for escape in ("import sys; sys.exit(0)", "import os; os._exit(0)"):
+        res = run_code_tests(row["code"] + "\n" + escape, ["assert False"], timeout_s=10)
+        assert res.status == "error", escape
+
+
+def test_sandbox_blocks_network_and_caps_memory():
+    net = run_code_tests(
+        "import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=2)\n    return True",
+        ["assert f()"], timeout_s=10)
+    assert net.status == "error" and "network disabled" in net.stderr_tail
+    mem = run_code_tests("buf = bytearray(2 * 1024**3)", ["assert True"], timeout_s=10, memory_mb=256)
+    assert mem.status == "error" and "MemoryError" in mem.stderr_tail
+
+
+def test_verification_stage_keeps_passing_code_and_rejects_failing(mbpp):
+    seed = make_seed("mbpp", "mbpp", mbpp_fields(mbpp[0]), 0)
+    good = make_generated(seed, mbpp_fields(mbpp[3]))
+    bad_fields = mbpp_fields(mbpp[4])
+    # Same program, then its function redefined to return None: the real tests must fail.
+    fn = re.match(r"assert\s+(\w+)\(", bad_fields["tests"][0]).group(1)
+    bad_fields["reference"] += f"\ndef {fn}(*args, **kwargs):\n    return None\n"
+    bad = make_generated(seed, bad_fields)
+    from nemo_curator.tasks import DocumentBatch
+
+    stage = VerificationStage(code={"timeout_s": 10, "memory_mb": 512})
+    stage.setup()
+    out = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame([good, bad])))
+    df = out.to_pandas()
+    assert list(df["status"]) == ["kept", "rejected"]
+    assert df.iloc[1]["reason"] == "code_failed"
+    assert json.loads(df.iloc[0]["annotations"])["verification"]["status"] == "passed"
+    assert out._metadata["filter_stats"]["verify"]["dropped"] == {df.iloc[1]["reason"]: 1}
+
+
+def test_real_gsm8k_answers_extract_and_normalize(fixtures_hf):
+    rows = fixture_rows(fixtures_hf, "openai/gsm8k", "main", "test")[:20]
+    for row in rows:
+        final = row["answer"].split("####")[-1].strip()
+        assert normalize_math_answer(extract_math_answer(row["answer"])) == normalize_math_answer(final)
+    assert normalize_math_answer(extract_math_answer("so the total is \\boxed{\\frac{6}{4}}")) == "3/2"
+    assert normalize_math_answer(extract_math_answer("She pays $1,250.00 in total.")) == "1250"
+    assert normalize_math_answer("18 dollars") != normalize_math_answer("19")
+
+
+def test_choice_letters_short_answers_and_registry():
+    assert extract_choice_letter('{ \n"answer" : "C"\n}', 4) == 2
+    assert extract_choice_letter("The answer is B.", 4) == 1
+    assert extract_choice_letter("The answer is a bank", 2, ["a bank", "the mall"]) == 0
+    assert extract_choice_letter("E", 4) is None  # out of range for 4 options
+    assert normalize_short_answer("The Eiffel Tower.") == normalize_short_answer("eiffel tower")
+    assert verifier_kind("gsm8k", "generative") == "math"
+    assert verifier_kind("mbpp", "generative") == "code"
+    assert verifier_kind("arc", "multiple_choice") == "multiple_choice"
+    assert verifier_kind("triviaqa", "generative") == "short_answer"
+    assert verifier_kind("my_family", "generative", {"my_family": "math"}) == "math"
+
+
+def test_vote_rule():
+    assert decide(["A", "A", "B", None, "A"], "A", 5, 0.6) == ("A", 0.6, True)
+    assert decide(["A", "B", "B", "C", "A"], "A", 5, 0.4)[2] is False  # tie with B: not a majority
+    assert decide([None, None], "A", 2, 0.5) == (None, 0.0, False)
+    assert decide(["7", "7"], None, 2, 0.5)[2] is False  # no reference: never passes
