@@ -153,3 +153,20 @@ def test_planted_items_are_caught_through_curator_ray_data(planted, fixtures_hf,
     root = planted["root"]
     result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
     _check_outputs(tmp_path / "out", planted, result)
+
+
+def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf, tmp_path, capsys):
+    from nemo_taskseed.cli import main
+
+    root = planted["root"]
+    out = tmp_path / "cli"
+    rc = main(["filter", "--in", str(root / "gen"), "--seeds", str(root / "seeds"), "--out", str(out),
+               "--mirror", str(fixtures_hf), "--config", "benchmarks/smoke", "--executor", "inline",
+               "filter.verify.enabled=false"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "TOTAL" in printed and '"kept": 20' in printed
+    assert {p.name for p in out.iterdir()} >= {"curated.jsonl", "rejected.jsonl", "contamination_report.json",
+                                                "quality_report.json", "quality_summary.txt"}
+    rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])
+    assert rc == 2 and "key=value" in capsys.readouterr().err
