@@ -60,6 +60,14 @@ def megatron_blend_sizes(weights: list[float], samples: int) -> tuple[list[float
     return weights, size
 
 
+def chunked_bincount(index: np.ndarray, n: int, chunk: int = 1 << 22) -> np.ndarray:
+    """np.bincount without its int64 copy of the whole int16 index (195 MB more at 24.4M samples)."""
+    counts = np.zeros(n, dtype=np.int64)
+    for start in range(0, index.size, chunk):
+        counts += np.bincount(index[start:start + chunk], minlength=n)
+    return counts
+
+
 def blending_index_counts(weights: list[float], samples: int) -> tuple[np.ndarray, int, float]:
     """Samples per dataset from megatron-core's blending indices; (counts, size, seconds)."""
     helpers = _megatron("helpers")
@@ -69,7 +77,7 @@ def blending_index_counts(weights: list[float], samples: int) -> tuple[np.ndarra
     dataset_sample_index = np.zeros(size, dtype=np.int64)
     helpers.build_blending_indices(dataset_index, dataset_sample_index, np.asarray(weights, dtype=np.float64),
                                    len(weights), size, False)
-    counts = np.bincount(dataset_index, minlength=len(weights))
+    counts = chunked_bincount(dataset_index, len(weights))
     seconds = time.perf_counter() - started
     del dataset_index, dataset_sample_index
     return counts, size, seconds
@@ -162,7 +170,7 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
         dataset = build_megatron_blend(plan, tokenizer_path, build_samples, seed=seed)
         build_seconds = time.perf_counter() - started
         if len(weights) > 1:
-            build_counts = np.bincount(np.asarray(dataset.dataset_index), minlength=len(weights))
+            build_counts = chunked_bincount(np.asarray(dataset.dataset_index), len(weights))
         else:
             build_counts = np.asarray([len(dataset)])
         n = int(build_counts.sum())

@@ -63,9 +63,9 @@ class BatchEncoder:
     Python wrapper adds per-call overhead (attention masks, BatchEncoding) we throw away.
     """
 
-    def __init__(self, settings: EncodeSettings):
+    def __init__(self, settings: EncodeSettings, hf_tokenizer=None):
         self.settings = settings
-        self.hf_tokenizer = load_hf_tokenizer(settings.tokenizer_path)
+        self.hf_tokenizer = hf_tokenizer if hf_tokenizer is not None else load_hf_tokenizer(settings.tokenizer_path)
         self.backend = getattr(self.hf_tokenizer, "backend_tokenizer", None)
         self.dtype = np.dtype(settings.dtype)
 
