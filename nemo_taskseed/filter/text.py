@@ -9,6 +9,7 @@ punctuation and applies NFKC, so "don’t" and "don't" agree.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -18,10 +19,16 @@ from typing import Any
 _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 
 
+# ASCII fast path (most text): str.translate deletes the same characters the regex does.
+_ASCII_DELETE = str.maketrans("", "", string.punctuation)
+
+
 def normalize_words(text: str) -> list[str]:
     """NFKC, casefold, delete punctuation, split on whitespace."""
     if not text:
         return []
+    if text.isascii():
+        return text.lower().translate(_ASCII_DELETE).split()
     text = unicodedata.normalize("NFKC", text).casefold()
     return _PUNCT.sub("", text).split()
 

@@ -67,7 +67,7 @@ class NgramIndex:
 
     def check_words(self, words: Sequence[str]) -> NgramHit | None:
         grams = self._grams
-        hits = [g for g in set(word_ngrams(words, self.n)) if g in grams]
+        hits = set(filter(grams.__contains__, word_ngrams(words, self.n)))
         if hits:
             first = min(hits, key=lambda g: grams[g])  # deterministic: the earliest indexed row
             return NgramHit(self.rows[grams[first]], first, len(hits))

@@ -80,13 +80,14 @@ class NearDuplicateIndex:
 
     def find(self, items: Sequence[tuple[str, str, str]]) -> list[FuzzyMatch]:
         """`items` are (id, seed_id, text); returns one FuzzyMatch per item to drop."""
-        kept_lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        # Same banding as the seed index (its (b, r) were optimized once in __init__).
+        kept_lsh = MinHashLSH(num_perm=self.num_perm, params=(self._seed_lsh.b, self._seed_lsh.r))
         kept_sigs: dict[str, MinHash] = {}
         matches = []
         for pos, ((item_id, seed_id, _), sig) in enumerate(zip(items, self.signatures([t for _, _, t in items]))):
             if sig is None:
                 continue
-            sid, j = self._best(self._seed_lsh, self._seed_sigs, sig, prefer=seed_id)
+            sid, j = self._best(self._seed_lsh, self._seed_sigs, sig, prefer=seed_id) if self._seed_sigs else (None, 0.0)
             if sid is not None and j >= self.threshold:
                 matches.append(FuzzyMatch(pos, "near_copy_of_seed", sid, round(j, 4)))
                 continue

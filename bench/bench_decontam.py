@@ -1,0 +1,125 @@
+"""Decontamination throughput: our n-gram index vs lm-eval's janitor, on the same records.
+
+Benchmark text: every scored split of the default benchmark list that the local mirror holds
+(`../shared/fixtures/hf`, read through lm-eval task YAML exactly as the filter stage does).
+Records: synthetic Q&A items built from real words, 1% of them embedding a real test question.
+
+Ours: `NgramIndex` (normalized word 13-grams in a dict; a record is checked by set lookups).
+Baseline: `lm_eval.decontamination.janitor.Janitor` in its Python mode (its C++ helper is not
+shipped in the wheel): `register_contaminant_python` per benchmark row, `clean_python` per
+record. Verdicts of both are compared (a record is contaminated when the janitor changes it).
+
+    python bench/bench_decontam.py                 # 10k and 100k records
+    python bench/bench_decontam.py --sizes 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_dedup import vocabulary  # noqa: E402
+
+
+def benchmark_rows(mirror: Path) -> list[tuple[str, list[str]]]:
+    """(split label, strings of the row) for every row of every loaded scored split."""
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
+    from nemo_taskseed.filter.text import string_leaves
+
+    benches = [Benchmark.from_config(b) for b in load_config().filter.decontam.benchmarks]
+    rows = []
+    for split in scored_splits(benches):
+        _, it = load_split_rows(split, "mirror", mirror)
+        if it is not None:
+            rows += [(split.label, list(string_leaves(r))) for r in it]
+    return rows
+
+
+def synthetic_records(n: int, vocab: list[str], bench: list[tuple[str, list[str]]], seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    questions = [max(strings, key=len) for _, strings in bench]
+    out = []
+    for _ in range(n):
+        q = " ".join(rng.choices(vocab, k=rng.randint(20, 50)))
+        opts = " ".join(" ".join(rng.choices(vocab, k=rng.randint(2, 5))) for _ in range(4))
+        if rng.random() < 0.01:
+            q = "Consider this. " + rng.choice(questions)
+        reasoning = " ".join(rng.choices(vocab, k=rng.randint(40, 120)))
+        out.append(f"Question: {q}\nOptions: {opts}\nAnswer: {rng.choice(vocab)}\nReasoning: {reasoning}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--ngram", type=int, default=13)
+    ap.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "fixtures" / "hf")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    # The janitor prints a warning and a traceback when its C++ helper is missing.
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        from lm_eval.decontamination.janitor import Janitor
+    from nemo_taskseed.filter.decontam import BenchmarkRow, NgramIndex
+
+    bench = benchmark_rows(args.mirror)
+    vocab = vocabulary(args.mirror)
+
+    t0 = time.perf_counter()
+    # short_min_words=0: the janitor has no whole-string rule; compare like with like.
+    index = NgramIndex(args.ngram, short_min_words=0)
+    for i, (label, strings) in enumerate(bench):
+        index.add(BenchmarkRow("bench", label, i), strings)
+    t_index = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    janitor = Janitor(ngram_n=args.ngram)
+    for _, strings in bench:
+        janitor.register_contaminant_python(" ".join(strings))
+    t_janitor_index = time.perf_counter() - t0
+    print(f"benchmark rows {len(bench)}: our index {len(index)} n-grams in {t_index:.2f}s; "
+          f"janitor {len(janitor.dirt_ngrams)} n-grams in {t_janitor_index:.2f}s")
+
+    rows = []
+    for n in args.sizes:
+        records = synthetic_records(n, vocab, bench)
+        t0 = time.perf_counter()
+        ours = [index.check([r]) is not None for r in records]
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        theirs = [janitor.clean_python(r) != [r] for r in records]
+        t_base = time.perf_counter() - t0
+        agree = sum(a == b for a, b in zip(ours, theirs))
+        only_ours = sum(a and not b for a, b in zip(ours, theirs))
+        rows.append({"records": n, "ours_s": round(t_ours, 2), "ours_rps": round(n / t_ours), "ours_flagged": sum(ours),
+                     "janitor_s": round(t_base, 2), "janitor_rps": round(n / t_base), "janitor_flagged": sum(theirs),
+                     "agreement": round(agree / n, 4), "flagged_only_by_ours": only_ours,
+                     "flagged_only_by_janitor": sum(b and not a for a, b in zip(ours, theirs)), "speedup": round(t_base / t_ours, 2)})
+        r = rows[-1]
+        print(f"{n:>8} records  ours {r['ours_s']:>7.2f}s {r['ours_rps']:>7}/s flagged {r['ours_flagged']:>5}   "
+              f"janitor {r['janitor_s']:>7.2f}s {r['janitor_rps']:>7}/s flagged {r['janitor_flagged']:>5}   "
+              f"speedup x{r['speedup']}  verdict agreement {r['agreement']:.2%} "
+              f"(only ours {r['flagged_only_by_ours']}, only janitor {r['flagged_only_by_janitor']})", flush=True)
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        scale = b["records"] / a["records"]
+        print(f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
+              f"janitor x{b['janitor_s'] / a['janitor_s']:.2f} time (linear = x{scale:g})")
+    print("Disagreements are test items whose text has punctuation-only tokens ('|', '='): the janitor's "
+          "clean_python normalizes each n-gram after splitting, so such tokens leave empty words and the n-gram misses.")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
