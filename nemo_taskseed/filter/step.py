@@ -148,8 +148,18 @@ def run_filter(
     if fcfg["dedup"].get("backend") == "gpu":
         _apply_gpu_dedup(df, fcfg, seeds, out_dir)
     task = DocumentBatch(dataset_name="taskseed_generated", data=df)
-    if len(df) and stages:
-        task = run_stages(stages, task, executor)
+    # The model-free stages go through the Curator executor; verification runs where
+    # filter.verify.executor says (default inline: the vLLM engine lives in this process, as in
+    # the generate step, instead of inside a Ray actor).
+    verify_executor = fcfg["verify"].get("executor", "inline")
+    if verify_executor == "inherit":
+        verify_executor = executor
+    model_free = [s for s in stages if s.name != "verify"]
+    verify = [s for s in stages if s.name == "verify"]
+    if len(df) and model_free:
+        task = run_stages(model_free, task, executor)
+    if len(df) and verify:
+        task = run_stages(verify, task, verify_executor)
     df = task.to_pandas()
     stats = task._metadata.get("filter_stats", {})
 
@@ -180,6 +190,9 @@ def run_filter(
 
 
 def run_step(cfg: Any, in_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """`taskseed run` hook: seeds from `<run.workdir>/seeds`."""
+    """`taskseed run` hook: seeds from `<run.workdir>/seeds`; prints the human summary."""
     workdir = Path(to_container(cfg)["run"]["workdir"])
-    return run_filter(cfg, in_dir, out_dir, workdir / "seeds")
+    result = run_filter(cfg, in_dir, out_dir, workdir / "seeds")
+    print(result.pop("summary"))
+    result["summary_file"] = str(Path(out_dir) / "quality_summary.txt")
+    return result
