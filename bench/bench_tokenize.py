@@ -1,7 +1,7 @@
 """Tokenization throughput: `taskseed tokenize` vs the tokenizer's own batch encoding (the limit)
 and vs NeMo Curator's MegatronTokenizerWriter, on the same documents in the same run.
 
-    .venv/bin/python bench/bench_tokenize.py                 # ~20k docs, ~1-2 min on 2 cores
+    .venv/bin/python bench/bench_tokenize.py                 # 12k docs, ~2 min on 2 busy cores
     .venv/bin/python bench/bench_tokenize.py --docs 200000   # the full size
 
 Documents are built from real benchmark *training* rows in ../shared/fixtures/hf (question,
@@ -81,7 +81,7 @@ class Timer:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--docs", type=int, default=12_000)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="taskseed worker counts to try")
@@ -166,7 +166,9 @@ def curator_runner(corpus: Path, model_dir: str, tmp: Path, args):
                                          _metadata={"source_files": ["probe"]}))
             print("Curator MegatronTokenizerWriter runs unpatched")
         except Exception as exc:  # transformers 5.x removed batch_encode_plus; the error path then hits fs.remove
-            print(f"Curator MegatronTokenizerWriter unpatched fails: {type(exc).__name__}: {str(exc)[:90]}")
+            cause = exc.__context__ or exc
+            print(f"Curator MegatronTokenizerWriter unpatched fails: {type(cause).__name__}: {str(cause)[:80]}"
+                  + (f" (then {type(exc).__name__}: {str(exc)[:60]})" if cause is not exc else ""))
         curator_megatron_writer_transformers5(writer)
     except Exception as exc:
         print(f"Curator MegatronTokenizerWriter cannot be set up: {type(exc).__name__}: {exc}")

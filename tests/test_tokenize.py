@@ -218,3 +218,10 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
     assert main(["tokenize", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2"),
                  "--tokenizer", str(model_dir)]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+    # --in DIR takes every *.jsonl; with fail_on_rejects a bad line makes the run fail after writing.
+    with open(tmp_path / "in.jsonl", "a") as handle:
+        handle.write('{"family": "x"}\n')
+    assert main(["tokenize", "--in", str(tmp_path), "--out", str(tmp_path / "o3"), "--tokenizer", str(model_dir),
+                 "-s", "tokenize.progress=false", "-s", "tokenize.fail_on_rejects=true"]) == 1
+    assert "rejected" in capsys.readouterr().err
+    assert (tmp_path / "o3" / "rejects.jsonl").read_text().count("missing field 'text'") == 1

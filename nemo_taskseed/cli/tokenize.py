@@ -49,21 +49,22 @@ def _run(args) -> int:
     if args.in_dir:
         if inputs:
             raise UserError("give JSONL files or --in DIR, not both")
-        from nemo_taskseed.tokenize.step import tokenize_dir
-
-        manifest = tokenize_dir(cfg.tokenize, Path(args.in_dir), out_dir, workers=args.workers)
-    else:
+        glob = cfg.tokenize.get("input_glob", "*.jsonl")
+        inputs = [str(p) for p in sorted(Path(args.in_dir).glob(glob))]
         if not inputs:
-            raise UserError("no input: give JSONL files or --in DIR")
-        from nemo_taskseed.tokenize.megatron import TokenizeOptions, tokenize_files
-        from nemo_taskseed.tokenize.step import tokenizer_path_from_config
+            raise UserError(f"no {glob} files in {args.in_dir}")
+    if not inputs:
+        raise UserError("no input: give JSONL files or --in DIR")
+    from nemo_taskseed.tokenize.megatron import TokenizeOptions, tokenize_files
+    from nemo_taskseed.tokenize.step import tokenizer_path_from_config
 
-        opts = TokenizeOptions.from_config(cfg.tokenize, tokenizer_path_from_config(cfg.tokenize))
-        if args.workers is not None:
-            opts.workers = args.workers
-        manifest = tokenize_files([Path(p) for p in inputs], out_dir, opts)
+    opts = TokenizeOptions.from_config(cfg.tokenize, tokenizer_path_from_config(cfg.tokenize))
+    if args.workers is not None:
+        opts.workers = args.workers
+    manifest = tokenize_files([Path(p) for p in inputs], out_dir, opts)
     _print_summary(manifest, out_dir)
     if cfg.tokenize.get("fail_on_rejects") and manifest["totals"]["rejected"]:
+        print("tokenize.fail_on_rejects=true and some lines were rejected", file=sys.stderr)
         return 1
     return 0
 
