@@ -22,7 +22,7 @@ from nemo_taskseed.evaluate.runner import read_rows
 from nemo_taskseed.evaluate.tasks import local_task_config, selected_benchmarks
 from nemo_taskseed.evaluate.watcher import find_checkpoints, pending_checkpoints
 
-LIMIT = 6
+LIMIT = 4
 
 
 def eval_overrides(fixtures_hf: Path) -> list[str]:

@@ -39,7 +39,8 @@ def _run(args) -> int:
     label = args.label or ("baseline" if args.step == 0 else f"step_{args.step}")
     rows = evaluate_model(args.model, cfg.eval, results, label=label, step=args.step)
     for row in rows:
-        print(f"{row['benchmark']:<18} {row['group']:<12} {row['metric']:<28} {row['value']:.4f}  (n={row['n_samples']})")
+        value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
+        print(f"{row['benchmark']:<18} {row['group']:<12} {row['metric']:<28} {value}  (n={row['n_samples']})")
     print(f"appended {len(rows)} rows to {results}")
     return 0
 
