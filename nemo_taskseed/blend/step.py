@@ -28,4 +28,5 @@ def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
         "verified_samples": report["indices"]["samples"],
         "built_samples": (report["build"] or {}).get("samples", 0),
         "artifacts": sorted(Path(p).name for p in written.values()),
+        "notes": plan.get("notes", []),
     }
