@@ -16,8 +16,10 @@ silently ignored.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,19 @@ def scored_splits(benchmarks: Sequence[Benchmark], include_paths: Sequence[str |
     return list(out.values())
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One TCP connect to the hub endpoint per process, so an offline run fails fast."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 def mirror_file(root: Path, split: ScoredSplit) -> Path:
     return Path(root) / split.dataset_path / (split.dataset_name or "default") / f"{split.split}.jsonl"
 
@@ -148,8 +163,11 @@ def load_split_rows(split: ScoredSplit, source: str, mirror: Path | None) -> tup
     if source == "mirror":
         return "not in mirror" if mirror is not None else "no mirror configured", None
     offline = any(os.environ.get(v, "0") not in ("", "0") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    if source == "auto" and offline:
-        return "not in mirror; hub offline", None
+    if offline:
+        return "hub offline (HF_HUB_OFFLINE)", None
+    if not hub_reachable():
+        # Without this probe, `datasets` retries every missing split for ~30 s.
+        return "hub unreachable", None
     try:
         import datasets
 

@@ -57,12 +57,18 @@ class NearDuplicateIndex:
         sigs = iter(MinHash.bulk(nonempty, num_perm=self.num_perm, seed=self.seed)) if nonempty else iter(())
         return [next(sigs) if s else None for s in sh]
 
+    def _chunked_signatures(self, texts: Sequence[str], chunk: int = 2048):
+        """Signatures in chunks: shingle lists of the whole input alive at once make the
+        garbage collector's full passes grow with the input (measured: 10x records, 16x time)."""
+        for start in range(0, len(texts), chunk):
+            yield from self.signatures(texts[start : start + chunk])
+
     def add_seeds(self, seeds: Iterable[tuple[str, str]]) -> int:
         """(seed_id, text) pairs; returns how many had text to index."""
         seeds = [(sid, text) for sid, text in seeds if sid not in self._seed_sigs]
         n = 0
         with self._seed_lsh.insertion_session() as session:
-            for (sid, _), sig in zip(seeds, self.signatures([t for _, t in seeds])):
+            for (sid, _), sig in zip(seeds, self._chunked_signatures([t for _, t in seeds])):
                 if sig is not None:
                     session.insert(sid, sig)
                     self._seed_sigs[sid] = sig
@@ -84,7 +90,7 @@ class NearDuplicateIndex:
         kept_lsh = MinHashLSH(num_perm=self.num_perm, params=(self._seed_lsh.b, self._seed_lsh.r))
         kept_sigs: dict[str, MinHash] = {}
         matches = []
-        for pos, ((item_id, seed_id, _), sig) in enumerate(zip(items, self.signatures([t for _, _, t in items]))):
+        for pos, ((item_id, seed_id, _), sig) in enumerate(zip(items, self._chunked_signatures([t for _, _, t in items]))):
             if sig is None:
                 continue
             sid, j = self._best(self._seed_lsh, self._seed_sigs, sig, prefer=seed_id) if self._seed_sigs else (None, 0.0)
