@@ -105,3 +105,27 @@ def test_vote_rule():
     assert decide(["A", "B", "B", "C", "A"], "A", 5, 0.4)[2] is False  # tie with B: not a majority
     assert decide([None, None], "A", 2, 0.5) == (None, 0.0, False)
     assert decide(["7", "7"], None, 2, 0.5)[2] is False  # no reference: never passes
+
+
+def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixtures_hf, tmp_path):
+    """Verification inside the step (code items need no model), then the final schema check."""
+    from test_filter_fixtures import write_jsonl
+
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.step import run_filter
+
+    seed = make_seed("mbpp", "mbpp", mbpp_fields(mbpp[0]), 0)
+    good = make_generated(seed, mbpp_fields(mbpp[20]))
+    hang = mbpp_fields(mbpp[21])
+    hang["reference"] += "\nwhile True:\n    pass\n"
+    write_jsonl(tmp_path / "gen" / "generated.jsonl", [good, make_generated(seed, hang)])
+    write_jsonl(tmp_path / "seeds" / "seeds.jsonl", [seed])
+    cfg = load_config("benchmarks/smoke", ["filter.executor=inline", "filter.decontam.source=mirror",
+                                           f"filter.decontam.mirror={fixtures_hf}", "filter.verify.code.timeout_s=2"])
+    result = run_filter(cfg, tmp_path / "gen", tmp_path / "out", tmp_path / "seeds")
+    assert result["kept"] == 1 and result["rejected_by_reason"] == {"verify:code_timeout": 1}
+    curated = json.loads((tmp_path / "out" / "curated.jsonl").read_text())
+    assert curated["id"] == good["id"] and curated["verification"]["status"] == "passed"
+    quality = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    assert quality["stages"]["final_schema"] == {"in": 1, "kept": 1, "dropped": {}}
+    assert quality["families"]["mbpp"]["verified"] == 1

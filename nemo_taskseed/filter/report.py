@@ -15,7 +15,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Report columns, in pipeline order: a record "survived" a column when it was not rejected by
 # any of its stages or an earlier one.
 STAGE_COLUMNS = [("parsed", ("read", "schema")), ("deduped", ("exact_dedup", "fuzzy_dedup")),
-                 ("decontaminated", ("decontam",)), ("verified", ("verify",))]
+                 ("decontaminated", ("decontam",)), ("verified", ("verify", "final_schema"))]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
 BALANCE_TOLERANCE = 0.1

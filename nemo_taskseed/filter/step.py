@@ -79,6 +79,9 @@ def build_stages(fcfg: dict[str, Any], seeds_dir: Path | None, *, backend: Any =
     if vf["enabled"]:
         stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
                                         backend_config=backend_config, backend=backend, keep_outputs=bool(vf.get("keep_outputs"))))
+        if fcfg["validate"]["enabled"]:
+            # The records as written (with their `verification` annotation) are checked once more.
+            stages.append(SchemaValidationStage(name="final_schema"))
     return stages
 
 
@@ -154,8 +157,8 @@ def run_filter(
     verify_executor = fcfg["verify"].get("executor", "inline")
     if verify_executor == "inherit":
         verify_executor = executor
-    model_free = [s for s in stages if s.name != "verify"]
-    verify = [s for s in stages if s.name == "verify"]
+    at = next((i for i, s in enumerate(stages) if s.name == "verify"), len(stages))
+    model_free, verify = stages[:at], stages[at:]
     if len(df) and model_free:
         task = run_stages(model_free, task, executor)
     if len(df) and verify:
