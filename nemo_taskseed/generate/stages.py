@@ -92,10 +92,11 @@ def run_requests(
     missing = [r for k, r in unique.items() if k not in results]
     if not missing:
         return results
-    # Requests in one backend call share sampling and schema.
+    # Requests in one backend call share sampling; schemas go per request, so a batch can mix
+    # 4- and 5-option multiple choice with math and code in one `LLM.chat` call.
     groups: dict[str, list[Request]] = {}
     for r in missing:
-        groups.setdefault(json.dumps([r.sampling, r.json_schema], sort_keys=True), []).append(r)
+        groups.setdefault(json.dumps(r.sampling, sort_keys=True), []).append(r)
     with tqdm(total=len(missing), desc=desc, unit="req", leave=False) as bar:
         for group in groups.values():
             for start in range(0, len(group), chunk_size):
@@ -104,7 +105,7 @@ def run_requests(
                 seed = s.get("seed")
                 outputs = backend.chat(
                     [r.messages for r in chunk], n=s["n"], temperature=s["temperature"], top_p=s["top_p"],
-                    max_tokens=s["max_tokens"], json_schema=chunk[0].json_schema,
+                    max_tokens=s["max_tokens"], json_schemas=[r.json_schema for r in chunk],
                     # Per-request seeds derived from the key make sampling reproducible per request
                     # (where the backend honours them), whatever else shares the batch.
                     seeds=[None if seed is None else (int(seed) + int(r.key[:8], 16)) % 2**31 for r in chunk],
