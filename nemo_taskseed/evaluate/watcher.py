@@ -44,7 +44,7 @@ def _hf_ready(folder: Path) -> bool:
 
 
 def find_checkpoints(root: str | Path, queue_dir: str | Path | None = None) -> list[Checkpoint]:
-    root = Path(root)
+    root = Path(root).absolute()
     found: dict[Path, Checkpoint] = {}
     if root.is_dir():
         for child in root.iterdir():
@@ -60,7 +60,7 @@ def find_checkpoints(root: str | Path, queue_dir: str | Path | None = None) -> l
         for request in sorted(queue.glob("*.json")):
             try:
                 data = json.loads(request.read_text())
-                ckpt = Path(data["checkpoint"])
+                ckpt = Path(data["checkpoint"]).absolute()
                 step = int(data["step"])
             except (ValueError, KeyError, OSError):
                 continue  # a request still being written; next poll
@@ -81,7 +81,7 @@ def pending_checkpoints(root, results_path, queue_dir=None) -> list[Checkpoint]:
 
 def score_baseline(baseline_dir: str | Path, eval_cfg: DictConfig, results_path: str | Path) -> list[dict]:
     """The starting model as step 0, once per results file."""
-    if str(baseline_dir) in scored_checkpoints(results_path):
+    if str(Path(baseline_dir).absolute()) in scored_checkpoints(results_path):
         return []
     return evaluate_model(baseline_dir, eval_cfg, results_path, label="baseline", step=0, checkpoint=str(baseline_dir))
 
