@@ -33,6 +33,7 @@ def _launch_train(tmp_path, capsys, *options: str, overrides: tuple[str, ...] = 
 def test_sbatch_dry_run_has_resources_container_data_and_iterations(tmp_path, capsys):
     report = _launch_train(tmp_path, capsys, "--backend", "sbatch")
     assert report["dry_run"] is True and report["train_iters"] == 23842
+    assert (report["tokenizer"], report["plan_tokenizer"]) == ("meta-llama/Llama-3.1-8B", "/lustre/tok/llama31_8b")
     sbatch = Path(report["files"]["sbatch"]).read_text()
     for line in ("#SBATCH --account=llmres", "#SBATCH --partition=batch_block1", "#SBATCH --nodes=2",
                  "#SBATCH --gpus-per-node=8", "#SBATCH --time=06:00:00", "#SBATCH --ntasks-per-node=1"):

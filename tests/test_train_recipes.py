@@ -36,6 +36,7 @@ def write_plan(folder: Path, *, seq_length: int = 8192, total_tokens: int = HUND
                        [0.3, "/lustre/data/taskseed/synthetic_qa_text_document"]],
         "entries": [{"name": "web", "weight": 0.7, "tokens": 70_000_000_000},
                     {"name": "taskseed", "weight": 0.3, "tokens": 30_000_000_000}],
+        "tokenizer": {"path": "/lustre/tok/llama31_8b"},
     }
     path = folder / "plan.json"
     path.write_text(json.dumps(plan))
@@ -64,6 +65,7 @@ def test_llama31_8b_spec_takes_blend_budget_and_checkpoint(plan_path):
     assert spec.pretrained_checkpoint == "/lustre/runs/cpt1/pretrained"
     assert spec.checkpoint_dir == "/lustre/runs/cpt1/checkpoints"
     assert spec.tokenizer == spec.hf_model_id == "meta-llama/Llama-3.1-8B"
+    assert spec.plan_tokenizer == "/lustre/tok/llama31_8b"  # from the tokenize manifest, shown in dry runs
     # Short warmup: 0.5% of the run (capped at 2000), then decay to the floor over the whole run.
     assert spec.warmup_iters == math.ceil(0.005 * 23842) == 120
     assert spec.min_lr < spec.lr

@@ -65,7 +65,7 @@ def _train(args) -> int:
         "global_batch_size": spec.global_batch_size, "warmup_iters": spec.warmup_iters,
         "nodes": spec.nodes, "gpus_per_node": spec.gpus_per_node, "data_parallel": spec.data_parallel,
         "data_path": spec.flat_data_path(), "pretrained_checkpoint": spec.pretrained_checkpoint,
-        "checkpoint_dir": spec.checkpoint_dir, "tokenizer": spec.tokenizer,
+        "checkpoint_dir": spec.checkpoint_dir, "tokenizer": spec.tokenizer, "plan_tokenizer": spec.plan_tokenizer,
         "files": {k: str(v) for k, v in written.items()},
     }
     if spec.framework == "bridge":

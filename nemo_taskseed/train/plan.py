@@ -26,6 +26,8 @@ class BlendPlan:
     # (weight, prefix) pairs in plan order; weights are relative, Megatron normalises them.
     data_paths: tuple[tuple[float, str], ...]
     entries: list = field(default_factory=list, compare=False)
+    # The tokenizer the blend was tokenized with, as the tokenize manifest recorded it (if any).
+    tokenizer_path: str | None = None
 
     @property
     def prefixes(self) -> list[str]:
@@ -76,7 +78,10 @@ def load_plan(path: str | Path) -> BlendPlan:
         pairs.append((float(weight), prefix))
     if not pairs:
         raise PlanError(f"{plan_path}: data_paths is empty")
-    return BlendPlan(plan_path, seq_length, total_tokens, tuple(pairs), list(raw.get("entries", [])))
+    tokenizer = raw.get("tokenizer")
+    tokenizer_path = tokenizer.get("path") if isinstance(tokenizer, dict) else tokenizer
+    return BlendPlan(plan_path, seq_length, total_tokens, tuple(pairs), list(raw.get("entries", [])),
+                     str(tokenizer_path) if tokenizer_path else None)
 
 
 def train_iters_for(total_tokens: int, global_batch_size: int, seq_length: int) -> int:

@@ -77,6 +77,9 @@ class TrainingSpec:
     nodes: int
     gpus_per_node: int
     extra_overrides: list[str] = field(default_factory=list)
+    # What plan.json says the data was tokenized with; shown next to `tokenizer` so a mismatch
+    # (which would train on wrong token ids) is visible in every dry run.
+    plan_tokenizer: str | None = None
 
     @property
     def world_size(self) -> int:
@@ -184,5 +187,6 @@ def build_spec(cfg: DictConfig, plan: BlendPlan | None = None) -> TrainingSpec:
         nodes=nodes,
         gpus_per_node=gpus,
         extra_overrides=[str(o) for o in t.extra_overrides],
+        plan_tokenizer=plan.tokenizer_path,
     )
 
