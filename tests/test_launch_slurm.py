@@ -41,6 +41,7 @@ def test_sbatch_dry_run_has_resources_container_data_and_iterations(tmp_path, ca
     assert "--container-image=nvcr.io/nvidia/nemo:25.11" in sbatch
     assert "--container-mounts=/lustre:/lustre" in sbatch
     assert "torchrun --nnodes=2 --nproc-per-node=8" in sbatch
+    assert "export PYTHONPATH=/opt/taskseed" in sbatch
     assert "/opt/taskseed/recipes/bridge_continued_pretraining.py --spec " in sbatch
     assert "23842 iterations x 512 x 8192 tokens" in sbatch
     spec = json.loads(Path(report["files"]["spec"]).read_text())
@@ -68,11 +69,15 @@ def test_nemo2_framework_points_the_job_at_the_nemo2_recipe(tmp_path, capsys):
 
 def test_eval_watcher_job_is_written_next_to_training(tmp_path, capsys):
     report = _launch_train(tmp_path, capsys, "--backend", "sbatch", "--with-eval-watcher",
-                           overrides=("launch.eval_watcher.gpus_per_node=1",))
+                           overrides=("launch.eval_watcher.gpus_per_node=1",
+                                      "launch.eval_watcher.baseline=/lustre/hf/Llama-3.1-8B",
+                                      "launch.eval_watcher.config=configs/eval/cluster_vllm.yaml",
+                                      "launch.eval_watcher.overrides=[eval.limit=500]"))
     watcher = Path(report["files"]["eval_watcher"]).read_text()
     assert "#SBATCH --gpus-per-node=1" in watcher and "#SBATCH --nodes=1" in watcher
-    assert "taskseed evaluate watch --checkpoints /lustre/runs/cpt1/checkpoints" in watcher
-    assert "--results /lustre/runs/cpt1/eval/results.jsonl" in watcher
+    assert "python -m nemo_taskseed evaluate watch --checkpoints /lustre/runs/cpt1/checkpoints" in watcher
+    assert "--results /lustre/runs/cpt1/eval/results.jsonl --baseline /lustre/hf/Llama-3.1-8B" in watcher
+    assert "--config configs/eval/cluster_vllm.yaml eval.limit=500" in watcher
 
 
 def test_bad_slurm_time_is_a_user_error(tmp_path, capsys):
@@ -97,7 +102,7 @@ def test_nemo_run_slurm_executor_dry_run_writes_sbatch(tmp_path, capsys):
         assert line in sbatch
     assert "--container-image nvcr.io/nvidia/nemo:25.11" in sbatch
     assert "/lustre:/lustre" in sbatch
-    assert "export HF_HOME=/lustre/hf" in sbatch
+    assert "export HF_HOME=/lustre/hf" in sbatch and "export PYTHONPATH=/opt/taskseed" in sbatch
     assert "torchrun" in sbatch and "--nnodes 2 --nproc-per-node 8" in sbatch
     assert "/opt/taskseed/recipes/bridge_continued_pretraining.py --spec " in sbatch
 

@@ -73,7 +73,7 @@ def _train(args) -> int:
         report["bridge_settings"] = bridge_settings(spec)
     if args.with_eval_watcher:
         results = cfg.eval.results or f"{spec.output_dir}/eval/results.jsonl"
-        report["files"]["eval_watcher"] = str(write_eval_watcher_sbatch(cfg, spec.checkpoint_dir, results, None))
+        report["files"]["eval_watcher"] = str(write_eval_watcher_sbatch(cfg, spec.checkpoint_dir, results))
     if backend == "nemo_run":
         result = submit_with_nemo_run(written["spec"], cfg, dry_run=args.dry_run)
         report["nemo_run"] = result

@@ -30,7 +30,8 @@ def build_executor(launch: dict, out_dir: str):
         time=str(launch["time"]),
         container_image=launch["container_image"],
         container_mounts=list(launch.get("container_mounts") or []),
-        env_vars={str(k): str(v) for k, v in (launch.get("env") or {}).items()},
+        # The recipes import nemo_taskseed from the mounted repo (launch.code_dir).
+        env_vars={"PYTHONPATH": launch["code_dir"], **{str(k): str(v) for k, v in (launch.get("env") or {}).items()}},
         job_name_prefix=f"{launch['job_name']}-",
         # The repo is mounted into the container (launch.code_dir): nothing to package. The default
         # GitArchivePackager would also need the caller to sit in a git checkout.

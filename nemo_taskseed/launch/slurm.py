@@ -147,13 +147,14 @@ def write_pipeline_sbatch(cfg: DictConfig, config_path: str | None) -> Path:
     return path
 
 
-def write_eval_watcher_sbatch(cfg: DictConfig, checkpoints: str, results: str, baseline: str | None) -> Path:
+def write_eval_watcher_sbatch(cfg: DictConfig, checkpoints: str, results: str) -> Path:
     w = cfg.launch.eval_watcher
     resources = slurm_resources(cfg.launch, nodes=int(w.nodes), gpus_per_node=int(w.gpus_per_node),
                                 time=w.time, job_name=f"{cfg.launch.job_name}-eval")
     folder = job_folder(cfg, "eval")
     script = render_template("eval_watcher.sbatch.j2", r=resources, container_flags=resources.container_flags, code_dir=cfg.launch.code_dir,
-                             checkpoints=checkpoints, results=results, baseline=baseline,
+                             checkpoints=checkpoints, results=results, baseline=w.baseline,
+                             config=w.config, overrides=[str(o) for o in w.overrides],
                              log_dir=str(folder.resolve()))
     path = folder / "eval_watcher.sbatch"
     path.write_text(script)
