@@ -5,7 +5,8 @@ For teams still on NeMo 2. Needs its own environment (.venv-nemo2, see docs/trai
 Builds `llm.<preset>.pretrain_recipe(...)` with `PreTrainingDataModule(paths=<blend>)`, the same
 train_iters, schedule and starting checkpoint as the Bridge recipe, then runs it with NeMo-Run:
 
-    python recipes/nemo2_continued_pretraining.py --spec training_spec.json            # local torchrun
+    python recipes/nemo2_continued_pretraining.py --spec training_spec.json            # one node: NeMo-Run starts torchrun
+    torchrun ... recipes/nemo2_continued_pretraining.py --spec training_spec.json       # per rank (launch/ templates)
     python recipes/nemo2_continued_pretraining.py --spec training_spec.json --dry-run  # print, do not run
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -32,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import nemo_run as run
 
-    executor = run.LocalExecutor(ntasks_per_node=spec.gpus_per_node, launcher="torchrun")
-    run.run(recipe, executor=executor, name=f"taskseed_{spec.recipe}")
+    if "LOCAL_RANK" in os.environ:
+        # Already one rank of a torchrun/srun launch (launch/ templates): run the recipe in this process.
+        run.run(recipe, direct=True)
+    else:
+        # Started by hand on one node: let NeMo-Run start torchrun over this node's GPUs.
+        executor = run.LocalExecutor(ntasks_per_node=spec.gpus_per_node, launcher="torchrun")
+        run.run(recipe, executor=executor, name=f"taskseed_{spec.recipe}")
     return 0
 
 
