@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nemo_taskseed.cli import main
-from tests.test_train_recipes import write_plan
+from test_train_recipes import write_plan  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_PYTHON = REPO / ".venv-launch" / "bin" / "python"
