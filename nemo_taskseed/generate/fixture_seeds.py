@@ -1,6 +1,7 @@
 """Seed records built from the shared mirror of real benchmark rows, for tests and the benchmark.
 
-The seeds stage (`nemo_taskseed.seeds`) is the real producer of seeds; this small reader covers
+The seeds stage (`nemo_taskseed.seeds`) is the real producer of seeds (it needs the task catalog
+and a Ray pipeline); this small reader mirrors its output shape for four tasks and covers
 four training splits (arc_easy, commonsense_qa, gsm8k, mbpp) so generation can be exercised on
 real rows without it. Rows are read from `../shared/fixtures/hf/<dataset_path>/<config>/<split>.jsonl`
 and never copied into the repository.
@@ -36,13 +37,13 @@ def _seed(task: str, row_index: int, row: dict, path: Path) -> dict:
         prompt = f"Question: {question}\nAnswer:"
     elif task == "gsm8k":
         question = row["question"]
-        answer_text = row["answer"].split("####")[-1].strip()
+        answer_text = row["answer"]  # as lm-eval's doc_to_target gives it: solution + "#### 72"
         options = answer_index = None
         fmt, output_type = "generative", "generate_until"
         prompt = f"Question: {question}\nAnswer:"
     else:  # mbpp
         question = row["text"]
-        answer_text = row["code"]
+        answer_text = "\n".join(row["test_list"])  # as the seeds stage gives it: the tests
         options = answer_index = None
         fmt, output_type = "generative", "generate_until"
         prompt = f"You are an expert Python programmer, and here is your task: {question}"

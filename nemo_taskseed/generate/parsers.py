@@ -60,13 +60,15 @@ def reply_schema(output: str, num_options: int = 0, has_context: bool = False) -
     elif output == "reading_comprehension":
         props = {"context": _STR, "question": _STR, "answer": _SHORT}
     elif output == "enrichment":
+        # Bounded strings make the constrained reply close within ~400 tokens (max_tokens 512).
         props = {
-            "reasoning": _STR,
+            "reasoning": {"type": "string", "minLength": 1, "maxLength": 800},
             "alternatives": {"type": "array", "maxItems": max(num_options - 1, 2), "items": {
                 "type": "object",
-                "properties": {"option": {"type": "string", "maxLength": 200}, "why_wrong": _SHORT},
+                "properties": {"option": {"type": "string", "maxLength": 120},
+                               "why_wrong": {"type": "string", "minLength": 1, "maxLength": 200}},
                 "required": ["option", "why_wrong"], "additionalProperties": False}},
-            "knowledge": _STR,
+            "knowledge": {"type": "string", "minLength": 1, "maxLength": 500},
         }
     else:
         raise ValueError(f"unknown output kind {output!r}")

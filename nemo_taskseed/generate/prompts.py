@@ -83,11 +83,16 @@ def is_boolean_seed(seed: dict) -> bool:
 def math_solution(seed: dict) -> str | None:
     """The worked solution of a math seed (gsm8k's `answer` with its `#### final` line), if any."""
     raw = seed.get("raw") or {}
-    for key in ("answer", "solution", "rationale"):
-        value = raw.get(key)
+    for value in (raw.get("answer"), raw.get("solution"), raw.get("rationale"), seed.get("answer_text")):
         if isinstance(value, str) and "####" in value:
             return value
     return None
+
+
+def final_answer(seed: dict) -> str:
+    """The short final answer: gsm8k-style targets carry the whole solution before `#### answer`."""
+    text = str(seed["answer_text"])
+    return text.split("####")[-1].strip() if "####" in text else text.strip()
 
 
 def _looks_numeric(text: str) -> bool:
@@ -113,7 +118,7 @@ def select_template_id(seed: dict, overrides: dict[str, str] | None = None) -> s
         return "multiple_choice_context" if seed.get("context") else "multiple_choice"
     if seed.get("context"):
         return "reading_comprehension"
-    if math_solution(seed) or (seed.get("kind") == "reasoning" and _looks_numeric(seed["answer_text"])):
+    if math_solution(seed) or (seed.get("kind") == "reasoning" and _looks_numeric(final_answer(seed))):
         return "math_word_problem"
     return "short_answer"
 
@@ -144,7 +149,7 @@ def seed_block(seed: dict, template_id: str) -> str:
         solution = math_solution(seed)
         if solution:
             parts.append(f"Solution: {solution.split('####')[0].strip()}")
-        parts.append(f"Final answer: {seed['answer_text']}")
+        parts.append(f"Final answer: {final_answer(seed)}")
     else:
         parts.append(f"Answer: {seed['answer_text']}")
     return "\n".join(parts)
@@ -164,8 +169,8 @@ def seed_reply(seed: dict, output: str) -> dict[str, Any]:
         reply["answer"] = str(seed["answer_text"]).strip().casefold() in ("yes", "true")
     elif output == "math_word_problem":
         solution = math_solution(seed)
-        reply["solution"] = solution.split("####")[0].strip() if solution else seed["answer_text"]
-        reply["final_answer"] = seed["answer_text"]
+        reply["solution"] = solution.split("####")[0].strip() if solution else final_answer(seed)
+        reply["final_answer"] = final_answer(seed)
     elif output == "code_with_tests":
         reply["code"] = str(raw.get("code") or raw.get("canonical_solution") or seed["answer_text"]).strip()
         reply["tests"] = list(raw.get("test_list") or [])
