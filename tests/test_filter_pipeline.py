@@ -51,6 +51,8 @@ def planted(tmp_path_factory, fixtures_hf):
     clean += [make_generated(seeds[10 + i], gsm8k_fields(gsm_train[100 + i])) for i in range(3)]
     clean += [make_generated(seeds[13], mbpp_fields(mbpp_train[100 + i])) for i in range(2)]
     clean += [make_generated(seeds[0], mc_fields(csqa_train[i])) for i in range(3)]
+    # Another variant of the first item: same question on purpose, so not a duplicate.
+    clean.append(make_generated(seeds[0], mc_fields(arc_train[100]), variant="label"))
 
     expected: dict[str, tuple[str, str]] = {}
 
@@ -62,6 +64,8 @@ def planted(tmp_path_factory, fixtures_hf):
     fields = mc_fields(arc_train[100])
     fields["question"] = "  " + fields["question"].upper().replace(" ", "  ")
     exact_copy = plant(make_generated(seeds[1], fields, sample_index=7), "exact_dedup", "exact_duplicate")
+    # ... and its second variant shares the verdict.
+    exact_copy_label = plant(make_generated(seeds[1], fields, sample_index=7, variant="label"), "exact_dedup", "exact_duplicate")
     # Exact copy of its own seed.
     seed_copy = plant(make_generated(seeds[2], mc_fields(arc_train[2]), sample_index=3), "exact_dedup", "exact_copy_of_seed")
     # Near copy of a generated item: one word changed in the longest clean question (word
@@ -91,7 +95,7 @@ def planted(tmp_path_factory, fixtures_hf):
     broken["answer_text"] = ""
     plant(broken, "schema", "invalid:answer_text")
 
-    generated = clean + [exact_copy, seed_copy, near_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
+    generated = clean + [exact_copy, exact_copy_label, seed_copy, near_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
     write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
     write_jsonl(root / "gen" / "generated-00000.jsonl", generated, extra_lines=['{"id": "truncated'])
     return {"root": root, "expected": expected, "clean_ids": {r["id"] for r in clean}, "dirty_seed": dirty_seed,
@@ -106,7 +110,7 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert {r["id"] for r in kept} == planted["clean_ids"]
     # The unparseable line is rejected with its file and line, not a crash.
     bad = [r for r in rejected if r["reason"] == "unparseable_json"]
-    assert len(bad) == 1 and bad[0]["detail"]["line"] == 30
+    assert len(bad) == 1 and bad[0]["detail"]["line"] == 32
     assert result["in"] == len(kept) + len(rejected)
 
     by_id = {r["id"]: r for r in rejected if r["id"]}
@@ -132,10 +136,10 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
 
     quality = json.loads((out / "quality_report.json").read_text())
     arc = quality["families"]["arc"]
-    assert arc["seeds_in"] == 10 and arc["generated"] == 12 + 3 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    assert arc["seeds_in"] == 10 and arc["generated"] == 12 + 3 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 1
     assert arc["parsed"] == arc["generated"] - 1
-    assert arc["kept"] == 15 and arc["kept"] <= arc["decontaminated"] <= arc["deduped"] <= arc["parsed"]
-    assert sum(arc["answer_positions"]["kept"]["counts"].values()) == 15
+    assert arc["kept"] == 16 and arc["kept"] <= arc["decontaminated"] <= arc["deduped"] <= arc["parsed"]
+    assert sum(arc["answer_positions"]["kept"]["counts"].values()) == 16
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
 
 
@@ -165,7 +169,7 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
                "filter.verify.enabled=false"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "TOTAL" in printed and '"kept": 20' in printed
+    assert "TOTAL" in printed and '"kept": 21' in printed
     assert {p.name for p in out.iterdir()} >= {"curated.jsonl", "rejected.jsonl", "contamination_report.json",
                                                 "quality_report.json", "quality_summary.txt"}
     rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])

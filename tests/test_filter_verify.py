@@ -69,9 +69,12 @@ def test_verification_stage_keeps_passing_code_and_rejects_failing(mbpp):
 
     stage = VerificationStage(code={"timeout_s": 10, "memory_mb": 512})
     stage.setup()
-    out = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame([good, bad])))
+    good_label = make_generated(seed, mbpp_fields(mbpp[3]), variant="label")  # same item, other variant
+    out = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame([good, bad, good_label])))
     df = out.to_pandas()
-    assert list(df["status"]) == ["kept", "rejected"]
+    assert list(df["status"]) == ["kept", "rejected", "kept"]
+    # One sandbox run per item: the variant carries the very same result.
+    assert df.iloc[0]["annotations"] == df.iloc[2]["annotations"]
     assert df.iloc[1]["reason"] == "code_failed"
     assert json.loads(df.iloc[0]["annotations"])["verification"]["status"] == "passed"
     assert out._metadata["filter_stats"]["verify"]["dropped"] == {df.iloc[1]["reason"]: 1}

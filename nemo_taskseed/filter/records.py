@@ -21,7 +21,9 @@ from nemo_taskseed.errors import UserError
 
 KEPT = "kept"
 REJECTED = "rejected"
-COLUMNS = ["id", "seed_id", "family", "format", "record", "status", "stage", "reason", "detail", "annotations"]
+# item_id groups the variants (label/answer/reasoning/context) of one generated item: dedup and
+# verification decide per item, and every variant shares that decision.
+COLUMNS = ["id", "item_id", "seed_id", "family", "format", "record", "status", "stage", "reason", "detail", "annotations"]
 
 
 class RecordFileError(UserError):
@@ -65,6 +67,7 @@ def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [
         {
             "id": str(r.get("id", "")),
+            "item_id": str(((r.get("lineage") or {}).get("item_id") if isinstance(r.get("lineage"), dict) else None) or r.get("id", "")),
             "seed_id": str(r.get("seed_id") or ""),
             "family": str(r.get("family") or "unknown"),
             "format": str(r.get("format") or "unknown"),
@@ -82,6 +85,21 @@ def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def kept_mask(df: pd.DataFrame) -> pd.Series:
     return df["status"] == KEPT
+
+
+def kept_items(df: pd.DataFrame) -> tuple[list[Any], dict[Any, list[Any]]]:
+    """(one representative row index per kept item, in order; representative -> all its kept rows)."""
+    reps: list[Any] = []
+    members: dict[Any, list[Any]] = {}
+    first: dict[str, Any] = {}
+    for idx in df.index[kept_mask(df)]:
+        item = df.at[idx, "item_id"]
+        if item not in first:
+            first[item] = idx
+            reps.append(idx)
+            members[idx] = []
+        members[first[item]].append(idx)
+    return reps, members
 
 
 def reject(df: pd.DataFrame, index: Any, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:

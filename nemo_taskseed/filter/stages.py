@@ -23,7 +23,7 @@ from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
-from nemo_taskseed.filter.records import KEPT, annotate, kept_mask, read_records, reject
+from nemo_taskseed.filter.records import KEPT, annotate, kept_items, kept_mask, read_records, reject
 from nemo_taskseed.filter.text import record_fields_text
 
 log = logging.getLogger(__name__)
@@ -115,13 +115,15 @@ class ExactDedupStage(_FilterStage):
     def filter_frame(self, df: pd.DataFrame) -> None:
         from nemo_taskseed.filter.dedup import find_exact_duplicates
 
-        rows = df.index[kept_mask(df)]
+        # One entry per item: its variants repeat the same question on purpose.
+        rows, members = kept_items(df)
         items = [(df.at[i, "id"], df.at[i, "seed_id"], json.loads(df.at[i, "record"])) for i in rows]
         for m in find_exact_duplicates(items, _load_seeds(self.seeds_dir), self.fields):
             detail = {"match_id": m.match_id}
             if m.reason == "exact_copy_of_seed":
                 detail["own_seed"] = m.own_seed
-            reject(df, rows[m.position], self.name, m.reason, detail)
+            for idx in members[rows[m.position]]:
+                reject(df, idx, self.name, m.reason, detail)
 
 
 @dataclass
@@ -143,7 +145,7 @@ class FuzzyDedupStage(_FilterStage):
         index.add_seeds(
             (str(s.get("id", "")), " ".join(record_fields_text(s, self.fields))) for s in _load_seeds(self.seeds_dir)
         )
-        rows = df.index[kept_mask(df)]
+        rows, members = kept_items(df)
         items = [
             (df.at[i, "id"], df.at[i, "seed_id"], " ".join(record_fields_text(json.loads(df.at[i, "record"]), self.fields)))
             for i in rows
@@ -152,7 +154,8 @@ class FuzzyDedupStage(_FilterStage):
             detail: dict[str, Any] = {"match_id": m.match_id, "jaccard": m.jaccard, "threshold": self.threshold}
             if m.reason == "near_copy_of_seed":
                 detail["own_seed"] = m.match_id == df.at[rows[m.position], "seed_id"]
-            reject(df, rows[m.position], self.name, m.reason, detail)
+            for idx in members[rows[m.position]]:
+                reject(df, idx, self.name, m.reason, detail)
 
 
 @dataclass
@@ -252,22 +255,28 @@ class VerificationStage(_FilterStage):
         from nemo_taskseed.registry import verifier_kind
 
         settings = VoteSettings.from_config(self.vote)
+        # One check per item (the representative row); all its variants share the verdict.
+        reps, members = kept_items(df)
         groups: dict[str, list[Any]] = {}
-        for idx in df.index[kept_mask(df)]:
+        for idx in reps:
             kind = verifier_kind(df.at[idx, "family"], df.at[idx, "format"], self.families)
             groups.setdefault(kind, []).append(idx)
 
-        for idx in groups.pop("code", []):
-            rec = json.loads(df.at[idx, "record"])
+        def settle(rep: Any, info: dict[str, Any], reason: str | None) -> None:
+            for idx in members[rep]:
+                annotate(df, idx, "verification", info)
+                if reason:
+                    reject(df, idx, self.name, reason, info)
+
+        for rep in groups.pop("code", []):
+            rec = json.loads(df.at[rep, "record"])
             code, tests = rec.get("reference"), rec.get("tests") or []
             if not code or not tests:
-                reject(df, idx, self.name, "code_missing_solution_or_tests", {})
+                settle(rep, {"method": "code_tests", "status": "missing"}, "code_missing_solution_or_tests")
                 continue
             res = run_code_tests(code, tests, timeout_s=float(self.code.get("timeout_s", 10)),
                                  memory_mb=int(self.code.get("memory_mb", 512)))
-            annotate(df, idx, "verification", {"method": "code_tests", **res.to_dict()})
-            if not res.passed:
-                reject(df, idx, self.name, f"code_{res.status}", res.to_dict())
+            settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
         for kind, idxs in groups.items():
             records = [json.loads(df.at[i, "record"]) for i in idxs]
@@ -275,10 +284,9 @@ class VerificationStage(_FilterStage):
                 results = vote_multiple_choice(self._backend(), records, settings)
             else:
                 results = vote_generative(self._backend(), records, kind, settings)
-            for idx, res in zip(idxs, results):
+            for rep, res in zip(idxs, results):
                 info = res.to_dict(keep_outputs=self.keep_outputs)
-                annotate(df, idx, "verification", info)
                 if res.target is None:
-                    reject(df, idx, self.name, f"{kind}_no_reference_answer", info)
-                elif not res.passed:
-                    reject(df, idx, self.name, f"{kind}_vote_disagrees", info)
+                    settle(rep, info, f"{kind}_no_reference_answer")
+                else:
+                    settle(rep, info, None if res.passed else f"{kind}_vote_disagrees")
