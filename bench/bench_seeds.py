@@ -6,7 +6,8 @@ Rows: real fixture rows from ../shared/fixtures/hf (arc_easy, commonsense_qa, op
 mbpp), repeated with a numbered suffix up to --records, written to a temporary mirror (never into
 the repo). Baseline: `datasets.load_dataset("json")` + lm-eval's own ConfigurableTask templates
 per doc + one JSONL write, single process, no pipeline. Ours: `collect_seeds` on RayDataExecutor,
-timed twice: whole command (with Ray start-up) and pipeline only (Ray already up).
+timed twice: whole command (with Ray start-up) and pipeline only (Ray already up); and the same
+Pipeline on the in-process executor, which separates our stages' cost from Ray's fixed cost.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def main() -> int:
         t_base = time.perf_counter() - t
 
         t = time.perf_counter()
+        inline = collect_seeds(rows, cfg.seeds, tmp / "inline", mirror=str(tmp / "mirror"), executor_name="inline")
+        t_inline = time.perf_counter() - t  # the same stages and Pipeline, no Ray
+
+        t = time.perf_counter()
         summary = collect_seeds(rows, cfg.seeds, tmp / "cold", mirror=str(tmp / "mirror"))
         t_cold = time.perf_counter() - t  # includes starting a local Ray cluster
 
@@ -108,9 +113,10 @@ def main() -> int:
         t_warm = time.perf_counter() - t  # Ray already running
         ray.shutdown()
 
-    assert summary["kept"] == warm["kept"] == n_base, (summary["kept"], warm["kept"], n_base)
+    assert summary["kept"] == warm["kept"] == inline["kept"] == n_base, (summary["kept"], warm["kept"], inline["kept"], n_base)
     print(f"records: {n_base} over {len(rows)} subtasks")
     print(f"baseline (datasets + lm-eval templates, no pipeline): {t_base:6.2f} s  {n_base / t_base:8.0f} records/s")
+    print(f"pipeline, in-process executor (no Ray):              {t_inline:6.2f} s  {n_base / t_inline:8.0f} records/s  ratio {t_base / t_inline:.2f}  overhead {t_inline / t_base - 1:+.0%}")
     print(f"pipeline, cold (Ray start-up included):              {t_cold:6.2f} s  {n_base / t_cold:8.0f} records/s  ratio {t_base / t_cold:.2f}  overhead {t_cold / t_base - 1:+.0%}")
     print(f"pipeline, warm (Ray already up):                     {t_warm:6.2f} s  {n_base / t_warm:8.0f} records/s  ratio {t_base / t_warm:.2f}  overhead {t_warm / t_base - 1:+.0%}")
     print("goal: overhead <= +25% at 10k records (warm figure; the cold one adds Ray's fixed start-up)")

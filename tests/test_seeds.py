@@ -6,29 +6,21 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.catalog import load_catalog_rows
 from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.schema import validate_seed
 from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates
-from nemo_taskseed.seeds.pipeline import build_seed_pipeline, summarize
+from nemo_taskseed.seeds import collect_seeds
 from nemo_taskseed.seeds.source import sample_rows
 
 
 def run_stages_in_process(tasks: list[str], mirror: Path, out: Path, **overrides) -> dict:
-    """The pipeline's stages called directly (no Ray), as Curator allows for unit tests."""
+    """The real Curator pipeline on the in-process executor (no Ray start-up per test)."""
     cfg = load_config(overrides=[f"seeds.{k}={v}" for k, v in overrides.items()])
     rows = load_catalog_rows(cfg.catalog, tasks)
-    pipeline = build_seed_pipeline(to_container(cfg.seeds), out, str(mirror))
-    for row in rows:
-        batch = DocumentBatch(dataset_name=row["task"], data=pd.DataFrame({"catalog_row": [json.dumps(row)]}))
-        for stage in pipeline.stages:
-            stage.setup()
-            batch = stage.process(batch)
-    return summarize(out, [r["task"] for r in rows])
+    return collect_seeds(rows, cfg.seeds, out, mirror=str(mirror), executor_name="inline")
 
 
 def source_rows(fixtures: Path, rel: str) -> list[dict]:

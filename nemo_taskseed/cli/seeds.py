@@ -33,6 +33,6 @@ def _seeds(args) -> int:
     if not tasks:
         raise UserError("no tasks: pass --tasks t1,t2 or set seeds.tasks")
     rows = load_catalog_rows(cfg.catalog, tasks)
-    summary = collect_seeds(rows, cfg.seeds, args.out, mirror=args.mirror)
+    summary = collect_seeds(rows, cfg.seeds, args.out, mirror=args.mirror, executor_name=cfg.run.executor)
     print_seed_summary(summary, args.out)
     return 0

@@ -4,11 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from nemo_curator.backends.base import BaseExecutor
+
 from nemo_taskseed.errors import UserError
 
 
+class InProcessExecutor(BaseExecutor):
+    """Runs a Curator pipeline's stages one after another in this process.
+
+    Curator ships only distributed executors, whose fixed start-up (~20 s for a local Ray here)
+    dwarfs small jobs, and which make a failing stage hard to step through. The stages and the
+    `Pipeline` are the same; only the scheduling differs, so results match RayDataExecutor's.
+    """
+
+    def execute(self, stages, initial_tasks=None):
+        tasks = list(initial_tasks or [])
+        for stage in stages:
+            stage.setup_on_node(None, None)
+            stage.setup(None)
+            try:
+                if stage.supports_batch_processing():
+                    outputs = stage.process_batch(tasks)
+                else:
+                    outputs = [stage.process(task) for task in tasks]
+            finally:
+                stage.teardown()
+            tasks = []
+            for out in outputs:
+                if out is None:
+                    continue
+                tasks.extend(out if isinstance(out, list) else [out])
+        return tasks
+
+
 def make_executor(name: str = "ray_data", config: dict[str, Any] | None = None):
-    """`ray_data` (default; starts a local Ray if none is running) or `xenna`.
+    """`ray_data` (default; starts a local Ray if none is running), `xenna`, or `inline`.
 
     Xenna's default streaming mode fails on 2-core machines ("not enough CPU resources"), so it is
     forced to batch mode unless the caller says otherwise.
@@ -21,4 +51,6 @@ def make_executor(name: str = "ray_data", config: dict[str, Any] | None = None):
         from nemo_curator.backends.xenna import XennaExecutor
 
         return XennaExecutor(config={"execution_mode": "batch", **(config or {})})
-    raise UserError(f"unknown executor {name!r}: use ray_data or xenna (run.executor)")
+    if name == "inline":
+        return InProcessExecutor(config=config)
+    raise UserError(f"unknown executor {name!r}: use ray_data, xenna or inline (run.executor)")

@@ -63,8 +63,22 @@ def _lookup(doc: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+    """`value` with anything JSON cannot hold (dates, bytes, numpy scalars) turned into strings.
+
+    Dataset rows are almost always plain Python already, so this walks instead of round-tripping
+    through json.dumps/loads (which cost a third of normalization time).
+    """
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
 
 
 class LmEvalTemplates:

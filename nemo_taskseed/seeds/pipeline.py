@@ -54,7 +54,15 @@ def build_seed_pipeline(seeds_cfg: dict[str, Any], out_dir: Path, mirror: str | 
     )
 
 
-def collect_seeds(catalog_rows: list[dict[str, Any]], seeds_cfg: Any, out_dir: str | Path, *, mirror: str | None = None, executor=None) -> dict[str, Any]:
+def collect_seeds(
+    catalog_rows: list[dict[str, Any]],
+    seeds_cfg: Any,
+    out_dir: str | Path,
+    *,
+    mirror: str | None = None,
+    executor=None,
+    executor_name: str = "ray_data",
+) -> dict[str, Any]:
     """Run the seed pipeline over `catalog_rows`; write seeds.*.jsonl, rejected.jsonl, summary.json."""
     from nemo_curator.tasks import DocumentBatch
 
@@ -75,7 +83,7 @@ def collect_seeds(catalog_rows: list[dict[str, Any]], seeds_cfg: Any, out_dir: s
             for r in todo
         ]
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
-        pipeline.run(executor or make_executor(), initial_tasks=tasks)
+        pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
     summary = summarize(out_dir, [r["task"] for r in catalog_rows])
     summary.update({"resumed_subtasks": skipped, "seconds": round(time.perf_counter() - start, 2)})
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

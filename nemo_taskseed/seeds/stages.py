@@ -112,13 +112,13 @@ class NormalizeSeedsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], COLUMNS
 
-    def setup(self, worker_metadata=None) -> None:
+    def process(self, batch: DocumentBatch) -> DocumentBatch:
         import logging
 
-        # lm-eval warns once per task about custom-dataset kwargs we deliberately use.
+        # lm-eval warns once per task about the custom dataset we deliberately hand it. (Not in
+        # setup(): overriding setup makes Curator run the stage as a Ray actor, which would break
+        # the fusion of these four stages into one Ray Data task.)
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-
-    def process(self, batch: DocumentBatch) -> DocumentBatch:
         df = batch.to_pandas()
         rules = FieldRules.from_config(self.field_rules)
         out: list[dict] = []

@@ -17,5 +17,5 @@ def run_step(cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     if not tasks:
         raise UserError("seeds.tasks is empty: name the subtasks to seed from")
     rows = load_catalog_rows(cfg.catalog, tasks)
-    summary = collect_seeds(rows, cfg.seeds, out_dir, executor=None)
+    summary = collect_seeds(rows, cfg.seeds, out_dir, executor_name=cfg.run.executor)
     return {k: summary[k] for k in ("kept", "rejected", "rejected_by_reason", "subtasks", "incomplete_subtasks", "resumed_subtasks")}
