@@ -38,6 +38,9 @@ class Benchmark:
 def selected_benchmarks(eval_cfg: DictConfig) -> list[Benchmark]:
     table = to_container(eval_cfg.benchmarks)
     local = to_container(eval_cfg.local_data) or {}
+    unknown_local = set(local) - set(table)
+    if unknown_local:
+        raise ConfigError(f"eval.local_data names unknown benchmarks: {sorted(unknown_local)}")
     out = []
     for name in eval_cfg.run:
         if name not in table:
@@ -48,9 +51,6 @@ def selected_benchmarks(eval_cfg: DictConfig) -> list[Benchmark]:
             raise ConfigError(f"eval.benchmarks.{name} lacks {sorted(missing)}")
         if entry["group"] not in GROUPS:
             raise ConfigError(f"eval.benchmarks.{name}.group must be one of {GROUPS}, got {entry['group']!r}")
-        unknown_local = set(local) - set(table)
-        if unknown_local:
-            raise ConfigError(f"eval.local_data names unknown benchmarks: {sorted(unknown_local)}")
         limit = entry.get("limit", eval_cfg.limit)
         out.append(Benchmark(name, entry["task"], entry["group"], int(entry.get("num_fewshot", 0)),
                              entry["metric"], limit, local.get(name), entry.get("gen_kwargs")))
