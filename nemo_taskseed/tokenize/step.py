@@ -1,4 +1,4 @@
-"""`taskseed run` step: tokenize every `*.jsonl` of the previous step into Megatron datasets."""
+"""`taskseed run` step: tokenize the previous step's records (`tokenize.input_glob`) into Megatron datasets."""
 
 from __future__ import annotations
 
@@ -15,11 +15,23 @@ def tokenizer_path_from_config(section) -> Path:
     return Path(prepare_model())
 
 
-def tokenize_dir(section, in_dir: Path, out_dir: Path, *, workers: int | None = None) -> dict:
-    """Tokenize `in_dir/<input_glob>` into `out_dir`; returns the manifest."""
-    files = sorted(Path(in_dir).glob(section.get("input_glob", "*.jsonl")))
+def input_files(section, in_dir: Path) -> list[Path]:
+    """Files of `in_dir` matching any of `tokenize.input_glob` (one pattern or a list).
+
+    The default lists the curated output of filtering and the raw output of generation; a step's
+    folder holds one of them, never its rejects.
+    """
+    patterns = section.get("input_glob", "*.jsonl")
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted({p for pattern in patterns for p in Path(in_dir).glob(pattern)})
     if not files:
-        raise TokenizeError(f"no {section.get('input_glob', '*.jsonl')} files in {in_dir}")
+        raise TokenizeError(f"no {' or '.join(patterns)} files in {in_dir}")
+    return files
+
+
+def tokenize_dir(section, in_dir: Path, out_dir: Path, *, workers: int | None = None) -> dict:
+    """Tokenize `in_dir`'s input files into `out_dir`; returns the manifest."""
+    files = input_files(section, in_dir)
     opts = TokenizeOptions.from_config(section, tokenizer_path_from_config(section))
     if workers is not None:
         opts.workers = workers
