@@ -146,3 +146,21 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     again = _run(_cli(seeds_dir, out, server, model_dir))
     assert again["requests"]["generate"]["sent"] == again["requests"]["enrich"]["sent"] == 0
     assert (out / "generated.jsonl").read_bytes() == (tmp_path / "uninterrupted" / "generated.jsonl").read_bytes()
+
+
+def test_curator_ray_data_pipeline_writes_what_the_inline_run_wrote(server, model_dir, fixtures_hf, tmp_path):
+    """The same two stages as a Curator Pipeline on RayDataExecutor, over a finished run's cache:
+    nothing is sent and the outputs are byte-identical to the inline run's."""
+    import shutil
+
+    seeds_dir = tmp_path / "seeds"
+    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 1}, offset=1, fixtures_dir=fixtures_hf))
+    inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
+    (tmp_path / "ray").mkdir()
+    shutil.copy(tmp_path / "inline" / "requests.sqlite", tmp_path / "ray" / "requests.sqlite")
+    ray = _run([*_cli(seeds_dir, tmp_path / "ray", server, model_dir), "generate.executor=ray_data"])
+    assert ray["backend"]["executor"] == "ray_data"
+    assert ray["requests"]["generate"] == {"total": 1, "cached": 1, "sent": 0}
+    assert ray["requests"]["enrich"]["sent"] == 0 and ray["requests"]["enrich"]["total"] == inline["requests"]["enrich"]["total"]
+    for name in ("generated.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes(), name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ class RequestCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: explicit BEGIN/COMMIT below, one transaction per chunk.
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
+        # check_same_thread=False: Ray actors call setup() and process() on different threads;
+        # calls never overlap (one batch at a time), and the lock keeps it that way.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=60, check_same_thread=False)
+        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
@@ -42,6 +46,10 @@ class RequestCache:
         )
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
+        with self._lock:
+            return self._get_many(keys)
+
+    def _get_many(self, keys: list[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
@@ -55,6 +63,10 @@ class RequestCache:
 
     def put_many(self, entries: dict[str, tuple[list[str], str]]) -> None:
         """Commit {key: (outputs, backend)} in one transaction."""
+        with self._lock:
+            self._put_many(entries)
+
+    def _put_many(self, entries: dict[str, tuple[list[str], str]]) -> None:
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:

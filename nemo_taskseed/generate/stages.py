@@ -124,12 +124,12 @@ def run_requests(
 # ---------------------------------------------------------------------------------------------
 
 
-def to_batch(rows: list[tuple[str, str, dict]], dataset_name: str) -> DocumentBatch:
+def to_batch(rows: list[tuple[str, str, dict]], dataset_name: str, metadata: dict | None = None) -> DocumentBatch:
     df = pd.DataFrame(
         [{"id": i, "kind": k, "record": json.dumps(r, ensure_ascii=False, sort_keys=True)} for i, k, r in rows],
         columns=COLUMNS,
     )
-    return DocumentBatch(dataset_name=dataset_name, data=df)
+    return DocumentBatch(dataset_name=dataset_name, data=df, _metadata=dict(metadata or {}))
 
 
 def from_batch(batch: DocumentBatch) -> list[tuple[str, dict]]:
@@ -177,6 +177,10 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             self.backend = build_backend(self.cfg)
         self._cache = RequestCache(self.cache_path)
         self.templates = load_templates(self.cfg.get("generate", {}).get("prompts_dir"))
+
+    def _add(self, stats: RequestStats) -> None:
+        for k, v in stats.as_dict().items():
+            setattr(self.stats, k, getattr(self.stats, k) + v)
 
     def teardown(self) -> None:
         if self._cache is not None:
@@ -250,8 +254,10 @@ class SimilarQuestionStage(_BackendStage):
             )
             plans.append((seed, template, examples, make_request(messages, self.backend.model, sampling, schema)))
 
+        stats = RequestStats()
         results = run_requests([p[3] for p in plans], self.backend, self._cache,
-                               chunk_size=int(gen.get("chunk_size", 32)), stats=self.stats, desc="generate")
+                               chunk_size=int(gen.get("chunk_size", 32)), stats=stats, desc="generate")
+        self._add(stats)
 
         rows: list[tuple[str, str, dict]] = []
         seen_items: set[str] = set()
@@ -290,7 +296,8 @@ class SimilarQuestionStage(_BackendStage):
                 seen_questions.add(question_key)
                 item["lineage"] = {**lineage, "item_id": item_id}
                 rows.append((item_id, "item", item))
-        return to_batch(rows, batch.dataset_name)
+        meta = {**batch._metadata, "requests.generate": stats.as_dict(), "usage.generate": self.backend.usage.as_dict()}
+        return to_batch(rows, batch.dataset_name, meta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +334,7 @@ class AnswerEnrichmentStage(_BackendStage):
         rows: list[tuple[str, str, dict]] = [(r.get("seed_id", ""), "rejected", r) for k, r in rows_in if k == "rejected"]
 
         enrichments: dict[str, dict | Rejected] = {}
+        stats = RequestStats()
         if need_enrichment and items:
             template = self.templates[enrich.get("template", "enrich")]
             sampling = sampling_of(enrich.get("sampling", {}))
@@ -338,7 +346,8 @@ class AnswerEnrichmentStage(_BackendStage):
                 requests[item["lineage"]["item_id"]] = make_request(messages, self.backend.model, sampling, schema)
             results = run_requests(list(requests.values()), self.backend, self._cache,
                                    chunk_size=int(self.cfg.get("generate", {}).get("chunk_size", 32)),
-                                   stats=self.stats, desc="enrich")
+                                   stats=stats, desc="enrich")
+            self._add(stats)
             for item in items:
                 item_id = item["lineage"]["item_id"]
                 req = requests[item_id]
@@ -388,7 +397,8 @@ class AnswerEnrichmentStage(_BackendStage):
                     "text": render_text(item, variant, enrichment),
                 }
                 rows.append((record["id"], "generated", record))
-        return to_batch(rows, batch.dataset_name)
+        meta = {**batch._metadata, "requests.enrich": stats.as_dict(), "usage.enrich": self.backend.usage.as_dict()}
+        return to_batch(rows, batch.dataset_name, meta)
 
 
 def count_reasons(rejected: list[dict]) -> dict[str, int]:

@@ -74,6 +74,42 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _run_inline(config: dict, seeds: list[dict], cache_path: str, backend: Backend | None):
+    """Both stages in this process, sharing one backend (one engine for both passes)."""
+    own_backend = backend is None
+    if backend is None:
+        backend = build_backend(config)
+    generate = SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend)
+    enrich = AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)
+    try:
+        generate.setup()
+        enrich.setup()
+        return enrich.process(generate.process(seeds_batch(seeds)))
+    finally:
+        generate.teardown()
+        enrich.teardown()
+        if own_backend:
+            backend.close()
+
+
+def _run_pipeline(config: dict, seeds: list[dict], cache_path: str, executor: str):
+    """The same stages as a Curator `Pipeline` on a Curator executor (ray_data, xenna).
+
+    Each stage builds its own backend in its worker: with in-process vLLM that is two engines
+    (give each a share of GPU memory); a `vllm serve`/NIM endpoint (`backend.kind=openai`) avoids it.
+    """
+    from nemo_curator.pipeline import Pipeline
+
+    from nemo_taskseed.pipeline.executors import make_executor
+
+    pipeline = Pipeline(
+        name="taskseed_generate",
+        stages=[SimilarQuestionStage(cfg=config, cache_path=cache_path),
+                AnswerEnrichmentStage(cfg=config, cache_path=cache_path)],
+    )
+    return pipeline.run(make_executor(executor), initial_tasks=[seeds_batch(seeds)]) or []
+
+
 def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None) -> dict:
     """Generate and enrich for every seed in `in_dir`; returns the summary (also out_dir/summary.json).
 
@@ -88,26 +124,29 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     if not seeds:
         raise UserError(f"{in_dir}: no valid seeds ({len(rejected)} invalid)")
 
-    own_backend = backend is None
-    if backend is None:
-        backend = build_backend(config)
     cache_path = str(out_dir / CACHE_FILE)
-    generate = SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend)
-    enrich = AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)
-    try:
-        generate.setup()
-        enrich.setup()
-        items_batch = generate.process(seeds_batch(seeds))
-        out_batch = enrich.process(items_batch)
-    finally:
-        generate.teardown()
-        enrich.teardown()
-        if own_backend:
-            backend.close()
+    executor = config.get("generate", {}).get("executor", "inline")
+    if executor == "inline" or backend is not None:
+        out_batches = [_run_inline(config, seeds, cache_path, backend)]
+    else:
+        out_batches = _run_pipeline(config, seeds, cache_path, executor)
 
     generated, stage_rejected = [], []
-    for kind, rec in from_batch(out_batch):
-        (generated if kind == "generated" else stage_rejected).append(rec)
+    requests = {"generate": {"total": 0, "cached": 0, "sent": 0}, "enrich": {"total": 0, "cached": 0, "sent": 0}}
+    usage: dict[str, int] = {}
+    for out_batch in out_batches:
+        for kind, rec in from_batch(out_batch):
+            (generated if kind == "generated" else stage_rejected).append(rec)
+        for stage in requests:
+            for k, v in out_batch._metadata.get(f"requests.{stage}", {}).items():
+                requests[stage][k] += v
+        # Usage counters are cumulative per backend: the enrichment stage's covers both passes
+        # when they share one backend, else add both.
+        for k, v in out_batch._metadata.get("usage.enrich", {}).items():
+            usage[k] = usage.get(k, 0) + v
+        if executor != "inline" and backend is None:
+            for k, v in out_batch._metadata.get("usage.generate", {}).items():
+                usage[k] = usage.get(k, 0) + v
     rejected.extend(stage_rejected)
     invalid = [(r["id"], validate_generated(r)) for r in generated]
     invalid = [(i, e) for i, e in invalid if e]
@@ -116,6 +155,7 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
 
     write_jsonl_atomic(out_dir / "generated.jsonl", generated)
     write_jsonl_atomic(out_dir / "rejected.jsonl", rejected)
+    backend_cfg = config.get("generate", {}).get("backend", {})
     items = {r["lineage"]["item_id"] for r in generated}
     positions: dict[str, int] = {}
     for r in generated:
@@ -133,8 +173,9 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
         "records_per_variant": per_variant,
         "dropped": count_reasons(rejected),
         "answer_positions": dict(sorted(positions.items())),
-        "requests": {"generate": generate.stats.as_dict(), "enrich": enrich.stats.as_dict()},
-        "backend": {"kind": backend.name, "model": backend.model, "usage": backend.usage.as_dict()},
+        "requests": requests,
+        "backend": {"kind": backend_cfg.get("kind", "vllm"), "executor": executor if backend is None else "inline",
+                    "usage": usage},
         "seconds": round(time.time() - started, 1),
     }
     # `seconds` and `usage` describe this invocation; everything else is a function of seeds + cache.
