@@ -228,3 +228,43 @@ def test_missing_seeds_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="no seeds"):
         run_step(load_config(), tmp_path, tmp_path / "out")
+
+
+def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, model_dir):
+    """A real socket that accepts connections and never replies: each request times out, is retried
+    with backoff, and the call ends in BackendUnavailable naming the timeout."""
+    import threading
+
+    from nemo_taskseed.generate.backends import BackendUnavailable, OpenAIBackend, OpenAISettings
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)  # held open, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    backend = OpenAIBackend(OpenAISettings(model=str(model_dir), base_url=f"http://127.0.0.1:{port}/v1",
+                                           timeout_s=0.5, max_retries=1, backoff_s=0.05))
+    try:
+        with pytest.raises(BackendUnavailable, match="APITimeoutError after 2 attempts"):
+            backend.chat([[{"role": "user", "content": "hi"}]], n=1, temperature=0.0, top_p=1.0, max_tokens=4)
+        assert len(accepted) == 2  # the first attempt and one retry
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+        backend.close()
