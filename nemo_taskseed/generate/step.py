@@ -157,10 +157,13 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     write_jsonl_atomic(out_dir / "rejected.jsonl", rejected)
     backend_cfg = config.get("generate", {}).get("backend", {})
     items = {r["lineage"]["item_id"] for r in generated}
+    # Correct-option letters over kept multiple-choice items (once per item, whatever its variants).
     positions: dict[str, int] = {}
+    counted: set[str] = set()
     for r in generated:
-        if r["format"] == "multiple_choice" and r["variant"] == generated[0]["variant"]:
-            key = "ABCDEFGHIJ"[r["answer_index"]]
+        if r["format"] == "multiple_choice" and r["lineage"]["item_id"] not in counted:
+            counted.add(r["lineage"]["item_id"])
+            key = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r["answer_index"]]
             positions[key] = positions.get(key, 0) + 1
     per_variant: dict[str, int] = {}
     for r in generated:
