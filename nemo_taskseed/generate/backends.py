@@ -144,9 +144,6 @@ class VLLMBackend(Backend):
         )
         if settings.max_model_len:
             kwargs["max_model_len"] = settings.max_model_len
-        overrides = compat.vllm_hf_overrides(settings.model)
-        if overrides:
-            kwargs["hf_overrides"] = {**overrides, **kwargs.get("hf_overrides", {})}
         self.llm = LLM(**kwargs)
 
     def sampling_params(
