@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from nemo_taskseed.utils.jsonl import write_text_atomic
 
 ARTIFACTS = {
     "plan": "plan.json",
@@ -40,12 +41,6 @@ def _split_blend(plan: dict, choice) -> list[str] | None:
     return [str(x) for x in choice]
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_artifacts(plan: dict, out_dir: Path, *, valid="train", test="train", plot: bool = True) -> dict[str, str]:
     """Write every artifact of `plan` into `out_dir`; returns {artifact: path}."""
     out_dir = Path(out_dir)
@@ -53,16 +48,16 @@ def write_artifacts(plan: dict, out_dir: Path, *, valid="train", test="train", p
     paths = {key: out_dir / name for key, name in ARTIFACTS.items()}
     words = data_args_words(plan)
 
-    _atomic_text(paths["plan"], json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(paths["plan"], json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
     # One `weight prefix` pair per line: Megatron reads the file with str.split(), so lines are cosmetic.
-    _atomic_text(paths["data_args"], "".join(f"{w} {p}\n" for w, p in zip(words[::2], words[1::2])))
+    write_text_atomic(paths["data_args"], "".join(f"{w} {p}\n" for w, p in zip(words[::2], words[1::2])))
     per_split = {"train": words, "valid": _split_blend(plan, valid), "test": _split_blend(plan, test)}
-    _atomic_text(paths["per_split_data_args"], json.dumps(per_split, indent=2) + "\n")
+    write_text_atomic(paths["per_split_data_args"], json.dumps(per_split, indent=2) + "\n")
 
     prefixes = json.dumps([p for _, p in plan["data_paths"]])
     weights = "[" + ",".join(_weight(w) for w, _ in plan["data_paths"]) + "]"
     bridge = [f"dataset.blend=[{prefixes},{weights}]".replace(" ", ""), f"dataset.seq_length={plan['seq_length']}"]
-    _atomic_text(paths["bridge_overrides"], "\n".join(bridge) + "\n")
+    write_text_atomic(paths["bridge_overrides"], "\n".join(bridge) + "\n")
 
     flat = []
     for weight, prefix in plan["data_paths"]:
@@ -75,8 +70,8 @@ def write_artifacts(plan: dict, out_dir: Path, *, valid="train", test="train", p
         "note": "PreTrainingDataModule(paths=paths, seq_length=seq_length, ...); with `paths` NeMo splits "
                 "train/validation/test by its `split` argument, with `paths_per_split` it does not split",
     }
-    _atomic_text(paths["nemo2"], json.dumps(nemo2, indent=2) + "\n")
-    _atomic_text(paths["table"], markdown_table(plan))
+    write_text_atomic(paths["nemo2"], json.dumps(nemo2, indent=2) + "\n")
+    write_text_atomic(paths["table"], markdown_table(plan))
     if plot:
         plot_plan(plan, paths["plot"])
     else:

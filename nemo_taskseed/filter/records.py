@@ -11,37 +11,19 @@ come from the same columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.utils.jsonl import read_jsonl
 
 KEPT = "kept"
 REJECTED = "rejected"
 # item_id groups the variants (label/answer/reasoning/context) of one generated item: dedup and
 # verification decide per item, and every variant shares that decision.
 COLUMNS = ["id", "item_id", "seed_id", "family", "format", "record", "status", "stage", "reason", "detail", "annotations"]
-
-
-class RecordFileError(UserError):
-    """A JSONL line that is not a JSON object (the message names the file and line)."""
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise RecordFileError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
 
 
 def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
@@ -51,16 +33,6 @@ def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
         raise UserError(f"input folder not found: {directory}")
     files = sorted(directory.glob(pattern))
     return [rec for f in files for _, rec in read_jsonl(f)]
-
-
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            n += 1
-    return n
 
 
 def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.filter.records import records_to_frame, split_frame, write_jsonl
+from nemo_taskseed.filter.records import records_to_frame, split_frame
+from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +33,12 @@ def read_generated(in_dir: Path, pattern: str = "generated*.jsonl") -> tuple[lis
         raise UserError(f"{in_dir}: no {pattern} files (run the generate step first)")
     records, bad = [], []
     for f in files:
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    bad.append({"stage": "read", "reason": "unparseable_json", "detail": {"file": str(f), "line": lineno, "error": exc.msg}})
-                    continue
-                if not isinstance(obj, dict):
-                    bad.append({"stage": "read", "reason": "not_an_object", "detail": {"file": str(f), "line": lineno}})
-                    continue
+        for line_no, obj, error in iter_jsonl(f):
+            if error is None:
                 records.append(obj)
+            else:
+                reason = "unparseable_json" if error.startswith("not valid JSON") else "not_an_object"
+                bad.append({"stage": "read", "reason": reason, "detail": {"file": str(f), "line": line_no, "error": error}})
     return records, bad
 
 
@@ -172,10 +166,10 @@ def run_filter(
     write_jsonl(out_dir / "curated.jsonl", kept)
     write_jsonl(out_dir / "rejected.jsonl", rejected)
     contamination = contamination_report(df, stats.get("decontam"))
-    (out_dir / "contamination_report.json").write_text(json.dumps(contamination, indent=2, ensure_ascii=False))
+    write_json(out_dir / "contamination_report.json", contamination)
     quality = quality_report(df, seeds, {k: {kk: vv for kk, vv in v.items() if kk not in ("coverage", "contaminated_seeds")}
                                          for k, v in stats.items()}, unparsed)
-    (out_dir / "quality_report.json").write_text(json.dumps(quality, indent=2, ensure_ascii=False))
+    write_json(out_dir / "quality_report.json", quality)
     summary = human_summary(quality)
     (out_dir / "quality_summary.txt").write_text(summary + "\n")
     reasons: dict[str, int] = {}

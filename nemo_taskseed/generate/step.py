@@ -13,8 +13,6 @@ writes, and never re-sends a finished request.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from nemo_taskseed.generate.stages import (
 )
 from nemo_taskseed.schema.generated import validate_generated
 from nemo_taskseed.schema.records import validate_seed
+from nemo_taskseed.utils.jsonl import read_jsonl, write_json, write_jsonl
 
 CACHE_FILE = "requests.sqlite"
 
@@ -38,40 +37,17 @@ def read_seeds(in_dir: Path) -> tuple[list[dict], list[dict]]:
         raise UserError(f"no seeds*.jsonl in {in_dir} (run `taskseed seeds` first)")
     seeds, rejected, seen = [], [], set()
     for f in files:
-        with open(f, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    seed = json.loads(line)
-                except ValueError as exc:
-                    raise UserError(f"{f}:{line_no}: not JSON ({exc})") from exc
-                errors = validate_seed(seed)
-                if errors:
-                    rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
-                                     "seed_id": seed.get("id"), "file": f.name, "line": line_no})
-                    continue
-                if seed["id"] in seen:
-                    continue  # the same seed twice generates once
-                seen.add(seed["id"])
-                seeds.append(seed)
+        for line_no, seed in read_jsonl(f):
+            errors = validate_seed(seed)
+            if errors:
+                rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
+                                 "seed_id": seed.get("id"), "file": f.name, "line": line_no})
+                continue
+            if seed["id"] in seen:
+                continue  # the same seed twice generates once
+            seen.add(seed["id"])
+            seeds.append(seed)
     return seeds, rejected
-
-
-def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _run_inline(config: dict, seeds: list[dict], cache_path: str, backend: Backend | None):
@@ -153,8 +129,8 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     if invalid:  # a bug in this package, not in the model's output
         raise RuntimeError(f"generated records fail their schema: {invalid[:3]}")
 
-    write_jsonl_atomic(out_dir / "generated.jsonl", generated)
-    write_jsonl_atomic(out_dir / "rejected.jsonl", rejected)
+    write_jsonl(out_dir / "generated.jsonl", generated, sort_keys=True)
+    write_jsonl(out_dir / "rejected.jsonl", rejected, sort_keys=True)
     backend_cfg = config.get("generate", {}).get("backend", {})
     items = {r["lineage"]["item_id"] for r in generated}
     # Correct-option letters over kept multiple-choice items (once per item, whatever its variants).
@@ -182,6 +158,6 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
         "seconds": round(time.time() - started, 1),
     }
     # `seconds` and `usage` describe this invocation; everything else is a function of seeds + cache.
-    write_json_atomic(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary, sort_keys=True)
     log_summary(summary)
     return summary

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.utils.jsonl import write_json
 from nemo_taskseed.tokenize.encoder import (
     BatchEncoder,
     EncodeSettings,
@@ -154,12 +155,6 @@ def _batched(docs: Iterator[Document], size: int) -> Iterator[tuple[list[Documen
         yield batch, [d.text for d in batch]
 
 
-def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _remove_stale(out_dir: Path) -> None:
     """Drop leftovers of an interrupted run and the prefixes an older manifest vouched for."""
     for partial in out_dir.glob(".partial-*"):
@@ -275,7 +270,7 @@ def tokenize_files(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, 
     problems = verify_prefixes(out_dir, manifest)
     if problems:  # the manifest is not written: nothing claims these datasets are good
         raise TokenizeError("read-back check failed:\n  " + "\n  ".join(problems))
-    _write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+    write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest
 
 

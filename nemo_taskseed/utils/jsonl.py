@@ -1,4 +1,4 @@
-"""JSONL helpers shared by every stage: atomic writes, and reads that name the file and line at fault."""
+"""File helpers every stage shares: atomic writes, and JSONL reads that name the file and line at fault."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ from typing import Any
 from nemo_taskseed.errors import UserError
 
 
-def write_lines(path: str | Path, lines: Iterable[str]) -> int:
-    """Write lines to `path` atomically (temp file + fsync + rename): a crash never leaves half a file."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temp file, fsync and rename: a crash never leaves half a file."""
+    write_lines(path, [text], newline=False)
+
+
+def write_lines(path: str | Path, lines: Iterable[str], *, newline: bool = True) -> int:
+    """Write lines to `path` atomically (temp file + fsync + rename); returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     n = 0
     with tmp.open("w", encoding="utf-8") as f:
         for line in lines:
-            f.write(line + "\n")
+            f.write(line + "\n" if newline else line)
             n += 1
         f.flush()
         os.fsync(f.fileno())
@@ -27,21 +32,35 @@ def write_lines(path: str | Path, lines: Iterable[str]) -> int:
     return n
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    return write_lines(path, (json.dumps(row, ensure_ascii=False) for row in rows))
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False) -> int:
+    return write_lines(path, (json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) for row in rows))
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a bad line raises UserError naming the file and line."""
-    path = Path(path)
-    with path.open("rb") as f:
+def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Each non-blank line as (line number, object, None), or (line number, None, why) when the
+    line is not a JSON object: for readers that reject bad lines and go on."""
+    with Path(path).open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
                 row = json.loads(raw)
             except (UnicodeDecodeError, ValueError) as exc:
-                raise UserError(f"{path}:{line_no}: not valid JSON: {exc}") from exc
+                yield line_no, None, f"not valid JSON: {exc}"
+                continue
             if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            yield row
+                yield line_no, None, f"expected a JSON object, got {type(row).__name__}"
+                continue
+            yield line_no, row, None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line; the first bad line raises UserError naming file and line."""
+    for line_no, row, error in iter_jsonl(path):
+        if error is not None:
+            raise UserError(f"{path}:{line_no}: {error}")
+        yield line_no, row

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.filter.records import read_jsonl
+from nemo_taskseed.utils.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
