@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NeMo 2 (nemo_toolkit 2.7, `nemo.collections.llm`) continued pretraining on a taskseed blend.
 
-For teams still on NeMo 2. Needs its own environment (.venv-nemo2, see docs/training_and_eval.md).
+For teams still on NeMo 2. Needs its own environment (.venv-nemo2, see README (Training)).
 Builds `llm.<preset>.pretrain_recipe(...)` with `PreTrainingDataModule(paths=<blend>)`, the same
 train_iters, schedule and starting checkpoint as the Bridge recipe, then runs it with NeMo-Run:
 

@@ -2,7 +2,7 @@
 
 No cluster here: sbatch/torchrun scripts are rendered and inspected; NeMo-Run's SlurmExecutor
 writes its sbatch script through `Experiment.dryrun()` in `.venv-launch` (nemo-run 0.11.1 pins
-downgrade packages the main env relies on, see docs/training_and_eval.md).
+downgrade packages the main env relies on, see README (Training)).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def test_bad_slurm_time_is_a_user_error(tmp_path, capsys):
 
 @pytest.mark.skipif(not LAUNCH_PYTHON.is_file(),
                     reason=".venv-launch is absent: nemo-run==0.11.1 + leptonai<0.47 would downgrade starlette, "
-                           "urllib3, httpx, anyio in the main env; create it as docs/training_and_eval.md says")
+                           "urllib3, httpx, anyio in the main env; create it as README (Training) says")
 def test_nemo_run_slurm_executor_dry_run_writes_sbatch(tmp_path, capsys):
     report = _launch_train(tmp_path, capsys, "--backend", "nemo_run", overrides=("launch.env={HF_HOME: /lustre/hf}",))
     result = report["nemo_run"]

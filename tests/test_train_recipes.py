@@ -1,7 +1,7 @@
 """Continued-pretraining recipes: plan.json -> training spec -> Megatron-Bridge settings / NeMo 2 recipe.
 
 Megatron-Bridge 0.6.2 cannot be imported on this machine (Python 3.12 + CUDA Transformer Engine,
-see docs/training_and_eval.md), so the Bridge side is checked up to that boundary: the settings
+see README (Training)), so the Bridge side is checked up to that boundary: the settings
 our recipe applies, by ConfigContainer attribute path. The NeMo 2 recipe is built for real in
 its own environment (.venv-nemo2).
 """
@@ -164,7 +164,7 @@ def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, t
 
 @pytest.mark.skipif(not NEMO2_PYTHON.is_file(),
                     reason=".venv-nemo2 is absent: nemo_toolkit[llm]==2.7.3 pins transformers~=4.57/numpy<2 and "
-                           "needs its own env (see docs/training_and_eval.md for the install command)")
+                           "needs its own env (see README (Training) for the install command)")
 def test_nemo2_recipe_is_built_with_the_same_blend_and_budget(tmp_path):
     plan_path = write_plan(tmp_path, seq_length=8192)
     cfg = load_train_config(None, [f"train.plan={plan_path}", "train.recipe=llama32_1b", "train.framework=nemo2",

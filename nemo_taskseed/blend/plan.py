@@ -223,7 +223,7 @@ def resolve_existing(existing: list[ExistingEntry], settings: PlanSettings) -> l
 
 def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], settings: PlanSettings,
                existing_name: str = "none") -> dict:
-    """The plan as a JSON-ready dict (see docs/tokenize_and_blend.md for the fields)."""
+    """The plan as a JSON-ready dict (see README (Tokenize) for the fields)."""
     settings.check()
     if not synthetic:
         raise PlanError("no synthetic prefixes to blend")

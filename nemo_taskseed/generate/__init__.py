@@ -8,5 +8,5 @@
     stages.py     SimilarQuestionStage, AnswerEnrichmentStage (NeMo Curator ProcessingStages)
     step.py       run_step(cfg, in_dir, out_dir): `taskseed generate` and the `generate` step of `taskseed run`
 
-docs/generation.md describes config, formats and resume semantics.
+README (Generation) describes config, formats and resume semantics.
 """

@@ -17,7 +17,7 @@ from typing import Any
 
 from nemo_taskseed.generate.prompts import LETTERS
 
-# Reasons a candidate is dropped (summary keys; docs/generation.md lists them).
+# Reasons a candidate is dropped (summary keys; README (Generation) lists them).
 REASONS = (
     "invalid_json", "missing_field", "empty_text", "question_too_short", "wrong_option_count", "duplicate_options",
     "answer_not_in_options", "copy_of_seed", "duplicate", "bad_tests", "code_syntax_error",

@@ -8,7 +8,7 @@
     context    "Background: <knowledge>" + blank line + the reasoning document
 
 The question block is the optional "Passage: ..." line, "Question: ...", then "A. ..." option
-lines for multiple choice, or the assert tests for code. docs/generation.md shows examples.
+lines for multiple choice, or the assert tests for code. README (Generation) shows examples.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Submit (or dry-run) the training recipe through NeMo-Run's SlurmExecutor.
 
 Runs in an interpreter with nemo-run 0.11.1 (`.venv-launch`; it cannot share the main env, see
-docs/training_and_eval.md). Input: the request JSON written by `nemo_taskseed.launch.slurm`.
+README (Training)). Input: the request JSON written by `nemo_taskseed.launch.slurm`.
 Output: `nemo_run_result.json` next to it and, for a dry run, the sbatch script NeMo-Run would
 submit (`nemo_run_train.sbatch`). Imports nothing from the main env beyond the standard library.
 

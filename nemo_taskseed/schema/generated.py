@@ -2,7 +2,7 @@
 
 A generated record is a new item that exercises its seed's capability on different content, plus
 its enrichment and the final text for one ablation variant. Verification, dedup and
-decontamination read these keys; the `text` formats are documented in docs/generation.md and
+decontamination read these keys; the `text` formats are documented in README (Generation) and
 produced by `nemo_taskseed.generate.render`.
 
 `id` is `content_id(item_id, variant)` where `item_id = content_id(family, task, question, context,
