@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nemo_taskseed.blend.emit import write_artifacts
 from nemo_taskseed.blend.plan import PLAN_SCHEMA, PlanSettings, plan_blend, resolve_existing
 from nemo_taskseed.blend.sources import PlanError, load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
+from nemo_taskseed.utils.jsonl import read_json_artifact
 
 
 def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
@@ -42,17 +42,10 @@ def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
 
 
 def read_plan(path: str | Path) -> tuple[dict, Path]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "plan.json"
-    if not path.is_file():
-        raise PlanError(f"blend plan not found: {path} (run `taskseed blend plan` first)")
-    try:
-        plan = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-    if plan.get("schema") != PLAN_SCHEMA:
-        raise PlanError(f"{path}: schema {plan.get('schema')!r}, expected {PLAN_SCHEMA!r}")
+    plan, path = read_json_artifact(
+        path, what="blend plan",
+        default_name="plan.json", hint="run `taskseed blend plan` first",
+                                    error=PlanError, schema=PLAN_SCHEMA)
     total = sum(float(w) for w, _ in plan["data_paths"])
     if abs(total - 1.0) > 1e-6:
         raise PlanError(f"{path}: data_paths weights sum to {total:.8g}, not 1 (was the plan edited by hand?)")

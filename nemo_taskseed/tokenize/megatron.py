@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.utils.jsonl import write_json
+from nemo_taskseed.utils.jsonl import read_json_artifact, write_json
 from nemo_taskseed.tokenize.encoder import (
     BatchEncoder,
     EncodeSettings,
@@ -351,15 +351,8 @@ def verify_prefixes(out_dir: Path, manifest: dict) -> list[str]:
 
 def read_manifest(path: Path) -> tuple[dict, Path]:
     """A tokenize manifest and the folder its relative prefix paths resolve against."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise TokenizeError(f"tokenize manifest not found: {path} (run `taskseed tokenize` first)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TokenizeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-    if manifest.get("schema") != MANIFEST_SCHEMA:
-        raise TokenizeError(f"{path}: schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}")
+    manifest, path = read_json_artifact(
+        path, what="tokenize manifest",
+        default_name=MANIFEST_NAME, hint="run `taskseed tokenize` first",
+                                        error=TokenizeError, schema=MANIFEST_SCHEMA)
     return manifest, path.parent

@@ -6,12 +6,12 @@ Only the fields training needs are checked here: `seq_length`, `total_tokens` an
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.utils.jsonl import read_json_artifact
 
 
 class PlanError(UserError):
@@ -47,15 +47,10 @@ class BlendPlan:
 
 
 def load_plan(path: str | Path) -> BlendPlan:
-    plan_path = Path(path)
-    if not plan_path.is_file():
-        raise PlanError(f"blend plan not found: {plan_path} (write one with `taskseed blend plan`)")
-    try:
-        raw = json.loads(plan_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"{plan_path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise PlanError(f"{plan_path}: expected a JSON object")
+    raw, plan_path = read_json_artifact(
+        path, what="blend plan",
+        default_name="plan.json", hint="write one with `taskseed blend plan`",
+                                        error=PlanError)
     for key in ("seq_length", "total_tokens", "data_paths"):
         if key not in raw:
             raise PlanError(f"{plan_path}: missing field {key!r}")

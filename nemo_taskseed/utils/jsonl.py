@@ -64,3 +64,33 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if error is not None:
             raise UserError(f"{path}:{line_no}: {error}")
         yield line_no, row
+
+
+def read_json_artifact(
+    path: str | Path,
+    *,
+    what: str,
+    default_name: str,
+    hint: str,
+    error: type[UserError] = UserError,
+    schema: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """A JSON artifact one step wrote for another (a plan, a manifest): `path` or `path/default_name`.
+
+    Returns (object, the file's path). Errors name the file: missing (with `hint`, the command that
+    writes it), not JSON (with the line), not an object, or of another `schema` version.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / default_name
+    if not path.is_file():
+        raise error(f"{what} not found: {path} ({hint})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    if schema is not None and data.get("schema") != schema:
+        raise error(f"{path}: schema {data.get('schema')!r}, expected {schema!r}")
+    return data, path
