@@ -45,7 +45,7 @@ def read_plan(path: str | Path) -> tuple[dict, Path]:
     plan, path = read_json_artifact(
         path, what="blend plan",
         default_name="plan.json", hint="run `taskseed blend plan` first",
-                                    error=PlanError, schema=PLAN_SCHEMA)
+        error=PlanError, schema=PLAN_SCHEMA)
     total = sum(float(w) for w, _ in plan["data_paths"])
     if abs(total - 1.0) > 1e-6:
         raise PlanError(f"{path}: data_paths weights sum to {total:.8g}, not 1 (was the plan edited by hand?)")

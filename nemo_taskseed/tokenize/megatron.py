@@ -354,5 +354,5 @@ def read_manifest(path: Path) -> tuple[dict, Path]:
     manifest, path = read_json_artifact(
         path, what="tokenize manifest",
         default_name=MANIFEST_NAME, hint="run `taskseed tokenize` first",
-                                        error=TokenizeError, schema=MANIFEST_SCHEMA)
+        error=TokenizeError, schema=MANIFEST_SCHEMA)
     return manifest, path.parent

@@ -50,7 +50,7 @@ def load_plan(path: str | Path) -> BlendPlan:
     raw, plan_path = read_json_artifact(
         path, what="blend plan",
         default_name="plan.json", hint="write one with `taskseed blend plan`",
-                                        error=PlanError)
+        error=PlanError)
     for key in ("seq_length", "total_tokens", "data_paths"):
         if key not in raw:
             raise PlanError(f"{plan_path}: missing field {key!r}")
