@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemo_taskseed.schema.records import FORMATS, KINDS, validate_record
+from nemo_taskseed.schema.records import FORMATS, KINDS, MULTIPLE_CHOICE_RULE, validate_record
 
 GENERATED_SCHEMA_VERSION = "taskseed.generated/1"
 VARIANTS = ("label", "answer", "reasoning", "context")
@@ -102,16 +102,7 @@ GENERATED_SCHEMA: dict[str, Any] = {
         "text": _NONEMPTY,
     },
     "allOf": [
-        {
-            "if": {"properties": {"format": {"const": "multiple_choice"}}},
-            "then": {
-                "properties": {
-                    "options": {"type": "array", "minItems": 2},
-                    "answer_index": {"type": "integer"},
-                }
-            },
-            "else": {"properties": {"options": {"type": "null"}, "answer_index": {"type": "null"}}},
-        },
+        MULTIPLE_CHOICE_RULE,
         # Enriched variants cannot exist without their enrichment.
         {
             "if": {"properties": {"variant": {"enum": list(ENRICHED_VARIANTS)}}},

@@ -16,6 +16,19 @@ KINDS = ("knowledge", "reasoning")
 
 _NONEMPTY = {"type": "string", "minLength": 1, "pattern": r"\S"}
 
+# Multiple choice must carry >= 2 options and an answer index; generative records carry neither.
+# Shared by every record schema (seeds, generated).
+MULTIPLE_CHOICE_RULE: dict[str, Any] = {
+    "if": {"properties": {"format": {"const": "multiple_choice"}}},
+    "then": {
+        "properties": {
+            "options": {"type": "array", "minItems": 2},
+            "answer_index": {"type": "integer"},
+        }
+    },
+    "else": {"properties": {"options": {"type": "null"}, "answer_index": {"type": "null"}}},
+}
+
 SEED_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": SEED_SCHEMA_VERSION,
@@ -55,19 +68,7 @@ SEED_SCHEMA: dict[str, Any] = {
         },
         "raw": {"type": "object"},
     },
-    # Multiple choice must carry >= 2 options and an in-range answer; generative must not.
-    "allOf": [
-        {
-            "if": {"properties": {"format": {"const": "multiple_choice"}}},
-            "then": {
-                "properties": {
-                    "options": {"type": "array", "minItems": 2},
-                    "answer_index": {"type": "integer"},
-                }
-            },
-            "else": {"properties": {"options": {"type": "null"}, "answer_index": {"type": "null"}}},
-        }
-    ],
+    "allOf": [MULTIPLE_CHOICE_RULE],
 }
 
 
