@@ -80,14 +80,7 @@ def build_stages(fcfg: dict[str, Any], seeds_dir: Path | None, *, backend: Any =
 
 
 def run_stages(stages: list, task: DocumentBatch, executor: str) -> DocumentBatch:
-    if executor == "inline":
-        for stage in stages:
-            stage.setup()
-            try:
-                task = stage.process(task)
-            finally:
-                stage.teardown()
-        return task
+    """The stages as a Curator Pipeline on `executor` (ray_data, xenna, or inline: this process)."""
     from nemo_curator.pipeline import Pipeline
 
     from nemo_taskseed.pipeline.executors import make_executor

@@ -55,15 +55,18 @@ def _run_inline(config: dict, seeds: list[dict], cache_path: str, backend: Backe
     own_backend = backend is None
     if backend is None:
         backend = build_backend(config)
-    generate = SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend)
-    enrich = AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)
+    from nemo_curator.pipeline import Pipeline
+
+    from nemo_taskseed.pipeline.executors import make_executor
+
+    pipeline = Pipeline(
+        name="taskseed_generate",
+        stages=[SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend),
+                AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)],
+    )
     try:
-        generate.setup()
-        enrich.setup()
-        return enrich.process(generate.process(seeds_batch(seeds)))
+        return pipeline.run(make_executor("inline"), initial_tasks=[seeds_batch(seeds)]) or []
     finally:
-        generate.teardown()
-        enrich.teardown()
         if own_backend:
             backend.close()
 
@@ -103,7 +106,7 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     cache_path = str(out_dir / CACHE_FILE)
     executor = config.get("generate", {}).get("executor", "inline")
     if executor == "inline" or backend is not None:
-        out_batches = [_run_inline(config, seeds, cache_path, backend)]
+        out_batches = _run_inline(config, seeds, cache_path, backend)
     else:
         out_batches = _run_pipeline(config, seeds, cache_path, executor)
 
