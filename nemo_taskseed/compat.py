@@ -8,7 +8,7 @@ from __future__ import annotations
 # does not use offset"); only the engine-level `LLM(seed=...)` is safe. Drop this when a CPU
 # build accepts per-request seeds (try `SamplingParams(seed=1)` on a CPU engine).
 # Curator 1.4's AsyncOpenAIClient retries only connection errors and HTTP 429, so
-# nemo_taskseed.generate.backends.OpenAIBackend backs off on timeouts and 5xx itself.
+# nemo_taskseed.llm.backends.OpenAIBackend backs off on timeouts and 5xx itself.
 curator_retry_misses_timeouts = True
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def backend(model_dir):
-    from nemo_taskseed.generate.backends import build_backend
+    from nemo_taskseed.llm.backends import build_backend
 
     b = build_backend({"kind": "vllm", "model": str(model_dir), "vllm": {
         "dtype": "float32", "max_model_len": 1024, "enforce_eager": True, "seed": 0, "kv_cache_space_gb": 1,

@@ -2,7 +2,6 @@
 
 from nemo_taskseed.filter.verify.sandbox import SandboxResult, run_code_tests
 from nemo_taskseed.filter.verify.vote import (
-    ChatBackend,
     VoteResult,
     VoteSettings,
     choice_conversation,
@@ -12,6 +11,6 @@ from nemo_taskseed.filter.verify.vote import (
 )
 
 __all__ = [
-    "ChatBackend", "SandboxResult", "VoteResult", "VoteSettings", "choice_conversation", "decide",
+    "SandboxResult", "VoteResult", "VoteSettings", "choice_conversation", "decide",
     "run_code_tests", "vote_generative", "vote_multiple_choice",
 ]

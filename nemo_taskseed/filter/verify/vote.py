@@ -1,8 +1,7 @@
 """Answer verification by majority vote of k sampled answers, and code checks in the sandbox.
 
-The backend is anything with `chat(conversations, *, n, temperature, top_p, max_tokens,
-json_schema=None) -> list[list[str]]` (`nemo_taskseed.generate.backends.build_backend(cfg)`, or
-an adapter in tests). The model never sees the proposed label.
+The backend is a `nemo_taskseed.llm.Backend` (`build_backend(cfg)`: in-process vLLM or an
+OpenAI-compatible endpoint). The model never sees the proposed label.
 
 Rule: an item passes when the label (or reference answer) has at least `threshold * k` votes and
 strictly more votes than any other answer. Unparseable samples count as votes against. The
@@ -15,18 +14,15 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from nemo_taskseed.llm.backends import Backend
 from nemo_taskseed.registry import extract_choice_letter, get_extractor
 
 LETTERS = string.ascii_uppercase
 
 
-class ChatBackend(Protocol):
-    def chat(
-        self, conversations: list[list[dict]], *, n: int, temperature: float, top_p: float,
-        max_tokens: int, json_schema: dict | None = None,
-    ) -> list[list[str]]: ...
+
 
 
 @dataclass
@@ -109,7 +105,7 @@ def _batched(seq: Sequence, size: int):
         yield seq[i : i + size]
 
 
-def vote_multiple_choice(backend: ChatBackend, records: Sequence[dict[str, Any]], settings: VoteSettings) -> list[VoteResult]:
+def vote_multiple_choice(backend: Backend, records: Sequence[dict[str, Any]], settings: VoteSettings) -> list[VoteResult]:
     results: list[VoteResult] = []
     # One request per option count, so the JSON schema's letter enum fits every item of it.
     order = sorted(range(len(records)), key=lambda i: len(records[i].get("options") or []))
@@ -137,7 +133,7 @@ def vote_multiple_choice(backend: ChatBackend, records: Sequence[dict[str, Any]]
 
 
 def vote_generative(
-    backend: ChatBackend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings
+    backend: Backend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings
 ) -> list[VoteResult]:
     """Majority of extracted answers vs the reference, for `math` and `short_answer` kinds."""
     extractor = get_extractor(kind)

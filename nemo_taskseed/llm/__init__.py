@@ -1,0 +1,14 @@
+"""The one LLM client interface every model-calling stage uses (generation, enrichment, voting).
+
+    backend = build_backend(cfg)     # in-process vLLM or an OpenAI-compatible endpoint
+    backend.chat(conversations, n=..., temperature=..., ...) -> list[list[str]]
+    RequestCache(path)               # finished requests by content hash, one SQLite file per shard
+
+It sits below `generate/` and `filter/` (both import it; it imports neither), so the verifier and
+the generator share one definition of a backend instead of a Protocol copy each.
+"""
+
+from nemo_taskseed.llm.backends import Backend, BackendUnavailable, build_backend
+from nemo_taskseed.llm.cache import RequestCache, request_key
+
+__all__ = ["Backend", "BackendUnavailable", "RequestCache", "build_backend", "request_key"]
