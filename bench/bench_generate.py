@@ -41,11 +41,12 @@ def parse_args():
 
 def main() -> None:
     args = parse_args()
-    from nemo_taskseed.generate.backends import VLLMBackend, VLLMSettings
+    from nemo_taskseed.llm.backends import VLLMBackend, VLLMSettings
     from nemo_taskseed.generate.fixture_seeds import fixture_seeds
     from nemo_taskseed.generate.prompts import load_templates, seed_fields, select_template_id
     from nemo_taskseed.generate.parsers import reply_schema
-    from nemo_taskseed.generate.stages import SimilarQuestionStage, from_batch, seeds_batch
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.generate.stages import GenerationSettings, SimilarQuestionStage, from_batch, to_batch
 
     import torch
 
@@ -71,8 +72,9 @@ def main() -> None:
     structured = not args.no_structured_outputs
     sampling = {"n": args.n, "temperature": args.temperature, "top_p": args.top_p,
                 "max_tokens": args.max_tokens, "seed": 0}
-    cfg = {"generate": {"backend": {"kind": "vllm"}, "sampling": sampling, "structured_outputs": structured,
-                        "chunk_size": len(seeds)}}
+    gen_settings = GenerationSettings.from_config(load_config(overrides=[
+        *(f"generate.sampling.{k}={v}" for k, v in sampling.items()), f"generate.structured_outputs={structured}",
+        f"generate.chunk_size={len(seeds)}"]))
 
     # The exact prompts and sampling params the stage sends, for the bare side.
     templates = load_templates()
@@ -95,11 +97,12 @@ def main() -> None:
 
     def stage() -> tuple[int, float, int]:
         with tempfile.TemporaryDirectory() as tmp:
-            st = SimilarQuestionStage(cfg=cfg, cache_path=str(Path(tmp) / "requests.sqlite"), backend=backend)
+            st = SimilarQuestionStage(settings=gen_settings, backend_config={"kind": "vllm"}, out_dir=tmp,
+                                      backend=backend)
             st.setup()
             before = backend.usage.completion_tokens
             start = time.perf_counter()
-            out = st.process(seeds_batch(seeds))
+            out = st.process(to_batch([(s["id"], "seed", s) for s in seeds], "bench", {"shard": "bench"}))
             elapsed = time.perf_counter() - start
             st.teardown()
             kept = sum(1 for kind, _ in from_batch(out) if kind == "item")

@@ -65,3 +65,22 @@ def to_container(cfg: DictConfig | dict | Any) -> Any:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
+
+
+def section_settings(cls: type, cfg: Any, section: str) -> dict[str, Any]:
+    """The values of dataclass `cls`'s fields from config section `section`.
+
+    `cfg` is the full config or the section itself. Defaults live in `configs/base/<section>.yaml`
+    only: a field the config does not set is an error naming the key, never a second default
+    written in code.
+    """
+    import dataclasses
+
+    data = to_container(cfg) or {}
+    if isinstance(data, dict) and isinstance(data.get(section), dict):
+        data = data[section]
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    if missing:
+        keys = ", ".join(f"{section}.{m}" for m in missing)
+        raise ConfigError(f"config is missing {keys} (configs/base/{section}.yaml sets the defaults)")
+    return {f.name: data[f.name] for f in dataclasses.fields(cls)}

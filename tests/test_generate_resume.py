@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
+from nemo_taskseed.pipeline.shards import read_part_records
 
 
 def _free_port() -> int:
@@ -40,7 +41,11 @@ def _get(url: str, timeout: float = 2.0) -> str | None:
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` on a free local port, for this module."""
+    """`python -m vllm.entrypoints.openai.api_server` on a free local port, for this module.
+
+    One sequence at a time (`--max-num-seqs 1`): with greedy decoding every reply is then a function
+    of its prompt alone, whatever else is in flight, so runs with different concurrency (several
+    Ray workers) can be compared byte for byte."""
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
@@ -48,7 +53,7 @@ def server(model_dir, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-             "--enforce-eager"],
+             "--enforce-eager", "--max-num-seqs", "1"],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
@@ -75,24 +80,35 @@ def _cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
         f"generate.backend.openai.base_url={base}/v1", "generate.backend.openai.max_concurrency=1",
         "generate.sampling.n=1", "generate.sampling.temperature=0", "generate.sampling.max_tokens=96",
         "enrich.sampling.temperature=0", "enrich.sampling.max_tokens=96", "enrich.variants=[label,reasoning]",
-        "generate.chunk_size=1",
+        "generate.chunk_size=1", "generate.shard_size=1",
     ]
 
 
-def _run(cmd) -> dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+def _run(cmd, env: dict | None = None) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((Path(cmd[cmd.index("--out") + 1]) / "summary.json").read_text())
 
 
-def _rows(cache: Path) -> int:
-    if not cache.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-    except sqlite3.OperationalError:  # table not created yet
-        return 0
+def _rows(out: Path) -> int:
+    """Finished requests over every shard's cache file."""
+    total = 0
+    for cache in sorted((out / "cache").glob("*.sqlite")):
+        try:
+            with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5) as db:
+                total += db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        except sqlite3.OperationalError:  # table not created yet
+            pass
+    return total
+
+
+def _parts(out: Path) -> dict[str, bytes]:
+    """Every shard's output files, by path relative to the step folder."""
+    return {str(p.relative_to(out)): p.read_bytes() for kind in ("generated", "rejected")
+            for p in sorted((out / kind).glob("part-*.jsonl"))}
+
+
+PER_RUN = ("seconds", "backend", "requests", "shards", "outputs")
 
 
 def _wait_idle(base: str) -> None:
@@ -118,34 +134,37 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     out = tmp_path / "resumed"
     victim = subprocess.Popen(_cli(seeds_dir, out, server, model_dir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
-    while _rows(out / "requests.sqlite") < 1 and victim.poll() is None:
+    while _rows(out) < 1 and victim.poll() is None:
         time.sleep(0.1)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    done_at_kill = _rows(out / "requests.sqlite")
+    done_at_kill = _rows(out)
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.json")}
     assert victim.returncode == -signal.SIGKILL
     assert 1 <= done_at_kill < total, "the kill must land mid-run"
-    assert not (out / "generated.jsonl").exists()
+    assert len(finished) < reference["shards"]["total"]
+    assert not (out / "summary.json").exists()
     _wait_idle(server)
 
     resumed = _run(_cli(seeds_dir, out, server, model_dir))
-    # Finished requests were read from the cache, not re-sent; the rest were sent once.
-    cached = resumed["requests"]["generate"]["cached"] + resumed["requests"]["enrich"]["cached"]
+    # Finished shards were skipped (their markers untouched); inside the unfinished ones finished
+    # requests were read from the shard's cache, not re-sent; the rest were sent once.
+    assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished
+    assert resumed["shards"]["finished_before"] == len(finished)
     sent = resumed["requests"]["generate"]["sent"] + resumed["requests"]["enrich"]["sent"]
-    assert (cached, sent) == (done_at_kill, total - done_at_kill)
-    assert _rows(out / "requests.sqlite") == total
+    assert sent == total - done_at_kill
+    assert _rows(out) == total
     # Exactly the uninterrupted run's records: none lost, none duplicated, same bytes.
-    for name in ("generated.jsonl", "rejected.jsonl"):
-        assert (out / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes(), name
-    per_run = ("seconds", "backend", "requests")
-    assert {k: v for k, v in resumed.items() if k not in per_run} == {k: v for k, v in reference.items() if k not in per_run}
-    ids = [json.loads(line)["id"] for line in open(out / "generated.jsonl")]
+    assert _parts(out) == _parts(tmp_path / "uninterrupted")
+    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
+    ids = [r["id"] for r in read_part_records(out, "generated")]
     assert len(ids) == len(set(ids)) == resumed["records_kept"]
 
-    # A third run over a finished output sends nothing and rewrites the same files.
+    # A third run over a finished output runs no shard, sends nothing and leaves the same files.
     again = _run(_cli(seeds_dir, out, server, model_dir))
+    assert again["shards"]["run_now"] == 0
     assert again["requests"]["generate"]["sent"] == again["requests"]["enrich"]["sent"] == 0
-    assert (out / "generated.jsonl").read_bytes() == (tmp_path / "uninterrupted" / "generated.jsonl").read_bytes()
+    assert _parts(out) == _parts(tmp_path / "uninterrupted")
 
 
 def test_curator_ray_data_pipeline_writes_what_the_inline_run_wrote(server, model_dir, fixtures_hf, tmp_path):
@@ -156,11 +175,88 @@ def test_curator_ray_data_pipeline_writes_what_the_inline_run_wrote(server, mode
     seeds_dir = tmp_path / "seeds"
     write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 1}, offset=1, fixtures_dir=fixtures_hf))
     inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
-    (tmp_path / "ray").mkdir()
-    shutil.copy(tmp_path / "inline" / "requests.sqlite", tmp_path / "ray" / "requests.sqlite")
-    ray = _run([*_cli(seeds_dir, tmp_path / "ray", server, model_dir), "generate.executor=ray_data"])
+    # The shards' request caches, without their done markers: every shard runs again on Ray.
+    shutil.copytree(tmp_path / "inline" / "cache", tmp_path / "ray" / "cache")
+    ray = _run([*_cli(seeds_dir, tmp_path / "ray", server, model_dir), "generate.executor=ray_data",
+                "generate.worker_cpus=0.5"])
     assert ray["backend"]["executor"] == "ray_data"
     assert ray["requests"]["generate"] == {"total": 1, "cached": 1, "sent": 0}
     assert ray["requests"]["enrich"]["sent"] == 0 and ray["requests"]["enrich"]["total"] == inline["requests"]["enrich"]["total"]
-    for name in ("generated.jsonl", "rejected.jsonl"):
-        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes(), name
+    assert _parts(tmp_path / "ray") == _parts(tmp_path / "inline")
+
+
+def _nodes(out: Path) -> set[str]:
+    """Nodes whose generation stage ran a shard (from the shards' markers)."""
+    return {json.loads(p.read_text())["nodes"]["generate"] for p in (out / "shards").glob("*.json")}
+
+
+def _ray_cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
+    # Two workers per model stage at a quarter core each: both fit on the two one-CPU nodes.
+    return [*_cli(seeds, out, base, model_dir), "generate.executor=ray_data", "generate.worker_cpus=0.25",
+            "generate.workers=2"]
+
+
+@pytest.mark.ray
+@pytest.mark.multinode
+def test_generation_on_two_nodes_equals_in_process(server, model_dir, fixtures_hf, ray_cluster, tmp_path):
+    """Shards generated on a two-node Ray cluster against the real server; the in-process executor
+    over the same replies (the Ray run's shard caches) writes the same bytes."""
+    import shutil
+
+    address, node_ids = ray_cluster
+    seeds_dir = tmp_path / "seeds"
+    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "commonsense_qa": 2}, offset=3,
+                                                         fixtures_dir=fixtures_hf))
+    env = {**os.environ, "RAY_ADDRESS": address}
+    on_ray = _run(_ray_cli(seeds_dir, tmp_path / "ray", server, model_dir), env=env)
+    assert on_ray["shards"]["total"] == 4 and on_ray["requests"]["generate"]["sent"] == 4
+    assert _nodes(tmp_path / "ray") == set(node_ids)  # both nodes generated shards
+
+    shutil.copytree(tmp_path / "ray" / "cache", tmp_path / "inline" / "cache")
+    inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
+    assert inline["requests"]["generate"]["sent"] == inline["requests"]["enrich"]["sent"] == 0
+    assert _parts(tmp_path / "inline") == _parts(tmp_path / "ray")
+    assert {k: v for k, v in inline.items() if k not in PER_RUN} == {k: v for k, v in on_ray.items() if k not in PER_RUN}
+
+
+@pytest.mark.ray
+@pytest.mark.multinode
+def test_kill_9_of_the_driver_on_ray_then_restart(server, model_dir, fixtures_hf, ray_cluster, tmp_path):
+    """kill -9 of the driver while shards are in flight on the cluster; the restart writes what an
+    uninterrupted run writes, leaves finished shards alone and re-sends no finished request."""
+    address, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": address}
+    seeds_dir = tmp_path / "seeds"
+    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 3, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf))
+    reference = _run(_ray_cli(seeds_dir, tmp_path / "uninterrupted", server, model_dir), env=env)
+    total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
+
+    out = tmp_path / "resumed"
+    victim = subprocess.Popen(_ray_cli(seeds_dir, out, server, model_dir), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    while len(list((out / "shards").glob("*.json"))) < 1 and victim.poll() is None:
+        time.sleep(0.2)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    # Ray ends the dead driver's workers; wait until nothing more reaches the server or the caches.
+    _wait_idle(server)
+    done = _rows(out)
+    for _ in range(30):
+        time.sleep(1)
+        _wait_idle(server)
+        if _rows(out) == done:
+            break
+        done = _rows(out)
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.json")}
+    assert 1 <= len(finished) < reference["shards"]["total"], "the kill must land while shards are in flight"
+    assert done < total
+
+    resumed = _run(_ray_cli(seeds_dir, out, server, model_dir), env=env)
+    assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished  # not redone
+    assert resumed["shards"]["finished_before"] == len(finished)
+    sent = resumed["requests"]["generate"]["sent"] + resumed["requests"]["enrich"]["sent"]
+    assert sent == total - done  # no finished request re-sent
+    assert _rows(out) == total
+    assert _parts(out) == _parts(tmp_path / "uninterrupted")
+    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}

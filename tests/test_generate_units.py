@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.generate.cache import RequestCache, request_key
+from nemo_taskseed.llm.cache import RequestCache, request_key
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.generate.parsers import (
     REASONS, Rejected, answer_position, extract_json, is_copy, parse_enrichment, parse_item, reply_schema,
@@ -197,7 +197,8 @@ def test_endpoint_down_stops_with_clear_message_and_keeps_cache(tmp_path, fixtur
     write_seeds(tmp_path / "seeds" / "seeds.jsonl", fixture_seeds({"arc_easy": 1}, fixtures_dir=fixtures_hf))
     out = tmp_path / "out"
     out.mkdir()
-    done = RequestCache(out / "requests.sqlite")
+    shard_cache = out / "cache" / "arc_easy.00000.generate.sqlite"  # the one shard's own cache
+    done = RequestCache(shard_cache)
     done.put_many({"f" * 64: (["kept"], "openai")})  # stands for work finished before the outage
     done.close()
     port = _free_port()
@@ -209,7 +210,8 @@ def test_endpoint_down_stops_with_clear_message_and_keeps_cache(tmp_path, fixtur
     ])
     with pytest.raises(UserError, match=f"cannot reach http://127.0.0.1:{port}/v1 after 2 attempts"):
         run_step(cfg, tmp_path / "seeds", out)
-    assert RequestCache(out / "requests.sqlite").get_many(["f" * 64])["f" * 64]["outputs"] == ["kept"]
+    assert RequestCache(shard_cache).get_many(["f" * 64])["f" * 64]["outputs"] == ["kept"]
+    assert not list((out / "shards").glob("*.json"))  # nothing claims to be finished
     # Through the CLI the same failure is one line on stderr and exit code 2, no traceback.
     proc = subprocess.run(
         [sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(tmp_path / "seeds"), "--out", str(out),
@@ -235,7 +237,7 @@ def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, mode
     with backoff, and the call ends in BackendUnavailable naming the timeout."""
     import threading
 
-    from nemo_taskseed.generate.backends import BackendUnavailable, OpenAIBackend, OpenAISettings
+    from nemo_taskseed.llm.backends import BackendUnavailable, OpenAIBackend, OpenAISettings
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

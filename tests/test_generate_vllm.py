@@ -10,12 +10,13 @@ import os
 import pytest
 
 from nemo_taskseed.config import load_config
-from nemo_taskseed.generate.cache import RequestCache
+from nemo_taskseed.llm.cache import RequestCache
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.generate.parsers import REASONS
 from nemo_taskseed.generate.prompts import select_template_id
 from nemo_taskseed.generate.render import question_block
 from nemo_taskseed.generate.step import run_step
+from nemo_taskseed.pipeline.shards import marker_path, read_part_records, shard_name
 from nemo_taskseed.schema.generated import VARIANTS, validate_generated
 
 N = 2
@@ -29,7 +30,7 @@ OVERRIDES = [
 
 @pytest.fixture(scope="module")
 def backend(model_dir):
-    from nemo_taskseed.generate.backends import build_backend
+    from nemo_taskseed.llm.backends import build_backend
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}"])
@@ -48,13 +49,18 @@ def first_run(backend, fixtures_hf, tmp_path_factory, model_dir):
     return root, cfg, seeds, summary
 
 
-def _read(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
+def _read(out, kind):
+    return read_part_records(out, kind)
+
+
+def _cache(out, task: str, stage: str = "generate") -> RequestCache:
+    """The request cache of a task's first shard (each shard has its own file)."""
+    return RequestCache(out / "cache" / f"{shard_name(task, 0)}.{stage}.sqlite")
 
 
 def test_every_candidate_is_kept_or_rejected_with_a_reason(first_run):
     root, cfg, seeds, summary = first_run
-    generated, rejected = _read(root / "out" / "generated.jsonl"), _read(root / "out" / "rejected.jsonl")
+    generated, rejected = _read(root / "out", "generated"), _read(root / "out", "rejected")
     gen_rejects = [r for r in rejected if r["stage"] == "generate"]
     assert summary["seeds"] == len(seeds) and summary["candidates"] == len(seeds) * N
     # Every completion of every seed is either an item or a counted rejection: none lost.
@@ -69,8 +75,7 @@ def test_every_candidate_is_kept_or_rejected_with_a_reason(first_run):
 def test_records_follow_schema_with_lineage_back_to_seed_and_request(first_run, model_dir):
     root, cfg, seeds, summary = first_run
     by_id = {s["id"]: s for s in seeds}
-    cache = RequestCache(root / "out" / "requests.sqlite")
-    generated = _read(root / "out" / "generated.jsonl")
+    generated = _read(root / "out", "generated")
     assert generated
     for r in generated:
         assert validate_generated(r) == [], r["id"]
@@ -81,7 +86,9 @@ def test_records_follow_schema_with_lineage_back_to_seed_and_request(first_run, 
         assert (lin["model"], lin["backend"]) == (str(model_dir), "vllm")
         assert lin["sampling"] == {"n": N, "temperature": 0.8, "top_p": 0.95, "max_tokens": 160, "seed": 0}
         # The raw output is exactly what the cache holds for that request and sample.
+        cache = _cache(root / "out", r["task"])
         assert cache.get_many([lin["request_key"]])[lin["request_key"]]["outputs"][lin["sample_index"]] == lin["raw_output"]
+        cache.close()
         assert r["format"] == seed["format"]
         if r["format"] == "multiple_choice":
             assert len(r["options"]) == len(seed["options"])
@@ -94,8 +101,8 @@ def test_records_follow_schema_with_lineage_back_to_seed_and_request(first_run, 
 
 def test_each_item_has_its_variants_with_documented_text(first_run):
     root, cfg, seeds, summary = first_run
-    generated = _read(root / "out" / "generated.jsonl")
-    rejected = _read(root / "out" / "rejected.jsonl")
+    generated = _read(root / "out", "generated")
+    rejected = _read(root / "out", "rejected")
     unenriched = {r["item_id"] for r in rejected if r["stage"] == "enrich" and r["reason"] != "enrichment_no_knowledge"}
     by_item: dict[str, dict[str, dict]] = {}
     for r in generated:
@@ -120,15 +127,22 @@ def test_each_item_has_its_variants_with_documented_text(first_run):
 
 
 def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_hf, model_dir):
+    """Appending a seed to a subtask changes only that subtask's last shard: it is redone from its
+    cache (only the new seed's requests are sent); every other shard is skipped untouched."""
     root, cfg, seeds, first = first_run
-    before = {r["id"]: r for r in _read(root / "out" / "generated.jsonl")}
+    out = root / "out"
+    before = {r["id"]: r for r in _read(out, "generated")}
+    others = {t: marker_path(out, shard_name(t, 0)).stat().st_mtime_ns for t in ("commonsense_qa", "gsm8k", "mbpp")}
+    arc_items_before = len({r["lineage"]["item_id"] for r in before.values() if r["task"] == "arc_easy"})
     new = fixture_seeds({"arc_easy": 1}, offset=5, fixtures_dir=fixtures_hf)
     write_seeds(root / "seeds" / "seeds_more.jsonl", new)
-    summary = run_step(cfg, root / "seeds", root / "out", backend=backend)
+    summary = run_step(cfg, root / "seeds", out, backend=backend)
     assert summary["seeds"] == len(seeds) + 1
-    assert summary["requests"]["generate"] == {"total": len(seeds) + 1, "cached": len(seeds), "sent": 1}
-    # Enrichment is sent only for the new seed's items.
-    assert summary["requests"]["enrich"]["cached"] == first["requests"]["enrich"]["total"]
-    after = {r["id"]: r for r in _read(root / "out" / "generated.jsonl")}
+    assert summary["shards"]["run_now"] == 1 and summary["shards"]["finished_before"] == 3
+    assert summary["requests"]["generate"] == {"total": 3, "cached": 2, "sent": 1}
+    # Enrichment is sent only for the new seed's items; the shard's old items come from its cache.
+    assert summary["requests"]["enrich"]["cached"] == arc_items_before
+    after = {r["id"]: r for r in _read(out, "generated")}
     assert all(after[i] == r for i, r in before.items())  # old records unchanged, none lost
     assert {r["seed_id"] for i, r in after.items() if i not in before} <= {new[0]["id"]}
+    assert {t: marker_path(out, shard_name(t, 0)).stat().st_mtime_ns for t in others} == others

@@ -114,7 +114,8 @@ def test_pipeline_dry_run_is_a_multinode_ray_job(tmp_path, capsys):
     script = capsys.readouterr().out
     assert "#SBATCH --nodes=4" in script and "#SBATCH --gpus-per-node=8" in script
     assert "ray start --head" in script and 'ray start --address="$RAY_ADDRESS" --num-gpus=8' in script
-    assert "generate.backend.kind=vllm generate.backend.gpus=2 generate.backend.vllm.tensor_parallel_size=2" in script
+    # Generation runs on Ray too, so its shards spread over every node's GPUs.
+    assert "generate.executor=ray_data generate.backend.kind=vllm generate.backend.gpus=2 generate.backend.vllm.tensor_parallel_size=2" in script
     assert "taskseed run configs/default.yaml run.executor=ray_data" in script
     assert "--container-mounts=/lustre:/lustre" in script
 
@@ -126,7 +127,7 @@ def test_pipeline_with_vllm_serve_endpoint(tmp_path, capsys):
     script = capsys.readouterr().out
     assert "vllm.entrypoints.openai.api_server --model /lustre/models/qwen3-32b" in script
     assert "--tensor-parallel-size 4 --data-parallel-size 2" in script
-    assert "generate.backend.kind=openai" in script and "generate.backend.openai.base_url=http://$head_ip:8000/v1" in script
+    assert "generate.executor=ray_data" in script and "generate.backend.kind=openai" in script and "generate.backend.openai.base_url=http://$head_ip:8000/v1" in script
 
 
 def test_pipeline_vllm_serve_needs_a_model(tmp_path, capsys):

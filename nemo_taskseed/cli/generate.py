@@ -10,9 +10,12 @@ def register(subparsers) -> None:
         "generate",
         help="generate new Q&A items from seeds and enrich their answers (vLLM or an OpenAI-compatible endpoint)",
         description=(
-            "Reads DIR/seeds*.jsonl, writes OUT/generated.jsonl, OUT/rejected.jsonl, OUT/summary.json and "
-            "the request cache OUT/requests.sqlite. Re-running the same command resumes: finished requests "
-            "are read from the cache, only missing ones are sent."
+            "Reads DIR/seeds*.jsonl, cuts the seeds into shards (generate.shard_size per subtask) and writes "
+            "per shard OUT/generated/part-<shard>.jsonl, OUT/rejected/part-<shard>.jsonl, the request cache "
+            "OUT/cache/<shard>.*.sqlite and the done marker OUT/shards/<shard>.json; then OUT/summary.json. "
+            "Re-running the same command resumes: finished shards are skipped, and inside the others finished "
+            "requests are read from the shard's cache, only missing ones are sent. generate.executor=ray_data "
+            "spreads shards over a Ray cluster (RAY_ADDRESS)."
         ),
     )
     parser.add_argument("--seeds", required=True, metavar="DIR", help="folder holding seeds*.jsonl")
@@ -33,5 +36,6 @@ def _generate(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     summary = run_step(cfg, Path(args.seeds), Path(args.out))
-    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests")}, indent=2))
+    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests", "shards")},
+                     indent=2))
     return 0

@@ -1,15 +1,21 @@
-"""Stages 3 and 4 as NeMo Curator ProcessingStages: similar-question generation, answer enrichment.
+"""Stages 3 and 4 as NeMo Curator ProcessingStages over one shard of seeds at a time.
 
-Both stages read and write `DocumentBatch`es whose rows are `id`, `kind` and `record` (the record
-as a JSON string). Records are nested and differ per benchmark (`raw`, `source`), which neither
-Arrow nor pandas keeps intact across batches as columns; a JSON column round-trips exactly.
+    shard task (seed file offsets)
+      -> ReadSeedShardStage          the shard's seeds
+      -> SimilarQuestionStage        candidate items (kind=item) + rejections (kind=rejected)
+      -> AnswerEnrichmentStage       one record per variant (kind=generated) + rejections
+      -> GeneratedShardWriterStage   generated/part-<shard>.jsonl, rejected/part-<shard>.jsonl,
+                                     then the done marker shards/<shard>.json
 
-    seeds (kind=seed) -> SimilarQuestionStage -> items + rejected
-                      -> AnswerEnrichmentStage -> generated (one per variant) + rejected
+Rows between stages are `id`, `kind` and `record` (the record as a JSON string): records are
+nested and differ per benchmark (`raw`, `source`), which neither Arrow nor pandas keeps intact
+across Ray's hand-offs as columns; a JSON column round-trips exactly.
 
-Each stage builds its backend in `setup()` (declaring GPUs for in-process vLLM) unless one is
-handed in (`taskseed generate` shares one engine between both stages). Requests go through the
-`RequestCache`, chunk by chunk, so a killed run resumes without re-sending finished requests.
+Each model stage builds its backend in `setup()` (one per worker, declaring GPUs for in-process
+vLLM) unless one is injected (`taskseed generate` inline shares one engine between both). Its
+request cache is the shard's own SQLite file (`cache/<shard>.<stage>.sqlite`, beside the
+shard's outputs), opened for that shard only: no two processes ever write one cache file, which
+keeps it safe on NFS/Lustre, and a restart inside an unfinished shard re-sends nothing finished.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,11 +33,15 @@ from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
-from nemo_taskseed.generate.backends import Backend, build_backend
-from nemo_taskseed.generate.cache import RequestCache, request_key
+from nemo_taskseed.config import section_settings
+from nemo_taskseed.errors import UserError
 from nemo_taskseed.generate.parsers import Rejected, is_copy, normalize, parse_enrichment, parse_item, reply_schema
 from nemo_taskseed.generate.prompts import enrich_fields, load_templates, seed_fields, select_template_id
 from nemo_taskseed.generate.render import render_text
+from nemo_taskseed.llm.backends import Backend, build_backend
+from nemo_taskseed.llm.cache import RequestCache
+from nemo_taskseed.llm.requests import RequestStats, make_request, run_requests, sampling_of
+from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema.generated import ENRICHED_VARIANTS, GENERATED_SCHEMA_VERSION, VARIANTS
 from nemo_taskseed.schema.records import content_id
 
@@ -38,85 +49,52 @@ COLUMNS = ["id", "kind", "record"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Requests through the cache
+# Typed settings (defaults live in configs/base/generate.yaml and enrich.yaml, nowhere else)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Request:
-    key: str
-    messages: list[dict]
+@dataclass(frozen=True)
+class GenerationSettings:
+    """`generate.*` keys that shape what stage 3 asks and keeps."""
+
     sampling: dict[str, Any]
-    json_schema: dict | None
+    structured_outputs: bool
+    prompts_dir: str | None
+    templates: dict[str, str]
+    examples_per_prompt: int
+    copy_similarity: float
+    min_question_words: int
+    chunk_size: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> GenerationSettings:
+        values = section_settings(cls, cfg, "generate")
+        return cls(**{**values, "sampling": sampling_of(values["sampling"]), "templates": dict(values["templates"] or {})})
 
 
-@dataclass
-class RequestStats:
-    total: int = 0
-    cached: int = 0
-    sent: int = 0
+@dataclass(frozen=True)
+class EnrichmentSettings:
+    """`enrich.*` keys: the second pass and the variants written per item."""
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    enabled: bool
+    template: str
+    sampling: dict[str, Any]
+    variants: tuple[str, ...]
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> EnrichmentSettings:
+        values = section_settings(cls, cfg, "enrich")
+        variants = tuple(values["variants"])
+        bad = [v for v in variants if v not in VARIANTS]
+        if bad:
+            raise UserError(f"enrich.variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
+        if not values["enabled"] and any(v in ENRICHED_VARIANTS for v in variants):
+            raise UserError("enrich.enabled is false but enrich.variants asks for reasoning/context")
+        return cls(**{**values, "sampling": sampling_of(values["sampling"]), "variants": variants})
 
-def sampling_of(section: dict) -> dict[str, Any]:
-    """The sampling parameters that shape a reply (and therefore belong in the request key)."""
-    return {
-        "n": int(section.get("n", 1)),
-        "temperature": float(section.get("temperature", 0.0)),
-        "top_p": float(section.get("top_p", 1.0)),
-        "max_tokens": int(section.get("max_tokens", 512)),
-        "seed": section.get("seed"),
-    }
-
-
-def make_request(messages, model: str, sampling: dict, json_schema: dict | None) -> Request:
-    return Request(request_key(messages, model, sampling, json_schema), messages, sampling, json_schema)
-
-
-def run_requests(
-    requests: list[Request], backend: Backend, cache: RequestCache, *, chunk_size: int,
-    stats: RequestStats, desc: str = "requests",
-) -> dict[str, dict]:
-    """{key: {"outputs": [...], "backend": name}} for every request; only cache misses are sent,
-    committed to the cache one chunk at a time."""
-    from tqdm import tqdm
-
-    unique: dict[str, Request] = {}
-    for r in requests:
-        unique.setdefault(r.key, r)
-    results = cache.get_many(list(unique))
-    stats.total += len(unique)
-    stats.cached += len(results)
-    missing = [r for k, r in unique.items() if k not in results]
-    if not missing:
-        return results
-    # Requests in one backend call share sampling; schemas go per request, so a batch can mix
-    # 4- and 5-option multiple choice with math and code in one `LLM.chat` call.
-    groups: dict[str, list[Request]] = {}
-    for r in missing:
-        groups.setdefault(json.dumps(r.sampling, sort_keys=True), []).append(r)
-    with tqdm(total=len(missing), desc=desc, unit="req", leave=False) as bar:
-        for group in groups.values():
-            for start in range(0, len(group), chunk_size):
-                chunk = group[start:start + chunk_size]
-                s = chunk[0].sampling
-                seed = s.get("seed")
-                outputs = backend.chat(
-                    [r.messages for r in chunk], n=s["n"], temperature=s["temperature"], top_p=s["top_p"],
-                    max_tokens=s["max_tokens"], json_schemas=[r.json_schema for r in chunk],
-                    # Per-request seeds derived from the key make sampling reproducible per request
-                    # (where the backend honours them), whatever else shares the batch.
-                    seeds=[None if seed is None else (int(seed) + int(r.key[:8], 16)) % 2**31 for r in chunk],
-                )
-                entries = {r.key: (out, backend.name) for r, out in zip(chunk, outputs)}
-                cache.put_many(entries)
-                stats.sent += len(chunk)
-                for k, (out, name) in entries.items():
-                    results[k] = {"outputs": out, "backend": name}
-                bar.update(len(chunk))
-    return results
+    @property
+    def needs_pass(self) -> bool:
+        return self.enabled and any(v in ENRICHED_VARIANTS for v in self.variants)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,54 +115,168 @@ def from_batch(batch: DocumentBatch) -> list[tuple[str, dict]]:
     return [(kind, json.loads(rec)) for kind, rec in zip(df["kind"], df["record"])]
 
 
-def seeds_batch(seeds: list[dict], dataset_name: str = "seeds") -> DocumentBatch:
-    return to_batch([(s["id"], "seed", s) for s in seeds], dataset_name)
+def shard_task(shard: str, shard_fingerprint: str, files: list[str], file_index: list[int],
+               offsets: list[int]) -> DocumentBatch:
+    """One shard as a Curator task: where its seeds are (file, byte offset), not the seeds
+    themselves, so the driver's memory and Ray's object store hold a few bytes per seed."""
+    df = pd.DataFrame({"file": [files[i] for i in file_index], "offset": offsets})
+    return DocumentBatch(dataset_name=shard, data=df,
+                         _metadata={"shard": shard, "fingerprint": shard_fingerprint})
 
 
 def _reject(stage: str, reason: str, detail: str, **extra) -> dict:
     return {"stage": stage, "reason": reason, "detail": detail, **extra}
 
 
+def _light() -> Resources:
+    # Reading and writing a shard is I/O: a fraction of a core lets Ray co-locate them with the
+    # model stages instead of holding a whole CPU per node for them.
+    return Resources(cpus=0.25)
+
+
 # ---------------------------------------------------------------------------------------------
-# Stage 3: similar-question generation
+# Reader and writer
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadSeedShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """(file, byte offset) rows in, the shard's seed records (kind=seed) out.
+
+    The driver already validated every line while planning shards; a line that changed since
+    is a user error naming the file and offset (the shard's fingerprint would differ anyway).
+    """
+
+    name: str = "read_seed_shard"
+    resources: Resources = field(default_factory=_light)
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["file", "offset"]
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        df = task.to_pandas()
+        rows: list[tuple[str, str, dict]] = []
+        handles: dict[str, Any] = {}
+        try:
+            for path, offset in zip(df["file"], df["offset"]):
+                handle = handles.get(path) or handles.setdefault(path, open(path, "rb"))  # noqa: SIM115
+                handle.seek(int(offset))
+                line = handle.readline()
+                try:
+                    seed = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{path} (byte {offset}): seed line changed during the run: {exc}") from exc
+                rows.append((seed["id"], "seed", seed))
+        finally:
+            for handle in handles.values():
+                handle.close()
+        return to_batch(rows, task.dataset_name, task._metadata)
+
+
+@dataclass
+class GeneratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Writes one shard's outputs atomically, then its done marker; passes on only the marker.
+
+    Curator's JsonlWriter writes straight to the final path with no completion marker, and
+    pandas' JSON writer neither sorts keys nor keeps `ensure_ascii=False`; the shard's bytes must
+    be identical whatever executor wrote them, and a half-written shard must never look done.
+    """
+
+    out_dir: str = "."
+    name: str = "write_generated_shard"
+    resources: Resources = field(default_factory=_light)
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["shard", "marker"]
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        from nemo_taskseed.utils.jsonl import write_lines
+
+        shard, meta = task._metadata["shard"], task._metadata
+        df = task.to_pandas()
+        generated = [r for k, r in zip(df["kind"], df["record"]) if k == "generated"]
+        rejected = [r for k, r in zip(df["kind"], df["record"]) if k == "rejected"]
+        shards.clear_marker(self.out_dir, shard)
+        write_lines(shards.part_path(self.out_dir, "generated", shard), generated)
+        write_lines(shards.part_path(self.out_dir, "rejected", shard), rejected)
+        records = [json.loads(r) for r in generated]
+        marker = shards.write_marker(self.out_dir, shard, meta["fingerprint"], {
+            "counts": shard_counts(meta.get("seeds", 0), records, [json.loads(r) for r in rejected]),
+            "requests": {"generate": meta.get("requests.generate", {}), "enrich": meta.get("requests.enrich", {})},
+            "usage": {"generate": meta.get("usage.generate", {}), "enrich": meta.get("usage.enrich", {})},
+            "nodes": {"generate": meta.get("node.generate"), "enrich": meta.get("node.enrich"),
+                      "write": shards.worker_identity()["node_id"]},
+        })
+        out = pd.DataFrame({"shard": [shard], "marker": [json.dumps(marker, sort_keys=True)]})
+        return DocumentBatch(dataset_name=shard, data=out, _metadata={"shard": shard})
+
+
+def shard_counts(seeds: int, generated: list[dict], rejected: list[dict]) -> dict[str, Any]:
+    """What one shard contributes to the step summary (all additive across shards)."""
+    items = {r["lineage"]["item_id"] for r in generated}
+    positions: Counter = Counter()
+    counted: set[str] = set()
+    for r in generated:  # correct-option letters, once per multiple-choice item
+        if r["format"] == "multiple_choice" and r["lineage"]["item_id"] not in counted:
+            counted.add(r["lineage"]["item_id"])
+            positions["ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r["answer_index"]]] += 1
+    return {
+        "seeds": seeds,
+        "items_kept": len(items),
+        "records_kept": len(generated),
+        "records_per_variant": dict(Counter(r["variant"] for r in generated)),
+        "dropped": dict(Counter(r["reason"] for r in rejected)),
+        "answer_positions": dict(positions),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Model stages
 # ---------------------------------------------------------------------------------------------
 
 
 @dataclass
 class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Shared plumbing: config, backend (built in setup or injected), request cache."""
+    """Shared plumbing: backend (built in setup or injected), the shard's request cache."""
 
-    cfg: dict[str, Any] = field(default_factory=dict)  # the full config (generate + enrich sections)
-    cache_path: str = "requests.sqlite"
+    backend_config: dict[str, Any] = field(default_factory=dict)  # the `generate.backend` section
+    out_dir: str = "."
+    prompts_dir: str | None = None
     backend: Backend | None = None
-    stats: RequestStats = field(default_factory=RequestStats)
+    # CPUs Ray reserves per worker of this stage; GPUs come from the backend config.
+    worker_cpus: float = 1.0
+    # Workers of this stage on Ray (e.g. one per GPU); None: Ray Data's autoscaling pool.
+    workers: int | None = None
+
+    def num_workers(self) -> int | None:
+        return self.workers
 
     def __post_init__(self) -> None:
-        backend_cfg = self.cfg.get("generate", {}).get("backend", {})
-        if backend_cfg.get("kind", "vllm") == "vllm":
-            vllm = backend_cfg.get("vllm") or {}
-            gpus = backend_cfg.get("gpus")
+        gpus = 0.0
+        if self.backend_config.get("kind", "vllm") == "vllm":
+            gpus = self.backend_config.get("gpus")
             if gpus is None:
-                gpus = vllm.get("tensor_parallel_size", 1) if _cuda_available() else 0
-            self.resources = Resources(cpus=1.0, gpus=float(gpus))
-        else:
-            self.resources = Resources(cpus=1.0)
+                gpus = (self.backend_config.get("vllm") or {}).get("tensor_parallel_size", 1) if _cuda_available() else 0
+        self.resources = Resources(cpus=float(self.worker_cpus), gpus=float(gpus))
         self._owns_backend = self.backend is None
-        self._cache: RequestCache | None = None
 
     def setup(self, worker_metadata=None) -> None:
         if self.backend is None:
-            self.backend = build_backend(self.cfg)
-        self._cache = RequestCache(self.cache_path)
-        self.templates = load_templates(self.cfg.get("generate", {}).get("prompts_dir"))
+            self.backend = build_backend(self.backend_config)
+        self.templates = load_templates(self.prompts_dir)
 
-    def _add(self, stats: RequestStats) -> None:
-        for k, v in stats.as_dict().items():
-            setattr(self.stats, k, getattr(self.stats, k) + v)
+    def shard_cache(self, task: DocumentBatch) -> RequestCache:
+        """The shard's own cache file: one writer, for one shard, closed after it."""
+        shard = task._metadata["shard"]
+        return RequestCache(Path(self.out_dir) / "cache" / f"{shard}.{self.cache_name}.sqlite")
 
     def teardown(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
         if self._owns_backend and self.backend is not None:
             self.backend.close()
             self.backend = None
@@ -213,31 +305,28 @@ class SimilarQuestionStage(_BackendStage):
     on different content, parse every reply strictly, drop garbage with a reason.
     """
 
+    settings: GenerationSettings | None = None
     name: str = "similar_question_generation"
+    cache_name: str = "generate"
 
     def _template_for(self, seed: dict):
-        gen = self.cfg.get("generate", {})
-        tid = select_template_id(seed, gen.get("templates") or {})
+        tid = select_template_id(seed, self.settings.templates)
         if tid not in self.templates:
-            from nemo_taskseed.errors import UserError
-
             raise UserError(f"prompt template {tid!r} (for task {seed['task']}) not found in configs/prompts")
         return self.templates[tid]
 
     def _examples(self, seed: dict, by_task: dict[str, list[dict]]) -> list[dict]:
-        k = int(self.cfg.get("generate", {}).get("examples_per_prompt", 0))
+        k = self.settings.examples_per_prompt
         if k <= 0:
             return []
-        # Deterministic few-shot: the other seeds of the task ranked by a hash of the pair.
+        # Deterministic few-shot: the other seeds of the task in this shard, ranked by a hash of the pair.
         others = [s for s in by_task.get(seed["task"], []) if s["id"] != seed["id"]]
         others.sort(key=lambda s: content_id(seed["id"], s["id"]))
         return others[:k]
 
     def process(self, batch: DocumentBatch) -> DocumentBatch:
-        gen = self.cfg.get("generate", {})
-        sampling = sampling_of(gen.get("sampling", {}))
-        structured = bool(gen.get("structured_outputs", True))
-        threshold = float(gen.get("copy_similarity", 0.9))
+        gen = self.settings
+        sampling = gen.sampling
         seeds = [rec for kind, rec in from_batch(batch) if kind == "seed"]
         by_task: dict[str, list[dict]] = {}
         for s in seeds:
@@ -250,14 +339,18 @@ class SimilarQuestionStage(_BackendStage):
             messages = template.render(**seed_fields(seed, template, examples))
             schema = (
                 reply_schema(template.output, len(seed.get("options") or []), bool(seed.get("context")))
-                if structured else None
+                if gen.structured_outputs else None
             )
             plans.append((seed, template, examples, make_request(messages, self.backend.model, sampling, schema)))
 
         stats = RequestStats()
-        results = run_requests([p[3] for p in plans], self.backend, self._cache,
-                               chunk_size=int(gen.get("chunk_size", 32)), stats=stats, desc="generate")
-        self._add(stats)
+        usage_before = self.backend.usage.as_dict()
+        cache = self.shard_cache(batch)
+        try:
+            results = run_requests([p[3] for p in plans], self.backend, cache,
+                                   chunk_size=gen.chunk_size, stats=stats, desc="generate")
+        finally:
+            cache.close()
 
         rows: list[tuple[str, str, dict]] = []
         seen_items: set[str] = set()
@@ -269,15 +362,14 @@ class SimilarQuestionStage(_BackendStage):
                     "seed_id": seed["id"], "seed_task": seed["task"], "template_id": template.id,
                     "template_version": template.version, "model": self.backend.model,
                     "backend": result["backend"], "sampling": sampling, "request_key": request.key,
-                    "sample_index": index, "raw_output": raw, "structured_outputs": structured,
+                    "sample_index": index, "raw_output": raw, "structured_outputs": gen.structured_outputs,
                     "example_seed_ids": [e["id"] for e in examples],
                 }
-                parsed = parse_item(template.output, raw, seed, index,
-                                    min_question_words=int(gen.get("min_question_words", 3)))
+                parsed = parse_item(template.output, raw, seed, index, min_question_words=gen.min_question_words)
                 if isinstance(parsed, Rejected):
                     rows.append((seed["id"], "rejected", _reject("generate", parsed.reason, parsed.detail, **lineage)))
                     continue
-                if is_copy(parsed, seed, threshold) or any(is_copy(parsed, e, threshold) for e in examples):
+                if is_copy(parsed, seed, gen.copy_similarity) or any(is_copy(parsed, e, gen.copy_similarity) for e in examples):
                     rows.append((seed["id"], "rejected", _reject("generate", "copy_of_seed", "", **lineage)))
                     continue
                 item = {
@@ -296,13 +388,14 @@ class SimilarQuestionStage(_BackendStage):
                 seen_questions.add(question_key)
                 item["lineage"] = {**lineage, "item_id": item_id}
                 rows.append((item_id, "item", item))
-        meta = {**batch._metadata, "requests.generate": stats.as_dict(), "usage.generate": self.backend.usage.as_dict()}
+        meta = {**batch._metadata, "seeds": len(seeds), "requests.generate": stats.as_dict(),
+                "usage.generate": _usage_delta(usage_before, self.backend.usage.as_dict()),
+                "node.generate": shards.worker_identity()["node_id"]}
         return to_batch(rows, batch.dataset_name, meta)
 
 
-# ---------------------------------------------------------------------------------------------
-# Stage 4: answer enrichment and variant rendering
-# ---------------------------------------------------------------------------------------------
+def _usage_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after}
 
 
 @dataclass
@@ -313,21 +406,16 @@ class AnswerEnrichmentStage(_BackendStage):
     connecting knowledge) from a second generation pass; `label` and `answer` do not.
     """
 
+    settings: EnrichmentSettings | None = None
+    structured_outputs: bool = True
+    chunk_size: int = 32
     name: str = "answer_enrichment"
+    cache_name: str = "enrich"
 
     def process(self, batch: DocumentBatch) -> DocumentBatch:
-        enrich = self.cfg.get("enrich", {})
-        variants = list(enrich.get("variants", ["answer", "reasoning"]))
-        bad = [v for v in variants if v not in VARIANTS]
-        if bad:
-            from nemo_taskseed.errors import UserError
-
-            raise UserError(f"enrich.variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
-        need_enrichment = bool(enrich.get("enabled", True)) and any(v in ENRICHED_VARIANTS for v in variants)
-        if not enrich.get("enabled", True) and any(v in ENRICHED_VARIANTS for v in variants):
-            from nemo_taskseed.errors import UserError
-
-            raise UserError("enrich.enabled is false but enrich.variants asks for reasoning/context")
+        enrich = self.settings
+        variants = enrich.variants
+        need_enrichment = enrich.needs_pass
 
         rows_in = from_batch(batch)
         items = [rec for kind, rec in rows_in if kind == "item"]
@@ -335,19 +423,21 @@ class AnswerEnrichmentStage(_BackendStage):
 
         enrichments: dict[str, dict | Rejected] = {}
         stats = RequestStats()
+        usage_before = self.backend.usage.as_dict()
         if need_enrichment and items:
-            template = self.templates[enrich.get("template", "enrich")]
-            sampling = sampling_of(enrich.get("sampling", {}))
-            structured = bool(self.cfg.get("generate", {}).get("structured_outputs", True))
+            template = self.templates[enrich.template]
+            sampling = enrich.sampling
             requests = {}
             for item in items:
                 messages = template.render(**enrich_fields(item))
-                schema = reply_schema("enrichment", len(item.get("options") or [])) if structured else None
+                schema = reply_schema("enrichment", len(item.get("options") or [])) if self.structured_outputs else None
                 requests[item["lineage"]["item_id"]] = make_request(messages, self.backend.model, sampling, schema)
-            results = run_requests(list(requests.values()), self.backend, self._cache,
-                                   chunk_size=int(self.cfg.get("generate", {}).get("chunk_size", 32)),
-                                   stats=stats, desc="enrich")
-            self._add(stats)
+            cache = self.shard_cache(batch)
+            try:
+                results = run_requests(list(requests.values()), self.backend, cache,
+                                       chunk_size=self.chunk_size, stats=stats, desc="enrich")
+            finally:
+                cache.close()
             for item in items:
                 item_id = item["lineage"]["item_id"]
                 req = requests[item_id]
@@ -397,12 +487,10 @@ class AnswerEnrichmentStage(_BackendStage):
                     "text": render_text(item, variant, enrichment),
                 }
                 rows.append((record["id"], "generated", record))
-        meta = {**batch._metadata, "requests.enrich": stats.as_dict(), "usage.enrich": self.backend.usage.as_dict()}
+        meta = {**batch._metadata, "requests.enrich": stats.as_dict(),
+                "usage.enrich": _usage_delta(usage_before, self.backend.usage.as_dict()),
+                "node.enrich": shards.worker_identity()["node_id"]}
         return to_batch(rows, batch.dataset_name, meta)
-
-
-def count_reasons(rejected: list[dict]) -> dict[str, int]:
-    return dict(sorted(Counter(r["reason"] for r in rejected).items()))
 
 
 def log_summary(summary: dict) -> None:

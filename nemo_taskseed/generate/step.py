@@ -1,166 +1,231 @@
-"""`taskseed generate` / the `generate` step of `taskseed run`: seeds in, generated records out.
+"""`taskseed generate` / the `generate` step of `taskseed run`: seeds in, generated records out, shard by shard.
 
-    in_dir/seeds*.jsonl  ->  out_dir/generated.jsonl   one record per item and variant (taskseed.generated/1)
-                             out_dir/rejected.jsonl    every dropped candidate, with stage and reason
-                             out_dir/summary.json      counts: kept, dropped per reason, requests, tokens
-                             out_dir/requests.sqlite   the request cache (what makes resume cheap)
+    in_dir/seeds*.jsonl  ->  out_dir/generated/part-<shard>.jsonl   one record per item and variant (taskseed.generated/1)
+                             out_dir/rejected/part-<shard>.jsonl    every dropped candidate, with stage and reason
+                             out_dir/shards/<shard>.json            done marker: fingerprint, counts, nodes
+                             out_dir/cache/<shard>.<stage>.sqlite   the shard's request cache
+                             out_dir/rejected_seeds.jsonl           seed lines that are not valid seeds (file:line)
+                             out_dir/summary.json                   merged counts: kept, dropped per reason, requests
 
-Requests are committed to the cache chunk by chunk while the run goes; the three output files are
-derived from the seeds and the cache alone and written atomically at the end (temp file +
-rename), so a run killed at any point and restarted writes exactly what an uninterrupted run
-writes, and never re-sends a finished request.
+Seeds are cut into shards by subtask and position (`generate.shard_size` seeds each, named
+`<task>.<index>`), so appending seeds to a subtask adds shards and changes only its last one.
+Each shard is one Curator task through read -> generate -> enrich -> write; the writer commits
+the shard's files atomically and then its marker. A restart skips every shard whose marker
+matches its fingerprint (its seeds' bytes and every setting that shapes its output) and redoes
+the rest, where the shard's request cache keeps finished requests from being sent again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from array import array
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.generate.backends import Backend, build_backend
+from nemo_taskseed.generate.prompts import prompts_dir
 from nemo_taskseed.generate.stages import (
-    AnswerEnrichmentStage, SimilarQuestionStage, count_reasons, from_batch, log_summary, seeds_batch,
+    AnswerEnrichmentStage, EnrichmentSettings, GeneratedShardWriterStage, GenerationSettings, ReadSeedShardStage,
+    SimilarQuestionStage, log_summary, shard_task,
 )
-from nemo_taskseed.schema.generated import validate_generated
+from nemo_taskseed.llm.backends import Backend, build_backend
+from nemo_taskseed.pipeline import shards
+from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
-from nemo_taskseed.utils.jsonl import read_jsonl, write_json, write_jsonl
+from nemo_taskseed.utils.jsonl import write_json, write_jsonl
 
-CACHE_FILE = "requests.sqlite"
+REJECTED_SEEDS = "rejected_seeds.jsonl"
 
 
-def read_seeds(in_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(valid seeds in file/line order, rejected rows for invalid ones)."""
-    files = sorted(Path(in_dir).glob("seeds*.jsonl"))
+@dataclass
+class SeedShard:
+    """Where one shard's seeds are (file index, byte offset), and a hash of their bytes."""
+
+    name: str
+    digest: Any = field(default_factory=hashlib.sha256)
+    file_index: array = field(default_factory=lambda: array("i"))
+    offsets: array = field(default_factory=lambda: array("q"))
+
+    def add(self, file_i: int, offset: int, raw: bytes) -> None:
+        self.file_index.append(file_i)
+        self.offsets.append(offset)
+        self.digest.update(raw.rstrip(b"\r\n") + b"\n")
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def plan_shards(in_dir: Path, shard_size: int) -> tuple[list[str], list[SeedShard], list[dict]]:
+    """(seed files, shards in name order, rejected seed lines) from `in_dir/seeds*.jsonl`.
+
+    One streaming pass; memory is ~12 bytes per seed plus the ids of one subtask at a time. A line
+    that is not JSON or not a valid seed is rejected with its file and line, never fatal.
+    """
+    if shard_size < 1:
+        raise UserError(f"generate.shard_size must be >= 1, got {shard_size}")
+    files = [str(f) for f in sorted(Path(in_dir).glob("seeds*.jsonl"))]
     if not files:
         raise UserError(f"no seeds*.jsonl in {in_dir} (run `taskseed seeds` first)")
-    seeds, rejected, seen = [], [], set()
-    for f in files:
-        for line_no, seed in read_jsonl(f):
-            errors = validate_seed(seed)
-            if errors:
-                rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
-                                 "seed_id": seed.get("id"), "file": f.name, "line": line_no})
-                continue
-            if seed["id"] in seen:
-                continue  # the same seed twice generates once
-            seen.add(seed["id"])
-            seeds.append(seed)
-    return seeds, rejected
+    planned: dict[str, SeedShard] = {}
+    position: dict[str, int] = {}
+    seen: dict[str, set[str]] = {}
+    rejected: list[dict] = []
+    for file_i, path in enumerate(files):
+        offset = 0
+        with open(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                where = {"file": Path(path).name, "line": line_no}
+                try:
+                    seed = json.loads(raw)
+                except ValueError as exc:  # includes UnicodeDecodeError
+                    rejected.append({"stage": "seeds", "reason": "unparseable_seed", "detail": str(exc)[:300], **where})
+                    continue
+                errors = validate_seed(seed) if isinstance(seed, dict) else ["not a JSON object"]
+                if errors:
+                    rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
+                                     "seed_id": seed.get("id") if isinstance(seed, dict) else None, **where})
+                    continue
+                task = seed["task"]
+                ids = seen.setdefault(task, set())
+                if seed["id"] in ids:
+                    continue  # the same seed twice generates once
+                ids.add(seed["id"])
+                index = position.get(task, 0)
+                position[task] = index + 1
+                name = shards.shard_name(task, index // shard_size)
+                planned.setdefault(name, SeedShard(name)).add(file_i, start, raw)
+    return files, [planned[n] for n in sorted(planned)], rejected
 
 
-def _run_inline(config: dict, seeds: list[dict], cache_path: str, backend: Backend | None):
-    """Both stages in this process, sharing one backend (one engine for both passes)."""
-    own_backend = backend is None
-    if backend is None:
-        backend = build_backend(config)
-    from nemo_curator.pipeline import Pipeline
-
-    from nemo_taskseed.pipeline.executors import make_executor
-
-    pipeline = Pipeline(
-        name="taskseed_generate",
-        stages=[SimilarQuestionStage(cfg=config, cache_path=cache_path, backend=backend),
-                AnswerEnrichmentStage(cfg=config, cache_path=cache_path, backend=backend)],
-    )
-    try:
-        return pipeline.run(make_executor("inline"), initial_tasks=[seeds_batch(seeds)]) or []
-    finally:
-        if own_backend:
-            backend.close()
+def settings_fingerprint(config: dict) -> str:
+    """Everything besides the seeds that shapes a shard's output: generation and enrichment
+    settings, the model, and the prompt files' bytes (a reworded template re-generates)."""
+    gen = GenerationSettings.from_config(config)
+    enrich = EnrichmentSettings.from_config(config)
+    backend = config["generate"]["backend"]
+    folder = prompts_dir(gen.prompts_dir)
+    prompts = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.yaml"))}
+    return shards.fingerprint(GENERATED_SCHEMA_VERSION, asdict(gen), asdict(enrich),
+                              {"kind": backend.get("kind"), "model": backend.get("model")}, prompts)
 
 
-def _run_pipeline(config: dict, seeds: list[dict], cache_path: str, executor: str):
-    """The same stages as a Curator `Pipeline` on a Curator executor (ray_data, xenna).
-
-    Each stage builds its own backend in its worker: with in-process vLLM that is two engines
-    (give each a share of GPU memory); a `vllm serve`/NIM endpoint (`backend.kind=openai`) avoids it.
-    """
-    from nemo_curator.pipeline import Pipeline
-
-    from nemo_taskseed.pipeline.executors import make_executor
-
-    pipeline = Pipeline(
-        name="taskseed_generate",
-        stages=[SimilarQuestionStage(cfg=config, cache_path=cache_path),
-                AnswerEnrichmentStage(cfg=config, cache_path=cache_path)],
-    )
-    return pipeline.run(make_executor(executor), initial_tasks=[seeds_batch(seeds)]) or []
+def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
+    gen = GenerationSettings.from_config(config)
+    enrich = EnrichmentSettings.from_config(config)
+    gcfg = config["generate"]
+    common = dict(backend_config=dict(gcfg["backend"]), out_dir=str(out_dir), prompts_dir=gen.prompts_dir,
+                  backend=backend, worker_cpus=float(gcfg["worker_cpus"]),
+                  workers=int(gcfg["workers"]) if gcfg.get("workers") else None)
+    return [
+        ReadSeedShardStage(),
+        SimilarQuestionStage(settings=gen, **common),
+        AnswerEnrichmentStage(settings=enrich, structured_outputs=gen.structured_outputs, chunk_size=gen.chunk_size,
+                              **common),
+        GeneratedShardWriterStage(out_dir=str(out_dir)),
+    ]
 
 
 def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None) -> dict:
     """Generate and enrich for every seed in `in_dir`; returns the summary (also out_dir/summary.json).
 
-    `backend` lets callers (tests, notebooks) reuse a running engine; by default one is built from
-    `cfg.generate.backend` and shared by both stages.
+    `backend` lets callers (tests, notebooks) reuse a running engine; with the inline executor one
+    is built from `cfg.generate.backend` and shared by both stages; on Ray each worker builds its own.
     """
+    from nemo_curator.pipeline import Pipeline
+
+    from nemo_taskseed.pipeline.executors import make_executor
+
     started = time.time()
     config = to_container(cfg) or {}
+    gcfg = config["generate"]
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seeds, rejected = read_seeds(in_dir)
-    if not seeds:
-        raise UserError(f"{in_dir}: no valid seeds ({len(rejected)} invalid)")
+    files, planned, rejected_seeds = plan_shards(in_dir, int(gcfg["shard_size"]))
+    if not planned:
+        raise UserError(f"{in_dir}: no valid seeds ({len(rejected_seeds)} invalid; see {out_dir / REJECTED_SEEDS})")
+    write_jsonl(out_dir / REJECTED_SEEDS, rejected_seeds, sort_keys=True)
+    settings_fp = settings_fingerprint(config)
+    stale = shards.remove_unplanned(out_dir, {s.name for s in planned}, ("generated", "rejected"))
 
-    cache_path = str(out_dir / CACHE_FILE)
-    executor = config.get("generate", {}).get("executor", "inline")
-    if executor == "inline" or backend is not None:
-        out_batches = _run_inline(config, seeds, cache_path, backend)
-    else:
-        out_batches = _run_pipeline(config, seeds, cache_path, executor)
-
-    generated, stage_rejected = [], []
-    requests = {"generate": {"total": 0, "cached": 0, "sent": 0}, "enrich": {"total": 0, "cached": 0, "sent": 0}}
-    usage: dict[str, int] = {}
-    for out_batch in out_batches:
-        for kind, rec in from_batch(out_batch):
-            (generated if kind == "generated" else stage_rejected).append(rec)
-        for stage in requests:
-            for k, v in out_batch._metadata.get(f"requests.{stage}", {}).items():
-                requests[stage][k] += v
-        # Usage counters are cumulative per backend: the enrichment stage's covers both passes
-        # when they share one backend, else add both.
-        for k, v in out_batch._metadata.get("usage.enrich", {}).items():
-            usage[k] = usage.get(k, 0) + v
-        if executor != "inline" and backend is None:
-            for k, v in out_batch._metadata.get("usage.generate", {}).items():
-                usage[k] = usage.get(k, 0) + v
-    rejected.extend(stage_rejected)
-    invalid = [(r["id"], validate_generated(r)) for r in generated]
-    invalid = [(i, e) for i, e in invalid if e]
-    if invalid:  # a bug in this package, not in the model's output
-        raise RuntimeError(f"generated records fail their schema: {invalid[:3]}")
-
-    write_jsonl(out_dir / "generated.jsonl", generated, sort_keys=True)
-    write_jsonl(out_dir / "rejected.jsonl", rejected, sort_keys=True)
-    backend_cfg = config.get("generate", {}).get("backend", {})
-    items = {r["lineage"]["item_id"] for r in generated}
-    # Correct-option letters over kept multiple-choice items (once per item, whatever its variants).
-    positions: dict[str, int] = {}
-    counted: set[str] = set()
-    for r in generated:
-        if r["format"] == "multiple_choice" and r["lineage"]["item_id"] not in counted:
-            counted.add(r["lineage"]["item_id"])
-            key = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r["answer_index"]]
-            positions[key] = positions.get(key, 0) + 1
-    per_variant: dict[str, int] = {}
-    for r in generated:
-        per_variant[r["variant"]] = per_variant.get(r["variant"], 0) + 1
-    summary = {
-        "seeds": len(seeds),
-        "candidates": len(seeds) * int(config.get("generate", {}).get("sampling", {}).get("n", 1)),
-        "items_kept": len(items),
-        "records_kept": len(generated),
-        "records_per_variant": per_variant,
-        "dropped": count_reasons(rejected),
-        "answer_positions": dict(sorted(positions.items())),
-        "requests": requests,
-        "backend": {"kind": backend_cfg.get("kind", "vllm"), "executor": executor if backend is None else "inline",
-                    "usage": usage},
-        "seconds": round(time.time() - started, 1),
-    }
-    # `seconds` and `usage` describe this invocation; everything else is a function of seeds + cache.
+    fingerprints = {s.name: shards.fingerprint(settings_fp, s.digest.hexdigest()) for s in planned}
+    todo = [
+        s for s in planned
+        if not shards.is_done(out_dir, s.name, fingerprints[s.name],
+                              [shards.part_path(out_dir, k, s.name) for k in ("generated", "rejected")])
+    ]
+    executor = gcfg["executor"] if backend is None else "inline"
+    if todo:
+        own_backend = backend is None and executor == "inline"
+        if own_backend:
+            backend = build_backend(gcfg["backend"])  # one engine for both passes in this process
+        try:
+            tasks = [shard_task(s.name, fingerprints[s.name], files, list(s.file_index), list(s.offsets)) for s in todo]
+            pipeline = Pipeline(name="taskseed_generate", stages=build_stages(config, out_dir, backend))
+            pipeline.run(make_executor(executor, progress="generate shards"), initial_tasks=tasks)
+        finally:
+            if own_backend and backend is not None:
+                backend.close()
+    summary = merge_summary(out_dir, [s.name for s in planned], {s.name for s in todo}, rejected_seeds, config)
+    summary["shards"].update({"run_now": len(todo), "finished_before": len(planned) - len(todo), "removed_stale": stale})
+    summary["backend"]["executor"] = executor
+    summary["seconds"] = round(time.time() - started, 1)
+    # `seconds`, `shards.run_now` and `backend.executor` describe this invocation; the rest is a
+    # function of the seeds and the settings.
     write_json(out_dir / "summary.json", summary, sort_keys=True)
     log_summary(summary)
     return summary
+
+
+def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], rejected_seeds: list[dict],
+                  config: dict) -> dict:
+    """The step summary from the shards' markers (the driver never reads the records).
+
+    Counts cover every shard; `requests` and `usage` cover the shards this invocation ran, so a
+    resumed run shows what it sent, not what earlier runs did.
+    """
+    totals: dict[str, Any] = {}
+    nodes: dict[str, int] = {}
+    incomplete = []
+    for name, marker in shards.read_markers(out_dir, shard_names).items():
+        if marker is None:
+            incomplete.append(name)
+            continue
+        shards.add_counts(totals, {"counts": marker["counts"]})
+        if name in run_now:
+            shards.add_counts(totals, {"requests": marker["requests"], "usage": marker["usage"]})
+        node = marker["nodes"]["generate"] or marker["worker"]["node_id"]
+        nodes[node] = nodes.get(node, 0) + 1
+    if incomplete:
+        raise RuntimeError(f"{len(incomplete)} shard(s) have no done marker after the run: {incomplete[:5]}")
+    counts = totals.get("counts", {})
+    dropped = dict(counts.get("dropped", {}))
+    for r in rejected_seeds:
+        dropped[r["reason"]] = dropped.get(r["reason"], 0) + 1
+    usage: dict[str, int] = {}
+    for part in totals.get("usage", {}).values():
+        shards.add_counts(usage, part)
+    requests = totals.get("requests", {})
+    backend_cfg = config["generate"]["backend"]
+    return {
+        "seeds": counts.get("seeds", 0),
+        "candidates": counts.get("seeds", 0) * int(config["generate"]["sampling"]["n"]),
+        "items_kept": counts.get("items_kept", 0),
+        "records_kept": counts.get("records_kept", 0),
+        "records_per_variant": dict(sorted(counts.get("records_per_variant", {}).items())),
+        "dropped": dict(sorted(dropped.items())),
+        "answer_positions": dict(sorted(counts.get("answer_positions", {}).items())),
+        "requests": {stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent")}
+                     for stage in ("generate", "enrich")},
+        "backend": {"kind": backend_cfg.get("kind", "vllm"), "usage": usage},
+        "shards": {"total": len(shard_names), "by_node": dict(sorted(nodes.items())),
+                   "shard_size": int(config["generate"]["shard_size"])},
+        "outputs": {"generated": str(out_dir / "generated" / "part-*.jsonl"),
+                    "rejected": str(out_dir / "rejected" / "part-*.jsonl")},
+    }
