@@ -1,4 +1,4 @@
-"""Fuzzy dedup throughput: our stage's MinHash+LSH path vs datasketch's MinHashLSH used directly.
+"""Fuzzy dedup throughput: the filter's sharded MinHash+LSH path vs datasketch's MinHashLSH used directly.
 
 Both sides use the same shingles (word 3-grams of normalized text), num_perm, threshold and
 datasketch's MinHashLSH; they differ in how signatures are built: ours hashes each document's
@@ -62,13 +62,24 @@ def synthetic_items(n: int, vocab: list[str], seed: int = 0) -> list[str]:
     return items
 
 
-def run_ours(texts: list[str], threshold: float, num_perm: int, ngram: int) -> tuple[float, int]:
-    from nemo_taskseed.filter.dedup import NearDuplicateIndex
+def run_ours(texts: list[str], threshold: float, num_perm: int, ngram: int, shard_size: int = 10_000) -> tuple[float, int]:
+    """The filter's path: signatures per shard (saved as the filter saves them), then the global
+    resolution over all shards (`dedup.sharded.resolve`)."""
+    import tempfile
 
+    from nemo_taskseed.filter.dedup import DedupSettings, resolve, signatures_for
+
+    settings = DedupSettings(fields=("question",), exact=False, fuzzy=True, threshold=threshold, num_perm=num_perm,
+                             ngram_size=ngram, seed=1)
     t0 = time.perf_counter()
-    index = NearDuplicateIndex(threshold=threshold, num_perm=num_perm, ngram_size=ngram)
-    matches = index.find([(str(i), "", t) for i, t in enumerate(texts)])
-    return time.perf_counter() - t0, len(matches)
+    with tempfile.TemporaryDirectory() as tmp:
+        prefixes = []
+        for start in range(0, len(texts), shard_size):
+            items = [(f"{i:016x}", "0" * 16, {"question": t}) for i, t in enumerate(texts[start:start + shard_size], start)]
+            prefixes.append(Path(tmp) / f"part{start}")
+            signatures_for(items, settings).save(prefixes[-1])
+        drops = resolve(prefixes, settings)
+    return time.perf_counter() - t0, sum(len(d) for d in drops.values())
 
 
 def run_baseline(texts: list[str], threshold: float, num_perm: int, ngram: int) -> tuple[float, int]:

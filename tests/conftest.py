@@ -28,3 +28,23 @@ def model_dir() -> Path:
     from nemo_taskseed.models import prepare_model
 
     return prepare_model()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Two Ray nodes on this machine (`ray.cluster_utils.Cluster`, one CPU each): multi-node
+    behaviour for real. Yields (address, node ids); steps join it through RAY_ADDRESS."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        node_ids = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        ray.shutdown()
+        assert len(node_ids) == 2
+        yield cluster.address, node_ids
+    finally:
+        cluster.shutdown()

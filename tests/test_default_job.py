@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from nemo_taskseed.pipeline.shards import read_part_records
+
 pytestmark = [pytest.mark.ray, pytest.mark.model]
 
 
@@ -24,9 +26,11 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     steps = json.loads((workdir / "run_summary.json").read_text())["steps"]
     assert list(steps) == ["catalog", "seeds", "generate", "filter", "tokenize", "blend"]
     assert steps["seeds"]["kept"] == 10  # 2 per demo subtask
-    generated = [json.loads(line) for line in (workdir / "generate/generated.jsonl").read_text().splitlines()]
+    generated = read_part_records(workdir / "generate", "generated")
     assert generated and {r["variant"] for r in generated} == {"label", "answer", "reasoning", "context"}
-    curated = (workdir / "filter/curated.jsonl").read_text().splitlines()
+    # One shard per demo subtask (2 seeds each), every one finished with its marker.
+    assert steps["generate"]["shards"]["total"] == 5 == len(list((workdir / "generate/shards").glob("*.json")))
+    curated = read_part_records(workdir / "filter", "curated")
     assert steps["tokenize"]["documents"] == len(curated) > 0
     plan = json.loads((workdir / "blend/plan.json").read_text())
     assert abs(sum(w for w, _ in plan["data_paths"]) - 1.0) < 1e-9

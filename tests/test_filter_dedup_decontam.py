@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 from test_filter_fixtures import fixture_rows, mc_fields
 
 from nemo_taskseed.filter.decontam import Benchmark, BenchmarkRow, NgramIndex, build_index, scored_splits
-from nemo_taskseed.filter.dedup import NearDuplicateIndex, find_exact_duplicates
+from nemo_taskseed.filter.dedup import DedupSettings, resolve, signatures_for
 from nemo_taskseed.filter.text import normalize_words, string_leaves
 
 
@@ -60,21 +60,80 @@ def test_short_benchmark_question_is_matched_whole(fixtures_hf):
     assert index.check([" ".join(short["question"].split()[:-1])]) is None  # a prefix is not the string
 
 
-def test_exact_and_fuzzy_dedup_on_real_rows(fixtures_hf):
-    rows = [mc_fields(r) for r in fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train")[:40]]
-    seeds = [dict(r, id=f"s{i}") for i, r in enumerate(rows[:5])]
-    items = [(f"g{i}", "s0", r) for i, r in enumerate(rows[5:])]
-    items.append(("copy", "s0", dict(rows[10], question=rows[10]["question"].upper() + "  ")))
-    items.append(("seedcopy", "s1", dict(rows[1])))
-    matches = find_exact_duplicates(items, seeds, ["context", "question", "options"])
-    assert {(items[m.position][0], m.reason, m.match_id) for m in matches} == {
-        ("copy", "exact_duplicate", "g5"), ("seedcopy", "exact_copy_of_seed", "s1")}
+def _settings(**kw) -> DedupSettings:
+    base = dict(fields=("context", "question", "options"), exact=True, fuzzy=True, threshold=0.7, num_perm=128,
+                ngram_size=3, seed=1)
+    return DedupSettings(**{**base, **kw})
 
-    fuzzy = NearDuplicateIndex(threshold=0.7, ngram_size=3)
-    text = lambda r: " ".join([r["question"], *r["options"]])  # noqa: E731
-    fuzzy.add_seeds((f"s{i}", text(r)) for i, r in enumerate(rows[:5]))
+
+def _resolve(tmp_path, name, seeds, item_shards, settings):
+    """Seeds as shard 0, then each list of items as one shard; {item id: (reason, match id)}."""
+    prefixes = [tmp_path / name / "seeds"]
+    signatures_for(seeds, settings, seeds=True).save(prefixes[0])
+    for i, items in enumerate(item_shards):
+        prefixes.append(tmp_path / name / f"part{i}")
+        signatures_for(items, settings).save(prefixes[-1])
+    decided = resolve(prefixes, settings)
+    return {f"{key:016x}": (d.reason, d.detail["match_id"], d.detail.get("own_seed"))
+            for drops in decided.values() for key, d in drops.items()}
+
+
+def test_exact_and_fuzzy_dedup_on_real_rows_whatever_the_sharding(fixtures_hf, tmp_path):
+    """Planted copies on real rows are found; the decisions do not depend on how the items are cut
+    into shards or in which order the shards come (identity and order are the item ids)."""
+    rows = [mc_fields(r) for r in fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train")[:40]]
+    hexid = "{:016x}".format
+    seeds = [(hexid(1000 + i), hexid(1000 + i), r) for i, r in enumerate(rows[:5])]
+    items = [(hexid(i), hexid(1000), r) for i, r in enumerate(rows[5:], start=5)]
+    items.append((hexid(500), hexid(1000), dict(rows[10], question=rows[10]["question"].upper() + "  ")))
+    items.append((hexid(501), hexid(1001), dict(rows[1])))  # its own seed, verbatim
     opts = rows[7]["options"]
-    near = dict(rows[7], options=[*opts[:-1], opts[-1] + " indeed"])
-    probe = [(f"g{i}", "x", text(r)) for i, r in enumerate(rows[5:])] + [("near", "x", text(near))]
-    found = {(probe[m.position][0], m.reason) for m in fuzzy.find(probe)}
-    assert found == {("near", "near_duplicate")}
+    items.append((hexid(600), hexid(1003), dict(rows[7], options=[*opts[:-1], opts[-1] + " indeed"])))
+    seed3_question = rows[3]["question"].rsplit(" ", 1)[0] + " today?"
+    items.append((hexid(601), hexid(1003), dict(rows[3], question=seed3_question)))  # near its own seed
+    expected = {
+        hexid(500): ("exact_duplicate", hexid(10), None),
+        hexid(501): ("exact_copy_of_seed", hexid(1001), True),
+        hexid(600): ("near_duplicate", hexid(7), None),
+        hexid(601): ("near_copy_of_seed", hexid(1003), True),
+    }
+    settings = _settings()
+    assert _resolve(tmp_path, "one", seeds, [items], settings) == expected
+    thirds = [items[i::3] for i in range(3)]
+    assert _resolve(tmp_path, "three", seeds, thirds[::-1], settings) == expected
+    # Off switches: exact only finds the exact copies.
+    exact_only = _resolve(tmp_path, "exact", seeds, [items], _settings(fuzzy=False))
+    assert exact_only == {k: v for k, v in expected.items() if v[0].startswith("exact")}
+
+
+def test_fuzzy_dedup_agrees_with_datasketch_lsh(fixtures_hf, tmp_path):
+    """Same near-duplicate pairs as datasketch's MinHashLSH + Jaccard check on real rows with
+    planted one-word edits (the reference the sharded resolution replaces)."""
+    from datasketch import MinHashLSH
+
+    from nemo_taskseed.filter.dedup.sharded import minhash_signatures
+
+    rows = [mc_fields(r) for r in fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:150]]
+    items = [("{:016x}".format(i), "0" * 16, r) for i, r in enumerate(rows)]
+    for n, i in enumerate(range(0, 150, 10)):  # 15 near copies: one option word changed
+        r = rows[i]
+        items.append(("{:016x}".format(10_000 + n), "0" * 16, dict(r, options=[*r["options"][:-1], r["options"][-1] + " too"])))
+    settings = _settings(exact=False)
+    ours = _resolve(tmp_path, "lsh", [], [items], settings)
+
+    texts = [" ".join([r["question"], *r["options"]]) for _, _, r in items]
+    sigs = minhash_signatures(texts, settings)
+    lsh = MinHashLSH(threshold=0.7, num_perm=128)
+    from datasketch import MinHash
+    kept = {}
+    reference = {}
+    for (item_id, _, _), sig in sorted(zip(items, sigs), key=lambda p: p[0][0]):
+        m = MinHash(num_perm=128, seed=1, hashvalues=sig, scheme="affine32")
+        best = max(((m.jaccard(kept[c]), c) for c in lsh.query(m)), default=None)
+        if best and best[0] >= 0.7:
+            reference[item_id] = best[1]
+            continue
+        lsh.insert(item_id, m)
+        kept[item_id] = m
+    assert {k: v[1] for k, v in ours.items()} == reference
+    assert len(reference) >= 10  # most planted copies are near enough to be found

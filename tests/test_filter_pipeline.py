@@ -19,6 +19,7 @@ from test_filter_fixtures import (
 
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.step import run_filter
+from nemo_taskseed.pipeline.shards import read_part_records
 
 
 def _cfg(fixtures_hf: Path, executor: str):
@@ -60,12 +61,18 @@ def planted(tmp_path_factory, fixtures_hf):
         expected[rec["id"]] = (stage, reason)
         return rec
 
-    # Exact copy of a generated item: only case and spacing differ.
+    # Exact copy of a generated item: only case and spacing differ. Of a duplicate pair the item
+    # with the smaller id survives (dedup orders by item id, never by file or shard order).
     fields = mc_fields(arc_train[100])
     fields["question"] = "  " + fields["question"].upper().replace(" ", "  ")
-    exact_copy = plant(make_generated(seeds[1], fields, sample_index=7), "exact_dedup", "exact_duplicate")
-    # ... and its second variant shares the verdict.
-    exact_copy_label = plant(make_generated(seeds[1], fields, sample_index=7, variant="label"), "exact_dedup", "exact_duplicate")
+    exact_copy = make_generated(seeds[1], fields, sample_index=7)
+    exact_copy_label = make_generated(seeds[1], fields, sample_index=7, variant="label")
+    original = [r for r in clean if r["lineage"]["item_id"] == clean[0]["lineage"]["item_id"]]
+    loser = [exact_copy, exact_copy_label]
+    if exact_copy["lineage"]["item_id"] < clean[0]["lineage"]["item_id"]:
+        loser, clean = original, [r for r in clean if r not in original] + [exact_copy, exact_copy_label]
+    for rec in loser:  # both variants share the verdict
+        plant(rec, "exact_dedup", "exact_duplicate")
     # Exact copy of its own seed.
     seed_copy = plant(make_generated(seeds[2], mc_fields(arc_train[2]), sample_index=3), "exact_dedup", "exact_copy_of_seed")
     # Near copy of a generated item: one word changed in the longest clean question (word
@@ -76,7 +83,12 @@ def planted(tmp_path_factory, fixtures_hf):
     words = fields["question"].split()
     words[len(words) // 2] = "notably"
     fields["question"] = " ".join(words)
-    near_copy = plant(make_generated(seeds[3], fields, sample_index=5), "fuzzy_dedup", "near_duplicate")
+    near_copy = make_generated(seeds[3], fields, sample_index=5)
+    twin = next(r for r in clean if r["question"] == mc_fields(arc_train[longest])["question"])
+    if near_copy["lineage"]["item_id"] < twin["lineage"]["item_id"]:
+        clean = [r for r in clean if r is not twin] + [near_copy]
+        near_copy = twin
+    plant(near_copy, "fuzzy_dedup", "near_duplicate")
     # Near copy of its own seed: the seed's question with its last word changed.
     fields = mc_fields(arc_train[4])
     fields["question"] = fields["question"].rsplit(" ", 1)[0] + " today?"
@@ -95,7 +107,8 @@ def planted(tmp_path_factory, fixtures_hf):
     broken["answer_text"] = ""
     plant(broken, "schema", "invalid:answer_text")
 
-    generated = clean + [exact_copy, exact_copy_label, seed_copy, near_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
+    generated = clean + [r for r in (*loser, near_copy) if r not in clean]
+    generated += [seed_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
     write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
     write_jsonl(root / "gen" / "generated-00000.jsonl", generated, extra_lines=['{"id": "truncated'])
     return {"root": root, "expected": expected, "clean_ids": {r["id"] for r in clean}, "dirty_seed": dirty_seed,
@@ -103,8 +116,8 @@ def planted(tmp_path_factory, fixtures_hf):
 
 
 def _check_outputs(out: Path, planted: dict, result: dict) -> None:
-    kept = [json.loads(line) for line in (out / "curated.jsonl").read_text().splitlines()]
-    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    kept = read_part_records(out, "curated")
+    rejected = read_part_records(out, "rejected")
     got = {r["id"]: (r["stage"], r["reason"]) for r in rejected if r["id"]}
     assert got == planted["expected"]
     assert {r["id"] for r in kept} == planted["clean_ids"]
@@ -138,7 +151,7 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     arc = quality["families"]["arc"]
     assert arc["seeds_in"] == 10 and arc["generated"] == 12 + 3 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 1
     assert arc["parsed"] == arc["generated"] - 1
-    assert arc["kept"] == 16 and arc["kept"] <= arc["decontaminated"] <= arc["deduped"] <= arc["parsed"]
+    assert arc["kept"] == 16 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
     assert sum(arc["answer_positions"]["kept"]["counts"].values()) == 16
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
 
@@ -170,7 +183,7 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
     assert rc == 0
     printed = capsys.readouterr().out
     assert "TOTAL" in printed and '"kept": 21' in printed
-    assert {p.name for p in out.iterdir()} >= {"curated.jsonl", "rejected.jsonl", "contamination_report.json",
-                                                "quality_report.json", "quality_summary.txt"}
+    assert {p.name for p in out.iterdir()} >= {"curated", "rejected", "shards", "contamination_report.json",
+                                                "quality_report.json", "quality_summary.txt", "summary.json"}
     rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])
     assert rc == 2 and "key=value" in capsys.readouterr().err

@@ -35,6 +35,24 @@ def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
     return [rec for f in files for _, rec in read_jsonl(f)]
 
 
+def frame_from_lines(path: str | Path) -> pd.DataFrame:
+    """One JSONL part file as verdict rows; a line that is not a JSON object becomes a row already
+    rejected at stage `read` (reason and file:line in its detail): a bad line never stops the run."""
+    from nemo_taskseed.utils.jsonl import iter_jsonl
+
+    records, bad = [], []
+    for line_no, obj, error in iter_jsonl(path):
+        if error is None:
+            records.append(obj)
+        else:
+            reason = "unparseable_json" if error.startswith("not valid JSON") else "not_an_object"
+            bad.append({"id": "", "item_id": "", "seed_id": "", "family": "unknown", "format": "unknown",
+                        "record": "null", "status": REJECTED, "stage": "read", "reason": reason,
+                        "detail": json.dumps({"file": str(path), "line": line_no, "error": error}), "annotations": "{}"})
+    df = records_to_frame(records)
+    return as_objects(pd.concat([df, pd.DataFrame(bad, columns=COLUMNS)], ignore_index=True)) if bad else df
+
+
 def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [
         {
@@ -52,7 +70,13 @@ def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         }
         for r in records
     ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return as_objects(pd.DataFrame(rows, columns=COLUMNS))
+
+
+def as_objects(df: pd.DataFrame) -> pd.DataFrame:
+    """Plain Python-object columns. pandas 3 stores strings as Arrow arrays, whose per-row reads
+    (itertuples, to_numpy) cost ~10 us a value: more than the filter's own work per record."""
+    return df.astype(object)
 
 
 def kept_mask(df: pd.DataFrame) -> pd.Series:
@@ -64,14 +88,24 @@ def kept_items(df: pd.DataFrame) -> tuple[list[Any], dict[Any, list[Any]]]:
     reps: list[Any] = []
     members: dict[Any, list[Any]] = {}
     first: dict[str, Any] = {}
-    for idx in df.index[kept_mask(df)]:
-        item = df.at[idx, "item_id"]
+    kept = (df["status"] == KEPT).to_numpy()
+    for idx, item, is_kept in zip(df.index, df["item_id"].to_numpy(), kept):
+        if not is_kept:
+            continue
         if item not in first:
             first[item] = idx
             reps.append(idx)
             members[idx] = []
         members[first[item]].append(idx)
     return reps, members
+
+
+def kept_rows(df: pd.DataFrame, *columns: str):
+    """(index, *values) of every kept row, read column-wise (per-cell `df.at` reads cost ~0.3 ms)."""
+    kept = (df["status"] == KEPT).to_numpy()
+    values = [df[c].to_numpy() for c in columns]
+    for pos in kept.nonzero()[0]:
+        yield (df.index[pos], *(v[pos] for v in values))
 
 
 def reject(df: pd.DataFrame, index: Any, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:
@@ -92,7 +126,7 @@ def split_frame(df: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, 
     """(curated records with their annotations, rejected entries with stage/reason/detail)."""
     kept, rejected = [], []
     for row in df.itertuples(index=False):
-        record = json.loads(row.record)
+        record = json.loads(row.record) if row.record else None
         annotations = json.loads(row.annotations or "{}")
         if row.status == KEPT:
             record.update(annotations)

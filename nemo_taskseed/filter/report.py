@@ -14,75 +14,83 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Report columns, in pipeline order: a record "survived" a column when it was not rejected by
 # any of its stages or an earlier one.
-STAGE_COLUMNS = [("parsed", ("read", "schema")), ("deduped", ("exact_dedup", "fuzzy_dedup")),
-                 ("decontaminated", ("decontam",)), ("verified", ("verify", "final_schema"))]
+STAGE_COLUMNS = [("parsed", ("read", "schema")), ("decontaminated", ("decontam",)),
+                 ("deduped", ("exact_dedup", "fuzzy_dedup")), ("verified", ("verify", "final_schema"))]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
 BALANCE_TOLERANCE = 0.1
 
 
-def _position_histogram(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _position_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Additive answer-position counts of multiple-choice records (letters and option counts)."""
     mc = [r for r in records if r.get("format") == "multiple_choice" and isinstance(r.get("answer_index"), int)]
-    counts = Counter(LETTERS[r["answer_index"]] for r in mc if r["answer_index"] < len(LETTERS))
-    if not mc:
+    return {"n": len(mc),
+            "counts": dict(Counter(LETTERS[r["answer_index"]] for r in mc if r["answer_index"] < len(LETTERS))),
+            "n_options": dict(Counter(str(len(r.get("options") or [])) for r in mc))}
+
+
+def _position_histogram(counts: dict[str, Any]) -> dict[str, Any]:
+    if not counts.get("n"):
         return {"n": 0, "counts": {}}
-    n_options = Counter(len(r.get("options") or []) for r in mc).most_common(1)[0][0]
-    shares = {LETTERS[i]: round(counts.get(LETTERS[i], 0) / len(mc), 4) for i in range(n_options)}
+    n, letters = counts["n"], counts.get("counts", {})
+    n_options = int(Counter(counts.get("n_options", {})).most_common(1)[0][0])
+    shares = {LETTERS[i]: round(letters.get(LETTERS[i], 0) / n, 4) for i in range(n_options)}
     deviation = max(abs(s - 1 / n_options) for s in shares.values()) if n_options else 0.0
-    return {"n": len(mc), "counts": dict(sorted(counts.items())), "shares": shares,
+    return {"n": n, "counts": dict(sorted(letters.items())), "shares": shares,
             "max_deviation_from_uniform": round(deviation, 4), "balanced": deviation <= BALANCE_TOLERANCE}
 
 
-def _agreement(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0}
-    hist = {f"{lo:.1f}-{min(hi, 1.0):.1f}": sum(lo <= v < hi for v in values) for lo, hi in AGREEMENT_BINS}
-    return {"n": len(values), "mean": round(sum(values) / len(values), 4), "histogram": hist}
-
-
-def quality_report(
-    df: pd.DataFrame, seeds: list[dict[str, Any]], stats: dict[str, Any], unparsed: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    unparsed = unparsed or []
+def family_counts(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """One shard's contribution to the quality report, per family; every number adds up across shards."""
     stage_rank = {s: i for i, (_, stages) in enumerate(STAGE_COLUMNS) for s in stages}
-    fams: dict[str, dict[str, Any]] = defaultdict(lambda: {"seeds_in": 0, "generated": 0})
-    for s in seeds:
-        fams[str(s.get("family") or "unknown")]["seeds_in"] += 1
-    for u in unparsed:
-        fams[u.get("family") or "unknown"]["generated"] += 1
-    by_family_rows: dict[str, list] = defaultdict(list)
+    by_family: dict[str, list] = defaultdict(list)
     for row in df.itertuples(index=False):
-        by_family_rows[row.family].append(row)
-    for fam in set(fams) | set(by_family_rows):
-        rows = by_family_rows.get(fam, [])
-        entry = fams[fam]
-        entry["generated"] += len(rows)
+        by_family[row.family].append(row)
+    out: dict[str, dict[str, Any]] = {}
+    for fam, rows in by_family.items():
         rank = [len(STAGE_COLUMNS) if r.status == KEPT else stage_rank.get(r.stage, -1) for r in rows]
+        entry: dict[str, Any] = {"generated": len(rows)}
         for i, (col, _) in enumerate(STAGE_COLUMNS):
             entry[col] = sum(rk > i for rk in rank)
         kept_rows = [r for r in rows if r.status == KEPT]
         entry["kept"] = len(kept_rows)
-        reasons = Counter(f"{r.stage}:{r.reason}" for r in rows if r.status != KEPT)
-        reasons.update(f"read:{u['reason']}" for u in unparsed if (u.get("family") or "unknown") == fam)
-        entry["rejected"] = dict(reasons.most_common())
-        generated_records = [json.loads(r.record) for r in rows]
-        kept_records = [json.loads(r.record) for r in kept_rows]
-        if any(r.get("format") == "multiple_choice" for r in generated_records):
-            entry["answer_positions"] = {"generated": _position_histogram(generated_records),
-                                         "kept": _position_histogram(kept_records)}
+        entry["rejected"] = dict(Counter(f"{r.stage}:{r.reason}" for r in rows if r.status != KEPT))
+        records = [json.loads(r.record) for r in rows if r.record and r.record != "null"]
+        if any(r.get("format") == "multiple_choice" for r in records):
+            entry["answer_positions"] = {"generated": _position_counts(records),
+                                         "kept": _position_counts([json.loads(r.record) for r in kept_rows])}
         agreements = []
         for r in rows:
             ver = json.loads(r.annotations or "{}").get("verification") or {}
             if "agreement" in ver:
                 agreements.append(float(ver["agreement"]))
         if agreements:
-            entry["agreement"] = _agreement(agreements)
+            entry["agreement"] = {"n": len(agreements), "sum": sum(agreements), "histogram": {
+                f"{lo:.1f}-{min(hi, 1.0):.1f}": sum(lo <= v < hi for v in agreements) for lo, hi in AGREEMENT_BINS}}
+        out[fam] = entry
+    return out
+
+
+def quality_report(families: dict[str, dict[str, Any]], seeds_per_family: dict[str, int],
+                   stats: dict[str, Any]) -> dict[str, Any]:
+    """The report from the shards' merged `family_counts` and the seeds per family."""
+    fams: dict[str, dict[str, Any]] = {}
+    for fam in sorted(set(families) | set(seeds_per_family)):
+        entry = {"seeds_in": seeds_per_family.get(fam, 0), "generated": 0,
+                 **{c: 0 for c, _ in STAGE_COLUMNS}, "kept": 0, **families.get(fam, {})}
+        entry["rejected"] = dict(Counter(entry.get("rejected", {})).most_common())
+        if "answer_positions" in entry:
+            entry["answer_positions"] = {k: _position_histogram(v) for k, v in entry["answer_positions"].items()}
+        if "agreement" in entry:
+            agr = entry["agreement"]
+            entry["agreement"] = {"n": agr["n"], "mean": round(agr["sum"] / agr["n"], 4), "histogram": agr["histogram"]}
+        fams[fam] = entry
     totals: dict[str, int] = Counter()
     for entry in fams.values():
         for key in ("seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"):
             totals[key] += entry.get(key, 0)
     return {"columns": ["seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"],
-            "totals": dict(totals), "families": dict(sorted(fams.items())), "stages": stats}
+            "totals": dict(totals), "families": fams, "stages": stats}
 
 
 def human_summary(report: dict[str, Any]) -> str:
@@ -107,24 +115,30 @@ def human_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def contamination_report(df: pd.DataFrame, decontam_stats: dict[str, Any] | None) -> dict[str, Any]:
-    decontam_stats = decontam_stats or {}
-    dropped = []
-    per_bench: dict[str, Counter] = defaultdict(Counter)
+def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """One shard's records dropped by decontamination, with the benchmark evidence."""
+    rows = []
     for row in df.itertuples(index=False):
-        if row.stage != "decontam" or row.status == KEPT:
-            continue
-        detail = json.loads(row.detail or "{}")
-        dropped.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family, "reason": row.reason, **detail})
-        per_bench[detail.get("benchmark", "?")]["records_dropped"] += 1
-    seeds = decontam_stats.get("contaminated_seeds", [])
+        if row.stage == "decontam" and row.status != KEPT:
+            rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family, "reason": row.reason,
+                         **json.loads(row.detail or "{}")})
+    return rows
+
+
+def contamination_report(records: list[dict[str, Any]], seeds: list[dict[str, Any]],
+                         index: dict[str, Any]) -> dict[str, Any]:
+    """`records`: every shard's `contamination_rows`; `seeds`: contaminated seeds; `index`: the
+    benchmark index's size and per-split coverage."""
+    per_bench: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        per_bench[r.get("benchmark", "?")]["records_dropped"] += 1
     for s in seeds:
         per_bench[s.get("benchmark", "?")]["seeds_contaminated"] += 1
-    coverage = decontam_stats.get("coverage", [])
+    coverage = index.get("coverage", [])
     return {
-        "ngram_size_and_index": {k: decontam_stats.get(k) for k in ("index_ngrams", "index_short_strings")},
+        "ngram_size_and_index": {k: index.get(k) for k in ("index_ngrams", "index_short_strings")},
         "totals_per_benchmark": {b: dict(c) for b, c in sorted(per_bench.items())},
-        "records": dropped,
+        "records": records,
         "seeds": seeds,
         "coverage": coverage,
         "missing_splits": [f"{c['benchmark']} {c['split']} ({c['source']})" for c in coverage if not c.get("loaded")],

@@ -1,85 +1,129 @@
-"""The filter stages as NeMo Curator ProcessingStages over one DocumentBatch of records.
+"""The filter stages as NeMo Curator ProcessingStages, one shard (one generated part file) per task.
 
-Order in `build_stages`: schema -> exact dedup -> fuzzy dedup -> decontamination -> verification.
-Cheap, model-free checks run first so the model only votes on items that survived them.
+    phase 1, per shard:  ReadFilterShardStage -> SchemaValidationStage -> DecontaminationStage
+                         -> DedupSignatureStage -> ScreenedShardWriterStage
+    phase 2, global:     dedup.sharded.resolve over every shard's signatures (the driver)
+    phase 3, per shard:  ApplyDropsStage -> VerificationStage -> SchemaValidationStage(final_schema)
+                         -> CuratedShardWriterStage
+
+Seeds travel through phase 1 as reference shards (one per seeds file, `kind: seeds`): they are
+checked against the benchmarks and hashed for dedup, never filtered. Cheap, model-free checks run
+first, so the model only votes on items that survived them.
 
 Every stage reads and writes the verdict columns of `nemo_taskseed.filter.records`; none removes
-rows. Dedup compares every record with every other, so the whole run travels as one batch (fine
-for the CPU path up to ~10^6 records; beyond that use the GPU workflows in `dedup/gpu.py`).
-Per-stage counts go to `task._metadata["filter_stats"]`, which survives Ray's hand-offs.
+rows. Per-stage counts are computed by the writer from the verdicts, so they add up across shards.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from nemo_curator.backends.utils import RayStageSpecKeys
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
-from nemo_taskseed.filter.records import KEPT, annotate, kept_items, kept_mask, read_records, reject
+from nemo_taskseed.filter.dedup.sharded import DedupSettings, signatures_for
+from nemo_taskseed.filter.records import (
+    COLUMNS, KEPT, annotate, as_objects, frame_from_lines, kept_items, kept_mask, kept_rows, records_to_frame, reject, split_frame,
+)
 from nemo_taskseed.filter.text import record_fields_text
+from nemo_taskseed.llm.backends import build_backend
+from nemo_taskseed.pipeline import shards
+from nemo_taskseed.utils.jsonl import iter_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
-DEDUP_FIELDS = ["context", "question", "options"]
 DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
 SEED_DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "references"]
+# Pipeline order of the stages that reject rows (for per-stage counts and the quality report).
+STAGE_ORDER = ("read", "schema", "decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
 
 
-def _load_seeds(seeds_dir: str | None) -> list[dict[str, Any]]:
-    if not seeds_dir:
-        return []
-    path = Path(seeds_dir)
-    if not path.is_dir():
-        log.warning("seeds folder %s not found: dedup against seeds is skipped", path)
-        return []
-    return read_records(path, "seeds*.jsonl")
+def _is_seeds(task: DocumentBatch) -> bool:
+    return task._metadata.get("kind") == "seeds"
+
+
+@functools.lru_cache(maxsize=2)
+def load_decontam_index(path: str, mtime_ns: int):
+    """The benchmark n-gram index the driver built once and pickled beside the work files; each
+    worker process loads it once (keyed by mtime, so a rebuilt index is reloaded)."""
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def _as_ray_tasks(spec: dict[str, Any]) -> dict[str, Any]:
+    """Model-free stages run as Ray tasks, not actors: Ray Data fuses consecutive tasks into one
+    operator and runs as many shards at once as the cluster has cores, on every node. (Curator
+    makes a stage with `setup()` an actor, one pool per stage; their state here is loaded once
+    per worker process instead.)"""
+    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: False}
 
 
 class _FilterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Shared bookkeeping: work on the kept rows, record in/kept/dropped-by-reason."""
+    """Shared bookkeeping: work on the kept rows of a generated shard; seed shards pass through."""
 
     name = "filter_stage"
     resources = Resources(cpus=1.0)
+
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return _as_ray_tasks(super().ray_stage_spec())
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], ["id", "record", "status"]
 
     def outputs(self) -> tuple[list[str], list[str]]:
-        return ["data"], ["id", "record", "status", "stage", "reason", "detail", "annotations"]
+        return ["data"], COLUMNS
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
+        if _is_seeds(task):
+            return self.process_seeds(task)
         df = task.to_pandas().copy()
         before = int(kept_mask(df).sum())
         self.filter_frame(df)
-        mask_rejected_here = (df["stage"] == self.name) & (df["status"] != KEPT)
-        stats = {
-            "in": before,
-            "kept": int(kept_mask(df).sum()),
-            "dropped": dict(Counter(df.loc[mask_rejected_here, "reason"])),
-            **self.extra_stats(),
-        }
-        log.info("%s: %d in, %d kept, dropped %s", self.name, stats["in"], stats["kept"], stats["dropped"] or "none")
-        metadata = dict(task._metadata)
-        metadata.setdefault("filter_stats", {})
-        metadata["filter_stats"] = {**metadata["filter_stats"], self.name: stats}
+        log.info("%s %s: %d in, %d kept", self.name, task.dataset_name, before, int(kept_mask(df).sum()))
         # Same task object: the framework owns task ids and stage timings.
         task.data = df
-        task._metadata = metadata
+        return task
+
+    def process_seeds(self, task: DocumentBatch) -> DocumentBatch:
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
         raise NotImplementedError
 
-    def extra_stats(self) -> dict[str, Any]:
-        return {}
+
+@dataclass
+class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """A part file in, its rows out: generated records as verdict rows (a line that is not a JSON
+    object becomes a row rejected at stage `read`, naming file and line), or seed records."""
+
+    name: str = "read_filter_shard"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["file"]
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        path = str(task.to_pandas()["file"].iloc[0])
+        if _is_seeds(task):
+            # Seeds are references: status `seed`, never `kept`, so no filter touches them.
+            data = records_to_frame([obj for _, obj, error in iter_jsonl(path) if error is None])
+            data["status"] = "seed"
+        else:
+            data = frame_from_lines(path)
+        return DocumentBatch(dataset_name=task.dataset_name, data=data, _metadata=dict(task._metadata))
 
 
 @dataclass
@@ -89,99 +133,39 @@ class SchemaValidationStage(_FilterStage):
     name: str = "schema"
 
     def setup(self, worker_metadata=None) -> None:
-        from nemo_taskseed.filter.validate import generated_validator
+        from nemo_taskseed.schema.generated import validate_generated
 
-        self._validate = generated_validator()
+        self._validate = validate_generated
 
     def filter_frame(self, df: pd.DataFrame) -> None:
         from nemo_taskseed.filter.validate import failing_field
 
         if not hasattr(self, "_validate"):
             self.setup()
-        for idx in df.index[kept_mask(df)]:
-            record = json.loads(df.at[idx, "record"])
-            record.update(json.loads(df.at[idx, "annotations"] or "{}"))
+        for idx, raw, annotations in kept_rows(df, "record", "annotations"):
+            record = json.loads(raw)
+            if annotations and annotations != "{}":
+                record.update(json.loads(annotations))
             errors = self._validate(record)
             if errors:
                 reject(df, idx, self.name, f"invalid:{failing_field(errors)}", {"errors": errors[:5]})
 
 
 @dataclass
-class ExactDedupStage(_FilterStage):
-    name: str = "exact_dedup"
-    seeds_dir: str | None = None
-    fields: list[str] = field(default_factory=lambda: list(DEDUP_FIELDS))
-
-    def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.dedup import find_exact_duplicates
-
-        # One entry per item: its variants repeat the same question on purpose.
-        rows, members = kept_items(df)
-        items = [(df.at[i, "id"], df.at[i, "seed_id"], json.loads(df.at[i, "record"])) for i in rows]
-        for m in find_exact_duplicates(items, _load_seeds(self.seeds_dir), self.fields):
-            detail = {"match_id": m.match_id}
-            if m.reason == "exact_copy_of_seed":
-                detail["own_seed"] = m.own_seed
-            for idx in members[rows[m.position]]:
-                reject(df, idx, self.name, m.reason, detail)
-
-
-@dataclass
-class FuzzyDedupStage(_FilterStage):
-    """MinHash + LSH near-duplicates (datasketch): within the records and against the seeds."""
-
-    name: str = "fuzzy_dedup"
-    seeds_dir: str | None = None
-    fields: list[str] = field(default_factory=lambda: list(DEDUP_FIELDS))
-    threshold: float = 0.7
-    num_perm: int = 128
-    ngram_size: int = 3
-    seed: int = 1
-
-    def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.dedup import NearDuplicateIndex
-
-        index = NearDuplicateIndex(self.threshold, self.num_perm, self.ngram_size, self.seed)
-        index.add_seeds(
-            (str(s.get("id", "")), " ".join(record_fields_text(s, self.fields))) for s in _load_seeds(self.seeds_dir)
-        )
-        rows, members = kept_items(df)
-        items = [
-            (df.at[i, "id"], df.at[i, "seed_id"], " ".join(record_fields_text(json.loads(df.at[i, "record"]), self.fields)))
-            for i in rows
-        ]
-        for m in index.find(items):
-            detail: dict[str, Any] = {"match_id": m.match_id, "jaccard": m.jaccard, "threshold": self.threshold}
-            if m.reason == "near_copy_of_seed":
-                detail["own_seed"] = m.match_id == df.at[rows[m.position], "seed_id"]
-            for idx in members[rows[m.position]]:
-                reject(df, idx, self.name, m.reason, detail)
-
-
-@dataclass
 class DecontaminationStage(_FilterStage):
-    """Drop records sharing a word n-gram with a scored benchmark split; check the seeds too."""
+    """Drop records sharing a word n-gram with a scored benchmark split; list the seeds that do.
+
+    The index is built once by the driver and loaded here from `index_path` (pickled), so every
+    worker checks against the same index without rebuilding it.
+    """
 
     name: str = "decontam"
-    benchmarks: list[dict[str, Any]] = field(default_factory=list)
-    source: str = "auto"
-    mirror: str | None = None
-    include_paths: list[str] = field(default_factory=list)
-    ngram_size: int = 13
-    short_min_words: int = 8
+    index_path: str = ""
     fields: list[str] = field(default_factory=lambda: list(DECONTAM_FIELDS))
     seed_fields: list[str] = field(default_factory=lambda: list(SEED_DECONTAM_FIELDS))
-    seeds_dir: str | None = None
-    drop_children_of_contaminated_seeds: bool = True
 
     def setup(self, worker_metadata=None) -> None:
-        from nemo_taskseed.filter.decontam import build_index
-
-        self._decontam = build_index(
-            self.benchmarks, source=self.source, mirror=self.mirror, ngram_size=self.ngram_size,
-            short_min_words=self.short_min_words, include_paths=self.include_paths,
-        )
-        self._seed_hits: list[dict[str, Any]] = []
+        self._index = load_decontam_index(self.index_path, Path(self.index_path).stat().st_mtime_ns)
 
     @staticmethod
     def _hit_detail(hit) -> dict[str, Any]:
@@ -189,33 +173,116 @@ class DecontaminationStage(_FilterStage):
                 "ngram": hit.ngram, "n_matching_ngrams": hit.n_matches}
 
     def filter_frame(self, df: pd.DataFrame) -> None:
-        if not hasattr(self, "_decontam"):
+        if not hasattr(self, "_index"):
             self.setup()
-        index = self._decontam.index
-        self._seed_hits = []
-        for seed in _load_seeds(self.seeds_dir):
-            hit = index.check(record_fields_text(seed, self.seed_fields))
-            if hit is not None:
-                self._seed_hits.append({"seed_id": seed.get("id"), "family": seed.get("family"),
-                                        "task": seed.get("task"), **self._hit_detail(hit)})
-        dirty_seeds = {h["seed_id"]: h for h in self._seed_hits}
-        for idx in df.index[kept_mask(df)]:
-            record = json.loads(df.at[idx, "record"])
-            hit = index.check(record_fields_text(record, self.fields))
+        for idx, raw in kept_rows(df, "record"):
+            hit = self._index.check(record_fields_text(json.loads(raw), self.fields))
             if hit is not None:
                 reject(df, idx, self.name, "benchmark_overlap", self._hit_detail(hit))
-            elif self.drop_children_of_contaminated_seeds and df.at[idx, "seed_id"] in dirty_seeds:
-                seed_hit = dirty_seeds[df.at[idx, "seed_id"]]
-                reject(df, idx, self.name, "seed_contaminated",
-                       {k: seed_hit[k] for k in ("seed_id", "benchmark", "split", "row", "ngram")})
 
-    def extra_stats(self) -> dict[str, Any]:
-        return {
-            "index_ngrams": len(self._decontam.index),
-            "index_short_strings": self._decontam.index.n_short,
-            "coverage": [c.to_dict() for c in self._decontam.coverage],
-            "contaminated_seeds": self._seed_hits,
-        }
+    def process_seeds(self, task: DocumentBatch) -> DocumentBatch:
+        if not hasattr(self, "_index"):
+            self.setup()
+        hits = []
+        for record in task.to_pandas()["record"]:
+            seed = json.loads(record)
+            hit = self._index.check(record_fields_text(seed, self.seed_fields))
+            if hit is not None:
+                hits.append({"seed_id": seed.get("id"), "family": seed.get("family"), "task": seed.get("task"),
+                             **self._hit_detail(hit)})
+        task._metadata = {**task._metadata, "contaminated_seeds": hits}
+        return task
+
+
+@dataclass
+class DedupSignatureStage(_FilterStage):
+    """Exact hash, MinHash signature and LSH band hashes per kept item (seeds: per seed), saved
+    as `<work>/dedup/<shard>.*` for the global resolution (`dedup.sharded.resolve`)."""
+
+    name: str = "dedup_signatures"
+    settings: DedupSettings | None = None
+    work_dir: str = "."
+
+    def _save(self, task: DocumentBatch, items: list, seeds: bool) -> None:
+        prefix = Path(self.work_dir) / "dedup" / task.dataset_name
+        signatures_for(items, self.settings, seeds=seeds).save(prefix)
+
+    def filter_frame(self, df: pd.DataFrame) -> None:  # pragma: no cover - process() overrides
+        raise AssertionError("DedupSignatureStage.process handles frames")
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        df = task.to_pandas()
+        if _is_seeds(task):
+            items = [(s.get("id", ""), s.get("id", ""), s) for s in map(json.loads, df["record"])]
+            self._save(task, items, seeds=True)
+            return task
+        reps, _ = kept_items(df)  # one entry per item: its variants repeat the same question on purpose
+        rows = df.loc[reps, ["item_id", "seed_id", "record"]]
+        items = [(i, s, json.loads(r)) for i, s, r in zip(rows["item_id"], rows["seed_id"], rows["record"])]
+        self._save(task, items, seeds=False)
+        return task
+
+
+@dataclass
+class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Phase 1's end: the shard's verdict rows as Parquet (`<work>/frames/<shard>.parquet`), then
+    its marker; seed shards write only the marker (their contaminated seeds and family counts)."""
+
+    work_dir: str = "."
+    name: str = "write_screened_shard"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["id", "record"]
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["shard"]
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        shard, meta = task.dataset_name, task._metadata
+        shards.clear_marker(self.work_dir, shard)
+        df = task.to_pandas()
+        if _is_seeds(task):
+            families = Counter(str(json.loads(r).get("family") or "unknown") for r in df["record"])
+            summary = {"kind": "seeds", "seeds": len(df), "seeds_per_family": dict(families),
+                       "contaminated_seeds": meta.get("contaminated_seeds", [])}
+        else:
+            path = Path(self.work_dir) / "frames" / f"{shard}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            df[COLUMNS].to_parquet(tmp, index=False)
+            tmp.replace(path)
+            summary = {"kind": "generated", "rows": len(df)}
+        shards.write_marker(self.work_dir, shard, meta["fingerprint"], summary)
+        return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
+
+
+@dataclass
+class ApplyDropsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Phase 3's start: the shard's phase-1 rows, with the global decisions applied to every
+    variant of each item (`<work>/drops/<shard>.jsonl`: dedup, and children of contaminated seeds)."""
+
+    work_dir: str = "."
+    name: str = "apply_drops"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["shard"]
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        shard = task.dataset_name
+        df = as_objects(pd.read_parquet(Path(self.work_dir) / "frames" / f"{shard}.parquet"))
+        drops_file = Path(self.work_dir) / "drops" / f"{shard}.jsonl"
+        drops = {d["item_id"]: d for _, d, _ in iter_jsonl(drops_file)} if drops_file.is_file() else {}
+        if drops:
+            for idx, item_id in kept_rows(df, "item_id"):
+                drop = drops.get(item_id)
+                if drop is not None:
+                    reject(df, idx, drop["stage"], drop["reason"], drop["detail"])
+        return DocumentBatch(dataset_name=shard, data=df, _metadata=dict(task._metadata))
 
 
 @dataclass
@@ -233,6 +300,10 @@ class VerificationStage(_FilterStage):
     backend_config: dict[str, Any] | None = None
     backend: Any = None
     keep_outputs: bool = False
+
+    def ray_stage_spec(self) -> dict[str, Any]:
+        # An actor: the model (in-process vLLM) is built once per worker and kept.
+        return {**ProcessingStage.ray_stage_spec(self), RayStageSpecKeys.IS_ACTOR_STAGE.value: True}
 
     def setup(self, worker_metadata=None) -> None:
         self._owns_backend = False
@@ -290,3 +361,45 @@ class VerificationStage(_FilterStage):
                     settle(rep, info, f"{kind}_no_reference_answer")
                 else:
                     settle(rep, info, None if res.passed else f"{kind}_vote_disagrees")
+
+
+@dataclass
+class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Writes `curated/part-<shard>.jsonl` and `rejected/part-<shard>.jsonl` atomically, then the
+    shard's marker with its per-stage and per-family counts (the driver merges those)."""
+
+    out_dir: str = "."
+    name: str = "write_curated_shard"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], ["shard"]
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        from nemo_taskseed.filter.report import contamination_rows, family_counts
+
+        shard, df = task.dataset_name, task.to_pandas()
+        shards.clear_marker(self.out_dir, shard)
+        kept, rejected = split_frame(df)
+        write_jsonl(shards.part_path(self.out_dir, "curated", shard), kept)
+        write_jsonl(shards.part_path(self.out_dir, "rejected", shard), rejected)
+        shards.write_marker(self.out_dir, shard, task._metadata["fingerprint"], {
+            "kept": len(kept), "rejected": len(rejected), "stages": stage_counts(df),
+            "families": family_counts(df), "contaminated_records": contamination_rows(df),
+        })
+        return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
+
+
+def stage_counts(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """{stage: {in, kept, dropped: {reason: n}}} from the verdicts, in pipeline order (additive)."""
+    counts: dict[str, dict[str, Any]] = {}
+    remaining = len(df)
+    for stage in STAGE_ORDER:
+        mine = df[(df["stage"] == stage) & (df["status"] != KEPT)]
+        dropped = dict(Counter(mine["reason"]))
+        counts[stage] = {"in": remaining, "kept": remaining - len(mine), "dropped": dropped}
+        remaining -= len(mine)
+    return counts

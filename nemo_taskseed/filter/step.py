@@ -1,13 +1,28 @@
-"""Stage 5 as one step: generated*.jsonl -> curated*.jsonl + rejected.jsonl + reports.
+"""Stage 5 as one step, shard by shard: generated parts in, curated parts + rejects + reports out.
 
-`run_step(cfg, in_dir, out_dir)` is what `taskseed run` calls; `taskseed filter` calls `run_filter`
-with explicit folders.
+    in_dir/generated/part-<shard>.jsonl -> out_dir/curated/part-<shard>.jsonl    kept records (+ verification)
+                                           out_dir/rejected/part-<shard>.jsonl   dropped, with stage/reason/detail
+                                           out_dir/shards/<shard>.json           done marker + counts + node
+                                           out_dir/quality_report.json, quality_summary.txt,
+                                           contamination_report.json, summary.json
+                                           out_dir/work/                         intermediate files (below)
+
+Three phases (see `filter/stages.py`): per shard in parallel (read, schema, decontamination,
+dedup signatures -> `work/frames`, `work/dedup`), once globally (exact and fuzzy dedup resolved
+over all signatures with bounded memory -> `work/drops`), per shard in parallel (drops applied,
+verification, final schema, writer). Seeds files join phase 1 as reference shards. Every phase
+skips shards whose marker matches, so a restart redoes only unfinished shards; the driver holds
+no records, only per-shard counts. The benchmark index is built once (`work/decontam_index.pkl`)
+and loaded by every worker.
+
+`run_step(cfg, in_dir, out_dir)` is what `taskseed run` calls; `taskseed filter` calls `run_filter`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -17,172 +32,312 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.filter.records import records_to_frame, split_frame
-from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl
+from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
+from nemo_taskseed.pipeline import shards
+from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl, write_text_atomic
 
-log = logging.getLogger(__name__)
+WORK = "work"
 
 
-def read_generated(in_dir: Path, pattern: str = "generated*.jsonl") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(records, unparseable lines as rejected entries): a bad line never stops the run."""
+def input_parts(in_dir: Path) -> list[tuple[str, Path]]:
+    """(shard, file) for the generate step's parts, or for legacy `generated*.jsonl` files."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise UserError(f"filter input folder not found: {in_dir}")
-    files = sorted(in_dir.glob(pattern))
-    if not files:
-        raise UserError(f"{in_dir}: no {pattern} files (run the generate step first)")
-    records, bad = [], []
-    for f in files:
-        for line_no, obj, error in iter_jsonl(f):
-            if error is None:
-                records.append(obj)
-            else:
-                reason = "unparseable_json" if error.startswith("not valid JSON") else "not_an_object"
-                bad.append({"stage": "read", "reason": reason, "detail": {"file": str(f), "line": line_no, "error": error}})
-    return records, bad
+    parts = shards.part_files(in_dir, "generated")
+    if parts:
+        return [(shards.shard_of_part(p), p) for p in parts]
+    legacy = sorted(in_dir.glob("generated*.jsonl"))
+    if not legacy:
+        raise UserError(f"{in_dir}: no generated/part-*.jsonl or generated*.jsonl files (run the generate step first)")
+    return [(shards.safe_name(p.stem), p) for p in legacy]
 
 
-def build_stages(fcfg: dict[str, Any], seeds_dir: Path | None, *, backend: Any = None, backend_config: dict | None = None) -> list:
-    from nemo_taskseed.filter.stages import (
-        DecontaminationStage, ExactDedupStage, FuzzyDedupStage, SchemaValidationStage, VerificationStage,
-    )
-
-    seeds = str(seeds_dir) if seeds_dir else None
-    stages: list = []
-    if fcfg["validate"]["enabled"]:
-        stages.append(SchemaValidationStage())
-    dedup = fcfg["dedup"]
-    if dedup.get("backend", "cpu") == "cpu":
-        if dedup["exact"]["enabled"]:
-            stages.append(ExactDedupStage(seeds_dir=seeds, fields=list(dedup["fields"])))
-        if dedup["fuzzy"]["enabled"]:
-            fz = dedup["fuzzy"]
-            stages.append(FuzzyDedupStage(seeds_dir=seeds, fields=list(dedup["fields"]), threshold=float(fz["threshold"]),
-                                          num_perm=int(fz["num_perm"]), ngram_size=int(fz["ngram_size"]), seed=int(fz["seed"])))
-    elif dedup["backend"] != "gpu":
-        raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
-    dc = fcfg["decontam"]
-    if dc["enabled"]:
-        stages.append(DecontaminationStage(
-            benchmarks=list(dc["benchmarks"]), source=dc["source"], mirror=dc.get("mirror"),
-            include_paths=list(dc.get("include_paths") or []), ngram_size=int(dc["ngram_size"]),
-            short_min_words=int(dc["short_min_words"]), fields=list(dc["fields"]), seed_fields=list(dc["seed_fields"]),
-            seeds_dir=seeds, drop_children_of_contaminated_seeds=bool(dc["drop_children_of_contaminated_seeds"]),
-        ))
-    vf = fcfg["verify"]
-    if vf["enabled"]:
-        stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
-                                        backend_config=backend_config, backend=backend, keep_outputs=bool(vf.get("keep_outputs"))))
-        if fcfg["validate"]["enabled"]:
-            # The records as written (with their `verification` annotation) are checked once more.
-            stages.append(SchemaValidationStage(name="final_schema"))
-    return stages
+def seed_parts(seeds_dir: Path | None) -> list[tuple[str, Path]]:
+    if not seeds_dir:
+        return []
+    seeds_dir = Path(seeds_dir)
+    if not seeds_dir.is_dir():
+        raise UserError(f"seeds folder not found: {seeds_dir}")
+    return [(f"seeds~{shards.safe_name(p.stem)}", p) for p in sorted(seeds_dir.glob("seeds*.jsonl"))]
 
 
-def run_stages(stages: list, task: DocumentBatch, executor: str) -> DocumentBatch:
-    """The stages as a Curator Pipeline on `executor` (ray_data, xenna, or inline: this process)."""
+def _task(shard: str, path: Path, fp: str, kind: str) -> DocumentBatch:
+    return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"file": [str(path)]}),
+                         _metadata={"shard": shard, "fingerprint": fp, "kind": kind})
+
+
+def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str, Any]]:
+    """Build the benchmark index once (reused while its settings are unchanged); returns its pickle's
+    path and its description (sizes, per-split coverage) for the contamination report."""
+    from nemo_taskseed.filter.decontam import build_index
+
+    settings = {k: dc.get(k) for k in ("benchmarks", "source", "mirror", "include_paths", "ngram_size", "short_min_words")}
+    fp = shards.fingerprint(settings)
+    pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
+    if pkl.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("fingerprint") == fp:
+            return str(pkl), info
+    built = build_index(dc["benchmarks"], source=dc["source"], mirror=dc.get("mirror"), ngram_size=int(dc["ngram_size"]),
+                        short_min_words=int(dc["short_min_words"]), include_paths=list(dc.get("include_paths") or []),
+                        progress=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = pkl.with_name(f".{pkl.name}.tmp")
+    with open(tmp, "wb") as handle:
+        pickle.dump(built.index, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(pkl)
+    info = {"fingerprint": fp, "index_ngrams": len(built.index), "index_short_strings": built.index.n_short,
+            "coverage": [c.to_dict() for c in built.coverage]}
+    write_json(info_path, info)
+    return str(pkl), info
+
+
+def _run(stages: list, tasks: list[DocumentBatch], executor: str, label: str) -> None:
     from nemo_curator.pipeline import Pipeline
 
     from nemo_taskseed.pipeline.executors import make_executor
 
-    out = Pipeline(name="taskseed_filter", stages=stages).run(make_executor(executor), initial_tasks=[task])
-    if not out:
-        raise RuntimeError("filter pipeline returned no batch")
-    if len(out) == 1:
-        return out[0]
-    # Executors may split a batch; stats of every part are merged, rows concatenated.
-    meta: dict[str, Any] = {"filter_stats": {}}
-    for t in out:
-        meta["filter_stats"].update(t._metadata.get("filter_stats", {}))
-    return DocumentBatch(dataset_name=out[0].dataset_name, data=pd.concat([t.to_pandas() for t in out], ignore_index=True), _metadata=meta)
+    if tasks:
+        Pipeline(name=f"taskseed_filter_{label}", stages=stages).run(make_executor(executor, progress=label),
+                                                                     initial_tasks=tasks)
 
 
-def _apply_gpu_dedup(df: pd.DataFrame, fcfg: dict[str, Any], seeds: list[dict], out_dir: Path) -> None:
-    """filter.dedup.backend=gpu: Curator's workflows mark duplicates; we reject them with a reason."""
+def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str) -> dict[str, Any]:
+    """Per shard: read, schema, decontamination, dedup signatures. Returns the index description."""
+    from nemo_taskseed.filter.stages import (
+        DecontaminationStage, DedupSignatureStage, ReadFilterShardStage, SchemaValidationStage, ScreenedShardWriterStage,
+    )
+
+    dc, dedup = fcfg["decontam"], fcfg["dedup"]
+    index_path, index_info = ensure_decontam_index(dc, work) if dc["enabled"] else (None, {})
+    cpu_dedup = dedup["backend"] == "cpu" and (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"])
+    settings = DedupSettings.from_config(dedup)
+    settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
+                                     index_info.get("fingerprint"), dedup)
+
+    def outputs(shard: str, kind: str) -> list[Path]:
+        files = [work / "frames" / f"{shard}.parquet"] if kind == "generated" else []
+        if cpu_dedup:
+            files += [work / "dedup" / f"{shard}.{s}" for s in ("keys.npz", "sig.npy", "bands.npy")]
+        return files
+
+    tasks = []
+    for kind, parts in (("seeds", seeds), ("generated", gen)):
+        for shard, path in parts:
+            fp = shards.fingerprint(settings_fp, shards.file_fingerprint(path))
+            if not shards.is_done(work, shard, fp, outputs(shard, kind)):
+                tasks.append(_task(shard, path, fp, kind))
+    planned = {s for s, _ in gen} | {s for s, _ in seeds}
+    shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
+                                          ("dedup", ".bands.npy"), ("drops", ".jsonl")))
+    stages: list = [ReadFilterShardStage()]
+    if fcfg["validate"]["enabled"]:
+        stages.append(SchemaValidationStage())
+    if dc["enabled"]:
+        stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
+                                           seed_fields=list(dc["seed_fields"])))
+    if cpu_dedup:
+        stages.append(DedupSignatureStage(settings=settings, work_dir=str(work)))
+    stages.append(ScreenedShardWriterStage(work_dir=str(work)))
+    _run(stages, tasks, executor, "filter 1/2 (screen)")
+    return {**index_info, "shards_run": len(tasks)}
+
+
+def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tuple[list[dict], dict[str, int]]:
+    """Global: contaminated seeds and dedup decisions -> `work/drops/<shard>.jsonl`.
+    Returns (contaminated seeds, seeds per family)."""
+    dc, dedup = fcfg["decontam"], fcfg["dedup"]
+    seed_markers = shards.read_markers(work, [s for s, _ in seeds])
+    contaminated = [h for m in seed_markers.values() if m for h in m.get("contaminated_seeds", [])]
+    per_family: dict[str, int] = {}
+    for m in seed_markers.values():
+        shards.add_counts(per_family, (m or {}).get("seeds_per_family", {}))
+    dirty = {h["seed_id"]: h for h in contaminated} if dc["enabled"] and dc["drop_children_of_contaminated_seeds"] else {}
+
+    drops: dict[str, dict[str, dict]] = {s: {} for s, _ in gen}
+    settings = DedupSettings.from_config(dedup)
+    if dedup["backend"] == "cpu" and (settings.exact or settings.fuzzy):
+        names = [s for s, _ in seeds] + [s for s, _ in gen]
+        decided = resolve([work / "dedup" / n for n in names], settings, excluded_seed_keys={key_of(s) for s in dirty})
+        for position, items in decided.items():
+            for key, drop in items.items():
+                drops[names[position]][id_of(key)] = {"stage": drop.stage, "reason": drop.reason, "detail": drop.detail}
+    elif dedup["backend"] == "gpu":
+        _gpu_dedup(fcfg, gen, seeds, work, out_dir, drops)
+    elif dedup["backend"] != "cpu":
+        raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
+    if dirty:  # children of contaminated seeds, decided here so dedup never keeps one of them
+        for shard, _ in gen:
+            frame = pd.read_parquet(work / "frames" / f"{shard}.parquet", columns=["item_id", "seed_id", "status"])
+            for item_id, seed_id in zip(frame["item_id"], frame["seed_id"]):
+                if seed_id in dirty and item_id not in drops[shard]:
+                    hit = dirty[seed_id]
+                    drops[shard][item_id] = {"stage": "decontam", "reason": "seed_contaminated",
+                                             "detail": {k: hit[k] for k in ("seed_id", "benchmark", "split", "row", "ngram")}}
+    for shard, items in drops.items():
+        write_jsonl(work / "drops" / f"{shard}.jsonl", ({"item_id": k, **v} for k, v in sorted(items.items())),
+                    sort_keys=True)
+    return contaminated, per_family
+
+
+def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, drops: dict[str, dict[str, dict]]) -> None:
+    """filter.dedup.backend=gpu: Curator's cudf workflows mark duplicates over the kept items of
+    every shard and the seeds (input written from the phase-1 frames); we reject them with a reason."""
     from nemo_taskseed.filter.dedup import gpu
-    from nemo_taskseed.filter.records import kept_mask, reject
+    from nemo_taskseed.filter.records import kept_items
 
-    cache = Path(fcfg["dedup"]["gpu"].get("cache_path") or out_dir / ".dedup_cache")
-    rows = df.index[kept_mask(df)]
-    items = [(f"seed:{s.get('id')}", s) for s in seeds] + [(df.at[i, "id"], json.loads(df.at[i, "record"])) for i in rows]
-    src = gpu.write_dedup_input(cache / "input", items, list(fcfg["dedup"]["fields"]))
+    cfg = fcfg["dedup"]
+    cache = Path(cfg["gpu"].get("cache_path") or out_dir / ".dedup_cache")
+    items: list[tuple[str, dict]] = []
+    owner: dict[str, str] = {}
+    for _, path in seeds:
+        items.extend((f"seed:{obj.get('id')}", obj) for _, obj, err in iter_jsonl(path) if err is None)
+    for shard, _ in gen:
+        df = pd.read_parquet(work / "frames" / f"{shard}.parquet")
+        reps, _ = kept_items(df)
+        for i in reps:
+            owner[df.at[i, "item_id"]] = shard
+            items.append((df.at[i, "item_id"], json.loads(df.at[i, "record"])))
+    src = gpu.write_dedup_input(cache / "input", items, list(cfg["fields"]))
     for kind, wf in (("exact", gpu.exact_workflow(src.parent, cache / "exact")),
-                     ("fuzzy", gpu.fuzzy_workflow(src.parent, cache / "fuzzy", cache / "fuzzy_cache", fcfg["dedup"]["gpu"]))):
+                     ("fuzzy", gpu.fuzzy_workflow(src.parent, cache / "fuzzy", cache / "fuzzy_cache", cfg["gpu"]))):
         wf.run()
-        dup = gpu.removal_ids(cache / kind)
-        for i in rows:
-            if df.at[i, "id"] in dup and df.at[i, "status"] == "kept":
-                reject(df, i, f"{kind}_dedup", f"gpu_{kind}_duplicate", {})
+        for item_id in gpu.removal_ids(cache / kind):
+            if item_id in owner and item_id not in drops[owner[item_id]]:
+                drops[owner[item_id]][item_id] = {"stage": f"{kind}_dedup", "reason": f"gpu_{kind}_duplicate", "detail": {}}
+
+
+def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, executor: str, backend: Any) -> int:
+    """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker."""
+    from nemo_taskseed.filter.stages import ApplyDropsStage, CuratedShardWriterStage, SchemaValidationStage, VerificationStage
+
+    vf = fcfg["verify"]
+    backend_config = vf.get("backend") or full["generate"]["backend"]
+    settings_fp = shards.fingerprint(fcfg["validate"], vf, backend_config if vf["enabled"] else None)
+    tasks = []
+    for shard, _ in gen:
+        screened = shards.read_marker(work, shard) or {}
+        drops = work / "drops" / f"{shard}.jsonl"
+        fp = shards.fingerprint(settings_fp, screened.get("fingerprint"), hashlib.sha256(drops.read_bytes()).hexdigest())
+        outputs = [shards.part_path(out_dir, k, shard) for k in ("curated", "rejected")]
+        if not shards.is_done(out_dir, shard, fp, outputs):
+            tasks.append(DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}),
+                                       _metadata={"shard": shard, "fingerprint": fp}))
+    shards.remove_unplanned(out_dir, {s for s, _ in gen}, ("curated", "rejected"))
+    stages: list = [ApplyDropsStage(work_dir=str(work))]
+    if vf["enabled"]:
+        stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
+                                        backend_config=backend_config, backend=backend,
+                                        keep_outputs=bool(vf.get("keep_outputs"))))
+        if fcfg["validate"]["enabled"]:
+            # The records as written (with their `verification` annotation) are checked once more.
+            stages.append(SchemaValidationStage(name="final_schema"))
+    stages.append(CuratedShardWriterStage(out_dir=str(out_dir)))
+    verify_executor = vf.get("executor", "inline")
+    if verify_executor == "inherit" or not vf["enabled"]:
+        verify_executor = executor
+    _run(stages, tasks, verify_executor, "filter 2/2 (verify, write)")
+    return len(tasks)
+
+
+def _executor(fcfg: dict, full: dict) -> str:
+    executor = fcfg.get("executor", "inherit")
+    return (full.get("run") or {}).get("executor", "ray_data") if executor == "inherit" else executor
 
 
 def run_filter(
     cfg: Any, in_dir: Path, out_dir: Path, seeds_dir: Path | None = None, *, backend: Any = None, progress: bool = True,
 ) -> dict[str, Any]:
-    """Filter `in_dir/generated*.jsonl` into `out_dir`; returns the counts and report paths."""
+    """Filter `in_dir`'s generated parts into `out_dir`; returns the counts and report paths."""
     from nemo_taskseed.filter.report import contamination_report, human_summary, quality_report
-    from nemo_taskseed.filter.stages import _load_seeds
 
     full = to_container(cfg)
     fcfg = full["filter"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / WORK
     start = time.monotonic()
-    records, unparsed = read_generated(Path(in_dir))
-    seeds = _load_seeds(str(seeds_dir) if seeds_dir else None)
-    df = records_to_frame(records)
-    executor = fcfg.get("executor", "inherit")
-    if executor == "inherit":
-        executor = (full.get("run") or {}).get("executor", "ray_data")
-    backend_config = fcfg["verify"].get("backend") or full
-    stages = build_stages(fcfg, seeds_dir, backend=backend, backend_config=backend_config)
-    if fcfg["dedup"].get("backend") == "gpu":
-        _apply_gpu_dedup(df, fcfg, seeds, out_dir)
-    task = DocumentBatch(dataset_name="taskseed_generated", data=df)
-    # The model-free stages go through the Curator executor; verification runs where
-    # filter.verify.executor says (default inline: the vLLM engine lives in this process, as in
-    # the generate step, instead of inside a Ray actor).
-    verify_executor = fcfg["verify"].get("executor", "inline")
-    if verify_executor == "inherit":
-        verify_executor = executor
-    at = next((i for i, s in enumerate(stages) if s.name == "verify"), len(stages))
-    model_free, verify = stages[:at], stages[at:]
-    if len(df) and model_free:
-        task = run_stages(model_free, task, executor)
-    if len(df) and verify:
-        task = run_stages(verify, task, verify_executor)
-    df = task.to_pandas()
-    stats = task._metadata.get("filter_stats", {})
+    executor = _executor(fcfg, full)
+    gen, seeds = input_parts(Path(in_dir)), seed_parts(seeds_dir)
 
-    kept, rejected = split_frame(df)
-    for u in unparsed:
-        rejected.append({"id": None, "seed_id": None, "family": None, "annotations": {}, "record": None, **u})
-    write_jsonl(out_dir / "curated.jsonl", kept)
-    write_jsonl(out_dir / "rejected.jsonl", rejected)
-    contamination = contamination_report(df, stats.get("decontam"))
+    index_info = _phase1(fcfg, gen, seeds, work, executor)
+    contaminated, seeds_per_family = _phase2(fcfg, gen, seeds, work, out_dir)
+    run_now = _phase3(fcfg, full, gen, work, out_dir, executor, backend)
+
+    markers = shards.read_markers(out_dir, [s for s, _ in gen])
+    missing = [s for s, m in markers.items() if m is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} filter shard(s) have no done marker after the run: {missing[:5]}")
+    stages: dict[str, Any] = {}
+    families: dict[str, Any] = {}
+    records: list[dict] = []
+    nodes: dict[str, int] = {}
+    kept = rejected = 0
+    for m in markers.values():
+        shards.add_counts(stages, m["stages"])
+        shards.add_counts(families, m["families"])
+        records.extend(m["contaminated_records"])
+        kept, rejected = kept + m["kept"], rejected + m["rejected"]
+        nodes[m["worker"]["node_id"]] = nodes.get(m["worker"]["node_id"], 0) + 1
+    if "decontam" in stages and index_info:
+        stages["decontam"].update({"index_ngrams": index_info.get("index_ngrams"),
+                                   "index_short_strings": index_info.get("index_short_strings")})
+    quality = quality_report(families, seeds_per_family, stages)
+    contamination = contamination_report(records, contaminated, index_info)
+    warnings = data_warnings(fcfg, contamination, seeds_dir)
+    quality["warnings"] = warnings
     write_json(out_dir / "contamination_report.json", contamination)
-    quality = quality_report(df, seeds, {k: {kk: vv for kk, vv in v.items() if kk not in ("coverage", "contaminated_seeds")}
-                                         for k, v in stats.items()}, unparsed)
     write_json(out_dir / "quality_report.json", quality)
-    summary = human_summary(quality)
-    (out_dir / "quality_summary.txt").write_text(summary + "\n")
+    summary = human_summary(quality) + "".join(f"\nWARNING: {w}" for w in warnings)
+    write_text_atomic(out_dir / "quality_summary.txt", summary + "\n")
     reasons: dict[str, int] = {}
-    for r in rejected:
-        key = f"{r['stage']}:{r['reason']}"
-        reasons[key] = reasons.get(key, 0) + 1
+    for stage, entry in stages.items():
+        for reason, n in entry.get("dropped", {}).items():
+            if n:
+                reasons[f"{stage}:{reason}"] = reasons.get(f"{stage}:{reason}", 0) + n
     result = {
-        "in": len(records) + len(unparsed), "kept": len(kept), "rejected": len(rejected), "rejected_by_reason": reasons,
+        "in": kept + rejected, "kept": kept, "rejected": rejected, "rejected_by_reason": dict(sorted(reasons.items())),
         "contaminated_seeds": len(contamination["seeds"]), "missing_benchmark_splits": len(contamination["missing_splits"]),
-        "seconds": round(time.monotonic() - start, 1), "summary": summary,
-        "outputs": {k: str(out_dir / f) for k, f in (("curated", "curated.jsonl"), ("rejected", "rejected.jsonl"),
-                    ("contamination", "contamination_report.json"), ("quality", "quality_report.json"))},
+        "warnings": warnings,
+        "shards": {"total": len(gen), "seed_shards": len(seeds), "screened_now": index_info.get("shards_run", 0),
+                   "written_now": run_now, "by_node": dict(sorted(nodes.items()))},
+        "outputs": {"curated": str(out_dir / "curated" / "part-*.jsonl"), "rejected": str(out_dir / "rejected" / "part-*.jsonl"),
+                    "contamination": str(out_dir / "contamination_report.json"),
+                    "quality": str(out_dir / "quality_report.json")},
     }
+    write_json(out_dir / "summary.json", result, sort_keys=True)
+    result["seconds"] = round(time.monotonic() - start, 1)
+    result["summary"] = summary
     return result
+
+
+def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> list[str]:
+    """What changes the meaning of the kept data: a check that did not run, or ran on nothing."""
+    warnings = []
+    if not fcfg["verify"]["enabled"]:
+        warnings.append("verification is off (filter.verify.enabled=false): answers were not checked")
+    if not fcfg["decontam"]["enabled"]:
+        warnings.append("decontamination is off (filter.decontam.enabled=false)")
+    else:
+        coverage = contamination["coverage"]
+        loaded = sum(1 for c in coverage if c.get("loaded"))
+        if loaded < len(coverage):
+            warnings.append(f"decontamination indexed {loaded} of {len(coverage)} scored benchmark splits "
+                            "(the rest could not be loaded: see contamination_report.json missing_splits)")
+    dedup = fcfg["dedup"]
+    if not (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"]):
+        warnings.append("dedup is off")
+    if seeds_dir is None:
+        warnings.append("no seeds folder: generated items were not checked against their seeds")
+    return warnings
 
 
 def run_step(cfg: Any, in_dir: Path, out_dir: Path) -> dict[str, Any]:
     """`taskseed run` hook: seeds from `<run.workdir>/seeds`; prints the human summary."""
     workdir = Path(to_container(cfg)["run"]["workdir"])
-    result = run_filter(cfg, in_dir, out_dir, workdir / "seeds")
+    seeds_dir = workdir / "seeds"
+    result = run_filter(cfg, in_dir, out_dir, seeds_dir if seeds_dir.is_dir() else None)
     print(result.pop("summary"))
     result["summary_file"] = str(Path(out_dir) / "quality_summary.txt")
     return result

@@ -88,13 +88,25 @@ def _validators(schema_json: str) -> tuple[Any, jsonschema.protocols.Validator]:
     return fastjsonschema.compile(schema), cls(schema)
 
 
+_BY_SCHEMA: dict[int, tuple[Any, Any]] = {}
+
+
+def _validators_of(schema: dict[str, Any]) -> tuple[Any, Any]:
+    """Compiled validators per schema object (the schemas are module constants): serialising the
+    schema on every call to key a cache cost more than validating (~1 ms per record)."""
+    found = _BY_SCHEMA.get(id(schema))
+    if found is None or found[0] is not schema:
+        found = _BY_SCHEMA[id(schema)] = (schema, _validators(json.dumps(schema, sort_keys=True)))
+    return found[1]
+
+
 def validate_record(record: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     """All schema violations of `record`, each as `field.path: message` (empty list: valid).
 
     fastjsonschema (compiled, ~50x faster) decides validity; jsonschema then lists every error of
     the rare invalid record, which fastjsonschema would stop at the first of.
     """
-    is_valid, explain = _validators(json.dumps(schema, sort_keys=True))
+    is_valid, explain = _validators_of(schema)
     errors = []
     try:
         is_valid(record)

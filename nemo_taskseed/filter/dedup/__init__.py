@@ -1,6 +1,6 @@
-"""CPU dedup (exact normalized-text hash, MinHash+LSH fuzzy) and Curator's GPU workflows."""
+"""Dedup: exact (normalized-text hash) and fuzzy (MinHash + LSH) over every shard on CPU
+(`sharded`), and Curator's GPU workflows (`gpu`, `filter.dedup.backend: gpu`)."""
 
-from nemo_taskseed.filter.dedup.exact import ExactMatch, exact_key, find_exact_duplicates
-from nemo_taskseed.filter.dedup.fuzzy import FuzzyMatch, NearDuplicateIndex, shingles
+from nemo_taskseed.filter.dedup.sharded import DedupSettings, Drop, resolve, shingles, signatures_for
 
-__all__ = ["ExactMatch", "FuzzyMatch", "NearDuplicateIndex", "exact_key", "find_exact_duplicates", "shingles"]
+__all__ = ["DedupSettings", "Drop", "resolve", "shingles", "signatures_for"]

@@ -1,0 +1,95 @@
+"""Multi-node for real: a two-node Ray cluster on this machine (`ray.cluster_utils.Cluster`, one CPU
+per node) filters and tokenizes a few thousand records in several shards. Shards run on both nodes
+(each shard's marker names its node) and every output equals the in-process executor's, byte for
+byte. Generation on the cluster (against a real vLLM server) is in test_generate_resume.py, next to
+the server it shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields, write_jsonl
+
+from nemo_taskseed.config import load_config
+from nemo_taskseed.filter.step import run_filter
+from nemo_taskseed.pipeline import shards
+
+pytestmark = [pytest.mark.ray, pytest.mark.multinode]
+
+VARIANTS = ("label", "answer", "reasoning", "context")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, fixtures_hf):
+    """~3,200 records (800 items x 4 variants) from real training rows, in 8 shards, plus planted
+    copies across shards: an exact copy and a near copy each live in another shard than their twin."""
+    root = tmp_path_factory.mktemp("multinode")
+    sources = [("arc", "arc_easy", fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train"), mc_fields),
+               ("commonsense_qa", "commonsense_qa", fixture_rows(fixtures_hf, "tau/commonsense_qa", "default", "train"), mc_fields),
+               ("openbookqa", "openbookqa", fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train"), mc_fields),
+               ("gsm8k", "gsm8k", fixture_rows(fixtures_hf, "openai/gsm8k", "main", "train"), gsm8k_fields)]
+    seeds, parts = [], {}
+    for family, task, rows, fields in sources:
+        task_seeds = [make_seed(family, task, fields(rows[i]), i) for i in range(10)]
+        seeds += task_seeds
+        items = [_enriched(make_generated(task_seeds[i % 10], fields(row), variant=v))
+                 for i, row in enumerate(rows) for v in VARIANTS]
+        half = len(items) // 2
+        parts[f"{task}.00000"], parts[f"{task}.00001"] = items[:half], items[half:]
+    # Cross-shard copies: arc row 50 again in gsm8k's last shard (upper-cased: exact), openbookqa
+    # row 70 with one option word changed in commonsense_qa's first shard (near).
+    arc = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    copy = dict(mc_fields(arc[50]), question=mc_fields(arc[50])["question"].upper())
+    parts["gsm8k.00001"].append(make_generated(seeds[0], copy, sample_index=9))
+    obqa = mc_fields(fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train")[70])
+    near = dict(obqa, options=[*obqa["options"][:-1], obqa["options"][-1] + " indeed"])
+    parts["commonsense_qa.00000"].append(make_generated(seeds[10], near, sample_index=9))
+    for shard, records in parts.items():
+        write_jsonl(shards.part_path(root / "gen", "generated", shard), records)
+    write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
+    return root, sum(len(r) for r in parts.values())
+
+
+def _enriched(record: dict) -> dict:
+    """Give a record the enrichment its variant's schema asks for (the filter checks it)."""
+    record["enrichment"] = {"reasoning": f"The answer is {record['answer_text']}.",
+                            "alternatives": [], "knowledge": record["question"][:80]}
+    return record
+
+
+def _cfg(fixtures_hf: Path, executor: str):
+    return load_config("benchmarks/smoke", [
+        f"filter.executor={executor}", "filter.verify.enabled=false",
+        "filter.decontam.source=mirror", f"filter.decontam.mirror={fixtures_hf}",
+    ])
+
+
+def _files(folder: Path, kinds: tuple[str, ...]) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for kind in kinds for p in shards.part_files(folder, kind)}
+
+
+def _nodes(step_dir: Path) -> set[str]:
+    return {json.loads(p.read_text())["worker"]["node_id"] for p in (step_dir / "shards").glob("*.json")}
+
+
+def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_cluster, tmp_path, monkeypatch):
+    root, n_records = generated
+    address, node_ids = ray_cluster
+    inline = run_filter(_cfg(fixtures_hf, "inline"), root / "gen", tmp_path / "inline", root / "seeds")
+    assert inline["in"] == n_records > 3000 and inline["shards"]["total"] == 8
+    # The planted cross-shard copies are caught by the global dedup.
+    reasons = inline["rejected_by_reason"]
+    assert reasons.get("exact_dedup:exact_duplicate", 0) >= 1 and reasons.get("fuzzy_dedup:near_duplicate", 0) >= 1
+
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    on_ray = run_filter(_cfg(fixtures_hf, "ray_data"), root / "gen", tmp_path / "ray", root / "seeds")
+    assert _files(tmp_path / "ray", ("curated", "rejected")) == _files(tmp_path / "inline", ("curated", "rejected"))
+    for report in ("quality_report.json", "contamination_report.json"):
+        assert (tmp_path / "ray" / report).read_bytes() == (tmp_path / "inline" / report).read_bytes()
+    assert {k: v for k, v in on_ray.items() if k not in ("seconds", "shards", "summary", "outputs")} == \
+        {k: v for k, v in inline.items() if k not in ("seconds", "shards", "summary", "outputs")}
+    # Both nodes screened shards (phase 1: work/shards) and wrote shards (phase 3: shards).
+    assert _nodes(tmp_path / "ray" / "work") == set(node_ids)
+    assert _nodes(tmp_path / "ray") == set(node_ids)
