@@ -9,7 +9,7 @@ import pytest
 from test_filter_fixtures import fixture_rows, make_generated, make_seed, mbpp_fields
 
 from nemo_taskseed.filter.records import records_to_frame
-from nemo_taskseed.filter.stages import VerificationStage
+from nemo_taskseed.filter.stages import VerificationStage, stage_counts
 from nemo_taskseed.filter.verify import decide, run_code_tests
 from nemo_taskseed.registry import (
     extract_choice_letter, extract_math_answer, normalize_math_answer, normalize_short_answer, verifier_kind,
@@ -77,7 +77,7 @@ def test_verification_stage_keeps_passing_code_and_rejects_failing(mbpp):
     assert df.iloc[0]["annotations"] == df.iloc[2]["annotations"]
     assert df.iloc[1]["reason"] == "code_failed"
     assert json.loads(df.iloc[0]["annotations"])["verification"]["status"] == "passed"
-    assert out._metadata["filter_stats"]["verify"]["dropped"] == {df.iloc[1]["reason"]: 1}
+    assert stage_counts(df)["verify"] == {"in": 3, "kept": 2, "dropped": {df.iloc[1]["reason"]: 1}}
 
 
 def test_real_gsm8k_answers_extract_and_normalize(fixtures_hf):
@@ -116,6 +116,7 @@ def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixt
 
     from nemo_taskseed.config import load_config
     from nemo_taskseed.filter.step import run_filter
+    from nemo_taskseed.pipeline.shards import read_part_records
 
     seed = make_seed("mbpp", "mbpp", mbpp_fields(mbpp[0]), 0)
     good = make_generated(seed, mbpp_fields(mbpp[20]))
@@ -127,7 +128,7 @@ def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixt
                                            f"filter.decontam.mirror={fixtures_hf}", "filter.verify.code.timeout_s=2"])
     result = run_filter(cfg, tmp_path / "gen", tmp_path / "out", tmp_path / "seeds")
     assert result["kept"] == 1 and result["rejected_by_reason"] == {"verify:code_timeout": 1}
-    curated = json.loads((tmp_path / "out" / "curated.jsonl").read_text())
+    [curated] = read_part_records(tmp_path / "out", "curated")
     assert curated["id"] == good["id"] and curated["verification"]["status"] == "passed"
     quality = json.loads((tmp_path / "out" / "quality_report.json").read_text())
     assert quality["stages"]["final_schema"] == {"in": 1, "kept": 1, "dropped": {}}
