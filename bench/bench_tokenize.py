@@ -3,6 +3,13 @@ and vs NeMo Curator's MegatronTokenizerWriter, on the same documents in the same
 
     .venv/bin/python bench/bench_tokenize.py                 # 12k docs, ~2 min on 2 busy cores
     .venv/bin/python bench/bench_tokenize.py --docs 200000   # the full size
+    .venv/bin/python bench/bench_tokenize.py --shards 8 --executor ray_data   # Ray start-up included
+
+`taskseed tokenize` makes every input file a shard (a Curator task writing per-shard prefixes and a
+done marker), then merges the shards' prefixes on the driver. The single-file rows measure that
+whole path on one shard; the `--shards N` row splits the same corpus into N part files, so it adds
+N-shard scheduling and the merge (every run starts from an empty output folder: done markers
+would otherwise make repeats skip the work).
 
 Documents are built from real benchmark *training* rows in ../shared/fixtures/hf (question,
 options, answer), repeated up to --docs. Each method's best of --repeats runs is reported, as
@@ -55,13 +62,20 @@ def fixture_texts() -> list[dict]:
     return docs
 
 
-def build_corpus(n_docs: int, out: Path) -> list[str]:
+def build_corpus(n_docs: int, out: Path, parts_dir: Path, shards: int) -> tuple[list[str], list[Path]]:
+    """The corpus as one JSONL file, and the same lines split into `shards` contiguous part files."""
     base = fixture_texts()
     rows = [dict(base[i % len(base)]) for i in range(n_docs)]
-    with open(out, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return [r["text"] for r in rows]
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    out.write_text("".join(lines))
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    size = -(-len(lines) // max(1, shards))
+    parts = []
+    for i in range(max(1, shards)):
+        part = parts_dir / f"part-bench.{i:05d}.jsonl"
+        part.write_text("".join(lines[i * size:(i + 1) * size]))
+        parts.append(part)
+    return [r["text"] for r in rows], parts
 
 
 class Timer:
@@ -85,6 +99,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="taskseed worker counts to try")
+    parser.add_argument("--shards", type=int, default=4, help="also tokenize the corpus as N part files (0: skip)")
+    parser.add_argument("--executor", default="inline", choices=["inline", "ray_data", "xenna"],
+                        help="Curator executor for the --shards run (the single-file rows run inline)")
     parser.add_argument("--no-curator", action="store_true")
     args = parser.parse_args()
 
@@ -96,7 +113,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tokenize-"))
     try:
         corpus = tmp / "corpus.jsonl"
-        texts = build_corpus(args.docs, corpus)
+        texts, parts = build_corpus(args.docs, corpus, tmp / "parts", args.shards)
         started = time.perf_counter()
         tokenizer = load_hf_tokenizer(model_dir)
         load_seconds = time.perf_counter() - started
@@ -110,14 +127,23 @@ def main() -> int:
                 n += sum(map(len, ids))
             return n
 
-        def ours(workers: int):
-            opts = TokenizeOptions(model_dir, batch_size=args.batch_size, workers=workers, progress=False)
-            # The preloaded tokenizer puts taskseed on the baseline's footing (load time is reported apart).
-            return lambda: tokenize_files([corpus], tmp / f"out-{workers}", opts, hf_tokenizer=tokenizer)
+        def ours(workers: int, files: list[Path], executor: str = "inline"):
+            opts = TokenizeOptions(model_dir, batch_size=args.batch_size, workers=workers, progress=False,
+                                   executor=executor)
+            out = tmp / f"out-{workers}-{len(files)}"
+
+            def run():
+                shutil.rmtree(out, ignore_errors=True)  # no done markers: every repeat does all the work
+                # The preloaded tokenizer puts taskseed on the baseline's footing (load time is reported apart).
+                return tokenize_files(files, out, opts, hf_tokenizer=tokenizer)
+            return run
 
         methods = [(Timer("tokenizer(batch) in memory [baseline]"), baseline)]
-        methods += [(Timer(f"taskseed tokenize, workers={w} (JSONL -> .bin/.idx + read-back)"), ours(w))
+        methods += [(Timer(f"taskseed tokenize, workers={w} (JSONL -> .bin/.idx + read-back)"), ours(w, [corpus]))
                     for w in args.workers]
+        if args.shards > 1:
+            methods.append((Timer(f"taskseed tokenize, {args.shards} shards on {args.executor} + merge"),
+                            ours(1, parts, args.executor)))
         curator = None if args.no_curator else curator_runner(corpus, model_dir, tmp, args)
         if curator is not None:
             methods.append((Timer("Curator MegatronTokenizerWriter (+ batch_encode_plus shim)"), curator))

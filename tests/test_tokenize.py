@@ -1,4 +1,5 @@
-"""`taskseed tokenize`: fixture-derived documents -> Megatron .bin/.idx, read back token for token."""
+"""`taskseed tokenize`: fixture-derived documents -> Megatron .bin/.idx, read back token for token;
+one shard per input file (per-shard prefixes + done markers), merged on the driver."""
 
 from __future__ import annotations
 
@@ -183,7 +184,8 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, documents,
     monkeypatch.setattr(tokenize_megatron, "_publish", real_publish)
     manifest = tokenize_files([src], out, opts)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json"] + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")])
+        ["manifest.json", "shards"] + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")])
+    assert not list((out / "shards").glob(".partial-*"))
 
 
 def test_worker_processes_write_identical_datasets(tmp_path, documents, model_dir):
@@ -198,11 +200,12 @@ def test_group_by_family_only_and_int32(tmp_path, documents, model_dir):
     write_jsonl(tmp_path / "curated.jsonl", documents)
     write_jsonl(tmp_path / "rejected.jsonl", documents[:3])  # a filter folder's rejects are not input
     cfg = load_config(None, ["tokenize.group_by=[family]", "tokenize.dtype=int32", "tokenize.progress=false",
-                             f"tokenize.tokenizer={model_dir}"])
+                             f"tokenize.tokenizer={model_dir}", "run.executor=inline"])  # inherit -> inline
     from nemo_taskseed.tokenize.step import run_step
 
     summary = run_step(cfg, tmp_path, tmp_path / "out")
     assert summary["prefixes"] == 3 and summary["documents"] == len(documents)
+    assert summary["shards"]["executor"] == "inline" and summary["shards"]["run_now"] == 1
     manifest, _ = read_manifest(tmp_path / "out")
     assert manifest["dtype"] == "int32"
     assert sorted(p["name"] for p in manifest["prefixes"]) == ["arc_easy", "commonsense_qa", "gsm8k"]
@@ -226,3 +229,236 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
                  "-s", "tokenize.progress=false", "-s", "tokenize.fail_on_rejects=true"]) == 1
     assert "rejected" in capsys.readouterr().err
     assert (tmp_path / "o3" / "rejects.jsonl").read_text().count("missing field 'text'") == 1
+
+
+# --- shards: one per input file, tokenized in parallel, merged on the driver ----------------------
+
+def _default_section(*overrides: str):
+    return load_config(None, ["tokenize.progress=false", *overrides]).tokenize
+
+
+def _filter_folder(root: Path, documents: list[dict], parts: int, bad_lines: bool = False) -> Path:
+    """A filter step's folder: kept records as curated/part-<shard>.jsonl, plus rejects (never input)."""
+    (root / "curated").mkdir(parents=True)
+    (root / "rejected").mkdir()
+    for i in range(parts):
+        path = write_jsonl(root / "curated" / f"part-mix.{i:05d}.jsonl", documents[i::parts])
+        if bad_lines and i:
+            with open(path, "a") as handle:
+                handle.write('{"family": "arc_easy", "kind": "knowledge"}\n')  # no text
+    write_jsonl(root / "rejected" / "part-mix.00000.jsonl", documents[:2])
+    write_jsonl(root / "rejected.jsonl", documents[:2])
+    return root
+
+
+def _marker_mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.json")}
+
+
+def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_path):
+    from nemo_taskseed.tokenize.megatron import TokenizeError, shard_names
+    from nemo_taskseed.tokenize.step import input_files
+
+    section = _default_section()
+    filt, gen = tmp_path / "filter", tmp_path / "generate"
+    for rel in ["curated/part-a.00000.jsonl", "curated/part-b.00000.jsonl", "curated.jsonl",
+                "rejected/part-a.00000.jsonl", "rejected.jsonl", "generated/part-a.00000.jsonl", "summary.json"]:
+        (filt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (filt / rel).write_text("{}\n")
+    # Curated records win over generated ones; rejects are never input.
+    assert {p.relative_to(filt).as_posix() for p in input_files(section, filt)} == {
+        "curated/part-a.00000.jsonl", "curated/part-b.00000.jsonl", "curated.jsonl"}
+    for rel in ["generated/part-a.00000.jsonl", "generated.jsonl", "rejected/part-a.00000.jsonl", "rejected_seeds.jsonl"]:
+        (gen / rel).parent.mkdir(parents=True, exist_ok=True)
+        (gen / rel).write_text("{}\n")
+    assert {p.relative_to(gen).as_posix() for p in input_files(section, gen)} == {
+        "generated/part-a.00000.jsonl", "generated.jsonl"}
+    # A flat list is a union, and even a catch-all pattern skips rejects.
+    assert {p.name for p in input_files(_default_section("tokenize.input_glob=['**/*.jsonl']"), gen)} == {
+        "part-a.00000.jsonl", "generated.jsonl"}
+    (tmp_path / "empty" / "rejected").mkdir(parents=True)
+    (tmp_path / "empty" / "rejected.jsonl").write_text("{}\n")
+    with pytest.raises(TokenizeError, match="curated/part-"):
+        input_files(section, tmp_path / "empty")
+    # The output folder is never the input's: its shards/ would clash with the producing step's markers.
+    with pytest.raises(TokenizeError, match="inside the output folder"):
+        tokenize_files(input_files(section, filt), filt, TokenizeOptions("unused"))
+    # Shard names: part-<shard> keeps its name, other files their stem; clashes get a suffix.
+    assert shard_names([Path("x/curated/part-arc_easy.00003.jsonl"), Path("a/curated.jsonl"),
+                        Path("b/curated.jsonl"), Path("part-odd.json.jsonl")]) == [
+        "arc_easy.00003", "curated", "curated-2", "odd_json"]
+
+
+def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, documents, model_dir, tokenizer):
+    from nemo_taskseed.tokenize.step import input_files, tokenize_dir
+
+    src = _filter_folder(tmp_path / "filter", documents, parts=3, bad_lines=True)
+    section = _default_section(f"tokenize.tokenizer={model_dir}", "tokenize.batch_size=16")
+    files = input_files(section, src)
+    assert [f.name for f in files] == ["part-mix.00000.jsonl", "part-mix.00001.jsonl", "part-mix.00002.jsonl"]
+    out = tmp_path / "out"
+    manifest, run = tokenize_dir(section, src, out, run_executor="inline")
+    assert run["executor"] == "inline" and run["run_now"] == 3 and len(run["nodes"]) == 1
+
+    concat = tmp_path / "all.jsonl"
+    concat.write_bytes(b"".join(f.read_bytes() for f in files))
+    single = tokenize_files([concat], tmp_path / "single", TokenizeOptions(str(model_dir), progress=False),
+                            hf_tokenizer=tokenizer)
+    summary = {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in manifest["prefixes"]}
+    assert summary == {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in single["prefixes"]}
+    assert manifest["totals"]["documents"] == len(documents) and len(manifest["prefixes"]) == 4
+    for entry in manifest["prefixes"]:
+        merged, whole = _megatron_dataset(out / entry["path"]), _megatron_dataset(tmp_path / "single" / entry["path"])
+        assert len(merged) == len(whole) == entry["documents"]
+        assert all(np.array_equal(merged[i], whole[i]) for i in range(len(merged)))
+
+    # Per shard: its prefixes under shards/<shard>/ and a done marker beside them.
+    for i, path in enumerate(files):
+        shard = f"mix.{i:05d}"
+        marker = json.loads((out / "shards" / f"{shard}.json").read_text())
+        assert marker["shard"] == shard and marker["node_id"] == marker["worker"]["node_id"]
+        assert marker["inputs"] == [{"path": str(path), "accepted": len(documents[i::3]), "rejected": int(i > 0)}]
+        assert marker["prefixes"] and all(e["path"].startswith(f"shards/{shard}/") for e in marker["prefixes"])
+        assert all((out / f"{e['path']}.idx").is_file() for e in marker["prefixes"])
+    assert [s["shard"] for s in manifest["shards"]] == ["mix.00000", "mix.00001", "mix.00002"]
+    # Rejects from every shard, merged in shard order, with file and line.
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [(Path(r["file"]).name, r["line"], r["reason"]) for r in rejects] == [
+        (files[1].name, len(documents[1::3]) + 1, "missing field 'text'"),
+        (files[2].name, len(documents[2::3]) + 1, "missing field 'text'")]
+    assert manifest["totals"]["rejected"] == 2 and manifest["rejects_file"] == "rejects.jsonl"
+    assert verify_prefixes(out, manifest) == []
+
+
+def test_restart_skips_finished_shards_and_tokenizes_only_new_files(tmp_path, documents, model_dir, tokenizer):
+    from nemo_taskseed.tokenize import run_tokenize
+    from nemo_taskseed.tokenize.step import input_files
+
+    src = _filter_folder(tmp_path / "filter", documents[:60], parts=2)
+    section = _default_section()
+    opts = TokenizeOptions(str(model_dir), batch_size=16, progress=False)
+    out = tmp_path / "out"
+    first, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert run["run_now"] == 2
+    markers = _marker_mtimes(out)
+    assert sorted(markers) == ["mix.00000.json", "mix.00001.json"]
+
+    again, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert (run["run_now"], run["finished_before"]) == (0, 2)
+    assert _marker_mtimes(out) == markers
+    assert [p["files"] for p in again["prefixes"]] == [p["files"] for p in first["prefixes"]]
+
+    write_jsonl(src / "curated" / "part-mix.00002.jsonl", documents[60:90])
+    third, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert (run["run_now"], run["finished_before"]) == (1, 2)
+    now = _marker_mtimes(out)
+    assert {k: now[k] for k in markers} == markers and "mix.00002.json" in now
+    assert third["totals"]["documents"] == 90
+    fresh = tokenize_files(input_files(section, src), tmp_path / "fresh", opts, hf_tokenizer=tokenizer)
+    assert [p["files"] for p in third["prefixes"]] == [p["files"] for p in fresh["prefixes"]]
+
+    # A removed input takes its shard with it; settings that shape the output redo every shard.
+    (src / "curated" / "part-mix.00000.jsonl").unlink()
+    fourth, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert run["run_now"] == 0 and run["removed_stale"] == ["mix.00000"]
+    assert not (out / "shards" / "mix.00000").exists() and not (out / "shards" / "mix.00000.json").exists()
+    assert fourth["totals"]["documents"] == 60
+    opts.group_by = ("family",)
+    _, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert run["run_now"] == 2
+
+
+def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(tmp_path, documents, model_dir,
+                                                                                  tokenizer):
+    from collections import defaultdict
+
+    from nemo_taskseed.blend import plan_from_config
+    from nemo_taskseed.blend.planner import write_plan
+    from nemo_taskseed.tokenize import run_tokenize
+    from nemo_taskseed.tokenize.step import input_files
+
+    documents = [dict(d) for d in documents]
+    first_gsm8k = next(i for i, d in enumerate(documents) if d["family"] == "gsm8k" and i % 3 == 0)
+    documents[first_gsm8k]["kind"] = "knowledge"  # gsm8k is "mixed" as a whole, not in every shard
+    src = _filter_folder(tmp_path / "filter", documents, parts=3)
+    files = input_files(_default_section(), src)
+    out = tmp_path / "tok"
+    merged = tokenize_files(files, out, TokenizeOptions(str(model_dir), progress=False), hf_tokenizer=tokenizer)
+    blend_cfg = load_config(None, [f"blend.manifest={out}", "blend.synthetic_share=1", "blend.total_tokens=1000000",
+                                   "blend.seq_length=256", "blend.max_epochs=null", "blend.plot=false"]).blend
+    merged_plan = plan_from_config(blend_cfg)
+
+    manifest, run = run_tokenize(files, out, TokenizeOptions(str(model_dir), progress=False, merge=False),
+                                 hf_tokenizer=tokenizer)
+    assert run["run_now"] == 0  # switching merge off reuses the shards
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.idx"))  # nothing merged is vouched for now
+    assert manifest["merged"] is False and manifest["totals"]["tokens"] == merged["totals"]["tokens"]
+    entries = manifest["prefixes"]
+    assert len(entries) == 12  # 4 groups x 3 shards
+    for entry in entries:
+        assert entry["path"] == f"shards/{entry['shard']}/{entry['group_name']}"
+        assert entry["name"] == f"{entry['group_name']}@{entry['shard']}" and "family" in entry["group"]
+    # A shard entry carries its group's kind, so all shards of a group land in one quota group.
+    assert {e["shard"]: e["kind"] for e in entries if e["group_name"] == "gsm8k__reasoning"} == {
+        "mix.00000": "mixed", "mix.00001": "mixed", "mix.00002": "mixed"}
+    assert verify_prefixes(out, manifest) == []
+
+    plan = plan_from_config(blend_cfg)
+    assert sorted(p for _, p in plan["data_paths"]) == sorted(str((out / e["path"]).resolve()) for e in entries)
+    # Each family/variant gets what the merged plan gave its one prefix, split over its shards by size.
+    want = {(e["family"], e["variant"]): e["tokens"] for e in merged_plan["entries"]}
+    got, epochs = defaultdict(int), defaultdict(list)
+    for e in plan["entries"]:
+        got[(e["family"], e["variant"])] += e["tokens"]
+        epochs[(e["family"], e["variant"])].append(e["epochs"])
+    assert set(got) == set(want) and all(abs(got[k] - want[k]) <= 3 for k in want)
+    assert all(max(v) - min(v) < 1e-3 * max(v) for v in epochs.values())
+    written = write_plan(plan, tmp_path / "plan", blend_cfg)
+    data_args = Path(written["data_args"]).read_text()
+    assert all(str((out / e["path"]).resolve()) in data_args for e in entries)
+
+
+@pytest.mark.ray
+def test_inline_and_ray_data_write_identical_bytes(tmp_path, documents, model_dir):
+    import ray
+
+    from nemo_taskseed.cli import main
+    from nemo_taskseed.tokenize import run_tokenize
+    from nemo_taskseed.tokenize.step import input_files
+
+    src = _filter_folder(tmp_path / "filter", documents, parts=3, bad_lines=True)
+    # A Ray of its own (even when another cluster runs on this machine), without the dashboard's start-up.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        _, run = run_tokenize(input_files(_default_section(), src), tmp_path / "ray",
+                              TokenizeOptions(str(model_dir), progress=False, executor="ray_data"))
+    finally:
+        ray.shutdown()
+    assert run["executor"] == "ray_data" and run["run_now"] == 3
+    assert main(["tokenize", "--in", str(src), "--tokenizer", str(model_dir), "-s", "tokenize.progress=false",
+                 "--out", str(tmp_path / "inline"), "-s", "tokenize.executor=inline"]) == 0
+
+    def contents(root: Path) -> dict[str, object]:
+        files = {}
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            if path.suffix == ".json":
+                data = json.loads(path.read_text())
+                for key in ("created_unix", "worker", "node_id"):  # when and where, not what
+                    data.pop(key, None)
+                if rel == "manifest.json":
+                    data["totals"].pop("seconds")
+                files[rel] = data
+            else:
+                files[rel] = path.read_bytes()
+        return files
+
+    on_ray, inline = contents(tmp_path / "ray"), contents(tmp_path / "inline")
+    assert on_ray == inline
+    shard_prefixes = sum(len(on_ray[f"shards/mix.{i:05d}.json"]["prefixes"]) for i in range(3))
+    assert sum(name.endswith(".bin") for name in on_ray) == 4 + shard_prefixes == 4 + 3 * 4
+    assert on_ray["manifest.json"]["totals"]["rejected"] == 2 and "rejects.jsonl" in on_ray
+    node_ids = {json.loads(p.read_text())["node_id"] for p in (tmp_path / "ray" / "shards").glob("*.json")}
+    assert node_ids and not any(n.startswith("local:") for n in node_ids)  # Ray node ids, not the host

@@ -64,7 +64,9 @@ def synthetic_prefixes_from_manifest(manifest: dict, root: Path, group_key: str 
         if int(entry.get("tokens", 0)) <= 0:
             raise PlanError(f"{where}: zero-token dataset {prefix}; drop it or fix its input")
         group_values = entry.get("group", {})
-        family = group_values.get("family", entry["name"])
+        # merge=false manifests list a group's shards as `<group>@<shard>` entries with `group_name`:
+        # without a family field, the group (not the shard) is the family, so its shards plan as one.
+        family = group_values.get("family", entry.get("group_name", entry["name"]))
         group = entry.get("kind", "unknown") if group_key == "kind" else str(group_values.get(group_key, "all"))
         prefixes.append(SyntheticPrefix(
             name=entry["name"], prefix=prefix, tokens=int(entry["tokens"]), documents=int(entry["documents"]),

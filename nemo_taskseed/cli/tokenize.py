@@ -19,7 +19,12 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="output folder (prefixes, manifest.json, rejects.jsonl)")
     parser.add_argument("--config", default=None, help="config file (defaults: configs/base/tokenize.yaml)")
     parser.add_argument("--tokenizer", default=None, help="local Hugging Face tokenizer folder")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (1 = in-process)")
+    parser.add_argument("--workers", type=int, default=None, help="encoder processes per shard (1 = in-process)")
+    parser.add_argument("--executor", default=None, choices=["inline", "ray_data", "xenna"],
+                        help="Curator executor for the per-file shards (default: tokenize.executor; "
+                             "inherit means inline here)")
+    parser.add_argument("--no-merge", action="store_true",
+                        help="list the per-shard prefixes in the manifest instead of merging them (tokenize.merge=false)")
     parser.add_argument("-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (key=value words among the inputs work too)")
     parser.set_defaults(func=_run)
@@ -38,6 +43,10 @@ def _run(args) -> int:
 
     inputs, overrides = _split_overrides(list(args.inputs))
     overrides += args.sets
+    if args.executor:
+        overrides.append(f"tokenize.executor={args.executor}")
+    if args.no_merge:
+        overrides.append("tokenize.merge=false")
     if inputs[:1] == ["verify"]:
         return _verify(inputs[1:])
     cfg = load_config(args.config, overrides)

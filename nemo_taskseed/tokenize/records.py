@@ -49,14 +49,17 @@ def read_documents(
     group_by: Sequence[str] = ("family", "variant"),
     optional_group_keys: Sequence[str] = ("variant",),
     missing_group_value: str = "all",
+    display_name: str | None = None,
 ) -> Iterator[Document | Reject]:
     """Yield a `Document` per usable line of `path` and a `Reject` per bad one (1-based lines).
 
     Lines are decoded one at a time so that one undecodable line does not poison the file.
     Keys in `optional_group_keys` fall back to `missing_group_value`; any other grouping key
     is required, because a document without a family cannot be placed in the blend.
+    `display_name` is the file as rejects name it (default `path`): a Ray worker opens the absolute
+    path, while rejects keep the path the user gave.
     """
-    name = str(path)
+    name = display_name if display_name is not None else str(path)
     with open(path, "rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             if not raw.strip():

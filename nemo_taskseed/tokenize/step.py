@@ -1,10 +1,11 @@
-"""`taskseed run` step: tokenize the previous step's records (`tokenize.input_glob`) into Megatron datasets."""
+"""`taskseed run` step: tokenize the previous step's records (`tokenize.input_glob`) into Megatron
+datasets, one shard per input file, on `tokenize.executor` (inherit: `run.executor`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nemo_taskseed.tokenize.megatron import TokenizeError, TokenizeOptions, tokenize_files
+from nemo_taskseed.tokenize.megatron import TokenizeError, TokenizeOptions, run_tokenize
 
 
 def tokenizer_path_from_config(section) -> Path:
@@ -15,35 +16,64 @@ def tokenizer_path_from_config(section) -> Path:
     return Path(prepare_model())
 
 
-def input_files(section, in_dir: Path) -> list[Path]:
-    """Files of `in_dir` matching any of `tokenize.input_glob` (one pattern or a list).
+def _is_reject_file(path: Path, in_dir: Path) -> bool:
+    try:
+        parts = path.relative_to(in_dir).parts
+    except ValueError:
+        parts = path.parts
+    return any(p == "rejected" for p in parts[:-1]) or parts[-1].startswith(("rejected", "rejects"))
 
-    The default lists the curated output of filtering and the raw output of generation; a step's
-    folder holds one of them, never its rejects.
+
+def _glob(in_dir: Path, patterns: list[str]) -> list[Path]:
+    found = {p for pattern in patterns for p in in_dir.glob(pattern) if p.is_file()}
+    return sorted(p for p in found if not _is_reject_file(p, in_dir))
+
+
+def input_files(section, in_dir: Path) -> list[Path]:
+    """The input files of `in_dir` per `tokenize.input_glob`; each becomes one shard.
+
+    `input_glob` is one pattern, a list of patterns (their union), or a list of groups (lists of
+    patterns): then the first group that matches any file wins. The default prefers the filter
+    step's kept records (`curated/part-*.jsonl`, legacy `curated*.jsonl`) and falls back to the
+    generate step's (`generated/part-*.jsonl`, legacy `generated*.jsonl`). Rejects
+    (`rejected/part-*.jsonl`, `rejected*.jsonl`, `rejects.jsonl`) are never input.
     """
+    in_dir = Path(in_dir)
     patterns = section.get("input_glob", "*.jsonl")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    files = sorted({p for pattern in patterns for p in Path(in_dir).glob(pattern)})
-    if not files:
-        raise TokenizeError(f"no {' or '.join(patterns)} files in {in_dir}")
-    return files
+    if any(not isinstance(p, str) for p in patterns):
+        groups = [[p] if isinstance(p, str) else [str(x) for x in p] for p in patterns]
+        for group in groups:
+            files = _glob(in_dir, group)
+            if files:
+                return files
+        flat = [p for group in groups for p in group]
+    else:
+        files = _glob(in_dir, [str(p) for p in patterns])
+        if files:
+            return files
+        flat = patterns
+    raise TokenizeError(f"no {' or '.join(map(str, flat))} files in {in_dir}")
 
 
-def tokenize_dir(section, in_dir: Path, out_dir: Path, *, workers: int | None = None) -> dict:
-    """Tokenize `in_dir`'s input files into `out_dir`; returns the manifest."""
+def tokenize_dir(section, in_dir: Path, out_dir: Path, *, workers: int | None = None,
+                 run_executor: str | None = None) -> tuple[dict, dict]:
+    """Tokenize `in_dir`'s input files into `out_dir`; returns `(manifest, run)` (see `run_tokenize`)."""
     files = input_files(section, in_dir)
-    opts = TokenizeOptions.from_config(section, tokenizer_path_from_config(section))
+    opts = TokenizeOptions.from_config(section, tokenizer_path_from_config(section), run_executor=run_executor)
     if workers is not None:
         opts.workers = workers
-    manifest = tokenize_files(files, out_dir, opts)
+    manifest, run = run_tokenize(files, out_dir, opts)
     if section.get("fail_on_rejects") and manifest["totals"]["rejected"]:
         raise TokenizeError(
             f"{manifest['totals']['rejected']} bad input lines (see {Path(out_dir) / 'rejects.jsonl'}) "
             "and tokenize.fail_on_rejects=true"
         )
-    return manifest
+    return manifest, run
 
 
 def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
-    manifest = tokenize_dir(cfg.tokenize, in_dir, out_dir)
-    return {"step": "tokenize", "out_dir": str(out_dir), **manifest["totals"]}
+    run_executor = (cfg.get("run") or {}).get("executor")
+    manifest, run = tokenize_dir(cfg.tokenize, in_dir, out_dir, run_executor=run_executor)
+    return {"step": "tokenize", "out_dir": str(out_dir), **manifest["totals"], "merged": manifest["merged"],
+            "shards": run}

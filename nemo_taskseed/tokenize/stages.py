@@ -1,0 +1,72 @@
+"""The Curator stage that tokenizes one shard (one input file) per task.
+
+A task is a `DocumentBatch` with one row per shard: its name, the absolute path of its input file,
+the path as the user gave it (for rejects) and its fingerprint. The stage writes the shard's
+prefixes and done marker itself (see `megatron.tokenize_shard`) and passes on only a one-row
+summary, so no token or record ever travels back to the driver: the driver merges from disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from nemo_curator.stages.base import ProcessingStage
+from nemo_curator.stages.resources import Resources
+from nemo_curator.tasks import DocumentBatch
+
+TASK_COLUMNS = ["shard", "path", "display", "fingerprint"]
+RESULT_COLUMNS = ["shard", "documents", "tokens", "rejected", "node_id"]
+
+
+@dataclass
+class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Tokenize each shard of the task into `<out>/shards/<shard>/`, then write its done marker.
+
+    The tokenizer is loaded on first use in the worker (or handed over by the inline executor),
+    not in `setup()`: this stage is a plain Ray Data task, one per shard, on any node.
+    """
+
+    out_dir: str = "."
+    spec: dict[str, Any] = field(default_factory=dict)  # megatron.ShardSpec as a dict
+    workers: int = 1  # encoder processes inside this task (tokenize.workers)
+    batch_size: int = 512
+    progress: bool = False
+    hf_tokenizer: Any = field(default=None, repr=False)
+    name: str = "tokenize_shard"
+    resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def __post_init__(self) -> None:
+        self.resources = Resources(cpus=float(max(1, int(self.workers))))
+        self._encoder = None
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], TASK_COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], RESULT_COLUMNS
+
+    def _get_encoder(self, spec):
+        if self.workers > 1:
+            return None  # encode_batches starts its own worker pool
+        if self._encoder is None:
+            from nemo_taskseed.tokenize.encoder import BatchEncoder
+
+            self._encoder = BatchEncoder(spec.encode_settings(), self.hf_tokenizer)
+        return self._encoder
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        from nemo_taskseed.tokenize.megatron import ShardSpec, tokenize_shard
+
+        spec = ShardSpec.from_json(self.spec)
+        rows = []
+        df = task.to_pandas()
+        for shard, path, display, fingerprint in zip(df["shard"], df["path"], df["display"], df["fingerprint"]):
+            marker = tokenize_shard(self.out_dir, shard, path, display, fingerprint, spec, workers=self.workers,
+                                    batch_size=self.batch_size, encoder=self._get_encoder(spec),
+                                    progress=self.progress)
+            totals = marker["totals"]
+            rows.append([shard, totals["documents"], totals["tokens"], totals["rejected"], marker["node_id"]])
+        return DocumentBatch(dataset_name=task.dataset_name, data=pd.DataFrame(rows, columns=RESULT_COLUMNS),
+                             _metadata=task._metadata, _stage_perf=task._stage_perf)
