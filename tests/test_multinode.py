@@ -1,5 +1,5 @@
 """Multi-node for real: a two-node Ray cluster on this machine (`ray.cluster_utils.Cluster`, one CPU
-per node) filters and tokenizes a few thousand records in several shards. Shards run on both nodes
+per node) filters, then tokenizes, a few thousand records in several shards. Shards run on both nodes
 (each shard's marker names its node) and every output equals the in-process executor's, byte for
 byte. Generation on the cluster (against a real vLLM server) is in test_generate_resume.py, next to
 the server it shares."""
@@ -15,6 +15,7 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.step import run_filter
 from nemo_taskseed.pipeline import shards
+from nemo_taskseed.tokenize.step import tokenize_dir
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode]
 
@@ -93,3 +94,18 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
     # Both nodes screened shards (phase 1: work/shards) and wrote shards (phase 3: shards).
     assert _nodes(tmp_path / "ray" / "work") == set(node_ids)
     assert _nodes(tmp_path / "ray") == set(node_ids)
+
+    # Tokenize the curated parts: one shard per part, merged per family/variant.
+    tokenize = load_config(overrides=["tokenize.progress=false"]).tokenize
+    monkeypatch.delenv("RAY_ADDRESS")
+    inline_manifest, _ = tokenize_dir(tokenize, tmp_path / "inline", tmp_path / "tok_inline", run_executor="inline")
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    ray_manifest, run = tokenize_dir(tokenize, tmp_path / "ray", tmp_path / "tok_ray", run_executor="ray_data")
+    assert run["executor"] == "ray_data" and inline_manifest["totals"]["documents"] == on_ray["kept"]
+    prefixes = sorted(p.name for p in (tmp_path / "tok_inline").glob("*.bin"))
+    assert len(prefixes) == 16  # 4 families x 4 variants
+    for name in [*prefixes, *(n.replace(".bin", ".idx") for n in prefixes)]:
+        assert (tmp_path / "tok_ray" / name).read_bytes() == (tmp_path / "tok_inline" / name).read_bytes(), name
+    same = lambda m: [{k: v for k, v in p.items()} for p in m["prefixes"]]  # noqa: E731
+    assert same(ray_manifest) == same(inline_manifest)
+    assert {json.loads(p.read_text())["node_id"] for p in (tmp_path / "tok_ray" / "shards").glob("*.json")} == set(node_ids)

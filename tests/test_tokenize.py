@@ -1,5 +1,6 @@
 """`taskseed tokenize`: fixture-derived documents -> Megatron .bin/.idx, read back token for token;
-one shard per input file (per-shard prefixes + done markers), merged on the driver."""
+one shard per input file (per-shard prefixes + done markers), merged on the driver. The same on a
+two-node Ray cluster, byte for byte, is in test_multinode.py."""
 
 from __future__ import annotations
 
@@ -416,49 +417,3 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
     written = write_plan(plan, tmp_path / "plan", blend_cfg)
     data_args = Path(written["data_args"]).read_text()
     assert all(str((out / e["path"]).resolve()) in data_args for e in entries)
-
-
-@pytest.mark.ray
-def test_inline_and_ray_data_write_identical_bytes(tmp_path, documents, model_dir):
-    import ray
-
-    from nemo_taskseed.cli import main
-    from nemo_taskseed.tokenize import run_tokenize
-    from nemo_taskseed.tokenize.step import input_files
-
-    src = _filter_folder(tmp_path / "filter", documents, parts=3, bad_lines=True)
-    # A Ray of its own (even when another cluster runs on this machine), without the dashboard's start-up.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        _, run = run_tokenize(input_files(_default_section(), src), tmp_path / "ray",
-                              TokenizeOptions(str(model_dir), progress=False, executor="ray_data"))
-    finally:
-        ray.shutdown()
-    assert run["executor"] == "ray_data" and run["run_now"] == 3
-    assert main(["tokenize", "--in", str(src), "--tokenizer", str(model_dir), "-s", "tokenize.progress=false",
-                 "--out", str(tmp_path / "inline"), "-s", "tokenize.executor=inline"]) == 0
-
-    def contents(root: Path) -> dict[str, object]:
-        files = {}
-        for path in sorted(root.rglob("*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            if path.suffix == ".json":
-                data = json.loads(path.read_text())
-                for key in ("created_unix", "worker", "node_id"):  # when and where, not what
-                    data.pop(key, None)
-                if rel == "manifest.json":
-                    data["totals"].pop("seconds")
-                files[rel] = data
-            else:
-                files[rel] = path.read_bytes()
-        return files
-
-    on_ray, inline = contents(tmp_path / "ray"), contents(tmp_path / "inline")
-    assert on_ray == inline
-    shard_prefixes = sum(len(on_ray[f"shards/mix.{i:05d}.json"]["prefixes"]) for i in range(3))
-    assert sum(name.endswith(".bin") for name in on_ray) == 4 + shard_prefixes == 4 + 3 * 4
-    assert on_ray["manifest.json"]["totals"]["rejected"] == 2 and "rejects.jsonl" in on_ray
-    node_ids = {json.loads(p.read_text())["node_id"] for p in (tmp_path / "ray" / "shards").glob("*.json")}
-    assert node_ids and not any(n.startswith("local:") for n in node_ids)  # Ray node ids, not the host

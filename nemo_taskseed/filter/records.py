@@ -35,6 +35,11 @@ def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
     return [rec for f in files for _, rec in read_jsonl(f)]
 
 
+# Transient column: each row's record already parsed (a dict), so the stages of one shard parse it
+# once instead of once each; never written to disk (the writers keep COLUMNS).
+PARSED = "parsed"
+
+
 def frame_from_lines(path: str | Path) -> pd.DataFrame:
     """One JSONL part file as verdict rows; a line that is not a JSON object becomes a row already
     rejected at stage `read` (reason and file:line in its detail): a bad line never stops the run."""
@@ -48,12 +53,20 @@ def frame_from_lines(path: str | Path) -> pd.DataFrame:
             reason = "unparseable_json" if error.startswith("not valid JSON") else "not_an_object"
             bad.append({"id": "", "item_id": "", "seed_id": "", "family": "unknown", "format": "unknown",
                         "record": "null", "status": REJECTED, "stage": "read", "reason": reason,
-                        "detail": json.dumps({"file": str(path), "line": line_no, "error": error}), "annotations": "{}"})
-    df = records_to_frame(records)
-    return as_objects(pd.concat([df, pd.DataFrame(bad, columns=COLUMNS)], ignore_index=True)) if bad else df
+                        "detail": json.dumps({"file": str(path), "line": line_no, "error": error}), "annotations": "{}",
+                        PARSED: None})
+    df = records_to_frame(records, keep_parsed=True)
+    return as_objects(pd.concat([df, pd.DataFrame(bad, columns=[*COLUMNS, PARSED])], ignore_index=True)) if bad else df
 
 
-def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def parsed_records(df: pd.DataFrame) -> list[Any]:
+    """Each row's record as a dict (None for unreadable lines), from the transient column if present."""
+    if PARSED in df.columns:
+        return list(df[PARSED])
+    return [json.loads(r) if r else None for r in df["record"]]
+
+
+def records_to_frame(records: list[dict[str, Any]], *, keep_parsed: bool = False) -> pd.DataFrame:
     rows = [
         {
             "id": str(r.get("id", "")),
@@ -70,7 +83,10 @@ def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         }
         for r in records
     ]
-    return as_objects(pd.DataFrame(rows, columns=COLUMNS))
+    df = as_objects(pd.DataFrame(rows, columns=COLUMNS))
+    if keep_parsed:
+        df[PARSED] = pd.Series(records, index=df.index, dtype=object)
+    return df
 
 
 def as_objects(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,15 +138,15 @@ def annotate(df: pd.DataFrame, index: Any, key: str, value: Any) -> None:
     df.at[index, "annotations"] = json.dumps(ann, ensure_ascii=False, default=str)
 
 
-def split_frame(df: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(curated records with their annotations, rejected entries with stage/reason/detail)."""
+def split_frame(df: pd.DataFrame, records: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(curated records with their annotations, rejected entries with stage/reason/detail).
+    `records`: the rows' parsed records, when the caller has them already."""
     kept, rejected = [], []
-    for row in df.itertuples(index=False):
-        record = json.loads(row.record) if row.record else None
-        annotations = json.loads(row.annotations or "{}")
+    records = parsed_records(df) if records is None else records
+    for row, record in zip(df.itertuples(index=False), records):
+        annotations = json.loads(row.annotations) if row.annotations and row.annotations != "{}" else {}
         if row.status == KEPT:
-            record.update(annotations)
-            kept.append(record)
+            kept.append({**record, **annotations})
         else:
             rejected.append({
                 "id": row.id,

@@ -40,28 +40,31 @@ def _position_histogram(counts: dict[str, Any]) -> dict[str, Any]:
             "max_deviation_from_uniform": round(deviation, 4), "balanced": deviation <= BALANCE_TOLERANCE}
 
 
-def family_counts(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """One shard's contribution to the quality report, per family; every number adds up across shards."""
+def family_counts(df: pd.DataFrame, records: list[Any]) -> dict[str, dict[str, Any]]:
+    """One shard's contribution to the quality report, per family; every number adds up across
+    shards. `records`: the rows' parsed records."""
     stage_rank = {s: i for i, (_, stages) in enumerate(STAGE_COLUMNS) for s in stages}
     by_family: dict[str, list] = defaultdict(list)
-    for row in df.itertuples(index=False):
-        by_family[row.family].append(row)
+    for row, record in zip(df.itertuples(index=False), records):
+        by_family[row.family].append((row, record))
     out: dict[str, dict[str, Any]] = {}
-    for fam, rows in by_family.items():
+    for fam, pairs in by_family.items():
+        rows = [r for r, _ in pairs]
         rank = [len(STAGE_COLUMNS) if r.status == KEPT else stage_rank.get(r.stage, -1) for r in rows]
         entry: dict[str, Any] = {"generated": len(rows)}
         for i, (col, _) in enumerate(STAGE_COLUMNS):
             entry[col] = sum(rk > i for rk in rank)
-        kept_rows = [r for r in rows if r.status == KEPT]
-        entry["kept"] = len(kept_rows)
+        entry["kept"] = sum(r.status == KEPT for r in rows)
         entry["rejected"] = dict(Counter(f"{r.stage}:{r.reason}" for r in rows if r.status != KEPT))
-        records = [json.loads(r.record) for r in rows if r.record and r.record != "null"]
+        records = [rec for _, rec in pairs if rec is not None]
         if any(r.get("format") == "multiple_choice" for r in records):
             entry["answer_positions"] = {"generated": _position_counts(records),
-                                         "kept": _position_counts([json.loads(r.record) for r in kept_rows])}
+                                         "kept": _position_counts([rec for r, rec in pairs if r.status == KEPT])}
         agreements = []
         for r in rows:
-            ver = json.loads(r.annotations or "{}").get("verification") or {}
+            if not r.annotations or r.annotations == "{}":
+                continue
+            ver = json.loads(r.annotations).get("verification") or {}
             if "agreement" in ver:
                 agreements.append(float(ver["agreement"]))
         if agreements:

@@ -33,7 +33,8 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, signatures_for
 from nemo_taskseed.filter.records import (
-    COLUMNS, KEPT, annotate, as_objects, frame_from_lines, kept_items, kept_mask, kept_rows, records_to_frame, reject, split_frame,
+    COLUMNS, KEPT, annotate, as_objects, frame_from_lines, kept_items, kept_mask, kept_rows, parsed_records,
+    records_to_frame, reject, split_frame,
 )
 from nemo_taskseed.filter.text import record_fields_text
 from nemo_taskseed.llm.backends import build_backend
@@ -60,14 +61,6 @@ def load_decontam_index(path: str, mtime_ns: int):
         return pickle.load(handle)
 
 
-def _as_ray_tasks(spec: dict[str, Any]) -> dict[str, Any]:
-    """Model-free stages run as Ray tasks, not actors: Ray Data fuses consecutive tasks into one
-    operator and runs as many shards at once as the cluster has cores, on every node. (Curator
-    makes a stage with `setup()` an actor, one pool per stage; their state here is loaded once
-    per worker process instead.)"""
-    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: False}
-
-
 class _FilterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     """Shared bookkeeping: work on the kept rows of a generated shard; seed shards pass through."""
 
@@ -75,7 +68,9 @@ class _FilterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     resources = Resources(cpus=1.0)
 
     def ray_stage_spec(self) -> dict[str, Any]:
-        return _as_ray_tasks(super().ray_stage_spec())
+        # Model-free: a Ray task spread over the nodes, fused with its neighbours (see shards.ray_task_spec);
+        # state such as the decontamination index is loaded once per worker process instead of in setup().
+        return shards.ray_task_spec(super().ray_stage_spec())
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], ["id", "record", "status"]
@@ -109,6 +104,9 @@ class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     name: str = "read_filter_shard"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
 
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return shards.ray_task_spec(super().ray_stage_spec())
+
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], ["file"]
 
@@ -119,7 +117,7 @@ class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         path = str(task.to_pandas()["file"].iloc[0])
         if _is_seeds(task):
             # Seeds are references: status `seed`, never `kept`, so no filter touches them.
-            data = records_to_frame([obj for _, obj, error in iter_jsonl(path) if error is None])
+            data = records_to_frame([obj for _, obj, error in iter_jsonl(path) if error is None], keep_parsed=True)
             data["status"] = "seed"
         else:
             data = frame_from_lines(path)
@@ -142,10 +140,12 @@ class SchemaValidationStage(_FilterStage):
 
         if not hasattr(self, "_validate"):
             self.setup()
-        for idx, raw, annotations in kept_rows(df, "record", "annotations"):
-            record = json.loads(raw)
+        records = parsed_records(df)
+        for pos in kept_mask(df).to_numpy().nonzero()[0]:
+            record, annotations = records[pos], df["annotations"].iat[pos]
             if annotations and annotations != "{}":
-                record.update(json.loads(annotations))
+                record = {**record, **json.loads(annotations)}
+            idx = df.index[pos]
             errors = self._validate(record)
             if errors:
                 reject(df, idx, self.name, f"invalid:{failing_field(errors)}", {"errors": errors[:5]})
@@ -175,8 +175,11 @@ class DecontaminationStage(_FilterStage):
     def filter_frame(self, df: pd.DataFrame) -> None:
         if not hasattr(self, "_index"):
             self.setup()
-        for idx, raw in kept_rows(df, "record"):
-            hit = self._index.check(record_fields_text(json.loads(raw), self.fields))
+        records = parsed_records(df)
+        memo: dict[str, Any] = {}  # the variants of an item repeat most strings: check each once
+        for pos in kept_mask(df).to_numpy().nonzero()[0]:
+            idx = df.index[pos]
+            hit = self._index.check(record_fields_text(records[pos], self.fields), memo=memo)
             if hit is not None:
                 reject(df, idx, self.name, "benchmark_overlap", self._hit_detail(hit))
 
@@ -184,8 +187,7 @@ class DecontaminationStage(_FilterStage):
         if not hasattr(self, "_index"):
             self.setup()
         hits = []
-        for record in task.to_pandas()["record"]:
-            seed = json.loads(record)
+        for seed in parsed_records(task.to_pandas()):
             hit = self._index.check(record_fields_text(seed, self.seed_fields))
             if hit is not None:
                 hits.append({"seed_id": seed.get("id"), "family": seed.get("family"), "task": seed.get("task"),
@@ -213,12 +215,12 @@ class DedupSignatureStage(_FilterStage):
     def process(self, task: DocumentBatch) -> DocumentBatch:
         df = task.to_pandas()
         if _is_seeds(task):
-            items = [(s.get("id", ""), s.get("id", ""), s) for s in map(json.loads, df["record"])]
+            items = [(s.get("id", ""), s.get("id", ""), s) for s in parsed_records(df)]
             self._save(task, items, seeds=True)
             return task
         reps, _ = kept_items(df)  # one entry per item: its variants repeat the same question on purpose
-        rows = df.loc[reps, ["item_id", "seed_id", "record"]]
-        items = [(i, s, json.loads(r)) for i, s, r in zip(rows["item_id"], rows["seed_id"], rows["record"])]
+        records = parsed_records(df)
+        items = [(df.at[i, "item_id"], df.at[i, "seed_id"], records[df.index.get_loc(i)]) for i in reps]
         self._save(task, items, seeds=False)
         return task
 
@@ -232,6 +234,9 @@ class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     name: str = "write_screened_shard"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
 
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return shards.ray_task_spec(super().ray_stage_spec())
+
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], ["id", "record"]
 
@@ -243,7 +248,7 @@ class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         shards.clear_marker(self.work_dir, shard)
         df = task.to_pandas()
         if _is_seeds(task):
-            families = Counter(str(json.loads(r).get("family") or "unknown") for r in df["record"])
+            families = Counter(str(fam or "unknown") for fam in df["family"])
             summary = {"kind": "seeds", "seeds": len(df), "seeds_per_family": dict(families),
                        "contaminated_seeds": meta.get("contaminated_seeds", [])}
         else:
@@ -265,6 +270,9 @@ class ApplyDropsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     work_dir: str = "."
     name: str = "apply_drops"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return shards.ray_task_spec(super().ray_stage_spec())
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], ["shard"]
@@ -372,6 +380,9 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     name: str = "write_curated_shard"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
 
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return shards.ray_task_spec(super().ray_stage_spec())
+
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], COLUMNS
 
@@ -383,12 +394,13 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
         shard, df = task.dataset_name, task.to_pandas()
         shards.clear_marker(self.out_dir, shard)
-        kept, rejected = split_frame(df)
+        records = parsed_records(df)
+        kept, rejected = split_frame(df, records)
         write_jsonl(shards.part_path(self.out_dir, "curated", shard), kept)
         write_jsonl(shards.part_path(self.out_dir, "rejected", shard), rejected)
         shards.write_marker(self.out_dir, shard, task._metadata["fingerprint"], {
             "kept": len(kept), "rejected": len(rejected), "stages": stage_counts(df),
-            "families": family_counts(df), "contaminated_records": contamination_rows(df),
+            "families": family_counts(df, records), "contaminated_records": contamination_rows(df),
         })
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
 

@@ -123,6 +123,19 @@ def worker_identity() -> dict[str, Any]:
     return identity
 
 
+def ray_task_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`ray_stage_spec` for a model-free shard stage: a Ray *task* spread over the nodes.
+
+    Curator makes a stage with `setup()` an actor (one pool per stage); as tasks, consecutive
+    stages fuse into one Ray Data operator that runs one shard per core. SPREAD scheduling sends
+    shards to every node instead of packing short tasks onto the driver's node.
+    """
+    from nemo_curator.backends.utils import RayStageSpecKeys
+
+    remote = {**(spec.get(RayStageSpecKeys.RAY_REMOTE_ARGS.value) or {}), "scheduling_strategy": "SPREAD"}
+    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: False, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
+
+
 def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     """Sum nested count dicts (the shape shard summaries use): {"a": 1, "b": {"c": 2}}."""
     for key, value in part.items():

@@ -409,7 +409,7 @@ def _run_shards(todo: list[PlannedShard], out_dir: Path, spec: ShardSpec, opts: 
     ]
     inline = executor == "inline"
     stage = TokenizeShardStage(
-        out_dir=str(out_dir), spec=asdict(spec), workers=int(opts.workers), batch_size=int(opts.batch_size),
+        out_dir=str(out_dir), spec=asdict(spec), workers=int(opts.workers), encode_batch_size=int(opts.batch_size),
         progress=bool(opts.progress and inline),
         hf_tokenizer=hf_tokenizer if inline else None,  # reuse the driver's copy in-process; workers load their own
     )

@@ -31,7 +31,9 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     out_dir: str = "."
     spec: dict[str, Any] = field(default_factory=dict)  # megatron.ShardSpec as a dict
     workers: int = 1  # encoder processes inside this task (tokenize.workers)
-    batch_size: int = 512
+    # Documents per encoder call. Not `batch_size`: that is ProcessingStage's tasks per call, which
+    # Ray Data uses to bundle shards (512 would put every shard into one task on one node).
+    encode_batch_size: int = 512
     progress: bool = False
     hf_tokenizer: Any = field(default=None, repr=False)
     name: str = "tokenize_shard"
@@ -40,6 +42,11 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     def __post_init__(self) -> None:
         self.resources = Resources(cpus=float(max(1, int(self.workers))))
         self._encoder = None
+
+    def ray_stage_spec(self) -> dict[str, Any]:
+        from nemo_taskseed.pipeline.shards import ray_task_spec
+
+        return ray_task_spec(super().ray_stage_spec())  # shards spread over every node
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], TASK_COLUMNS
@@ -64,7 +71,7 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         df = task.to_pandas()
         for shard, path, display, fingerprint in zip(df["shard"], df["path"], df["display"], df["fingerprint"]):
             marker = tokenize_shard(self.out_dir, shard, path, display, fingerprint, spec, workers=self.workers,
-                                    batch_size=self.batch_size, encoder=self._get_encoder(spec),
+                                    batch_size=self.encode_batch_size, encoder=self._get_encoder(spec),
                                     progress=self.progress)
             totals = marker["totals"]
             rows.append([shard, totals["documents"], totals["tokens"], totals["rejected"], marker["node_id"]])

@@ -78,12 +78,18 @@ class NgramIndex:
                         return NgramHit(self.rows[ref], " ".join(full), 1)
         return None
 
-    def check(self, texts: Iterable[str]) -> NgramHit | None:
-        """First hit over the record's strings, each checked on its own."""
+    def check(self, texts: Iterable[str], memo: dict[str, NgramHit | None] | None = None) -> NgramHit | None:
+        """First hit over the record's strings, each checked on its own. `memo` keeps each string's
+        result across calls (the variants of one item share most of their strings)."""
         best = None
         total = 0
         for text in texts:
-            hit = self.check_words(normalize_words(text))
+            if memo is None:
+                hit = self.check_words(normalize_words(text))
+            elif text in memo:
+                hit = memo[text]
+            else:
+                hit = memo[text] = self.check_words(normalize_words(text))
             if hit is not None:
                 total += hit.n_matches
                 best = best or hit
