@@ -34,6 +34,6 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     assert steps["tokenize"]["documents"] == len(curated) > 0
     plan = json.loads((workdir / "blend/plan.json").read_text())
     assert abs(sum(w for w, _ in plan["data_paths"]) - 1.0) < 1e-9
-    assert plan["total_tokens"] == 20000
+    assert plan["total_tokens"] == 10000
     for _, prefix in plan["data_paths"]:
         assert os.path.isfile(f"{prefix}.bin") and os.path.isfile(f"{prefix}.idx")

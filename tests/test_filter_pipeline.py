@@ -4,7 +4,8 @@ Seeds come from training splits, generated records from other training rows of t
 datasets; planted among them: an exact copy, a near copy, copies of seeds, benchmark test items
 (a 13-gram match and a short question matched whole), a record that breaks the schema, an
 unparseable line and a seed that is itself a test item. Verification needs the model and is
-covered in test_filter_vote.py; here it is switched off.
+covered in test_filter_vote.py; here it is switched off. The same step on a two-node Ray cluster,
+compared byte for byte with the in-process run, is in test_multinode.py.
 """
 
 from __future__ import annotations
@@ -158,15 +159,6 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
 
 def test_planted_items_are_caught_inline(planted, fixtures_hf, tmp_path):
     cfg = _cfg(fixtures_hf, "inline")
-    root = planted["root"]
-    result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
-    _check_outputs(tmp_path / "out", planted, result)
-
-
-@pytest.mark.ray
-def test_planted_items_are_caught_through_curator_ray_data(planted, fixtures_hf, tmp_path):
-    """The same stages through a real Curator Pipeline on RayDataExecutor."""
-    cfg = _cfg(fixtures_hf, "ray_data")
     root = planted["root"]
     result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
     _check_outputs(tmp_path / "out", planted, result)

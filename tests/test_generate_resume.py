@@ -167,24 +167,6 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     assert _parts(out) == _parts(tmp_path / "uninterrupted")
 
 
-def test_curator_ray_data_pipeline_writes_what_the_inline_run_wrote(server, model_dir, fixtures_hf, tmp_path):
-    """The same two stages as a Curator Pipeline on RayDataExecutor, over a finished run's cache:
-    nothing is sent and the outputs are byte-identical to the inline run's."""
-    import shutil
-
-    seeds_dir = tmp_path / "seeds"
-    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 1}, offset=1, fixtures_dir=fixtures_hf))
-    inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
-    # The shards' request caches, without their done markers: every shard runs again on Ray.
-    shutil.copytree(tmp_path / "inline" / "cache", tmp_path / "ray" / "cache")
-    ray = _run([*_cli(seeds_dir, tmp_path / "ray", server, model_dir), "generate.executor=ray_data",
-                "generate.worker_cpus=0.5"])
-    assert ray["backend"]["executor"] == "ray_data"
-    assert ray["requests"]["generate"] == {"total": 1, "cached": 1, "sent": 0}
-    assert ray["requests"]["enrich"]["sent"] == 0 and ray["requests"]["enrich"]["total"] == inline["requests"]["enrich"]["total"]
-    assert _parts(tmp_path / "ray") == _parts(tmp_path / "inline")
-
-
 def _nodes(out: Path) -> set[str]:
     """Nodes whose generation stage ran a shard (from the shards' markers)."""
     return {json.loads(p.read_text())["nodes"]["generate"] for p in (out / "shards").glob("*.json")}
@@ -227,7 +209,7 @@ def test_kill_9_of_the_driver_on_ray_then_restart(server, model_dir, fixtures_hf
     address, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": address}
     seeds_dir = tmp_path / "seeds"
-    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 3, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf))
+    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf))
     reference = _run(_ray_cli(seeds_dir, tmp_path / "uninterrupted", server, model_dir), env=env)
     total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
 
