@@ -100,3 +100,13 @@ def curator_megatron_writer_transformers5(writer):
     if not hasattr(tokenizer, "batch_encode_plus"):
         tokenizer.batch_encode_plus = lambda batch, **kwargs: tokenizer(list(batch), **kwargs)
     return writer
+
+
+def vllm_output_request_id(enqueued_id: str) -> str:
+    """The id `LLMEngine.step()` outputs carry for a request `LLM.enqueue_chat` returned.
+
+    vLLM 0.32's `enqueue_chat` returns the engine's internal id ("<counter>-<random suffix>", made
+    unique by `InputProcessor.assign_request_id`) while each `RequestOutput` carries the external
+    one ("<counter>"); older releases returned the external id itself.
+    """
+    return enqueued_id.split("-", 1)[0]

@@ -23,8 +23,9 @@ N = 2
 OVERRIDES = [
     "generate.backend.vllm.dtype=float32", "generate.backend.vllm.max_model_len=1024",
     "generate.backend.vllm.enforce_eager=true", "generate.backend.vllm.kv_cache_space_gb=1",
+    "generate.backend.vllm.cpu_threads_bind=all",
     f"generate.sampling.n={N}", "generate.sampling.max_tokens=160", "enrich.sampling.max_tokens=128",
-    "generate.chunk_size=4",
+    "generate.backend.vllm.max_in_flight=4",  # fewer than the requests: the window refills
 ]
 
 

@@ -21,6 +21,7 @@ keeps it safe on NFS/Lustre, and a restart inside an unfinished shard re-sends n
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from nemo_taskseed.generate.prompts import enrich_fields, load_templates, seed_f
 from nemo_taskseed.generate.render import render_text
 from nemo_taskseed.llm.backends import Backend, build_backend
 from nemo_taskseed.llm.cache import RequestCache
-from nemo_taskseed.llm.requests import RequestStats, make_request, run_requests, sampling_of
+from nemo_taskseed.llm.requests import GroupResult, Request, check_sampling, make_request, run_requests, sampling_of
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema.generated import ENRICHED_VARIANTS, GENERATED_SCHEMA_VERSION, VARIANTS
 from nemo_taskseed.schema.records import content_id
@@ -64,12 +65,15 @@ class GenerationSettings:
     examples_per_prompt: int
     copy_similarity: float
     min_question_words: int
-    chunk_size: int
+    shards_per_call: int
 
     @classmethod
     def from_config(cls, cfg: Any) -> GenerationSettings:
         values = section_settings(cls, cfg, "generate")
-        return cls(**{**values, "sampling": sampling_of(values["sampling"]), "templates": dict(values["templates"] or {})})
+        if int(values["shards_per_call"]) < 1:
+            raise UserError(f"generate.shards_per_call must be >= 1, got {values['shards_per_call']}")
+        sampling = check_sampling(sampling_of(values["sampling"]), "generate.sampling")
+        return cls(**{**values, "sampling": sampling, "templates": dict(values["templates"] or {})})
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ class EnrichmentSettings:
             raise UserError(f"enrich.variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
         if not values["enabled"] and any(v in ENRICHED_VARIANTS for v in variants):
             raise UserError("enrich.enabled is false but enrich.variants asks for reasoning/context")
-        return cls(**{**values, "sampling": sampling_of(values["sampling"]), "variants": variants})
+        return cls(**{**values, "sampling": check_sampling(sampling_of(values["sampling"]), "enrich.sampling"),
+                      "variants": variants})
 
     @property
     def needs_pass(self) -> bool:
@@ -243,7 +248,13 @@ def shard_counts(seeds: int, generated: list[dict], rejected: list[dict]) -> dic
 
 @dataclass
 class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Shared plumbing: backend (built in setup or injected), the shard's request cache."""
+    """Shared plumbing: the backend (built in setup or injected), several shards per call, one
+    request stream over them, and each shard's own request cache.
+
+    A subclass says which requests a shard needs (`plan`) and what to make of the replies
+    (`finish`); the requests of every shard in the call go through one `run_requests` stream, so
+    many small shards (subtasks with a few seeds) keep the engine as full as one large shard.
+    """
 
     backend_config: dict[str, Any] = field(default_factory=dict)  # the `generate.backend` section
     out_dir: str = "."
@@ -253,6 +264,11 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     worker_cpus: float = 1.0
     # Workers of this stage on Ray (e.g. one per GPU); None: Ray Data's autoscaling pool.
     workers: int | None = None
+    # Shards handed to one process_batch call (Curator's batch_size).
+    shards_per_call: int = 8
+
+    cache_name: str = "abstract"
+    stage_key: str = "abstract"  # the key of this stage's requests/usage in a shard's marker
 
     def num_workers(self) -> int | None:
         return self.workers
@@ -264,6 +280,7 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             if gpus is None:
                 gpus = (self.backend_config.get("vllm") or {}).get("tensor_parallel_size", 1) if _cuda_available() else 0
         self.resources = Resources(cpus=float(self.worker_cpus), gpus=float(gpus))
+        self.batch_size = int(self.shards_per_call)
         self._owns_backend = self.backend is None
 
     def setup(self, worker_metadata=None) -> None:
@@ -272,7 +289,7 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         self.templates = load_templates(self.prompts_dir)
 
     def shard_cache(self, task: DocumentBatch) -> RequestCache:
-        """The shard's own cache file: one writer, for one shard, closed after it."""
+        """The shard's own cache file: one writer, for one shard, closed after the call."""
         shard = task._metadata["shard"]
         return RequestCache(Path(self.out_dir) / "cache" / f"{shard}.{self.cache_name}.sqlite")
 
@@ -286,6 +303,50 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], COLUMNS
+
+    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
+        """(whatever `finish` needs, the requests this shard needs answered)."""
+        raise NotImplementedError
+
+    def finish(self, task: DocumentBatch, state: Any, replies: dict[str, dict]) -> list[tuple[str, str, dict]]:
+        """The shard's output rows, given {request key: {"outputs", "backend"}}."""
+        raise NotImplementedError
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        return self.process_batch([task])[0]
+
+    def process_batch(self, tasks: list[DocumentBatch]) -> list[DocumentBatch]:
+        names = [t._metadata["shard"] for t in tasks]
+        planned = {name: self.plan(t) for name, t in zip(names, tasks)}
+        caches = {name: self.shard_cache(t) for name, t in zip(names, tasks)}
+        started = time.monotonic()
+        try:
+            answered = run_requests({name: reqs for name, (_, reqs) in planned.items()}, self.backend, caches,
+                                    desc=self.cache_name)
+        finally:
+            for cache in caches.values():
+                cache.close()
+        seconds = time.monotonic() - started
+        node = shards.worker_identity()["node_id"]
+        out = []
+        for name, task in zip(names, tasks):
+            state, _ = planned[name]
+            rows = self.finish(task, state, answered[name].results)
+            meta = {**task._metadata, f"requests.{self.stage_key}": answered[name].stats.as_dict(),
+                    f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds),
+                    f"node.{self.stage_key}": node}
+            out.append(to_batch(rows, task.dataset_name, meta))
+        return out
+
+
+def _usage_with_time(answered: dict[str, GroupResult], shard: str, seconds: float) -> dict[str, float]:
+    """The shard's token usage plus its share of the call's wall time (by completion tokens; shards
+    share the engine, so this is the additive way to split it), for cost accounting."""
+    usage = answered[shard].usage.as_dict()
+    tokens = {g: r.usage.completion_tokens for g, r in answered.items()}
+    total = sum(tokens.values())
+    share = tokens[shard] / total if total else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
+    return {**usage, "seconds": round(seconds * share, 3) if share else 0.0}
 
 
 def _cuda_available() -> bool:
@@ -308,6 +369,7 @@ class SimilarQuestionStage(_BackendStage):
     settings: GenerationSettings | None = None
     name: str = "similar_question_generation"
     cache_name: str = "generate"
+    stage_key: str = "generate"
 
     def _template_for(self, seed: dict):
         tid = select_template_id(seed, self.settings.templates)
@@ -324,14 +386,12 @@ class SimilarQuestionStage(_BackendStage):
         others.sort(key=lambda s: content_id(seed["id"], s["id"]))
         return others[:k]
 
-    def process(self, batch: DocumentBatch) -> DocumentBatch:
+    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
         gen = self.settings
-        sampling = gen.sampling
-        seeds = [rec for kind, rec in from_batch(batch) if kind == "seed"]
+        seeds = [rec for kind, rec in from_batch(task) if kind == "seed"]
         by_task: dict[str, list[dict]] = {}
         for s in seeds:
             by_task.setdefault(s["task"], []).append(s)
-
         plans = []
         for seed in seeds:
             template = self._template_for(seed)
@@ -341,17 +401,13 @@ class SimilarQuestionStage(_BackendStage):
                 reply_schema(template.output, len(seed.get("options") or []), bool(seed.get("context")))
                 if gen.structured_outputs else None
             )
-            plans.append((seed, template, examples, make_request(messages, self.backend.model, sampling, schema)))
+            plans.append((seed, template, examples, make_request(messages, self.backend.model, gen.sampling, schema)))
+        return plans, [p[3] for p in plans]
 
-        stats = RequestStats()
-        usage_before = self.backend.usage.as_dict()
-        cache = self.shard_cache(batch)
-        try:
-            results = run_requests([p[3] for p in plans], self.backend, cache,
-                                   chunk_size=gen.chunk_size, stats=stats, desc="generate")
-        finally:
-            cache.close()
-
+    def finish(self, task: DocumentBatch, plans: Any, results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+        gen = self.settings
+        sampling = gen.sampling
+        task._metadata["seeds"] = len(plans)
         rows: list[tuple[str, str, dict]] = []
         seen_items: set[str] = set()
         for seed, template, examples, request in plans:
@@ -388,14 +444,7 @@ class SimilarQuestionStage(_BackendStage):
                 seen_questions.add(question_key)
                 item["lineage"] = {**lineage, "item_id": item_id}
                 rows.append((item_id, "item", item))
-        meta = {**batch._metadata, "seeds": len(seeds), "requests.generate": stats.as_dict(),
-                "usage.generate": _usage_delta(usage_before, self.backend.usage.as_dict()),
-                "node.generate": shards.worker_identity()["node_id"]}
-        return to_batch(rows, batch.dataset_name, meta)
-
-
-def _usage_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before.get(k, 0) for k in after}
+        return rows
 
 
 @dataclass
@@ -408,36 +457,34 @@ class AnswerEnrichmentStage(_BackendStage):
 
     settings: EnrichmentSettings | None = None
     structured_outputs: bool = True
-    chunk_size: int = 32
     name: str = "answer_enrichment"
     cache_name: str = "enrich"
+    stage_key: str = "enrich"
 
-    def process(self, batch: DocumentBatch) -> DocumentBatch:
-        enrich = self.settings
-        variants = enrich.variants
-        need_enrichment = enrich.needs_pass
-
-        rows_in = from_batch(batch)
+    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
+        rows_in = from_batch(task)
         items = [rec for kind, rec in rows_in if kind == "item"]
-        rows: list[tuple[str, str, dict]] = [(r.get("seed_id", ""), "rejected", r) for k, r in rows_in if k == "rejected"]
-
-        enrichments: dict[str, dict | Rejected] = {}
-        stats = RequestStats()
-        usage_before = self.backend.usage.as_dict()
-        if need_enrichment and items:
-            template = self.templates[enrich.template]
-            sampling = enrich.sampling
-            requests = {}
+        rejected = [r for k, r in rows_in if k == "rejected"]
+        requests: dict[str, Request] = {}
+        if self.settings.needs_pass:
+            template = self.templates[self.settings.template]
             for item in items:
                 messages = template.render(**enrich_fields(item))
                 schema = reply_schema("enrichment", len(item.get("options") or [])) if self.structured_outputs else None
-                requests[item["lineage"]["item_id"]] = make_request(messages, self.backend.model, sampling, schema)
-            cache = self.shard_cache(batch)
-            try:
-                results = run_requests(list(requests.values()), self.backend, cache,
-                                       chunk_size=self.chunk_size, stats=stats, desc="enrich")
-            finally:
-                cache.close()
+                requests[item["lineage"]["item_id"]] = make_request(messages, self.backend.model,
+                                                                    self.settings.sampling, schema)
+        return (items, rejected, requests), list(requests.values())
+
+    def finish(self, task: DocumentBatch, state: Any, results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+        items, rejected, requests = state
+        enrich = self.settings
+        variants = enrich.variants
+        need_enrichment = enrich.needs_pass
+        rows: list[tuple[str, str, dict]] = [(r.get("seed_id", ""), "rejected", r) for r in rejected]
+
+        enrichments: dict[str, dict | Rejected] = {}
+        if requests:
+            template = self.templates[enrich.template]
             for item in items:
                 item_id = item["lineage"]["item_id"]
                 req = requests[item_id]
@@ -447,7 +494,7 @@ class AnswerEnrichmentStage(_BackendStage):
                     parsed["lineage"] = {
                         "template_id": template.id, "template_version": template.version,
                         "model": self.backend.model, "backend": results[req.key]["backend"],
-                        "sampling": sampling, "request_key": req.key, "raw_output": raw,
+                        "sampling": enrich.sampling, "request_key": req.key, "raw_output": raw,
                     }
                 else:
                     parsed.detail = parsed.detail or raw[:80]
@@ -487,10 +534,7 @@ class AnswerEnrichmentStage(_BackendStage):
                     "text": render_text(item, variant, enrichment),
                 }
                 rows.append((record["id"], "generated", record))
-        meta = {**batch._metadata, "requests.enrich": stats.as_dict(),
-                "usage.enrich": _usage_delta(usage_before, self.backend.usage.as_dict()),
-                "node.enrich": shards.worker_identity()["node_id"]}
-        return to_batch(rows, batch.dataset_name, meta)
+        return rows
 
 
 def log_summary(summary: dict) -> None:

