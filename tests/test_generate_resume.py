@@ -39,6 +39,14 @@ def _get(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
+SERVER_LOGS: dict[str, Path] = {}
+
+
+def _received(base: str) -> int:
+    """Requests the server has accepted so far (`--enable-log-requests` logs each one)."""
+    return SERVER_LOGS[base].read_text(errors="replace").count("Added request")
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
     """`python -m vllm.entrypoints.openai.api_server` on a free local port, for this module.
@@ -53,10 +61,11 @@ def server(model_dir, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-             "--enforce-eager", "--max-num-seqs", "1"],
+             "--enforce-eager", "--max-num-seqs", "1", "--enable-log-requests"],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
+    SERVER_LOGS[base] = log
     try:
         deadline = time.monotonic() + 600  # a start-up bound on a busy 2-core machine, not a timing assertion
         while _get(f"{base}/v1/models") is None:
@@ -73,11 +82,11 @@ def server(model_dir, tmp_path_factory):
             proc.wait()
 
 
-def _cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
+def _cli(seeds: Path, out: Path, base: str, model_dir, window: int = 1) -> list[str]:
     return [
         sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(seeds), "--out", str(out),
         "generate.backend.kind=openai", f"generate.backend.model={model_dir}",
-        f"generate.backend.openai.base_url={base}/v1", "generate.backend.openai.max_concurrency=1",
+        f"generate.backend.openai.base_url={base}/v1", f"generate.backend.openai.max_concurrency={window}",
         "generate.sampling.n=1", "generate.sampling.temperature=0", "generate.sampling.max_tokens=96",
         "enrich.sampling.temperature=0", "enrich.sampling.max_tokens=96", "enrich.variants=[label,reasoning]",
         "generate.shard_size=1",
@@ -132,7 +141,9 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     assert total >= 4  # 3 generation requests plus enrichment of the kept items
 
     out = tmp_path / "resumed"
-    victim = subprocess.Popen(_cli(seeds_dir, out, server, model_dir), stdout=subprocess.DEVNULL,
+    window = 2  # requests in flight; the server runs one at a time, so replies stay byte-comparable
+    received_before = _received(server)
+    victim = subprocess.Popen(_cli(seeds_dir, out, server, model_dir, window), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     while _rows(out) < 1 and victim.poll() is None:
         time.sleep(0.1)
@@ -146,7 +157,12 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     assert not (out / "summary.json").exists()
     _wait_idle(server)
 
-    resumed = _run(_cli(seeds_dir, out, server, model_dir))
+    resumed = _run(_cli(seeds_dir, out, server, model_dir, window))
+    # Sent twice: what the killed run had in flight or had not committed yet. Bound: the window plus
+    # what finished in the last commit interval (one second; the server finishes at most one
+    # request per second here).
+    re_sent = _received(server) - received_before - total
+    assert 0 <= re_sent <= window + 1, re_sent
     # Finished shards were skipped (their markers untouched); inside the unfinished ones finished
     # requests were read from the shard's cache, not re-sent; the rest were sent once.
     assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished
@@ -181,38 +197,28 @@ def _ray_cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
 
 @pytest.mark.ray
 @pytest.mark.multinode
-def test_generation_on_two_nodes_equals_in_process(server, model_dir, fixtures_hf, ray_cluster, tmp_path):
-    """Shards generated on a two-node Ray cluster against the real server; the in-process executor
-    over the same replies (the Ray run's shard caches) writes the same bytes."""
+def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(server, model_dir, fixtures_hf, ray_cluster,
+                                                                      tmp_path):
+    """Shards generated on a two-node Ray cluster against the real server: both nodes ran shards,
+    and the in-process executor over the same replies (the Ray run's shard caches) writes the same
+    bytes. Then kill -9 of the driver while shards are in flight on the cluster: the restart writes
+    what the uninterrupted run wrote, leaves finished shards alone and re-sends no finished request."""
     import shutil
 
     address, node_ids = ray_cluster
-    seeds_dir = tmp_path / "seeds"
-    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "commonsense_qa": 2}, offset=3,
-                                                         fixtures_dir=fixtures_hf))
-    env = {**os.environ, "RAY_ADDRESS": address}
-    on_ray = _run(_ray_cli(seeds_dir, tmp_path / "ray", server, model_dir), env=env)
-    assert on_ray["shards"]["total"] == 4 and on_ray["requests"]["generate"]["sent"] == 4
-    assert _nodes(tmp_path / "ray") == set(node_ids)  # both nodes generated shards
-
-    shutil.copytree(tmp_path / "ray" / "cache", tmp_path / "inline" / "cache")
-    inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
-    assert inline["requests"]["generate"]["sent"] == inline["requests"]["enrich"]["sent"] == 0
-    assert _parts(tmp_path / "inline") == _parts(tmp_path / "ray")
-    assert {k: v for k, v in inline.items() if k not in PER_RUN} == {k: v for k, v in on_ray.items() if k not in PER_RUN}
-
-
-@pytest.mark.ray
-@pytest.mark.multinode
-def test_kill_9_of_the_driver_on_ray_then_restart(server, model_dir, fixtures_hf, ray_cluster, tmp_path):
-    """kill -9 of the driver while shards are in flight on the cluster; the restart writes what an
-    uninterrupted run writes, leaves finished shards alone and re-sends no finished request."""
-    address, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": address}
     seeds_dir = tmp_path / "seeds"
     write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf))
     reference = _run(_ray_cli(seeds_dir, tmp_path / "uninterrupted", server, model_dir), env=env)
     total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
+    assert reference["shards"]["total"] == 4 and reference["requests"]["generate"]["sent"] == 4
+    assert _nodes(tmp_path / "uninterrupted") == set(node_ids)  # both nodes generated shards
+
+    shutil.copytree(tmp_path / "uninterrupted" / "cache", tmp_path / "inline" / "cache")
+    inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
+    assert inline["requests"]["generate"]["sent"] == inline["requests"]["enrich"]["sent"] == 0
+    assert _parts(tmp_path / "inline") == _parts(tmp_path / "uninterrupted")
+    assert {k: v for k, v in inline.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
 
     out = tmp_path / "resumed"
     victim = subprocess.Popen(_ray_cli(seeds_dir, out, server, model_dir), stdout=subprocess.DEVNULL,
@@ -245,3 +251,21 @@ def test_kill_9_of_the_driver_on_ray_then_restart(server, model_dir, fixtures_hf
     assert _rows(out) == total
     assert _parts(out) == _parts(tmp_path / "uninterrupted")
     assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
+
+
+def test_requests_go_to_the_live_endpoint_when_another_is_down(server, model_dir):
+    """Two endpoints, one with nobody listening: it is dropped after its retries and every request
+    is answered by the other."""
+    from nemo_taskseed.llm.backends import OpenAIBackend, OpenAISettings
+
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    backend = OpenAIBackend(OpenAISettings(model=str(model_dir), base_url=[dead, f"{server}/v1"], max_concurrency=2,
+                                           max_retries=1, backoff_s=0.05, timeout_s=60))
+    try:
+        conversations = [[{"role": "user", "content": f"Say {word}."}] for word in ("yes", "no", "maybe")]
+        replies = backend.chat(conversations, n=1, temperature=0.0, top_p=1.0, max_tokens=4)
+        assert len(replies) == 3 and all(len(r) == 1 for r in replies)
+        assert backend.usage.requests == 3 and backend.usage.completion_tokens > 0
+        assert backend.endpoints[0].down is not None and backend.endpoints[1].down is None
+    finally:
+        backend.close()

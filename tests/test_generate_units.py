@@ -270,3 +270,46 @@ def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, mode
             conn.close()
         listener.close()
         backend.close()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("generate.sampling.temperature=0", "generate.sampling.n=4 with generate.sampling.temperature=0"),
+    ("enrich.sampling.max_tokens=0", "enrich.sampling.max_tokens must be >= 1"),
+    ("generate.sampling.top_p=1.5", "generate.sampling.top_p must be in"),
+    ("generate.shards_per_call=0", "generate.shards_per_call must be >= 1"),
+])
+def test_sampling_errors_name_the_keys_before_any_engine_starts(override, message):
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+
+    cfg = load_config(overrides=[override])
+    with pytest.raises(UserError, match=message):
+        GenerationSettings.from_config(cfg)
+        EnrichmentSettings.from_config(cfg)
+
+
+def test_projection_arithmetic_from_measured_costs():
+    """GPU-hours follow from tokens per seed and a GPU rate: measured on GPUs when the run had
+    them, else the given rate; without either the projection says so instead of inventing one."""
+    from nemo_taskseed.llm.cost import format_projection, project, stage_cost
+
+    gpu_run = stage_cost({"requests": 100, "completions": 400, "prompt_tokens": 50_000, "completion_tokens": 80_000,
+                          "cached_prompt_tokens": 20_000, "seconds": 10.0, "gpu_seconds": 10.0})
+    assert gpu_run["output_tokens_per_s"] == 8000.0 and gpu_run["prefix_cache_hit_rate"] == 0.4
+    cpu_run = stage_cost({"requests": 100, "completions": 100, "prompt_tokens": 30_000, "completion_tokens": 40_000,
+                          "seconds": 400.0, "gpu_seconds": 0.0})
+    p = project(100, {"generate": gpu_run, "enrich": cpu_run}, 4.5e6)
+    gen, enrich = p["stages"]["generate"], p["stages"]["enrich"]
+    assert gen["completion_tokens_per_seed"] == 800.0 and gen["gpu_tokens_per_s"] == 8000.0
+    # Replies read from the cache count at the tokens per answered request.
+    resumed = stage_cost({"requests": 50, "completion_tokens": 40_000, "prompt_tokens": 25_000, "seconds": 5.0},
+                         requests_total=100)
+    assert project(100, {"generate": resumed}, 1e6)["stages"]["generate"]["completion_tokens_per_seed"] == 800.0
+    assert gen["gpu_hours"] == round(800 * 4.5e6 / 8000 / 3600, 1) == 125.0
+    assert gen["gpu_hours_per_1B_output_tokens"] == round(1e9 / 8000 / 3600, 1)
+    assert "gpu_hours" not in enrich and p["total_gpu_hours"] is None
+    assert "need a GPU rate" in enrich["arithmetic"]
+    given = project(100, {"generate": gpu_run, "enrich": cpu_run}, 4.5e6, gpu_tokens_per_s=10_000)
+    assert given["stages"]["enrich"]["gpu_hours"] == round(400 * 4.5e6 / 10_000 / 3600, 1)
+    assert given["total_gpu_hours"] == round(125.0 + given["stages"]["enrich"]["gpu_hours"], 1)
+    assert "GPU-h/1M seeds" in format_projection(given)

@@ -147,3 +147,39 @@ def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_h
     assert all(after[i] == r for i, r in before.items())  # old records unchanged, none lost
     assert {r["seed_id"] for i, r in after.items() if i not in before} <= {new[0]["id"]}
     assert {t: marker_path(out, shard_name(t, 0)).stat().st_mtime_ns for t in others} == others
+
+
+def test_cost_is_accounted_per_stage_and_projects_to_a_full_run(first_run):
+    """The summary's cost comes from the shards' markers: the tokens the engine reported for the
+    requests sent, the engine time, prefix-cache hits; `taskseed estimate` projects it."""
+    import subprocess
+    import sys
+
+    root, cfg, seeds, summary = first_run
+    cost = summary["cost"]
+    assert set(cost) == {"generate", "enrich"}
+    gen = cost["generate"]
+    assert gen["requests"] == summary["requests"]["generate"]["sent"] == len(seeds)
+    assert gen["completions"] == len(seeds) * N
+    assert gen["completion_tokens"] > 0 and gen["prompt_tokens"] > gen["completion_tokens"] / 10
+    assert gen["engine_seconds"] > 0 and gen["output_tokens_per_s"] == round(gen["completion_tokens"] / gen["engine_seconds"], 1)
+    assert 0 <= gen["prefix_cache_hit_rate"] < 1
+    assert gen["gpu_hours"] == 0 and gen["gpus_per_engine"] == 0  # no GPU here
+    # Whole-run usage (this invocation sent everything) equals the per-stage sums.
+    usage = summary["backend"]["usage"]
+    assert usage["completion_tokens"] == gen["completion_tokens"] + cost["enrich"]["completion_tokens"]
+
+    # The folder on disk may have grown since (seeds appended and resumed): its summary counts every
+    # request its outputs needed, and tokens per answered request scale to those.
+    disk = json.loads((root / "out" / "summary.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "nemo_taskseed", "estimate", str(root / "out"), "--seeds", "1e6",
+                           "--gpu-tokens-per-s", "9200", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    projection = json.loads(proc.stdout)
+    g = disk["cost"]["generate"]
+    assert g["requests_total"] == disk["seeds"]  # one generation request per seed
+    per_seed = g["completion_tokens"] / g["requests"] * g["requests_total"] / disk["seeds"]
+    row = projection["stages"]["generate"]
+    assert row["output_tokens"] == round(per_seed * 1e6)
+    assert row["gpu_hours"] == round(per_seed * 1e6 / 9200 / 3600, 1)
+    assert row["rate_source"] == "given (--gpu-tokens-per-s)"

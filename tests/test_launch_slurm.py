@@ -8,6 +8,7 @@ downgrade packages the main env relies on, see README (Training)).
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,15 @@ def test_pipeline_with_vllm_serve_endpoint(tmp_path, capsys):
     script = capsys.readouterr().out
     assert "vllm.entrypoints.openai.api_server --model /lustre/models/qwen3-32b" in script
     assert "--tensor-parallel-size 4 --data-parallel-size 2" in script
-    assert "generate.executor=ray_data" in script and "generate.backend.kind=openai" in script and "generate.backend.openai.base_url=http://$head_ip:8000/v1" in script
+    # One server per node; the generate step balances over all of them.
+    assert 'for node in "${nodes[@]}"; do' in script and 'endpoints+=("http://$node_ip:8000/v1")' in script
+    assert "generate.executor=ray_data" in script and "generate.backend.kind=openai" in script
+    assert "generate.backend.openai.base_url=$base_urls" in script
+    assert "export RAY_AUTH_MODE=token" in script  # the driver joins a token-authenticated cluster
+    script_file = tmp_path / "pipeline.sbatch"
+    script_file.write_text(script[script.index("#!/bin/bash"):])
+    check = subprocess.run(["bash", "-n", str(script_file)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
 
 
 def test_pipeline_vllm_serve_needs_a_model(tmp_path, capsys):

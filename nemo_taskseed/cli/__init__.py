@@ -13,7 +13,7 @@ import sys
 
 SUBCOMMANDS = [
     "catalog", "seeds", "demo", "run", "model", "generate", "filter",
-    "tokenize", "blend", "launch", "evaluate", "report",
+    "tokenize", "blend", "launch", "evaluate", "report", "estimate",
 ]
 
 

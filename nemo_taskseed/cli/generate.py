@@ -36,6 +36,6 @@ def _generate(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     summary = run_step(cfg, Path(args.seeds), Path(args.out))
-    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests", "shards")},
-                     indent=2))
+    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests", "shards",
+                                              "cost")}, indent=2))
     return 0

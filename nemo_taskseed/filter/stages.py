@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import pickle
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,12 @@ class VerificationStage(_FilterStage):
     backend: Any = None
     keep_outputs: bool = False
 
+    def __post_init__(self) -> None:
+        from nemo_taskseed.llm.backends import engine_gpus
+
+        # In-process vLLM on a GPU node: each verification actor holds its engine's GPU(s).
+        self.resources = Resources(cpus=1.0, gpus=engine_gpus(self.backend_config))
+
     def ray_stage_spec(self) -> dict[str, Any]:
         # An actor: the model (in-process vLLM) is built once per worker and kept.
         return {**ProcessingStage.ray_stage_spec(self), RayStageSpecKeys.IS_ACTOR_STAGE.value: True}
@@ -318,7 +325,7 @@ class VerificationStage(_FilterStage):
 
     def _backend(self):
         if self.backend is None:
-            from nemo_taskseed.generate.backends import build_backend
+            from nemo_taskseed.llm.backends import build_backend
 
             self.backend = build_backend(self.backend_config or {})
             self._owns_backend = True
@@ -328,6 +335,19 @@ class VerificationStage(_FilterStage):
         if getattr(self, "_owns_backend", False) and self.backend is not None:
             self.backend.close()
             self.backend = None
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        # Token usage and model time per shard, for the step's cost accounting.
+        before = self.backend.usage.as_dict() if self.backend is not None else {}
+        started = time.monotonic()
+        task = super().process(task)
+        if self.backend is not None:
+            after = self.backend.usage.as_dict()
+            seconds = time.monotonic() - started
+            task._metadata["usage.verify"] = {**{k: v - before.get(k, 0) for k, v in after.items()},
+                                              "seconds": round(seconds, 3),
+                                              "gpu_seconds": round(seconds * float(self.resources.gpus or 0), 3)}
+        return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
         from nemo_taskseed.filter.verify import VoteSettings, run_code_tests, vote_generative, vote_multiple_choice
@@ -401,6 +421,7 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         shards.write_marker(self.out_dir, shard, task._metadata["fingerprint"], {
             "kept": len(kept), "rejected": len(rejected), "stages": stage_counts(df),
             "families": family_counts(df, records), "contaminated_records": contamination_rows(df),
+            "usage": {"verify": task._metadata.get("usage.verify", {})},
         })
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
 

@@ -33,6 +33,7 @@ from nemo_curator.tasks import DocumentBatch
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
+from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl, write_text_atomic
 
@@ -273,8 +274,10 @@ def run_filter(
     families: dict[str, Any] = {}
     records: list[dict] = []
     nodes: dict[str, int] = {}
+    usage: dict[str, Any] = {}
     kept = rejected = 0
     for m in markers.values():
+        shards.add_counts(usage, m.get("usage") or {})
         shards.add_counts(stages, m["stages"])
         shards.add_counts(families, m["families"])
         records.extend(m["contaminated_records"])
@@ -300,6 +303,7 @@ def run_filter(
         "in": kept + rejected, "kept": kept, "rejected": rejected, "rejected_by_reason": dict(sorted(reasons.items())),
         "contaminated_seeds": len(contamination["seeds"]), "missing_benchmark_splits": len(contamination["missing_splits"]),
         "warnings": warnings,
+        "cost": {stage: stage_cost(u) for stage, u in usage.items() if u},
         "shards": {"total": len(gen), "seed_shards": len(seeds), "screened_now": index_info.get("shards_run", 0),
                    "written_now": run_now, "by_node": dict(sorted(nodes.items()))},
         "outputs": {"curated": str(out_dir / "curated" / "part-*.jsonl"), "rejected": str(out_dir / "rejected" / "part-*.jsonl"),

@@ -39,7 +39,7 @@ from nemo_taskseed.errors import UserError
 from nemo_taskseed.generate.parsers import Rejected, is_copy, normalize, parse_enrichment, parse_item, reply_schema
 from nemo_taskseed.generate.prompts import enrich_fields, load_templates, seed_fields, select_template_id
 from nemo_taskseed.generate.render import render_text
-from nemo_taskseed.llm.backends import Backend, build_backend
+from nemo_taskseed.llm.backends import Backend, build_backend, engine_gpus
 from nemo_taskseed.llm.cache import RequestCache
 from nemo_taskseed.llm.requests import GroupResult, Request, check_sampling, make_request, run_requests, sampling_of
 from nemo_taskseed.pipeline import shards
@@ -274,12 +274,7 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         return self.workers
 
     def __post_init__(self) -> None:
-        gpus = 0.0
-        if self.backend_config.get("kind", "vllm") == "vllm":
-            gpus = self.backend_config.get("gpus")
-            if gpus is None:
-                gpus = (self.backend_config.get("vllm") or {}).get("tensor_parallel_size", 1) if _cuda_available() else 0
-        self.resources = Resources(cpus=float(self.worker_cpus), gpus=float(gpus))
+        self.resources = Resources(cpus=float(self.worker_cpus), gpus=engine_gpus(self.backend_config))
         self.batch_size = int(self.shards_per_call)
         self._owns_backend = self.backend is None
 
@@ -333,29 +328,20 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             state, _ = planned[name]
             rows = self.finish(task, state, answered[name].results)
             meta = {**task._metadata, f"requests.{self.stage_key}": answered[name].stats.as_dict(),
-                    f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds),
+                    f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds, self.resources.gpus),
                     f"node.{self.stage_key}": node}
             out.append(to_batch(rows, task.dataset_name, meta))
         return out
 
 
-def _usage_with_time(answered: dict[str, GroupResult], shard: str, seconds: float) -> dict[str, float]:
-    """The shard's token usage plus its share of the call's wall time (by completion tokens; shards
-    share the engine, so this is the additive way to split it), for cost accounting."""
+def _usage_with_time(answered: dict[str, GroupResult], shard: str, seconds: float, gpus: float) -> dict[str, float]:
+    """The shard's token usage plus its share of the call's wall time and GPU time (by completion
+    tokens; shards share the engine, so this is the additive way to split it), for cost accounting."""
     usage = answered[shard].usage.as_dict()
     tokens = {g: r.usage.completion_tokens for g, r in answered.items()}
     total = sum(tokens.values())
     share = tokens[shard] / total if total else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
-    return {**usage, "seconds": round(seconds * share, 3) if share else 0.0}
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
+    return {**usage, "seconds": round(seconds * share, 3), "gpu_seconds": round(seconds * share * float(gpus or 0), 3)}
 
 
 @dataclass

@@ -33,6 +33,7 @@ from nemo_taskseed.generate.stages import (
     SimilarQuestionStage, log_summary, shard_task,
 )
 from nemo_taskseed.llm.backends import Backend, build_backend
+from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
@@ -188,8 +189,8 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
                   config: dict) -> dict:
     """The step summary from the shards' markers (the driver never reads the records).
 
-    Counts cover every shard; `requests` and `usage` cover the shards this invocation ran, so a
-    resumed run shows what it sent, not what earlier runs did.
+    Counts and `cost` cover every shard; `requests` and `backend.usage` cover the shards this
+    invocation ran, so a resumed run shows what it sent, not what earlier runs did.
     """
     totals: dict[str, Any] = {}
     nodes: dict[str, int] = {}
@@ -198,7 +199,7 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
         if marker is None:
             incomplete.append(name)
             continue
-        shards.add_counts(totals, {"counts": marker["counts"]})
+        shards.add_counts(totals, {"counts": marker["counts"], "cost": marker["usage"], "needed": marker["requests"]})
         if name in run_now:
             shards.add_counts(totals, {"requests": marker["requests"], "usage": marker["usage"]})
         node = marker["nodes"]["generate"] or marker["worker"]["node_id"]
@@ -225,6 +226,9 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
         "requests": {stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent")}
                      for stage in ("generate", "enrich")},
         "backend": {"kind": backend_cfg.get("kind", "vllm"), "usage": usage},
+        # Over every shard (each as measured by the run that finished it): what these outputs took.
+        "cost": {stage: stage_cost(u, totals.get("needed", {}).get(stage, {}).get("total"))
+                 for stage, u in sorted(totals.get("cost", {}).items())},
         "shards": {"total": len(shard_names), "by_node": dict(sorted(nodes.items())),
                    "shard_size": int(config["generate"]["shard_size"])},
         "outputs": {"generated": str(out_dir / "generated" / "part-*.jsonl"),

@@ -483,6 +483,24 @@ class OpenAIBackend(Backend):
 # --------------------------------------------------------------------------------------------
 
 
+def engine_gpus(backend_config: dict[str, Any] | None) -> float:
+    """GPUs one worker's backend occupies: what a Curator stage declares to Ray, so each engine
+    gets its own GPU (group). `gpus` in the config wins; else tensor_parallel_size for in-process
+    vLLM on a CUDA machine; 0 for an OpenAI endpoint (its GPUs live behind the server)."""
+    section = dict(backend_config or {})
+    if section.get("kind", "vllm") != "vllm":
+        return 0.0
+    if section.get("gpus") is not None:
+        return float(section["gpus"])
+    try:
+        import torch
+
+        cuda = bool(torch.cuda.is_available())
+    except Exception:
+        cuda = False
+    return float((section.get("vllm") or {}).get("tensor_parallel_size", 1)) if cuda else 0.0
+
+
 def _section(cfg: Any) -> dict[str, Any]:
     """Accept the full config, the `generate` section, or the `backend` section itself."""
     from nemo_taskseed.config import to_container

@@ -22,9 +22,6 @@ from nemo_taskseed.registry import extract_choice_letter, get_extractor
 LETTERS = string.ascii_uppercase
 
 
-
-
-
 @dataclass
 class VoteSettings:
     k: int = 5
@@ -36,7 +33,6 @@ class VoteSettings:
     max_tokens_math: int = 384
     max_tokens_short: int = 32
     constrained_choice: bool = True  # JSON-schema decoding of {"answer": <letter>}
-    batch_size: int = 32
 
     @classmethod
     def from_config(cls, cfg: Any) -> VoteSettings:
@@ -100,36 +96,25 @@ def generative_conversation(record: dict[str, Any], instruction: str) -> list[di
     return [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
 
 
-def _batched(seq: Sequence, size: int):
-    for i in range(0, len(seq), max(1, size)):
-        yield seq[i : i + size]
-
-
 def vote_multiple_choice(backend: Backend, records: Sequence[dict[str, Any]], settings: VoteSettings) -> list[VoteResult]:
-    results: list[VoteResult] = []
-    # One request per option count, so the JSON schema's letter enum fits every item of it.
-    order = sorted(range(len(records)), key=lambda i: len(records[i].get("options") or []))
+    """One vote per record, all records in one backend stream (its in-flight window keeps the
+    engine full; no fixed chunks whose tails leave it idle)."""
     by_index: dict[int, VoteResult] = {}
-    for chunk in _batched(order, settings.batch_size):
-        groups: dict[int, list[int]] = {}
-        for i in chunk:
-            groups.setdefault(len(records[i].get("options") or []), []).append(i)
-        for n_opt, idxs in groups.items():
-            outputs = backend.chat(
-                [choice_conversation(records[i]) for i in idxs], n=settings.k, temperature=settings.temperature,
-                top_p=settings.top_p, max_tokens=settings.max_tokens_choice,
-                json_schema=choice_schema(n_opt) if settings.constrained_choice and n_opt else None,
-            )
-            for i, outs in zip(idxs, outputs):
-                rec = records[i]
-                picks = [extract_choice_letter(o, n_opt, rec.get("options")) for o in outs]
-                votes = [LETTERS[p] if p is not None else None for p in picks]
-                label = rec.get("answer_index")
-                target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
-                majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
-                by_index[i] = VoteResult("multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs))
-    results = [by_index[i] for i in range(len(records))]
-    return results
+    # The JSON schema's letter enum depends on the option count: one schema per record.
+    n_opts = [len(r.get("options") or []) for r in records]
+    outputs = backend.chat(
+        [choice_conversation(r) for r in records], n=settings.k, temperature=settings.temperature,
+        top_p=settings.top_p, max_tokens=settings.max_tokens_choice,
+        json_schemas=[choice_schema(n) if settings.constrained_choice and n else None for n in n_opts],
+    )
+    for i, (rec, n_opt, outs) in enumerate(zip(records, n_opts, outputs)):
+        picks = [extract_choice_letter(o, n_opt, rec.get("options")) for o in outs]
+        votes = [LETTERS[p] if p is not None else None for p in picks]
+        label = rec.get("answer_index")
+        target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
+        majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
+        by_index[i] = VoteResult("multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs))
+    return [by_index[i] for i in range(len(records))]
 
 
 def vote_generative(
@@ -138,15 +123,14 @@ def vote_generative(
     """Majority of extracted answers vs the reference, for `math` and `short_answer` kinds."""
     extractor = get_extractor(kind)
     max_tokens = settings.max_tokens_math if kind == "math" else settings.max_tokens_short
+    outputs = backend.chat(
+        [generative_conversation(r, extractor.instruction) for r in records], n=settings.k,
+        temperature=settings.temperature, top_p=settings.top_p, max_tokens=max_tokens,
+    )
     results = []
-    for chunk in _batched(list(records), settings.batch_size):
-        outputs = backend.chat(
-            [generative_conversation(r, extractor.instruction) for r in chunk], n=settings.k,
-            temperature=settings.temperature, top_p=settings.top_p, max_tokens=max_tokens,
-        )
-        for rec, outs in zip(chunk, outputs):
-            votes = [extractor.extract(o) for o in outs]
-            target = extractor.reference(rec)
-            majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
-            results.append(VoteResult(f"{kind}_vote", settings.k, votes, target, majority, agreement, passed, list(outs)))
+    for rec, outs in zip(records, outputs):
+        votes = [extractor.extract(o) for o in outs]
+        target = extractor.reference(rec)
+        majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
+        results.append(VoteResult(f"{kind}_vote", settings.k, votes, target, majority, agreement, passed, list(outs)))
     return results
