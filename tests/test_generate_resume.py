@@ -117,7 +117,7 @@ def _parts(out: Path) -> dict[str, bytes]:
             for p in sorted((out / kind).glob("part-*.jsonl"))}
 
 
-PER_RUN = ("seconds", "backend", "requests", "shards", "outputs")
+PER_RUN = ("seconds", "backend", "requests", "shards", "outputs", "cost")
 
 
 def _wait_idle(base: str) -> None:
