@@ -110,7 +110,9 @@ def test_each_item_has_its_variants_with_documented_text(first_run):
         by_item.setdefault(r["lineage"]["item_id"], {})[r["variant"]] = r
     assert len(by_item) == summary["items_kept"]
     for item_id, variants in by_item.items():
-        assert {"label", "answer"} <= set(variants)
+        # A label document only where it differs from the answer document (multiple choice).
+        mc = next(iter(variants.values()))["format"] == "multiple_choice"
+        assert "answer" in variants and ("label" in variants) == mc
         if item_id not in unenriched:
             assert "reasoning" in variants
         for variant, r in variants.items():
@@ -123,8 +125,11 @@ def test_each_item_has_its_variants_with_documented_text(first_run):
             if variant in ("reasoning", "context"):
                 assert r["enrichment"]["reasoning"] and r["enrichment"]["lineage"]["template_id"] == "enrich"
                 assert "\nSo the answer is " in r["text"]
-        if "label" in variants and variants["label"]["format"] == "multiple_choice":
+        if mc:
             assert variants["label"]["text"].endswith("Answer: " + "ABCDE"[variants["label"]["answer_index"]])
+        elif variants["answer"]["reference"] and not variants["answer"]["tests"]:
+            # Math: the answer document shows the worked solution.
+            assert variants["answer"]["text"].endswith("Answer: " + variants["answer"]["reference"])
 
 
 def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_hf, model_dir):
@@ -162,7 +167,10 @@ def test_cost_is_accounted_per_stage_and_projects_to_a_full_run(first_run):
     assert gen["requests"] == summary["requests"]["generate"]["sent"] == len(seeds)
     assert gen["completions"] == len(seeds) * N
     assert gen["completion_tokens"] > 0 and gen["prompt_tokens"] > gen["completion_tokens"] / 10
-    assert gen["engine_seconds"] > 0 and gen["output_tokens_per_s"] == round(gen["completion_tokens"] / gen["engine_seconds"], 1)
+    # output_tokens_per_s comes from the unrounded seconds; engine_seconds is shown to 0.1 s.
+    assert gen["engine_seconds"] > 0
+    rate_bounds = [gen["completion_tokens"] / (gen["engine_seconds"] + d) for d in (0.05, -0.05)]
+    assert rate_bounds[0] - 0.05 <= gen["output_tokens_per_s"] <= rate_bounds[1] + 0.05
     assert 0 <= gen["prefix_cache_hit_rate"] < 1
     assert gen["gpu_hours"] == 0 and gen["gpus_per_engine"] == 0  # no GPU here
     # Whole-run usage (this invocation sent everything) equals the per-stage sums.
