@@ -46,6 +46,9 @@ def test_every_row_kept_and_schema_valid(normalized):
     assert summary["rejected"] == 0, summary["rejected_by_reason"]
     assert summary["per_task"]["arc_easy"]["kept"] == 200
     assert summary["per_task"]["mmlu_anatomy"]["kept"] == 5
+    # The catalog's answer check travels with the seeds (the filter reads it from this summary).
+    assert summary["per_task"]["gsm8k"]["verifier"] == "math"
+    assert summary["per_task"]["arc_easy"]["verifier"] == "multiple_choice"
     for path in out.glob("seeds.*.jsonl"):
         for line in path.read_text().splitlines():
             assert validate_seed(json.loads(line)) == []

@@ -6,17 +6,19 @@ import fnmatch
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from nemo_taskseed.catalog.guard import DatasetKey, ScoredSplits, choose_seed_split
+from nemo_taskseed.catalog.verifiers import NOT_QA, verifier_for
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
 
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2  # 2: verifier kind per subtask, non-QA generation excluded
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -30,6 +32,7 @@ class CatalogResult:
     def counts(self) -> dict[str, Any]:
         by_role = {role: sum(r["split_role"] == role for r in self.eligible) for role in _SPLIT_ROLES}
         by_kind = {k: sum(r["kind"] == k for r in self.eligible) for k in ("knowledge", "reasoning")}
+        by_verifier = dict(sorted(Counter(r.get("verifier", "?") for r in self.eligible).items()))
         by_format = {f: sum(r["format"] == f for r in self.eligible) for f in ("multiple_choice", "generative")}
         reasons: dict[str, int] = {}
         for r in self.excluded:
@@ -40,6 +43,7 @@ class CatalogResult:
             "excluded_subtasks": len(self.excluded),
             "by_split_role": by_role,
             "by_kind": by_kind,
+            "by_verifier": by_verifier,
             "by_format": by_format,
             "excluded_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         }
@@ -164,6 +168,11 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
             exclude("license", f"license {license_id!r} is not in compatible_licenses")
             continue
+        # After the split and license checks, so `not_qa` counts subtasks that would otherwise seed.
+        verifier, verifier_reason = verifier_for(name, family, cfg, fmt)
+        if verifier == NOT_QA:
+            exclude("not_qa", f"{verifier_reason}: no answer to check a generated item against")
+            continue
         kind, kind_reason = kind_of(name, family)
         eligible.append({
             **base,
@@ -177,6 +186,8 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             "format": fmt,
             "kind": kind,
             "kind_reason": kind_reason,
+            "verifier": verifier,
+            "verifier_reason": verifier_reason,
             "license": license_id,
         })
     tmp = cache_file.with_suffix(".tmp")

@@ -24,6 +24,9 @@ def print_catalog_summary(result: CatalogResult, *, minimums=None, console: Cons
         table.add_row("kind", kind, str(n))
     for fmt, n in counts["by_format"].items():
         table.add_row("format", fmt, str(n))
+    # Every eligible subtask has an answer check derived from its lm-eval config (catalog/verifiers.py).
+    for verifier, n in counts["by_verifier"].items():
+        table.add_row("answer check", verifier, str(n))
     table.add_row("total", f"{counts['eligible_families']} families", str(counts["eligible_subtasks"]))
     table.add_row(
         "declared/override splits only",

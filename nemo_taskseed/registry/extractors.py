@@ -7,8 +7,10 @@ Verifier kinds:
 - `code`: the item's solution runs against its tests in the sandbox (no extraction).
 - `short_answer`: SQuAD-style normalized exact match.
 
-Which kind a record gets: `filter.verify.families` (family -> kind) first, then the families
-registered here, then the record's format (multiple_choice -> multiple_choice, else short_answer).
+Which kind a record gets: multiple choice by format; else `filter.verify.families` (family ->
+kind), then the kind the catalog derived for the record's task from its lm-eval config
+(`catalog/verifiers.py`, carried in the seeds' summary), then the families registered here, else
+short_answer.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def register_family(family: str, kind: str) -> None:
     _FAMILY_KINDS[family] = kind
 
 
-def verifier_kind(family: str, fmt: str, overrides: Mapping[str, str] | None = None) -> str:
+def verifier_kind(family: str, fmt: str, overrides: Mapping[str, str] | None = None,
+                  catalog_kind: str | None = None) -> str:
+    """`catalog_kind`: what the catalog derived for the record's task from its lm-eval config
+    (catalog/verifiers.py, carried by the seeds); absent for seeds written before it did."""
     if fmt == "multiple_choice":
         return "multiple_choice"
     if overrides and family in overrides:
@@ -44,6 +49,8 @@ def verifier_kind(family: str, fmt: str, overrides: Mapping[str, str] | None = N
         if kind not in VERIFIER_KINDS:
             raise ValueError(f"filter.verify.families.{family}: unknown kind {kind!r}; expected {VERIFIER_KINDS}")
         return kind
+    if catalog_kind in VERIFIER_KINDS:
+        return str(catalog_kind)
     return _FAMILY_KINDS.get(family, "short_answer")
 
 

@@ -47,6 +47,8 @@ SEED_SCHEMA: dict[str, Any] = {
         "kind": {"enum": list(KINDS)},
         "format": {"enum": list(FORMATS)},
         "output_type": {"enum": ["multiple_choice", "generate_until", "loglikelihood"]},
+        # Optional (seeds written before the catalog derived it have none).
+        "verifier": {"enum": ["multiple_choice", "math", "code", "short_answer", None]},
         "question": _NONEMPTY,
         "context": {"type": ["string", "null"]},
         "options": {"type": ["array", "null"], "items": {"type": "string"}},

@@ -237,6 +237,8 @@ class LmEvalTemplates:
             "kind": r["kind"],
             "format": r["format"],
             "output_type": r["output_type"],
+            # The answer check the catalog derived for this subtask (catalog/verifiers.py).
+            "verifier": r.get("verifier"),
             "question": question,
             "context": context,
             "options": options,

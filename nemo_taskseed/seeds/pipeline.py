@@ -85,6 +85,9 @@ def collect_seeds(
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
         pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
     summary = summarize(out_dir, [r["task"] for r in catalog_rows])
+    # The filter checks each task's generated items with the catalog's answer check (catalog/verifiers.py).
+    for r in catalog_rows:
+        summary["per_task"][r["task"]]["verifier"] = r.get("verifier")
     summary.update({"resumed_subtasks": skipped, "seconds": round(time.perf_counter() - start, 2)})
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
