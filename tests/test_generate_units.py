@@ -118,6 +118,8 @@ def test_code_and_math_parsing(seeds):
                        "final_answer": 7})
     item = parse_item("math_word_problem", math, seeds["gsm8k"], 0)
     assert (item["answer_text"], item["reference"], item["options"]) == ("7", "3 + 4 = 7", None)
+    # The math answer document shows the worked solution, not the bare number.
+    assert render_text(item, "answer", None).endswith("\nAnswer: 3 + 4 = 7")
 
 
 def test_reply_schemas_pin_option_counts():

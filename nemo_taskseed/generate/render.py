@@ -1,8 +1,10 @@
 """The pretraining document (`text`) of a generated item, one format per ablation variant.
 
-    label      question block + "Answer: B"                       (MC: letter; generative: short answer)
-    answer     question block + "Answer: <answer text>"           (MC: option text; math: final answer;
-                                                                    code: the program)
+    label      question block + "Answer: B"                       (multiple choice only: for a
+                                                                    generative item it would be
+                                                                    the answer document again)
+    answer     question block + "Answer: <answer text>"           (MC: option text; math: the
+                                                                    worked solution; code: the program)
     reasoning  question block + "Answer: <reasoning>" + "So the answer is ..." + why the
                alternatives fail (MC: one line per wrong option; generative: common mistakes)
     context    "Background: <knowledge>" + blank line + the reasoning document
@@ -53,7 +55,13 @@ def render_text(item: dict, variant: str, enrichment: dict | None) -> str:
         label = LETTERS[item["answer_index"]] if is_mc else answer_display(item)
         return f"{block}\nAnswer: {label}"
     if variant == "answer":
-        answer = "\n" + _code(item["answer_text"]) if item.get("tests") else item["answer_text"]
+        if item.get("tests"):
+            answer = "\n" + _code(item["answer_text"])
+        elif not is_mc and item.get("reference") and item["reference"].strip() != item["answer_text"].strip():
+            # Math: the worked solution (it ends in the final answer), not the bare number.
+            answer = item["reference"]
+        else:
+            answer = item["answer_text"]
         return f"{block}\nAnswer: {answer}"
 
     lines = [block, f"Answer: {enrichment['reasoning']}", f"So the answer is {answer_display(item)}"]

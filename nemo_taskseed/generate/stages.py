@@ -498,6 +498,9 @@ class AnswerEnrichmentStage(_BackendStage):
                     request_key=enrichment.key, raw_output=enrichment.raw)))  # type: ignore[attr-defined]
                 enrichment = None
             for variant in variants:
+                if variant == "label" and item["format"] != "multiple_choice":
+                    # A generative item's label IS its answer: the document would repeat `answer` byte for byte.
+                    continue
                 if variant in ENRICHED_VARIANTS:
                     if enrichment is None:
                         continue  # counted once above, per item
