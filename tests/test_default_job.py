@@ -31,9 +31,22 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     # One shard per demo subtask (2 seeds each), every one finished with its marker.
     assert steps["generate"]["shards"]["total"] == 5 == len(list((workdir / "generate/shards").glob("*.json")))
     curated = read_part_records(workdir / "filter", "curated")
+    # Every filter shows in the summary; the demo mirror's scored splits give decontamination an
+    # index (all 10 splits the five demo benchmarks score), and its planted leak is found: the
+    # training row Demo_ARC_0 is also ARC-Easy test row Demo_ARC_test_0.
+    table = (workdir / "filter" / "quality_summary.txt").read_text()
+    for check in ("schema", "text_quality", "item_rules", "explanation", "decontam", "exact_dedup", "fuzzy_dedup"):
+        assert f"\n{check} " in table, table
+    assert "\nverify " in table and "off" in table.split("\nverify ")[1].splitlines()[0]
+    contamination = json.loads((workdir / "filter" / "contamination_report.json").read_text())
+    assert len(contamination["coverage"]) == 10 and contamination["missing_splits"] == []
+    assert [(s["task"], s["split"]) for s in contamination["seeds"]] == [("arc_easy", "allenai/ai2_arc/ARC-Easy:test")]
+    assert steps["filter"]["warnings"] == ["verification is off (filter.verify.enabled=false): answers were not checked"]
+    # What the 135M model writes does not all pass the rule checks (measured: 22 of 29 documents dropped).
+    assert any(r.split(":")[0] in ("text_quality", "item_rules", "explanation") for r in steps["filter"]["rejected_by_reason"])
     assert steps["tokenize"]["documents"] == len(curated) > 0
     plan = json.loads((workdir / "blend/plan.json").read_text())
     assert abs(sum(w for w, _ in plan["data_paths"]) - 1.0) < 1e-9
-    assert plan["total_tokens"] == 10000
+    assert plan["total_tokens"] == 1000
     for _, prefix in plan["data_paths"]:
         assert os.path.isfile(f"{prefix}.bin") and os.path.isfile(f"{prefix}.idx")

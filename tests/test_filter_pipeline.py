@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from test_filter_fixtures import (
-    fixture_rows, gsm8k_fields, make_generated, make_seed, mbpp_fields, mc_fields, write_jsonl,
+    LETTERS, fixture_rows, gsm8k_fields, make_generated, make_seed, mbpp_fields, mc_fields, write_jsonl,
 )
 
 from nemo_taskseed.config import load_config
@@ -108,12 +108,63 @@ def planted(tmp_path_factory, fixtures_hf):
     broken["answer_text"] = ""
     plant(broken, "schema", "invalid:answer_text")
 
+    # Enriched items, all four variants each: one clean, and the flaws a small generator makes.
+    # A flaw in the enrichment costs the item its reasoning/context documents (label/answer stay);
+    # a flaw in the item itself costs every document.
+    def variants(seed, fields, enrichment):
+        recs = [make_generated(seed, fields, variant=v) for v in ("label", "answer", "reasoning", "context")]
+        for rec in recs:
+            rec["enrichment"] = enrichment
+        return recs
+
+    def enriched_mc(fields, *, pick=None, why=None, knowledge=None, reasoning=None):
+        label = fields["answer_index"]
+        letter = LETTERS[label if pick is None else pick]
+        return {
+            "reasoning": reasoning or (f"Looking at each choice in turn, only {fields['options'][label]!r} is consistent "
+                                       f"with the situation the question describes. Therefore the answer is {letter}."),
+            "alternatives": [{"option": LETTERS[i], "why_wrong": why(i, o) if why else
+                              f"Choice {LETTERS[i]} contradicts the observations described, so it cannot explain them."}
+                             for i, o in enumerate(fields["options"]) if i != label],
+            "knowledge": knowledge or ("Scientists test explanations by observing carefully, recording measurements, "
+                                       "and comparing results across repeated trials."),
+        }
+
+    def strip(recs, stage, reason):
+        for rec in recs:
+            if rec["variant"] in ("reasoning", "context"):
+                plant(rec, stage, reason)
+        return recs, [r for r in recs if r["variant"] in ("label", "answer")]
+
+    mc = [mc_fields(arc_train[160 + i]) for i in range(6)]
+    good = variants(seeds[8], mc[0], enriched_mc(mc[0]))
+    wrong_pick = mc[1]["answer_index"] - 1 if mc[1]["answer_index"] else 1
+    flawed = [
+        strip(variants(seeds[8], mc[1], enriched_mc(mc[1], pick=wrong_pick)), "explanation", "reasoning_concludes_other_option"),
+        strip(variants(seeds[8], mc[2], enriched_mc(mc[2], reasoning=(
+            "Plants need light to make their own food. " * 15) + f"So the answer is {LETTERS[mc[2]['answer_index']]}.")),
+            "text_quality", "repeating_dup_4gram:reasoning"),
+        strip(variants(seeds[9], mc[3], enriched_mc(mc[3], why=lambda i, o: f"The answer is {LETTERS[i]}. {o}")),
+              "explanation", "alternative_restates_option"),
+        strip(variants(seeds[9], mc[4], enriched_mc(mc[4], knowledge="A")), "text_quality", "word_count:knowledge"),
+    ]
+    dup = dict(mc[5], options=[*mc[5]["options"][:-1], mc[5]["options"][0].upper() + "."])
+    dup_options = [plant(r, "item_rules", "options_duplicate") for r in variants(seeds[9], dup, enriched_mc(dup))]
+    bad_math = gsm8k_fields(gsm_train[120])
+    bad_math["reference"] = "She buys 6 boxes at $3 each: 6 * 3 = $21.\n#### 21"
+    bad_math["answer_text"] = "21"
+    bad_arithmetic = [plant(make_generated(seeds[11], bad_math, variant=v), "item_rules", "arithmetic_wrong")
+                      for v in ("label", "answer")]
+    clean += good + [r for _, kept_variants in flawed for r in kept_variants]
+
     generated = clean + [r for r in (*loser, near_copy) if r not in clean]
     generated += [seed_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
+    generated += [r for recs, _ in flawed for r in recs if r["variant"] in ("reasoning", "context")]
+    generated += dup_options + bad_arithmetic
     write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
     write_jsonl(root / "gen" / "generated-00000.jsonl", generated, extra_lines=['{"id": "truncated'])
     return {"root": root, "expected": expected, "clean_ids": {r["id"] for r in clean}, "dirty_seed": dirty_seed,
-            "arc_test_q": mc_fields(arc_test[0])["question"]}
+            "arc_test_q": mc_fields(arc_test[0])["question"], "bad_line": len(generated) + 1}
 
 
 def _check_outputs(out: Path, planted: dict, result: dict) -> None:
@@ -124,7 +175,7 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert {r["id"] for r in kept} == planted["clean_ids"]
     # The unparseable line is rejected with its file and line, not a crash.
     bad = [r for r in rejected if r["reason"] == "unparseable_json"]
-    assert len(bad) == 1 and bad[0]["detail"]["line"] == 32
+    assert len(bad) == 1 and bad[0]["detail"]["line"] == planted["bad_line"]
     assert result["in"] == len(kept) + len(rejected)
 
     by_id = {r["id"]: r for r in rejected if r["id"]}
@@ -150,10 +201,13 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
 
     quality = json.loads((out / "quality_report.json").read_text())
     arc = quality["families"]["arc"]
-    assert arc["seeds_in"] == 10 and arc["generated"] == 12 + 3 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 1
+    # 24 plain records (12 + 3 + 1 + 2 + six planted + the broken one) and six enriched items x 4 variants.
+    assert arc["seeds_in"] == 10 and arc["generated"] == 24 + 6 * 4
     assert arc["parsed"] == arc["generated"] - 1
-    assert arc["kept"] == 16 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
-    assert sum(arc["answer_positions"]["kept"]["counts"].values()) == 16
+    # 16 plain records, the clean enriched item's 4 documents, the label/answer documents of the 4
+    # items whose enrichment failed.
+    assert arc["kept"] == 16 + 4 + 4 * 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
+    assert sum(arc["answer_positions"]["kept"]["counts"].values()) == arc["kept"]
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
 
 
@@ -174,7 +228,7 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
                "filter.verify.enabled=false"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "TOTAL" in printed and '"kept": 21' in printed
+    assert "TOTAL" in printed and '"kept": 33' in printed
     assert {p.name for p in out.iterdir()} >= {"curated", "rejected", "shards", "contamination_report.json",
                                                 "quality_report.json", "quality_summary.txt", "summary.json"}
     rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])

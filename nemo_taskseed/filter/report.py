@@ -14,7 +14,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Report columns, in pipeline order: a record "survived" a column when it was not rejected by
 # any of its stages or an earlier one.
-STAGE_COLUMNS = [("parsed", ("read", "schema")), ("decontaminated", ("decontam",)),
+STAGE_COLUMNS = [("parsed", ("read", "schema")), ("checked", ("text_quality", "item_rules", "explanation")),
+                 ("decontaminated", ("decontam",)),
                  ("deduped", ("exact_dedup", "fuzzy_dedup")), ("verified", ("verify", "final_schema"))]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
@@ -103,6 +104,21 @@ def human_summary(report: dict[str, Any]) -> str:
     for fam, entry in report["families"].items():
         lines.append("".join([fam.ljust(width), *(str(entry.get(c, 0)).rjust(15) for c in cols)]))
     lines.append("".join(["TOTAL".ljust(width), *(str(report["totals"].get(c, 0)).rjust(15) for c in cols)]))
+    stages = report.get("stages") or {}
+    if stages:
+        # One row per check, in pipeline order, including the ones that dropped nothing: a zero
+        # is a finding too. A check that was switched off says so (and is named in the warnings).
+        lines += ["", "filter: documents in / dropped per check (top reasons)"]
+        name_width = max(len(s) for s in stages) + 2
+        for stage, entry in stages.items():
+            dropped = entry.get("dropped") or {}
+            total = sum(dropped.values())
+            top = ", ".join(f"{r} {n}" for r, n in Counter(dropped).most_common(3))
+            if entry.get("off"):
+                lines.append(f"{stage.ljust(name_width)}{'off'.rjust(16)}")
+                continue
+            lines.append(f"{stage.ljust(name_width)}{str(entry.get('in', 0)).rjust(8)}{str(total).rjust(8)}"
+                         + (f"   {top}" if top else ""))
     for fam, entry in report["families"].items():
         notes = []
         if entry.get("rejected"):

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
 SEED_DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "references"]
 # Pipeline order of the stages that reject rows (for per-stage counts and the quality report).
-STAGE_ORDER = ("read", "schema", "decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
+STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
 
 
 def _is_seeds(task: DocumentBatch) -> bool:
@@ -150,6 +150,92 @@ class SchemaValidationStage(_FilterStage):
             errors = self._validate(record)
             if errors:
                 reject(df, idx, self.name, f"invalid:{failing_field(errors)}", {"errors": errors[:5]})
+
+
+class _ItemCheckStage(_FilterStage):
+    """A rule check per item (all its variants share the content): a failure on the item itself
+    rejects every variant; a failure only in its enrichment rejects the documents that show the
+    enrichment (`reasoning`, `context`), keeping `label`/`answer` (or every variant when
+    `enrichment_failure` is `drop`). Reasons: `<check>:<field>` for text checks, `<check>` here."""
+
+    enrichment_failure: str = "strip"
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        """[(reason, only_the_enrichment, detail)]"""
+        raise NotImplementedError
+
+    def filter_frame(self, df: pd.DataFrame) -> None:
+        from nemo_taskseed.schema.generated import ENRICHED_VARIANTS
+
+        records = parsed_records(df)
+        reps, members = kept_items(df)
+        for rep in reps:
+            record = records[df.index.get_loc(rep)]
+            failures = self.item_failures(record)
+            if not failures:
+                continue
+            item_level = [f for f in failures if not f[1]]
+            reason, _, _ = (item_level or failures)[0]
+            detail = {"failures": [{"reason": r, **d} for r, _, d in failures]}
+            for idx in members[rep]:
+                variant = records[df.index.get_loc(idx)].get("variant")
+                if item_level or self.enrichment_failure == "drop" or variant in ENRICHED_VARIANTS:
+                    reject(df, idx, self.name, reason, detail)
+
+
+@dataclass
+class TextQualityStage(_ItemCheckStage):
+    """Curator's heuristic filters on every generated field (filter.quality.checks)."""
+
+    name: str = "text_quality"
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    enrichment_failure: str = "strip"
+
+    def setup(self, worker_metadata=None) -> None:
+        from nemo_taskseed.filter.quality import build_checks
+
+        self._checks = build_checks(self.checks)
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        from nemo_taskseed.filter.quality import ENRICHMENT_FIELDS, text_failures
+
+        if not hasattr(self, "_checks"):
+            self.setup()
+        return [(f"{f['check']}:{f['field']}", f["field"] in ENRICHMENT_FIELDS, f)
+                for f in text_failures(record, self._checks)]
+
+
+@dataclass
+class ItemRulesStage(_ItemCheckStage):
+    """Is the item a well-formed question? (duplicate options, answer in the question, math
+    answers without a number or with false arithmetic; filter/quality/items.py)"""
+
+    name: str = "item_rules"
+    families: dict[str, str] = field(default_factory=dict)
+    task_kinds: dict[str, str] = field(default_factory=dict)
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        from nemo_taskseed.filter.quality import item_failures
+
+        return [(f["check"], False, f) for f in item_failures(record, self.families, self.task_kinds)]
+
+
+@dataclass
+class ExplanationStage(_ItemCheckStage):
+    """The enrichment must explain the item's own answer (filter.quality.explanation)."""
+
+    name: str = "explanation"
+    settings: dict[str, Any] = field(default_factory=dict)
+    families: dict[str, str] = field(default_factory=dict)
+    task_kinds: dict[str, str] = field(default_factory=dict)
+    enrichment_failure: str = "strip"
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        from nemo_taskseed.filter.quality import ExplanationSettings, explanation_failures
+
+        if not hasattr(self, "_settings"):
+            self._settings = ExplanationSettings.from_config(self.settings, self.families, self.task_kinds)
+        return [(f["check"], True, f) for f in explanation_failures(record, self._settings)]
 
 
 @dataclass
@@ -306,6 +392,7 @@ class VerificationStage(_FilterStage):
     vote: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)
     families: dict[str, str] = field(default_factory=dict)
+    task_kinds: dict[str, str] = field(default_factory=dict)
     backend_config: dict[str, Any] | None = None
     backend: Any = None
     keep_outputs: bool = False
@@ -356,9 +443,11 @@ class VerificationStage(_FilterStage):
         settings = VoteSettings.from_config(self.vote)
         # One check per item (the representative row); all its variants share the verdict.
         reps, members = kept_items(df)
+        records = parsed_records(df)
         groups: dict[str, list[Any]] = {}
         for idx in reps:
-            kind = verifier_kind(df.at[idx, "family"], df.at[idx, "format"], self.families)
+            task = str((records[df.index.get_loc(idx)] or {}).get("task"))
+            kind = verifier_kind(df.at[idx, "family"], df.at[idx, "format"], self.families, self.task_kinds.get(task))
             groups.setdefault(kind, []).append(idx)
 
         def settle(rep: Any, info: dict[str, Any], reason: str | None) -> None:

@@ -104,18 +104,42 @@ def _run(stages: list, tasks: list[DocumentBatch], executor: str, label: str) ->
                                                                      initial_tasks=tasks)
 
 
-def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str) -> dict[str, Any]:
+def task_verifiers(seeds_dir: Path | None) -> dict[str, str]:
+    """task -> the answer check the catalog derived for it (`per_task.*.verifier` of the seeds
+    step's summary); empty without a seeds folder or for seeds written before the catalog did."""
+    summary = Path(seeds_dir) / "summary.json" if seeds_dir is not None else None
+    if summary is None or not summary.is_file():
+        return {}
+    try:
+        per_task = json.loads(summary.read_text()).get("per_task") or {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{summary}: not valid JSON ({exc}); rerun the seeds step") from exc
+    return {task: str(info["verifier"]) for task, info in per_task.items() if isinstance(info, dict) and info.get("verifier")}
+
+
+def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
+            task_kinds: dict[str, str] | None = None) -> dict[str, Any]:
     """Per shard: read, schema, decontamination, dedup signatures. Returns the index description."""
     from nemo_taskseed.filter.stages import (
-        DecontaminationStage, DedupSignatureStage, ReadFilterShardStage, SchemaValidationStage, ScreenedShardWriterStage,
+        DecontaminationStage, DedupSignatureStage, ExplanationStage, ReadFilterShardStage, SchemaValidationStage,
+        ItemRulesStage, ScreenedShardWriterStage, TextQualityStage,
     )
 
     dc, dedup = fcfg["decontam"], fcfg["dedup"]
     index_path, index_info = ensure_decontam_index(dc, work) if dc["enabled"] else (None, {})
+    coverage = index_info.get("coverage") or []
+    if dc["enabled"] and not any(c.get("loaded") for c in coverage) and not dc.get("allow_empty"):
+        missing = ", ".join(f"{c['benchmark']} {c['split']}" for c in coverage[:6]) + (" ..." if len(coverage) > 6 else "")
+        raise UserError(
+            f"decontamination could not load any of the {len(coverage)} scored benchmark splits ({missing}; "
+            f"source={dc['source']}, mirror={dc.get('mirror')}): nothing would be checked. Point "
+            "filter.decontam.mirror at a mirror that holds them, allow the hub (filter.decontam.source=hub), or "
+            "accept an unchecked run with filter.decontam.allow_empty=true")
     cpu_dedup = dedup["backend"] == "cpu" and (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"])
     settings = DedupSettings.from_config(dedup)
     settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
-                                     index_info.get("fingerprint"), dedup)
+                                     index_info.get("fingerprint"), dedup, fcfg["quality"],
+                                     fcfg["verify"].get("families") or {}, task_kinds or {})
 
     def outputs(shard: str, kind: str) -> list[Path]:
         files = [work / "frames" / f"{shard}.parquet"] if kind == "generated" else []
@@ -135,6 +159,20 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str) -> di
     stages: list = [ReadFilterShardStage()]
     if fcfg["validate"]["enabled"]:
         stages.append(SchemaValidationStage())
+    quality = fcfg["quality"]
+    if quality["enabled"]:
+        from nemo_taskseed.filter.quality import build_checks
+
+        build_checks(quality["checks"])  # a bad filter name or parameter fails here, before any shard runs
+        if quality["enrichment_failure"] not in ("strip", "drop"):
+            raise UserError(f"filter.quality.enrichment_failure: expected strip or drop, got {quality['enrichment_failure']!r}")
+        stages.append(TextQualityStage(checks=list(quality["checks"]), enrichment_failure=quality["enrichment_failure"]))
+        stages.append(ItemRulesStage(families=dict(fcfg["verify"].get("families") or {}), task_kinds=dict(task_kinds or {})))
+        if quality["explanation"]["enabled"]:
+            stages.append(ExplanationStage(settings=dict(quality["explanation"]),
+                                           families=dict(fcfg["verify"].get("families") or {}),
+                                           task_kinds=dict(task_kinds or {}),
+                                           enrichment_failure=quality["enrichment_failure"]))
     if dc["enabled"]:
         stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
                                            seed_fields=list(dc["seed_fields"])))
@@ -209,7 +247,8 @@ def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, dr
                 drops[owner[item_id]][item_id] = {"stage": f"{kind}_dedup", "reason": f"gpu_{kind}_duplicate", "detail": {}}
 
 
-def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, executor: str, backend: Any) -> int:
+def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, executor: str, backend: Any,
+            task_kinds: dict[str, str] | None = None) -> int:
     """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker."""
     from nemo_taskseed.filter.stages import ApplyDropsStage, CuratedShardWriterStage, SchemaValidationStage, VerificationStage
 
@@ -229,7 +268,7 @@ def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, execut
     stages: list = [ApplyDropsStage(work_dir=str(work))]
     if vf["enabled"]:
         stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
-                                        backend_config=backend_config, backend=backend,
+                                        task_kinds=dict(task_kinds or {}), backend_config=backend_config, backend=backend,
                                         keep_outputs=bool(vf.get("keep_outputs"))))
         if fcfg["validate"]["enabled"]:
             # The records as written (with their `verification` annotation) are checked once more.
@@ -262,9 +301,10 @@ def run_filter(
     executor = _executor(fcfg, full)
     gen, seeds = input_parts(Path(in_dir)), seed_parts(seeds_dir)
 
-    index_info = _phase1(fcfg, gen, seeds, work, executor)
+    task_kinds = task_verifiers(seeds_dir)
+    index_info = _phase1(fcfg, gen, seeds, work, executor, task_kinds)
     contaminated, seeds_per_family = _phase2(fcfg, gen, seeds, work, out_dir)
-    run_now = _phase3(fcfg, full, gen, work, out_dir, executor, backend)
+    run_now = _phase3(fcfg, full, gen, work, out_dir, executor, backend, task_kinds)
 
     markers = shards.read_markers(out_dir, [s for s, _ in gen])
     missing = [s for s, m in markers.items() if m is None]
@@ -283,6 +323,12 @@ def run_filter(
         records.extend(m["contaminated_records"])
         kept, rejected = kept + m["kept"], rejected + m["rejected"]
         nodes[m["worker"]["node_id"]] = nodes.get(m["worker"]["node_id"], 0) + 1
+    from nemo_taskseed.filter.stages import STAGE_ORDER
+
+    stages = {stage: stages[stage] for stage in STAGE_ORDER if stage in stages}  # pipeline order, not merge order
+    for stage, on in checks_run(fcfg).items():
+        if not on and stage in stages:
+            stages[stage]["off"] = True
     if "decontam" in stages and index_info:
         stages["decontam"].update({"index_ngrams": index_info.get("index_ngrams"),
                                    "index_short_strings": index_info.get("index_short_strings")})
@@ -316,11 +362,26 @@ def run_filter(
     return result
 
 
+def checks_run(fcfg: dict) -> dict[str, bool]:
+    """Which rejecting stages this configuration runs (stage name -> on)."""
+    quality, dedup = fcfg["quality"], fcfg["dedup"]
+    return {"schema": bool(fcfg["validate"]["enabled"]), "text_quality": bool(quality["enabled"]),
+            "item_rules": bool(quality["enabled"]),
+            "explanation": bool(quality["enabled"] and quality["explanation"]["enabled"]),
+            "decontam": bool(fcfg["decontam"]["enabled"]), "exact_dedup": bool(dedup["exact"]["enabled"]),
+            "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]), "verify": bool(fcfg["verify"]["enabled"]),
+            "final_schema": bool(fcfg["verify"]["enabled"] and fcfg["validate"]["enabled"])}
+
+
 def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> list[str]:
     """What changes the meaning of the kept data: a check that did not run, or ran on nothing."""
     warnings = []
     if not fcfg["verify"]["enabled"]:
         warnings.append("verification is off (filter.verify.enabled=false): answers were not checked")
+    if not fcfg["quality"]["enabled"]:
+        warnings.append("quality checks are off (filter.quality.enabled=false): text, item and explanation rules not applied")
+    elif not fcfg["quality"]["explanation"]["enabled"]:
+        warnings.append("explanation checks are off (filter.quality.explanation.enabled=false)")
     if not fcfg["decontam"]["enabled"]:
         warnings.append("decontamination is off (filter.decontam.enabled=false)")
     else:

@@ -41,6 +41,9 @@ def run_pipeline(cfg, console: Console | None = None) -> dict[str, Any]:
 
         cfg.seeds.mirror = str(write_demo_mirror(workdir / "demo_mirror"))
         console.print(f"[bold]demo mirror[/bold] -> {cfg.seeds.mirror}")
+        if not cfg.filter.decontam.get("mirror"):
+            # The mirror also holds the demo benchmarks' scored splits: decontamination indexes those.
+            cfg.filter.decontam.mirror = cfg.seeds.mirror
     summaries: dict[str, Any] = {}
     for step in steps:
         module = importlib.import_module(STEPS[step])
