@@ -38,6 +38,49 @@ def base_config() -> DictConfig:
     return OmegaConf.merge(*parts) if parts else OmegaConf.create({})
 
 
+# Maps whose keys are data, not settings (dataset paths, task names, benchmark names): any key is
+# accepted below these. Empty maps in configs/base (`{}`) are open the same way.
+OPEN_MAPS = ("catalog.split_overrides", "catalog.licenses", "eval.benchmarks")
+
+
+def unknown_keys(base: Any, user: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """(dotted key, its known siblings) for every key of `user` that `base` does not have.
+
+    A typo in a key would otherwise be merged in silently and never read (`generate.chunk_size=4`
+    after the key was renamed): the run would go ahead with the default the user meant to change.
+    """
+    out: list[tuple[str, list[str]]] = []
+    if not isinstance(base, dict) or not isinstance(user, dict) or not base or prefix.rstrip(".") in OPEN_MAPS:
+        return out
+    for key, value in user.items():
+        path = f"{prefix}{key}"
+        if key not in base:
+            out.append((path, [str(k) for k in base]))
+        elif isinstance(base[key], dict) and isinstance(value, dict):
+            out.extend(unknown_keys(base[key], value, f"{path}."))
+    return out
+
+
+def known_keys() -> DictConfig:
+    """Every key a config may set: the stage defaults plus what the training presets
+    (`configs/recipes/*.yaml`, layered between the defaults and the user's file) define."""
+    presets = [OmegaConf.load(f) for f in sorted((repo_configs_dir() / "recipes").glob("*.yaml"))]
+    return OmegaConf.merge(base_config(), *presets)
+
+
+def _check_known(user: DictConfig, where: str) -> None:
+    import difflib
+
+    unknown = unknown_keys(OmegaConf.to_container(known_keys()), OmegaConf.to_container(user))
+    if unknown:
+        lines = []
+        for path, siblings in unknown:
+            close = difflib.get_close_matches(path.rsplit(".", 1)[-1], siblings, n=3, cutoff=0.5)
+            lines.append(f"{path}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(f"{where}: unknown key(s) {'; '.join(lines)}. The keys and their defaults are in "
+                          f"configs/base/<section>.yaml")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
     """Stage defaults from `configs/base/`, then the user's file, then `key=value` overrides.
 
@@ -47,17 +90,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         user_path = resolve_config_path(path)
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(user_path))
+            user = OmegaConf.load(user_path)
+            cfg = OmegaConf.merge(cfg, user)
         except Exception as exc:  # OmegaConf raises several types; all mean "this file is bad"
             raise ConfigError(f"{user_path}: {exc}") from exc
+        _check_known(user, str(user_path))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must be key=value, got: {' '.join(bad)}")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            dotlist = OmegaConf.from_dotlist(list(overrides))
+            cfg = OmegaConf.merge(cfg, dotlist)
         except Exception as exc:
             raise ConfigError(f"bad override {overrides}: {exc}") from exc
+        _check_known(dotlist, "override")
     return cfg
 
 

@@ -51,3 +51,18 @@ def test_schema_names_the_failing_field():
     errors = validate_seed({**record, "question": "  ", "kind": "trivia"})
     assert [e.split(":")[0] for e in errors] == ["kind", "question"]
     assert validate_seed({**record, "format": "generative"})[0].startswith("answer_index")
+
+
+def test_unknown_keys_are_errors_with_a_suggestion(tmp_path):
+    """A misspelt or renamed key would otherwise be merged in and never read."""
+    with pytest.raises(ConfigError, match=r"override: unknown key\(s\) generate.backend.vllm.max_in_fligh "
+                                          r"\(did you mean max_in_flight\?\)"):
+        load_config(None, ["generate.backend.vllm.max_in_fligh=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filter:\n  dedup:\n    fuzzy:\n      treshold: 0.8\n")
+    with pytest.raises(ConfigError, match=rf"{bad}: unknown key\(s\) filter.dedup.fuzzy.treshold \(did you mean threshold\?\)"):
+        load_config(bad)
+    # Maps whose keys are data stay open; so do sections whose default is null; preset keys are known.
+    cfg = load_config(None, ["filter.verify.families.my_family=math", "catalog.licenses.org/data=mit",
+                             "filter.verify.backend.kind=vllm", "train.lr=1e-4", "eval.benchmarks.mine.task=x"])
+    assert cfg.filter.verify.families.my_family == "math" and cfg.train.lr == 1e-4
