@@ -9,6 +9,7 @@ from nemo_taskseed.blend.plan import PLAN_SCHEMA, PlanSettings, plan_blend, reso
 from nemo_taskseed.blend.sources import PlanError, load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
 from nemo_taskseed.utils.jsonl import read_json_artifact
+from nemo_taskseed.pipeline.lock import holds_output_lock
 
 
 def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
@@ -36,6 +37,7 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
     return plan
 
 
+@holds_output_lock("blend", "out_dir")
 def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
     return write_artifacts(plan, out_dir, valid=section.get("valid", "train"), test=section.get("test", "train"),
                            plot=bool(section.get("plot", True)))

@@ -36,6 +36,7 @@ from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, res
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl, write_text_atomic
+from nemo_taskseed.pipeline.lock import holds_output_lock
 
 WORK = "work"
 
@@ -286,6 +287,7 @@ def _executor(fcfg: dict, full: dict) -> str:
     return (full.get("run") or {}).get("executor", "ray_data") if executor == "inherit" else executor
 
 
+@holds_output_lock("filter", "out_dir")
 def run_filter(
     cfg: Any, in_dir: Path, out_dir: Path, seeds_dir: Path | None = None, *, backend: Any = None, progress: bool = True,
 ) -> dict[str, Any]:

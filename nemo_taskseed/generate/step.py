@@ -38,6 +38,7 @@ from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
 from nemo_taskseed.utils.jsonl import write_json, write_jsonl
+from nemo_taskseed.pipeline.lock import holds_output_lock
 
 REJECTED_SEEDS = "rejected_seeds.jsonl"
 
@@ -134,6 +135,7 @@ def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
     ]
 
 
+@holds_output_lock("generate", "out_dir")
 def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None) -> dict:
     """Generate and enrich for every seed in `in_dir`; returns the summary (also out_dir/summary.json).
 

@@ -19,6 +19,7 @@ from nemo_taskseed.seeds.stages import (
     ValidateSeedSchemaStage,
     task_fingerprint,
 )
+from nemo_taskseed.pipeline.lock import holds_output_lock
 
 FIELD_RULE_KEYS = ("question_fields", "context_fields", "letter_option_sources")
 
@@ -54,6 +55,7 @@ def build_seed_pipeline(seeds_cfg: dict[str, Any], out_dir: Path, mirror: str | 
     )
 
 
+@holds_output_lock("seeds", "out_dir")
 def collect_seeds(
     catalog_rows: list[dict[str, Any]],
     seeds_cfg: Any,

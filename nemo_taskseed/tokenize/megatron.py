@@ -49,6 +49,7 @@ from nemo_taskseed.tokenize.encoder import (
 )
 from nemo_taskseed.tokenize.records import Document, Reject, prefix_name, read_documents
 from nemo_taskseed.utils.jsonl import read_json_artifact, write_json, write_lines
+from nemo_taskseed.pipeline.lock import holds_output_lock
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
@@ -478,6 +479,7 @@ def _shard_entries(markers: list[dict]) -> list[dict]:
     return sorted(entries, key=lambda e: (e["group_name"], e["shard"]))
 
 
+@holds_output_lock("tokenize", "out_dir")
 def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None,
                  executor: str | None = None) -> tuple[dict, dict]:
     """Tokenize `files` (one shard each) into `out_dir`: `(manifest, run)`.
