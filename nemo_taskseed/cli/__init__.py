@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:
+        # A real command line (not a test calling main([...])): engine and Ray processes this run
+        # starts must not outlive it, even when it is killed -9 (pipeline/reaper.py).
+        from nemo_taskseed.pipeline.reaper import start_reaper
+
+        start_reaper()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
