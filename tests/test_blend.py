@@ -295,6 +295,17 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "OK" in out and "plan.png" in out
     assert json.loads((tmp_path / "plan" / "verify.json").read_text())["indices"]["ok"]
+    # A planned prefix missing on this machine fails the default check (it used to skip the build
+    # and print OK); --build never checks the indices alone.
+    moved = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    moved["data_paths"][0][1] = str(tmp_path / "elsewhere" / "code")
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "plan.json").write_text(json.dumps(moved))
+    assert main(["blend", "verify", str(tmp_path / "moved")]) == 2
+    err = capsys.readouterr().err
+    assert f"e.g. {tmp_path / 'elsewhere' / 'code'}.bin/.idx" in err and "--build never" in err
+    assert main(["blend", "verify", str(tmp_path / "moved"), "--build", "never"]) == 0
+    capsys.readouterr()
     # An impossible plan is a user error (exit 2) that names the group.
     assert main(["blend", "plan", "--manifest", str(root / "tok"), "--out", str(tmp_path / "bad"),
                  "--synthetic-share", "1", "-s", "blend.total_tokens=100000000000"]) == 2

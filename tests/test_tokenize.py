@@ -328,6 +328,18 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
         (files[1].name, len(documents[1::3]) + 1, "missing field 'text'"),
         (files[2].name, len(documents[2::3]) + 1, "missing field 'text'")]
     assert manifest["totals"]["rejected"] == 2 and manifest["rejects_file"] == "rejects.jsonl"
+
+    # An empty input into the same folder is an error, and the earlier outputs stay (tokenizing
+    # nothing used to "finish" by removing every prefix as stale).
+    from nemo_taskseed.tokenize.megatron import TokenizeError
+
+    before = sorted(p.relative_to(out) for p in out.rglob("*.bin"))
+    empty = tmp_path / "empty" / "curated"
+    empty.mkdir(parents=True)
+    (empty / "part-mix.00000.jsonl").write_text("\n")
+    with pytest.raises(TokenizeError, match="hold no documents .* the outputs already in .* are left as they are"):
+        tokenize_dir(section, tmp_path / "empty", out, run_executor="inline")
+    assert sorted(p.relative_to(out) for p in out.rglob("*.bin")) == before and before
     assert verify_prefixes(out, manifest) == []
 
 

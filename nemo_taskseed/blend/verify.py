@@ -137,7 +137,8 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
                 build: str = "auto") -> dict:
     """Realized token share per dataset against the plan; `report["ok"]` is False beyond tolerance.
 
-    build: "auto" (real build when every prefix is on this machine), "always", or "never".
+    build: "always" (a real build; a missing prefix is an error), or "never" (indices only).
+    "auto" is the old name of "always".
     """
     tolerance = tolerance or Tolerance()
     entries = plan["entries"]
@@ -160,8 +161,14 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
     }
 
     missing = [p for _, p in plan["data_paths"] if not prefix_exists(p)]
-    if build == "always" and missing:
-        raise PlanError(f"cannot build the blend here: prefix {missing[0]} does not exist on this machine")
+    if build not in ("always", "auto", "never"):
+        raise PlanError(f"blend.verify.build must be always or never, got {build!r}")
+    if build != "never" and missing:
+        # A verification that skipped the build must not print OK: say what is missing and how
+        # to verify the indices alone on a machine without the data.
+        raise PlanError(f"cannot build the blend here: {len(missing)} planned prefix(es) do not exist on this "
+                        f"machine, e.g. {missing[0]}.bin/.idx. Verify the blending indices only with "
+                        "`--build never` (blend.verify.build=never)")
     if build != "never" and not missing:
         if tokenizer_path is None:
             raise PlanError("a real megatron-core build needs the tokenizer (plan.tokenizer.path)")
@@ -184,8 +191,8 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
                                "ok": bool(abs(r - p) <= allowed)})
         report["build"] = {"samples": n, "requested_samples": build_samples, "seconds": round(build_seconds, 3),
                            "samples_read": checked, "rows": build_rows, "ok": all(r["ok"] for r in build_rows)}
-    elif missing:
-        report["build_skipped"] = f"{len(missing)} prefix(es) not on this machine, e.g. {missing[0]}"
+    else:
+        report["build_skipped"] = "blend.verify.build=never: blending indices checked, the datasets were not built"
     report["ok"] = report["indices"]["ok"] and (report["build"] is None or report["build"]["ok"])
     return report
 

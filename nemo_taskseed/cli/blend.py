@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     verify = sub.add_parser(
         "verify", help="realized token shares per dataset from megatron-core (blending indices + a real build)")
     verify.add_argument("plan", help="plan.json or the folder holding it")
-    verify.add_argument("--build", choices=["auto", "always", "never"], default=None,
-                        help="real BlendedMegatronDatasetBuilder build (auto: when every prefix is local)")
+    verify.add_argument("--build", choices=["always", "never", "auto"], default=None,
+                        help="always (default): a real BlendedMegatronDatasetBuilder build, a missing prefix is an "
+                             "error; never: the blending indices only (auto: old name of always)")
     verify.add_argument("--out", default=None, help="where to write verify.json (default: beside plan.json)")
     _common(verify)
     verify.set_defaults(func=_verify)

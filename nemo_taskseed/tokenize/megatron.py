@@ -479,6 +479,12 @@ def _shard_entries(markers: list[dict]) -> list[dict]:
     return sorted(entries, key=lambda e: (e["group_name"], e["shard"]))
 
 
+def _has_a_line(path: Path) -> bool:
+    """Does the file hold at least one non-blank line? (stops at the first one)"""
+    with open(path, "rb") as handle:
+        return any(line.strip() for line in handle)
+
+
 @holds_output_lock("tokenize", "out_dir")
 def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None,
                  executor: str | None = None) -> tuple[dict, dict]:
@@ -496,6 +502,10 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
         raise TokenizeError(f"input file(s) not found: {', '.join(missing)}")
     if not files:
         raise TokenizeError("no input files to tokenize")
+    if not any(_has_a_line(f) for f in files):
+        # Tokenizing nothing would "finish" by removing every earlier output as stale.
+        raise TokenizeError(f"the {len(files)} input file(s) hold no documents (e.g. {files[0]} is empty): nothing "
+                            f"to tokenize; the outputs already in {out_dir} are left as they are")
     executor = resolve_executor(executor or opts.executor)
     out_dir = Path(out_dir).resolve()
     inside = [str(f) for f in files if f.resolve().is_relative_to(out_dir)]
