@@ -110,3 +110,17 @@ def vllm_output_request_id(enqueued_id: str) -> str:
     one ("<counter>"); older releases returned the external id itself.
     """
     return enqueued_id.split("-", 1)[0]
+
+
+def vllm_request_refusals() -> tuple[type[BaseException], ...]:
+    """The exceptions with which vLLM refuses ONE request at enqueue time (prompt longer than the
+    context, bad sampling values): that request fails alone, the engine is fine.
+
+    vLLM 0.32 raises `vllm.exceptions.VLLMValidationError` (not a ValueError); older releases
+    raised ValueError. Drop the fallback when no supported release raises ValueError.
+    """
+    try:
+        from vllm.exceptions import VLLMValidationError
+    except ImportError:
+        return (ValueError,)
+    return (VLLMValidationError, ValueError)

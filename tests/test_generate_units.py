@@ -315,3 +315,22 @@ def test_projection_arithmetic_from_measured_costs():
     assert given["stages"]["enrich"]["gpu_hours"] == round(400 * 4.5e6 / 10_000 / 3600, 1)
     assert given["total_gpu_hours"] == round(125.0 + given["stages"]["enrich"]["gpu_hours"], 1)
     assert "GPU-h/1M seeds" in format_projection(given)
+
+
+def test_bad_and_oversized_seed_lines_are_quarantined_with_file_and_line(tmp_path, fixtures_hf):
+    """A malformed, non-UTF-8, invalid or oversized seed line is rejected with its file and line;
+    the other seeds are planned (one bad line used to stop `generate`)."""
+    from nemo_taskseed.generate.fixture_seeds import fixture_seeds
+    from nemo_taskseed.generate.step import plan_shards
+
+    good = fixture_seeds({"arc_easy": 3}, fixtures_dir=fixtures_hf)
+    big = dict(good[2], question="x " * 200_000)
+    lines = [json.dumps(good[0]), "{not json", json.dumps(good[1]), json.dumps({"id": "nope"})]
+    path = tmp_path / "seeds.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe broken\n" + (json.dumps(big) + "\n").encode())
+    files, planned, rejected = plan_shards(tmp_path, shard_size=10, max_seed_bytes=262144)
+    assert sum(len(s) for s in planned) == 2
+    assert [(r["line"], r["reason"]) for r in rejected] == [
+        (2, "unparseable_seed"), (4, "invalid_seed"), (5, "unparseable_seed"), (6, "seed_too_large")]
+    assert all(r["file"] == "seeds.jsonl" for r in rejected)
+    assert "generate.max_seed_bytes=262144" in rejected[-1]["detail"]

@@ -68,7 +68,8 @@ def test_every_candidate_is_kept_or_rejected_with_a_reason(first_run):
     assert summary["items_kept"] + len(gen_rejects) == len(seeds) * N
     assert all(r["reason"] in REASONS for r in rejected)
     assert sum(summary["dropped"].values()) == len(rejected)
-    assert summary["requests"]["generate"] == {"total": len(seeds), "cached": 0, "sent": len(seeds)}
+    assert summary["requests"]["generate"] == {"total": len(seeds), "cached": 0, "sent": len(seeds),
+                                                 "refused": 0}
     assert summary["items_kept"] >= 1, f"135M model produced no usable item: {summary['dropped']}"
     assert len({r["id"] for r in generated}) == len(generated)
 
@@ -145,7 +146,7 @@ def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_h
     summary = run_step(cfg, root / "seeds", out, backend=backend)
     assert summary["seeds"] == len(seeds) + 1
     assert summary["shards"]["run_now"] == 1 and summary["shards"]["finished_before"] == 3
-    assert summary["requests"]["generate"] == {"total": 3, "cached": 2, "sent": 1}
+    assert summary["requests"]["generate"] == {"total": 3, "cached": 2, "sent": 1, "refused": 0}
     # Enrichment is sent only for the new seed's items; the shard's old items come from its cache.
     assert summary["requests"]["enrich"]["cached"] == arc_items_before
     after = {r["id"]: r for r in _read(out, "generated")}
@@ -191,3 +192,32 @@ def test_cost_is_accounted_per_stage_and_projects_to_a_full_run(first_run):
     assert row["output_tokens"] == round(per_seed * 1e6)
     assert row["gpu_hours"] == round(per_seed * 1e6 / 9200 / 3600, 1)
     assert row["rate_source"] == "given (--gpu-tokens-per-s)"
+
+
+def test_a_request_the_engine_refuses_fails_alone(backend, fixtures_hf, tmp_path, model_dir):
+    """A seed whose prompt exceeds the context (1024 tokens here) is rejected on its own as
+    `request_refused`, with vLLM's reason; the other seed of the same call is generated."""
+    from nemo_taskseed.llm.backends import Request
+
+    # The stream: the refused request comes back with its error, the other one with its text.
+    sampling = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 4, "seed": None}
+    long = Request("long", [{"role": "user", "content": "word " * 3000}], sampling, None, None)
+    short = Request("short", [{"role": "user", "content": "Say hi."}], sampling, None, None)
+    got = {c.request.key: c for c in backend.stream([long, short])}
+    assert got["long"].error and "refused by vLLM" in got["long"].error and got["long"].texts == []
+    assert got["short"].error is None and len(got["short"].texts) == 1
+
+    # The step: one giant seed among normal ones.
+    seeds = fixture_seeds({"arc_easy": 2}, offset=20, fixtures_dir=fixtures_hf)
+    seeds[0] = dict(seeds[0], question=seeds[0]["question"] + " " + "Consider this detail carefully. " * 600)
+    from nemo_taskseed.schema.records import content_id
+
+    seeds[0]["id"] = content_id("giant", seeds[0]["question"])
+    write_seeds(tmp_path / "seeds" / "seeds.jsonl", seeds)
+    cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}", "generate.sampling.max_tokens=64",
+                                 "enrich.enabled=false", "enrich.variants=[label,answer]"])
+    summary = run_step(cfg, tmp_path / "seeds", tmp_path / "out", backend=backend)
+    assert summary["dropped"].get("request_refused") == 1, summary["dropped"]
+    refused = [r for r in _read(tmp_path / "out", "rejected") if r["reason"] == "request_refused"]
+    assert refused[0]["seed_id"] == seeds[0]["id"] and "refused by vLLM" in refused[0]["detail"]
+    assert summary["requests"]["generate"]["refused"] == 1 and summary["requests"]["generate"]["sent"] == 1

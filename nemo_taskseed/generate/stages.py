@@ -399,6 +399,11 @@ class SimilarQuestionStage(_BackendStage):
         for seed, template, examples, request in plans:
             result = results[request.key]
             seen_questions: set[str] = set()
+            if result.get("error"):
+                rows.append((seed["id"], "rejected", _reject(
+                    "generate", "request_refused", result["error"], seed_id=seed["id"], template_id=template.id,
+                    request_key=request.key)))
+                continue
             for index, raw in enumerate(result["outputs"]):
                 lineage = {
                     "seed_id": seed["id"], "seed_task": seed["task"], "template_id": template.id,
@@ -475,7 +480,10 @@ class AnswerEnrichmentStage(_BackendStage):
                 item_id = item["lineage"]["item_id"]
                 req = requests[item_id]
                 raw = results[req.key]["outputs"][0] if results[req.key]["outputs"] else ""
-                parsed = parse_enrichment(raw, item)
+                if results[req.key].get("error"):
+                    parsed = Rejected("request_refused", results[req.key]["error"])
+                else:
+                    parsed = parse_enrichment(raw, item)
                 if not isinstance(parsed, Rejected):
                     parsed["lineage"] = {
                         "template_id": template.id, "template_version": template.version,

@@ -61,11 +61,12 @@ class SeedShard:
         return len(self.offsets)
 
 
-def plan_shards(in_dir: Path, shard_size: int) -> tuple[list[str], list[SeedShard], list[dict]]:
+def plan_shards(in_dir: Path, shard_size: int, max_seed_bytes: int = 0) -> tuple[list[str], list[SeedShard], list[dict]]:
     """(seed files, shards in name order, rejected seed lines) from `in_dir/seeds*.jsonl`.
 
     One streaming pass; memory is ~12 bytes per seed plus the ids of one subtask at a time. A line
-    that is not JSON or not a valid seed is rejected with its file and line, never fatal.
+    that is not JSON, not a valid seed, or longer than `max_seed_bytes` (0: no limit) is rejected
+    with its file and line, never fatal.
     """
     if shard_size < 1:
         raise UserError(f"generate.shard_size must be >= 1, got {shard_size}")
@@ -84,6 +85,10 @@ def plan_shards(in_dir: Path, shard_size: int) -> tuple[list[str], list[SeedShar
                 if not raw.strip():
                     continue
                 where = {"file": Path(path).name, "line": line_no}
+                if max_seed_bytes and len(raw) > max_seed_bytes:
+                    rejected.append({"stage": "seeds", "reason": "seed_too_large",
+                                     "detail": f"{len(raw)} bytes > generate.max_seed_bytes={max_seed_bytes}", **where})
+                    continue
                 try:
                     seed = json.loads(raw)
                 except ValueError as exc:  # includes UnicodeDecodeError
@@ -151,7 +156,7 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     gcfg = config["generate"]
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files, planned, rejected_seeds = plan_shards(in_dir, int(gcfg["shard_size"]))
+    files, planned, rejected_seeds = plan_shards(in_dir, int(gcfg["shard_size"]), int(gcfg["max_seed_bytes"]))
     if not planned:
         raise UserError(f"{in_dir}: no valid seeds ({len(rejected_seeds)} invalid; see {out_dir / REJECTED_SEEDS})")
     write_jsonl(out_dir / REJECTED_SEEDS, rejected_seeds, sort_keys=True)
@@ -225,7 +230,7 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
         "records_per_variant": dict(sorted(counts.get("records_per_variant", {}).items())),
         "dropped": dict(sorted(dropped.items())),
         "answer_positions": dict(sorted(counts.get("answer_positions", {}).items())),
-        "requests": {stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent")}
+        "requests": {stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent", "refused")}
                      for stage in ("generate", "enrich")},
         "backend": {"kind": backend_cfg.get("kind", "vllm"), "usage": usage},
         # Over every shard (each as measured by the run that finished it): what these outputs took.

@@ -22,6 +22,7 @@ Both return plain strings, so records built from either carry the same schema an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
@@ -79,6 +80,9 @@ class Completion:
     request: Request
     texts: list[str]
     usage: Usage
+    # Set when the engine refused this one request (e.g. its prompt exceeds the context length):
+    # it fails alone, with the engine's reason, and the other requests carry on.
+    error: str | None = None
 
 
 class Backend(ABC):
@@ -246,11 +250,16 @@ class VLLMBackend(Backend):
                 if not exhausted and len(in_flight) < self.max_in_flight:
                     batch = list(itertools.islice(pending, self.max_in_flight - len(in_flight)))
                     exhausted = not batch
-                    if batch:
-                        ids = self.llm.enqueue_chat([r.messages for r in batch], [self._params(r) for r in batch],
-                                                    use_tqdm=False)
-                        for rid, r in zip(ids, batch):
-                            in_flight[compat.vllm_output_request_id(rid)] = r
+                    for r in batch:
+                        # One request per call: a request vLLM refuses (a prompt longer than the
+                        # context, ...) raises here and fails alone; a batched call would fail
+                        # (or half-enqueue) its neighbours with it.
+                        try:
+                            (rid,) = self.llm.enqueue_chat([r.messages], [self._params(r)], use_tqdm=False)
+                        except compat.vllm_request_refusals() as exc:
+                            yield Completion(r, [], Usage(requests=1), error=f"refused by vLLM: {exc}"[:500])
+                            continue
+                        in_flight[compat.vllm_output_request_id(rid)] = r
                 if not in_flight:
                     return
                 for out in engine.step():
@@ -402,14 +411,18 @@ class OpenAIBackend(Backend):
             except (openai.APITimeoutError, openai.InternalServerError) as exc:
                 attempt += 1
                 if attempt >= attempts:
-                    raise BackendUnavailable(
-                        f"{endpoint.url}: {type(exc).__name__} after {attempts} attempts "
-                        f"(timeout {self.settings.timeout_s}s): {exc}"
-                    ) from exc
+                    what = (f"no reply within {self.settings.timeout_s}s (generate.backend.openai.timeout_s)"
+                            if isinstance(exc, openai.APITimeoutError)
+                            else f"server error HTTP {getattr(exc, 'status_code', '5xx')}")
+                    raise BackendUnavailable(f"{endpoint.url}: {what}, {attempts} attempts: {exc}") from exc
                 await asyncio.sleep(self.settings.backoff_s * 2 ** (attempt - 1) + random.random() * 0.1)
             except (openai.APIConnectionError, openai.RateLimitError) as exc:
                 # Curator already retried these with backoff: this endpoint is out; try the others.
                 endpoint.down = exc
+            except openai.BadRequestError as exc:
+                # HTTP 400: this request is wrong for the server (e.g. longer than the context);
+                # it fails alone, the others carry on.
+                return Completion(r, [], Usage(requests=1), error=f"refused by {endpoint.url}: {exc}"[:500])
             except openai.APIStatusError as exc:
                 raise BackendUnavailable(f"{endpoint.url} refused the request: {exc}") from exc
             finally:
@@ -447,6 +460,14 @@ class OpenAIBackend(Backend):
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            # Close the clients' connections inside this loop. Left to the garbage collector, httpx
+            # closes them after asyncio.run has closed the loop and prints "RuntimeError: Event loop
+            # is closed" tracebacks on every run, successful ones included.
+            for e in self.endpoints:
+                client = getattr(e.client, "client", None)
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.close()
 
     def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
         # The caller is synchronous (a Curator stage); the client is asyncio. One loop in a helper

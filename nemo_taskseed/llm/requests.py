@@ -34,6 +34,7 @@ class RequestStats:
     total: int = 0
     cached: int = 0
     sent: int = 0
+    refused: int = 0  # the engine refused the request itself (e.g. prompt longer than the context)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -129,6 +130,11 @@ def run_requests(
             for done in backend.stream(todo):
                 key = done.request.key
                 for i, g in enumerate(owners[key]):
+                    if done.error is not None:
+                        # Not cached: a rerun with other settings (a longer context) may succeed.
+                        out[g].results[key] = {"outputs": [], "backend": backend.name, "error": done.error}
+                        out[g].stats.refused += 1
+                        continue
                     buffer.setdefault(g, []).append((key, (done.texts, backend.name)))
                     out[g].results[key] = {"outputs": done.texts, "backend": backend.name}
                     out[g].stats.sent += 1
