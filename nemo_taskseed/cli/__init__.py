@@ -47,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"taskseed {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - only machine errors are reported here; the rest re-raise
+        from nemo_taskseed.errors import environment_error
+
+        what = environment_error(exc, getattr(args, "out", None))
+        if what is None:
+            raise
+        print(f"taskseed {args.command}: error: {what}. Nothing finished before this point is lost: "
+              "free space or fix the folder, then rerun to resume.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from nemo_taskseed.filter.records import (
 from nemo_taskseed.filter.text import record_fields_text
 from nemo_taskseed.llm.backends import build_backend
 from nemo_taskseed.pipeline import shards
-from nemo_taskseed.utils.jsonl import iter_jsonl, write_jsonl
+from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -339,11 +339,8 @@ class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             summary = {"kind": "seeds", "seeds": len(df), "seeds_per_family": dict(families),
                        "contaminated_seeds": meta.get("contaminated_seeds", [])}
         else:
-            path = Path(self.work_dir) / "frames" / f"{shard}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            df[COLUMNS].to_parquet(tmp, index=False)
-            tmp.replace(path)
+            with atomic_path(Path(self.work_dir) / "frames" / f"{shard}.parquet") as tmp:
+                df[COLUMNS].to_parquet(tmp, index=False)
             summary = {"kind": "generated", "rows": len(df)}
         shards.write_marker(self.work_dir, shard, meta["fingerprint"], summary)
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})

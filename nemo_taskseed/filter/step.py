@@ -35,7 +35,7 @@ from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import shards
-from nemo_taskseed.utils.jsonl import iter_jsonl, write_json, write_jsonl, write_text_atomic
+from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl, write_text_atomic
 from nemo_taskseed.pipeline.lock import holds_output_lock
 
 WORK = "work"
@@ -85,10 +85,8 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
                         short_min_words=int(dc["short_min_words"]), include_paths=list(dc.get("include_paths") or []),
                         progress=True)
     work.mkdir(parents=True, exist_ok=True)
-    tmp = pkl.with_name(f".{pkl.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(pkl) as tmp, open(tmp, "wb") as handle:
         pickle.dump(built.index, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(pkl)
     info = {"fingerprint": fp, "index_ngrams": len(built.index), "index_short_strings": built.index.n_short,
             "coverage": [c.to_dict() for c in built.coverage]}
     write_json(info_path, info)

@@ -76,7 +76,12 @@ class RequestCache:
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # When the commit itself failed (disk full), SQLite has already rolled back and this
+            # ROLLBACK fails with "no transaction is active", which would hide the real cause.
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
             raise
 
     def __len__(self) -> int:

@@ -24,6 +24,7 @@ import fcntl
 import functools
 import inspect
 import json
+import re
 import os
 import socket
 import sys
@@ -74,6 +75,7 @@ def output_lock(out_dir: str | Path, step: str) -> Iterator[Path]:
                             "finish, stop it, or write to another folder") from None
         raise UserError(f"{path}: cannot lock the output folder ({exc.strerror}); a filesystem without lock "
                         "support cannot protect a folder from a second run") from exc
+    _remove_stale_temp_files(out)
     info = {"step": step, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
             "command": " ".join(sys.argv)[:300]}
     os.ftruncate(fd, 0)
@@ -87,6 +89,23 @@ def output_lock(out_dir: str | Path, step: str) -> Iterator[Path]:
             os.ftruncate(fd, 0)  # the file stays (unlinking a lock file races with the next taker)
         fcntl.lockf(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# Temp files our writers make beside their target (`.<name>.tmp` / `.<name>.tmp<pid>`, renamed
+# into place when complete). One left behind belongs to a run that died mid-write; holding the
+# lock, no live run can own it. On a full disk they are what keeps it full for the rerun.
+_STALE_TEMP = re.compile(r"^\..+\.tmp\d*$")
+
+
+def _remove_stale_temp_files(out: Path) -> int:
+    removed = 0
+    for root, _dirs, files in os.walk(out):
+        for name in files:
+            if _STALE_TEMP.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    return removed
 
 
 def holds_output_lock(step: str, arg: str = "out_dir") -> Callable:

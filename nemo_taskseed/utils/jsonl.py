@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -16,19 +17,34 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_lines(path, [text], newline=False)
 
 
-def write_lines(path: str | Path, lines: Iterable[str], *, newline: bool = True) -> int:
-    """Write lines to `path` atomically (temp file + fsync + rename); returns how many."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path beside `path` to write to; renamed onto `path` when the block succeeds, removed
+    when it fails (a half-written file on a full disk would keep it full for the rerun). An
+    OSError that names no file (write, fsync) is re-raised naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+def write_lines(path: str | Path, lines: Iterable[str], *, newline: bool = True) -> int:
+    """Write lines to `path` atomically (temp file + fsync + rename); returns how many."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n" if newline else line)
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n" if newline else line)
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
     return n
 
 

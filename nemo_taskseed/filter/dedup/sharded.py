@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from nemo_taskseed.filter.text import normalize_words, record_fields_text, word_ngrams
+from nemo_taskseed.utils.jsonl import atomic_path
 
 # Bucket members paired with each other at most: a band bucket of k members makes k(k-1)/2
 # candidate pairs; past this many members each is compared with the first ones by id only.
@@ -159,10 +160,8 @@ class ShardSignatures:
             lambda f: np.save(f, self.bands),
         ]
         for path, write in zip(paths, writers):
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as handle:  # a file object: numpy adds no suffix
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: numpy adds no suffix
                 write(handle)
-            tmp.replace(path)
         return paths
 
 
