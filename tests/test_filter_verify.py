@@ -52,7 +52,7 @@ def test_sandbox_blocks_network_and_caps_memory():
     net = run_code_tests(
         "import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=2)\n    return True",
         ["assert f()"], timeout_s=10)
-    assert net.status == "error" and "network disabled" in net.stderr_tail
+    assert net.status == "failed" and "Network is unreachable" in net.stderr_tail
     mem = run_code_tests("buf = bytearray(2 * 1024**3)", ["assert True"], timeout_s=10, memory_mb=256)
     assert mem.status == "error" and "MemoryError" in mem.stderr_tail
 

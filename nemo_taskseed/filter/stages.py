@@ -460,7 +460,8 @@ class VerificationStage(_FilterStage):
                 settle(rep, {"method": "code_tests", "status": "missing"}, "code_missing_solution_or_tests")
                 continue
             res = run_code_tests(code, tests, timeout_s=float(self.code.get("timeout_s", 10)),
-                                 memory_mb=int(self.code.get("memory_mb", 512)))
+                                 memory_mb=int(self.code.get("memory_mb", 512)),
+                                 unsafe_no_sandbox=bool(self.code.get("unsafe_no_sandbox", False)))
             settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
         for kind, idxs in groups.items():
