@@ -185,7 +185,8 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, documents,
     monkeypatch.setattr(tokenize_megatron, "_publish", real_publish)
     manifest = tokenize_files([src], out, opts)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json", "shards"] + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")])
+        [".taskseed.lock", "manifest.json", "shards"]  # the folder's run lock (pipeline/lock.py) stays, empty
+        + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")])
     assert not list((out / "shards").glob(".partial-*"))
 
 

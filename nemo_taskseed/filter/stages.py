@@ -40,7 +40,7 @@ from nemo_taskseed.filter.records import (
 from nemo_taskseed.filter.text import record_fields_text
 from nemo_taskseed.llm.backends import build_backend
 from nemo_taskseed.pipeline import shards
-from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_jsonl
+from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_lines_digest
 
 log = logging.getLogger(__name__)
 
@@ -503,9 +503,13 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         shards.clear_marker(self.out_dir, shard)
         records = parsed_records(df)
         kept, rejected = split_frame(df, records)
-        write_jsonl(shards.part_path(self.out_dir, "curated", shard), kept)
-        write_jsonl(shards.part_path(self.out_dir, "rejected", shard), rejected)
+        files = {}
+        for kind, rows in (("curated", kept), ("rejected", rejected)):
+            path = shards.part_path(self.out_dir, kind, shard)
+            entry = write_lines_digest(path, (json.dumps(r, ensure_ascii=False) for r in rows))
+            files[f"{kind}/{path.name}"] = {"bytes": entry["bytes"], "sha256": entry["sha256"]}
         shards.write_marker(self.out_dir, shard, task._metadata["fingerprint"], {
+            "files": files,
             "kept": len(kept), "rejected": len(rejected), "stages": stage_counts(df),
             "families": family_counts(df, records), "contaminated_records": contamination_rows(df),
             "usage": {"verify": task._metadata.get("usage.verify", {})},

@@ -34,7 +34,7 @@ from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
 from nemo_taskseed.llm.cost import stage_cost
-from nemo_taskseed.pipeline import shards
+from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl, write_text_atomic
 from nemo_taskseed.pipeline.lock import holds_output_lock
 
@@ -46,7 +46,8 @@ def input_parts(in_dir: Path) -> list[tuple[str, Path]]:
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise UserError(f"filter input folder not found: {in_dir}")
-    parts = shards.part_files(in_dir, "generated")
+    published = publish.published_files(in_dir, "generated")  # a generate folder: only its finished set
+    parts = published if published is not None else shards.part_files(in_dir, "generated")
     if parts:
         return [(shards.shard_of_part(p), p) for p in parts]
     legacy = sorted(in_dir.glob("generated*.jsonl"))
@@ -296,6 +297,7 @@ def run_filter(
     fcfg = full["filter"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    publish.begin(out_dir)  # the reports below and the parts are replaced; nothing claims a finished set
     work = out_dir / WORK
     start = time.monotonic()
     executor = _executor(fcfg, full)
@@ -316,7 +318,9 @@ def run_filter(
     nodes: dict[str, int] = {}
     usage: dict[str, Any] = {}
     kept = rejected = 0
-    for m in markers.values():
+    files: dict[str, Any] = {}
+    for shard, m in markers.items():
+        files.update(publish.shard_files(out_dir, m, shard, ("curated", "rejected")))
         shards.add_counts(usage, m.get("usage") or {})
         shards.add_counts(stages, m["stages"])
         shards.add_counts(families, m["families"])
@@ -356,6 +360,10 @@ def run_filter(
                     "contamination": str(out_dir / "contamination_report.json"),
                     "quality": str(out_dir / "quality_report.json")},
     }
+    for report in ("contamination_report.json", "quality_report.json", "quality_summary.txt"):
+        files[report] = publish.file_entry(out_dir / report)
+    # The published set, written last (pipeline/publish.py): readers take exactly these files.
+    result["files"] = dict(sorted(files.items()))
     write_json(out_dir / "summary.json", result, sort_keys=True)
     result["seconds"] = round(time.monotonic() - start, 1)
     result["summary"] = summary

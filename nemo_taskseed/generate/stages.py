@@ -201,17 +201,21 @@ class GeneratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         return ["data"], ["shard", "marker"]
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
-        from nemo_taskseed.utils.jsonl import write_lines
+        from nemo_taskseed.utils.jsonl import write_lines_digest
 
         shard, meta = task._metadata["shard"], task._metadata
         df = task.to_pandas()
         generated = [r for k, r in zip(df["kind"], df["record"]) if k == "generated"]
         rejected = [r for k, r in zip(df["kind"], df["record"]) if k == "rejected"]
         shards.clear_marker(self.out_dir, shard)
-        write_lines(shards.part_path(self.out_dir, "generated", shard), generated)
-        write_lines(shards.part_path(self.out_dir, "rejected", shard), rejected)
+        files = {}
+        for kind, lines in (("generated", generated), ("rejected", rejected)):
+            path = shards.part_path(self.out_dir, kind, shard)
+            entry = write_lines_digest(path, lines)
+            files[f"{kind}/{path.name}"] = {"bytes": entry["bytes"], "sha256": entry["sha256"]}
         records = [json.loads(r) for r in generated]
         marker = shards.write_marker(self.out_dir, shard, meta["fingerprint"], {
+            "files": files,
             "counts": shard_counts(meta.get("seeds", 0), records, [json.loads(r) for r in rejected]),
             "requests": {"generate": meta.get("requests.generate", {}), "enrich": meta.get("requests.enrich", {})},
             "usage": {"generate": meta.get("usage.generate", {}), "enrich": meta.get("usage.enrich", {})},

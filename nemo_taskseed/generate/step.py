@@ -34,7 +34,7 @@ from nemo_taskseed.generate.stages import (
 )
 from nemo_taskseed.llm.backends import Backend, build_backend
 from nemo_taskseed.llm.cost import stage_cost
-from nemo_taskseed.pipeline import shards
+from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
 from nemo_taskseed.utils.jsonl import write_json, write_jsonl
@@ -156,6 +156,7 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     gcfg = config["generate"]
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    publish.begin(out_dir)  # from here until the end, the folder claims no finished set
     files, planned, rejected_seeds = plan_shards(in_dir, int(gcfg["shard_size"]), int(gcfg["max_seed_bytes"]))
     if not planned:
         raise UserError(f"{in_dir}: no valid seeds ({len(rejected_seeds)} invalid; see {out_dir / REJECTED_SEEDS})")
@@ -202,10 +203,12 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
     totals: dict[str, Any] = {}
     nodes: dict[str, int] = {}
     incomplete = []
+    files: dict[str, Any] = {}
     for name, marker in shards.read_markers(out_dir, shard_names).items():
         if marker is None:
             incomplete.append(name)
             continue
+        files.update(publish.shard_files(out_dir, marker, name, ("generated", "rejected")))
         shards.add_counts(totals, {"counts": marker["counts"], "cost": marker["usage"], "needed": marker["requests"]})
         if name in run_now:
             shards.add_counts(totals, {"requests": marker["requests"], "usage": marker["usage"]})
@@ -240,4 +243,6 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
                    "shard_size": int(config["generate"]["shard_size"])},
         "outputs": {"generated": str(out_dir / "generated" / "part-*.jsonl"),
                     "rejected": str(out_dir / "rejected" / "part-*.jsonl")},
+        # The published set (pipeline/publish.py): readers take exactly these parts.
+        "files": dict(sorted(files.items())),
     }

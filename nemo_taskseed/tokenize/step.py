@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nemo_taskseed.pipeline import publish
 from nemo_taskseed.tokenize.megatron import TokenizeError, TokenizeOptions, run_tokenize
 
 
@@ -39,6 +40,18 @@ def input_files(section, in_dir: Path) -> list[Path]:
     (`rejected/part-*.jsonl`, `rejected*.jsonl`, `rejects.jsonl`) are never input.
     """
     in_dir = Path(in_dir)
+    files = _input_files(section, in_dir)
+    # A folder a taskseed step wrote: only the parts its finished run published (pipeline/publish.py).
+    for kind in ("curated", "generated"):
+        if any(f.parent == in_dir / kind for f in files):
+            published = publish.published_files(in_dir, kind)
+            if published is not None:
+                listed = set(published)
+                files = [f for f in files if f.parent != in_dir / kind or f in listed]
+    return files
+
+
+def _input_files(section, in_dir: Path) -> list[Path]:
     patterns = section.get("input_glob", "*.jsonl")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     if any(not isinstance(p, str) for p in patterns):

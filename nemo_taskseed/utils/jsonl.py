@@ -37,15 +37,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def write_lines(path: str | Path, lines: Iterable[str], *, newline: bool = True) -> int:
     """Write lines to `path` atomically (temp file + fsync + rename); returns how many."""
-    n = 0
+    return write_lines_digest(path, lines, newline=newline)["lines"]
+
+
+def write_lines_digest(path: str | Path, lines: Iterable[str], *, newline: bool = True) -> dict[str, Any]:
+    """`write_lines`, also returning the file's size and sha256 (computed while writing, so a
+    step's published manifest costs no second read): {"lines", "bytes", "sha256"}."""
+    import hashlib
+
+    n = size = 0
+    digest = hashlib.sha256()
     with atomic_path(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as f:
+        with tmp.open("wb") as f:
             for line in lines:
-                f.write(line + "\n" if newline else line)
+                data = (line + "\n" if newline else line).encode("utf-8")
+                f.write(data)
+                digest.update(data)
+                size += len(data)
                 n += 1
             f.flush()
             os.fsync(f.fileno())
-    return n
+    return {"lines": n, "bytes": size, "sha256": digest.hexdigest()}
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False) -> int:
