@@ -62,3 +62,30 @@ def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures
     proc = subprocess.run(_filter_cmd(gen, out, fixtures_hf), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(input_files(section, out)) == 3
+
+
+def test_a_set_made_from_inputs_that_changed_since_is_stale(tmp_path, fixtures_hf):
+    """filter records the digest of the generate set it read; a later change to that set (a
+    generate rerun with more seeds) makes the filter folder stale for its readers."""
+    rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
+    gen, out = tmp_path / "gen", tmp_path / "filter"
+    write_jsonl(gen / "generated" / "part-arc_easy.00000.jsonl", [make_generated(seed, mc_fields(rows[i])) for i in range(20, 40)])
+    part = gen / "generated" / "part-arc_easy.00000.jsonl"
+    from nemo_taskseed.pipeline.publish import file_entry
+
+    def publish_gen():
+        (gen / "summary.json").write_text(json.dumps({"files": {"generated/part-arc_easy.00000.jsonl": file_entry(part)},
+                                                      "seconds": time.time()}))
+
+    publish_gen()
+    proc = subprocess.run(_filter_cmd(gen, out, fixtures_hf), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    section = to_container(load_config())["tokenize"]
+    assert len(input_files(section, out)) == 1
+    publish_gen()  # republished, same set (only its timing changed): still fresh
+    assert len(input_files(section, out)) == 1
+    write_jsonl(part, [make_generated(seed, mc_fields(rows[i])) for i in range(20, 41)])
+    publish_gen()  # the generate set changed
+    with pytest.raises(UserError, match="is stale"):
+        input_files(section, out)

@@ -364,6 +364,7 @@ def run_filter(
         files[report] = publish.file_entry(out_dir / report)
     # The published set, written last (pipeline/publish.py): readers take exactly these files.
     result["files"] = dict(sorted(files.items()))
+    result["inputs"] = publish.input_record(in_dir)  # a later generate run makes this set stale
     write_json(out_dir / "summary.json", result, sort_keys=True)
     result["seconds"] = round(time.monotonic() - start, 1)
     result["summary"] = summary

@@ -56,6 +56,7 @@ def published_files(step_dir: str | Path, kind: str) -> list[Path] | None:
         raise UserError(f"{summary}: unreadable ({exc}); rerun the step that writes it") from exc
     if listed is None:
         return None  # written before summaries listed their files
+    stale_inputs(step_dir)
     out = []
     for rel, entry in sorted(listed.items()):
         if not rel.startswith(f"{kind}/part-"):
@@ -83,3 +84,34 @@ def shard_files(step_dir: str | Path, marker: dict[str, Any], shard: str, kinds:
         if path.is_file():
             out[f"{kind}/{path.name}"] = file_entry(path)
     return out
+
+
+def _set_digest(summary_path: Path) -> str | None:
+    """A digest of the set a summary publishes (its file list with their hashes), not of the
+    summary's bytes: a rerun that changes nothing (only its timings) does not make readers stale."""
+    try:
+        files = json.loads(summary_path.read_text()).get("files")
+    except (OSError, json.JSONDecodeError):
+        return None
+    if files is None:
+        return file_entry(summary_path)["sha256"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def input_record(in_dir: str | Path | None) -> dict[str, Any]:
+    """What a step read, to record in its summary: the digest of the producing step's set."""
+    if in_dir is None or not (Path(in_dir) / SUMMARY).is_file():
+        return {}
+    path = (Path(in_dir) / SUMMARY).resolve()
+    return {str(path): _set_digest(path)}
+
+
+def stale_inputs(step_dir: str | Path) -> None:
+    """Refuse a set made from inputs that have changed since (the producing step ran again)."""
+    summary = Path(step_dir) / SUMMARY
+    recorded = json.loads(summary.read_text()).get("inputs") or {}
+    for path, digest in recorded.items():
+        now = _set_digest(Path(path)) if Path(path).is_file() else None
+        if now != digest:
+            raise UserError(f"{step_dir} is stale: it was made from {path}, whose set has changed (or gone) since. "
+                            "Rerun its step to bring it up to date.")
