@@ -89,3 +89,23 @@ def test_a_set_made_from_inputs_that_changed_since_is_stale(tmp_path, fixtures_h
     publish_gen()  # the generate set changed
     with pytest.raises(UserError, match="is stale"):
         input_files(section, out)
+
+
+def test_oversized_records_and_documents_are_rejected_with_file_and_line(tmp_path):
+    """One runaway record must not become a 3.9M-token document: filter rejects records over
+    filter.validate.max_record_bytes at `read`, tokenize texts over tokenize.max_document_chars."""
+    from nemo_taskseed.filter.records import frame_from_lines
+    from nemo_taskseed.tokenize.records import Reject, read_documents
+
+    path = tmp_path / "part.jsonl"
+    small = {"id": "a", "text": "short", "family": "arc"}
+    big = {"id": "b", "text": "x" * 5000, "family": "arc"}
+    path.write_text(json.dumps(small) + "\n" + json.dumps(big) + "\n")
+    df = frame_from_lines(path, max_record_bytes=1000)
+    rejected = df[df["status"] == "rejected"]
+    assert list(rejected["reason"]) == ["record_too_large"]
+    detail = json.loads(rejected["detail"].iloc[0])
+    assert detail["line"] == 2 and detail["file"] == str(path) and "> limit 1000" in detail["error"]
+    items = list(read_documents(path, group_by=("family",), max_chars=1000))
+    assert [type(i).__name__ for i in items] == ["Document", "Reject"]
+    assert isinstance(items[1], Reject) and items[1].line == 2 and "max_document_chars=1000" in items[1].reason

@@ -40,17 +40,19 @@ def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
 PARSED = "parsed"
 
 
-def frame_from_lines(path: str | Path) -> pd.DataFrame:
-    """One JSONL part file as verdict rows; a line that is not a JSON object becomes a row already
-    rejected at stage `read` (reason and file:line in its detail): a bad line never stops the run."""
+def frame_from_lines(path: str | Path, max_record_bytes: int = 0) -> pd.DataFrame:
+    """One JSONL part file as verdict rows; a line that is not a JSON object, or longer than
+    `max_record_bytes` (0: no limit), becomes a row already rejected at stage `read` (reason and
+    file:line in its detail): a bad line never stops the run."""
     from nemo_taskseed.utils.jsonl import iter_jsonl
 
     records, bad = [], []
-    for line_no, obj, error in iter_jsonl(path):
+    for line_no, obj, error in iter_jsonl(path, max_bytes=max_record_bytes):
         if error is None:
             records.append(obj)
         else:
-            reason = "unparseable_json" if error.startswith("not valid JSON") else "not_an_object"
+            reason = ("unparseable_json" if error.startswith("not valid JSON")
+                      else "record_too_large" if error.startswith("line of") else "not_an_object")
             bad.append({"id": "", "item_id": "", "seed_id": "", "family": "unknown", "format": "unknown",
                         "record": "null", "status": REJECTED, "stage": "read", "reason": reason,
                         "detail": json.dumps({"file": str(path), "line": line_no, "error": error}), "annotations": "{}",

@@ -104,6 +104,7 @@ class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
     name: str = "read_filter_shard"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
+    max_record_bytes: int = 0
 
     def ray_stage_spec(self) -> dict[str, Any]:
         return shards.ray_task_spec(super().ray_stage_spec())
@@ -121,7 +122,7 @@ class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             data = records_to_frame([obj for _, obj, error in iter_jsonl(path) if error is None], keep_parsed=True)
             data["status"] = "seed"
         else:
-            data = frame_from_lines(path)
+            data = frame_from_lines(path, self.max_record_bytes)
         return DocumentBatch(dataset_name=task.dataset_name, data=data, _metadata=dict(task._metadata))
 
 

@@ -156,7 +156,7 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     planned = {s for s, _ in gen} | {s for s, _ in seeds}
     shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
                                           ("dedup", ".bands.npy"), ("drops", ".jsonl")))
-    stages: list = [ReadFilterShardStage()]
+    stages: list = [ReadFilterShardStage(max_record_bytes=int(fcfg["validate"].get("max_record_bytes") or 0))]
     if fcfg["validate"]["enabled"]:
         stages.append(SchemaValidationStage())
     quality = fcfg["quality"]

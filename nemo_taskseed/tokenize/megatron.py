@@ -80,6 +80,7 @@ class TokenizeOptions:
     # in `taskseed run`; inline when there is none, e.g. `taskseed tokenize`).
     executor: str = "inherit"
     merge: bool = True  # false: the manifest lists the per-shard prefixes instead of merged ones
+    max_document_chars: int = 0  # longer texts are rejects (file, line, reason); 0: no limit
 
     @classmethod
     def from_config(cls, section, tokenizer_path: str, run_executor: str | None = None) -> "TokenizeOptions":
@@ -145,6 +146,7 @@ class ShardSpec:
     add_special_tokens: bool
     eod_token_id: int | None  # None: no end-of-document token
     dtype: str
+    max_document_chars: int = 0
 
     @classmethod
     def from_json(cls, data: dict) -> "ShardSpec":
@@ -267,7 +269,8 @@ def tokenize_shard(out_dir: str | Path, shard: str, path: str | Path, display: s
     def documents() -> Iterator[Document]:
         for item in read_documents(path, text_field=spec.text_field, group_by=spec.group_by,
                                    optional_group_keys=spec.optional_group_keys,
-                                   missing_group_value=spec.missing_group_value, display_name=display):
+                                   missing_group_value=spec.missing_group_value, display_name=display,
+                                   max_chars=spec.max_document_chars):
             if isinstance(item, Reject):
                 rejects.append(item)
                 counts["rejected"] += 1
@@ -525,6 +528,7 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
         tokenizer_sha256=tokenizer_fingerprint(opts.tokenizer_path),
         text_field=str(opts.text_field), group_by=tuple(opts.group_by),
         optional_group_keys=tuple(opts.optional_group_keys), missing_group_value=str(opts.missing_group_value),
+        max_document_chars=int(opts.max_document_chars or 0),
         add_special_tokens=bool(opts.add_special_tokens), eod_token_id=int(eod) if opts.append_eod else None,
         dtype=dtype.name,
     )

@@ -50,6 +50,7 @@ def read_documents(
     optional_group_keys: Sequence[str] = ("variant",),
     missing_group_value: str = "all",
     display_name: str | None = None,
+    max_chars: int = 0,
 ) -> Iterator[Document | Reject]:
     """Yield a `Document` per usable line of `path` and a `Reject` per bad one (1-based lines).
 
@@ -86,6 +87,11 @@ def read_documents(
                 continue
             if not text.strip():
                 yield Reject(name, line_no, f"empty field {text_field!r}")
+                continue
+            if max_chars and len(text) > max_chars:
+                # One runaway text would otherwise become one multi-million-token document.
+                yield Reject(name, line_no, f"field {text_field!r} has {len(text)} characters > "
+                                            f"tokenize.max_document_chars={max_chars}")
                 continue
             group, missing = [], None
             for key in group_by:

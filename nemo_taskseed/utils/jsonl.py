@@ -68,12 +68,16 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+def iter_jsonl(path: str | Path, *, max_bytes: int = 0) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """Each non-blank line as (line number, object, None), or (line number, None, why) when the
-    line is not a JSON object: for readers that reject bad lines and go on."""
+    line is not a JSON object or is longer than `max_bytes` (0: no limit): for readers that reject
+    bad lines and go on."""
     with Path(path).open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if not raw.strip():
+                continue
+            if max_bytes and len(raw) > max_bytes:
+                yield line_no, None, f"line of {len(raw)} bytes > limit {max_bytes}"
                 continue
             try:
                 row = json.loads(raw)
