@@ -1,7 +1,7 @@
 """Rule checks of filter.quality: what they catch, and what they leave alone on real benchmark rows.
 
-The false-positive side is measured on the real rows in ../shared/fixtures/hf (1,100 rows of
-GSM8K, ARC, CommonsenseQA, MMLU): every flag there must be a real defect of the row (two
+The false-positive side is measured on the real rows in ../shared/fixtures/hf (1,300 rows of
+GSM8K, ARC, CommonsenseQA, OpenBookQA, MMLU): every flag there must be a real defect of the row (two
 identical options, a false calculation), checked independently here. The pipeline side (planted
 flawed items among real rows, per-variant verdicts) is in test_filter_pipeline.py.
 """
@@ -29,6 +29,7 @@ REAL = [  # (dataset, config, split, converter, family, format)
     ("allenai/ai2_arc", "ARC-Easy", "train", mc_fields, "arc", "multiple_choice"),
     ("allenai/ai2_arc", "ARC-Easy", "test", mc_fields, "arc", "multiple_choice"),
     ("allenai/ai2_arc", "ARC-Challenge", "test", mc_fields, "arc", "multiple_choice"),
+    ("allenai/openbookqa", "main", "train", mc_fields, "openbookqa", "multiple_choice"),
     ("tau/commonsense_qa", "default", "train", mc_fields, "commonsense_qa", "multiple_choice"),
     ("tau/commonsense_qa", "default", "validation", mc_fields, "commonsense_qa", "multiple_choice"),
     ("cais/mmlu", "anatomy", "test", mc_fields, "mmlu", "multiple_choice"),
@@ -68,7 +69,7 @@ def test_item_rules_flag_only_real_defects_of_real_benchmark_rows(real_items):
                 assert abs(_python_value(lhs) - float(Fraction(rhs.replace("$", "").replace(",", "")))) > 0.01, calc
         else:
             pytest.fail(f"unexpected flag on a real benchmark row: {failure} ({item['question'][:80]})")
-    # Measured: 11 of 1,100 rows, all real defects: 8 CommonsenseQA rows list one option twice,
+    # Measured: 11 of 1,300 rows, all real defects: 8 CommonsenseQA rows list one option twice,
     # 3 GSM8K training solutions contain a false calculation (e.g. "6*2.5 = $18.00").
     assert len({id(item) for item, _ in flagged}) <= 0.015 * len(real_items)
     assert {f["check"] for _, f in flagged} == {"options_duplicate", "arithmetic_wrong"}

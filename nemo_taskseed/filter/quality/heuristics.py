@@ -102,13 +102,14 @@ class TextCheck:
     filter: Any
     skip_below_words: int = 0
     word_based: bool = True  # splits words on spaces: not applied to unspaced scripts
+    formats: tuple[str, ...] = ()  # only items of these formats (empty: all)
 
     @classmethod
     def from_config(cls, entry: Mapping[str, Any], where: str) -> TextCheck:
         entry = dict(entry)
-        unknown = set(entry) - {"filter", "fields", "params", "skip_below_words", "name"}
+        unknown = set(entry) - {"filter", "fields", "params", "skip_below_words", "name", "formats"}
         if unknown or "filter" not in entry or "fields" not in entry:
-            raise UserError(f"{where}: expected keys filter, fields[, params, skip_below_words, name]; "
+            raise UserError(f"{where}: expected keys filter, fields[, params, skip_below_words, name, formats]; "
                             f"got {sorted(entry)}")
         fields = tuple(entry["fields"])
         bad = [f for f in fields if f not in FIELDS]
@@ -122,9 +123,11 @@ class TextCheck:
         # Curator's word-based filters carry a `_word_splitter` (chosen by their `lang`).
         word_based = hasattr(instance, "_word_splitter") and str((entry.get("params") or {}).get("lang", "en")) not in ("zh", "ja")
         return cls(name=name, fields=fields, filter=instance, skip_below_words=int(entry.get("skip_below_words") or 0),
-                   word_based=word_based)
+                   word_based=word_based, formats=tuple(entry.get("formats") or ()))
 
     def failures(self, record: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        if self.formats and record.get("format") not in self.formats:
+            return
         for name in self.fields:
             for label, text in field_texts(record, name):
                 if self.word_based and _unspaced_script(text):
