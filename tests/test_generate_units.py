@@ -334,3 +334,25 @@ def test_bad_and_oversized_seed_lines_are_quarantined_with_file_and_line(tmp_pat
         (2, "unparseable_seed"), (4, "invalid_seed"), (5, "unparseable_seed"), (6, "seed_too_large")]
     assert all(r["file"] == "seeds.jsonl" for r in rejected)
     assert "generate.max_seed_bytes=262144" in rejected[-1]["detail"]
+
+
+def test_competition_math_seeds_show_and_ask_for_a_worked_solution(seeds):
+    """A MATH-style seed (solution in LaTeX ending in \\boxed{}) gets the competition-math
+    template: its whole solution is shown, and the new item comes with one."""
+    seed = dict(seeds["gsm8k"], family="hendrycks_math", task="hendrycks_math_algebra",
+                question="If $2x + 3 = 11$, what is the value of $x$?", answer_text="4",
+                references=["4"], raw={"problem": "If $2x + 3 = 11$, what is the value of $x$?",
+                                       "solution": "Subtracting 3 from both sides gives $2x = 8$, so $x = \\boxed{4}$."})
+    assert select_template_id(seed) == "competition_math"
+    template = load_templates()["competition_math"]
+    prompt = template.render(**seed_fields(seed, template, []))[-1]["content"]
+    assert "Subtracting 3 from both sides gives $2x = 8$, so $x = \\\\boxed{4}$." in prompt  # shown whole (JSON-escaped)
+    assert "\\boxed{...}" in prompt
+    reply = json.dumps({"question": "If $3y - 5 = 10$, what is the value of $y$?",
+                        "solution": "Adding 5 to both sides gives $3y = 15$, so $y = \\boxed{5}$.", "final_answer": "5"})
+    item = parse_item(template.output, reply, seed, 0)
+    assert item["answer_text"] == "5" and item["reference"].endswith("\\boxed{5}$.")
+    # The answer document is the worked solution; the filter's math check reads the boxed answer.
+    assert render_text(item, "answer", None).endswith("so $y = \\boxed{5}$.")
+    # A gsm8k seed keeps its word-problem template.
+    assert select_template_id(seeds["gsm8k"]) == "math_word_problem"

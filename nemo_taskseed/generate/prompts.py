@@ -81,18 +81,32 @@ def is_boolean_seed(seed: dict) -> bool:
 
 
 def math_solution(seed: dict) -> str | None:
-    """The worked solution of a math seed (gsm8k's `answer` with its `#### final` line), if any."""
+    """The worked solution of a math seed, if any: gsm8k's `answer` with its `#### final` line, or
+    a competition solution (MATH, minerva_math) that ends in `\\boxed{final}`."""
     raw = seed.get("raw") or {}
     for value in (raw.get("answer"), raw.get("solution"), raw.get("rationale"), seed.get("answer_text")):
-        if isinstance(value, str) and "####" in value:
+        if isinstance(value, str) and ("####" in value or "\\boxed{" in value):
             return value
     return None
 
 
+def is_competition_math(seed: dict) -> bool:
+    """A seed whose worked solution gives its answer as `\\boxed{...}` (MATH-style)."""
+    solution = math_solution(seed)
+    return bool(solution) and "\\boxed{" in solution and "####" not in solution
+
+
 def final_answer(seed: dict) -> str:
-    """The short final answer: gsm8k-style targets carry the whole solution before `#### answer`."""
+    """The short final answer: gsm8k-style targets carry the whole solution before `#### answer`;
+    a boxed solution carries it in its last `\\boxed{}`."""
+    from nemo_taskseed.registry.extractors import extract_boxed
+
     text = str(seed["answer_text"])
-    return text.split("####")[-1].strip() if "####" in text else text.strip()
+    if "####" in text:
+        return text.split("####")[-1].strip()
+    if "\\boxed{" in text:
+        return extract_boxed(text) or text.strip()
+    return text.strip()
 
 
 def _looks_numeric(text: str) -> bool:
@@ -118,6 +132,9 @@ def select_template_id(seed: dict, overrides: dict[str, str] | None = None) -> s
         return "multiple_choice_context" if seed.get("context") else "multiple_choice"
     if seed.get("context"):
         return "reading_comprehension"
+    if is_competition_math(seed):
+        # A worked LaTeX solution ending in \\boxed{}: shown whole, and asked for whole.
+        return "competition_math"
     if math_solution(seed) or (seed.get("kind") == "reasoning" and _looks_numeric(final_answer(seed))):
         return "math_word_problem"
     return "short_answer"
@@ -145,7 +162,7 @@ def seed_block(seed: dict, template_id: str) -> str:
     if seed["format"] == "multiple_choice":
         parts.append("Options:\n" + options_block(seed["options"]))
         parts.append(f"Answer: {LETTERS[seed['answer_index']]}. {seed['answer_text']}")
-    elif template_id == "math_word_problem":
+    elif template_id in ("math_word_problem", "competition_math"):
         solution = math_solution(seed)
         if solution:
             parts.append(f"Solution: {solution.split('####')[0].strip()}")
