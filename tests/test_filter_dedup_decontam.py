@@ -137,3 +137,23 @@ def test_fuzzy_dedup_agrees_with_datasketch_lsh(fixtures_hf, tmp_path):
         kept[item_id] = m
     assert {k: v[1] for k, v in ours.items()} == reference
     assert len(reference) >= 10  # most planted copies are near enough to be found
+
+
+def test_the_evidence_n_gram_is_the_same_in_every_run(tmp_path):
+    """Several n-grams of one benchmark row match: the one reported is the smallest, whatever the
+    process's string-hash seed (it used to follow set order: 33 of 48 reports differed between runs)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "evidence.py"
+    script.write_text(
+        "from nemo_taskseed.filter.decontam import BenchmarkRow, NgramIndex\n"
+        "index = NgramIndex(5, short_min_words=0)\n"
+        "text = 'the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat'\n"
+        "index.add(BenchmarkRow('b', 'test', 0), [text])\n"
+        "print(index.check([text]).ngram)\n")
+    seen = {subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           env={**__import__('os').environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+            for seed in range(6)}
+    words = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat".split()
+    assert seen == {min(" ".join(words[i:i + 5]) for i in range(len(words) - 4))}

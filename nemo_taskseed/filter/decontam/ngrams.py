@@ -69,7 +69,9 @@ class NgramIndex:
         grams = self._grams
         hits = set(filter(grams.__contains__, word_ngrams(words, self.n)))
         if hits:
-            first = min(hits, key=lambda g: grams[g])  # deterministic: the earliest indexed row
+            # Deterministic evidence: the earliest indexed row, then the smallest n-gram (a set's
+            # order follows string hashes, which differ between runs).
+            first = min(hits, key=lambda g: (grams[g], g))
             return NgramHit(self.rows[grams[first]], first, len(hits))
         if self.short_min and self._short and len(words) >= self.short_min:
             for i, head in enumerate(word_ngrams(words, self.short_min)):
