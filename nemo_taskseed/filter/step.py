@@ -70,19 +70,37 @@ def _task(shard: str, path: Path, fp: str, kind: str) -> DocumentBatch:
                          _metadata={"shard": shard, "fingerprint": fp, "kind": kind})
 
 
+def decontam_benchmarks(dc: dict[str, Any]) -> list[dict[str, Any]]:
+    """`benchmarks` plus `extra_benchmarks` (by name; an extra one replaces a same-named one)."""
+    merged = {str(b["name"]): dict(b) for b in dc.get("benchmarks") or []}
+    for b in dc.get("extra_benchmarks") or []:
+        merged[str(b["name"])] = dict(b)
+    return list(merged.values())
+
+
+def default_benchmarks_left_out(dc: dict[str, Any]) -> list[str]:
+    """Default benchmarks (configs/base/filter.yaml) this configuration does not check."""
+    from nemo_taskseed.config import base_config
+
+    defaults = [str(b["name"]) for b in to_container(base_config())["filter"]["decontam"]["benchmarks"]]
+    checked = {str(b["name"]) for b in decontam_benchmarks(dc)}
+    return [name for name in defaults if name not in checked]
+
+
 def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str, Any]]:
     """Build the benchmark index once (reused while its settings are unchanged); returns its pickle's
     path and its description (sizes, per-split coverage) for the contamination report."""
     from nemo_taskseed.filter.decontam import build_index
 
-    settings = {k: dc.get(k) for k in ("benchmarks", "source", "mirror", "include_paths", "ngram_size", "short_min_words")}
+    settings = {k: dc.get(k) for k in ("benchmarks", "extra_benchmarks", "source", "mirror", "include_paths",
+                                        "ngram_size", "short_min_words")}
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
     if pkl.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == fp:
             return str(pkl), info
-    built = build_index(dc["benchmarks"], source=dc["source"], mirror=dc.get("mirror"), ngram_size=int(dc["ngram_size"]),
+    built = build_index(decontam_benchmarks(dc), source=dc["source"], mirror=dc.get("mirror"), ngram_size=int(dc["ngram_size"]),
                         short_min_words=int(dc["short_min_words"]), include_paths=list(dc.get("include_paths") or []),
                         progress=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -394,6 +412,13 @@ def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> li
     if not fcfg["decontam"]["enabled"]:
         warnings.append("decontamination is off (filter.decontam.enabled=false)")
     else:
+        left_out = default_benchmarks_left_out(fcfg["decontam"])
+        if left_out:
+            # A list given in a config file or on the command line replaces the defaults (OmegaConf
+            # merges lists by replacing them): say which ones are no longer checked.
+            warnings.append(f"decontamination does not check {len(left_out)} of the default benchmarks "
+                            f"({', '.join(left_out)}): filter.decontam.benchmarks was replaced; add benchmarks "
+                            "with filter.decontam.extra_benchmarks to keep the defaults")
         coverage = contamination["coverage"]
         loaded = sum(1 for c in coverage if c.get("loaded"))
         if loaded < len(coverage):
