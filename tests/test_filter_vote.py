@@ -73,3 +73,30 @@ def test_verification_stage_records_votes_and_rejects_disagreement(backend, fixt
     assert math_ver["method"] == "math_vote"
     assert math_ver["target"] == gsm8k_fields(gsm[1])["answer_text"].replace(",", "")
     assert math_ver["agreement"] == sum(v == math_ver["target"] for v in math_ver["votes"]) / 2
+
+
+def test_a_panel_pools_votes_records_each_member_and_drops_what_is_too_easy(backend, fixtures_hf):
+    """Two panel members (the one engine here under two names: there is one model offline; the
+    pooling, the per-member records and the greedy too-easy rule are what is checked)."""
+    from nemo_curator.tasks import DocumentBatch
+
+    arc = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    seed = make_seed("arc", "arc_easy", mc_fields(arc[0]), 0)
+    records = [make_generated(seed, mc_fields(arc[i])) for i in (7, 8, 9, 10)]
+    stage = VerificationStage(vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
+                              panel_backends=[("judge-a", backend), ("judge-b", backend)], drop_too_easy=True)
+    df = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame(records))).to_pandas()
+    for row in df.itertuples():
+        ver = json.loads(row.annotations)["verification"]
+        assert ver["k"] == 4 and len(ver["votes"]) == 4  # 2 votes x 2 members, pooled
+        assert [m["model"] for m in ver["members"]] == ["judge-a", "judge-b"]
+        for i, member in enumerate(ver["members"]):
+            assert member["agreement"] == ver["votes"][2 * i:2 * i + 2].count(ver["target"]) / 2
+        assert ver["agreement"] == ver["votes"].count(ver["target"]) / 4
+        greedy = [g["answer"] for g in ver["greedy"]]
+        assert len(greedy) == 2 and greedy[0] == greedy[1]  # one model at temperature 0: the same answer
+        assert ver["too_easy"] == (greedy[0] == ver["target"])
+        if row.status == "kept":
+            assert not ver["too_easy"]
+        elif ver["too_easy"] and ver["agreement"] >= 0.5:
+            assert row.reason in ("multiple_choice_too_easy", "multiple_choice_vote_disagrees")

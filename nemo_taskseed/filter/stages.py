@@ -394,12 +394,19 @@ class VerificationStage(_FilterStage):
     backend_config: dict[str, Any] | None = None
     backend: Any = None
     keep_outputs: bool = False
+    # Several verifier models voting together (backend sections); empty: the one backend above.
+    panel: list[dict[str, Any]] = field(default_factory=list)
+    # Injected panel members [(name, backend)] (tests, notebooks); else built from `panel`.
+    panel_backends: list[tuple[str, Any]] | None = None
+    drop_too_easy: bool = False
 
     def __post_init__(self) -> None:
         from nemo_taskseed.llm.backends import engine_gpus
 
-        # In-process vLLM on a GPU node: each verification actor holds its engine's GPU(s).
-        self.resources = Resources(cpus=1.0, gpus=engine_gpus(self.backend_config))
+        # In-process vLLM on a GPU node: each verification actor holds its engine's (or its
+        # panel's engines') GPU(s).
+        gpus = sum(engine_gpus(c) for c in self.panel) if self.panel else engine_gpus(self.backend_config)
+        self.resources = Resources(cpus=1.0, gpus=gpus)
 
     def ray_stage_spec(self) -> dict[str, Any]:
         # An actor: the model (in-process vLLM) is built once per worker and kept.
@@ -416,10 +423,26 @@ class VerificationStage(_FilterStage):
             self._owns_backend = True
         return self.backend
 
+    def _members(self) -> list[tuple[str, Any]]:
+        """The verifiers: the panel's models, or the one backend."""
+        if self.panel_backends is not None:
+            return list(self.panel_backends)
+        if self.panel:
+            if not getattr(self, "_panel", None):
+                from nemo_taskseed.llm.backends import build_backend
+
+                self._panel = [(str(c.get("model") or f"member{i}"), build_backend(c)) for i, c in enumerate(self.panel)]
+            return self._panel
+        backend = self._backend()
+        return [(str(getattr(backend, "model", "verifier")), backend)]
+
     def teardown(self) -> None:
         if getattr(self, "_owns_backend", False) and self.backend is not None:
             self.backend.close()
             self.backend = None
+        for _, member in getattr(self, "_panel", None) or []:
+            member.close()
+        self._panel = []
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
         # Token usage and model time per shard, for the step's cost accounting.
@@ -435,7 +458,7 @@ class VerificationStage(_FilterStage):
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.verify import VoteSettings, run_code_tests, vote_generative, vote_multiple_choice
+        from nemo_taskseed.filter.verify import VoteSettings, panel_vote, run_code_tests
         from nemo_taskseed.registry import verifier_kind
 
         settings = VoteSettings.from_config(self.vote)
@@ -467,16 +490,15 @@ class VerificationStage(_FilterStage):
 
         for kind, idxs in groups.items():
             records = [json.loads(df.at[i, "record"]) for i in idxs]
-            if kind == "multiple_choice":
-                results = vote_multiple_choice(self._backend(), records, settings)
-            else:
-                results = vote_generative(self._backend(), records, kind, settings)
+            results = panel_vote(self._members(), records, kind, settings, too_easy=self.drop_too_easy)
             for rep, res in zip(idxs, results):
                 info = res.to_dict(keep_outputs=self.keep_outputs)
                 if res.target is None:
                     settle(rep, info, f"{kind}_no_reference_answer")
+                elif not res.passed:
+                    settle(rep, info, f"{kind}_vote_disagrees")
                 else:
-                    settle(rep, info, None if res.passed else f"{kind}_vote_disagrees")
+                    settle(rep, info, f"{kind}_too_easy" if res.too_easy else None)
 
 
 @dataclass

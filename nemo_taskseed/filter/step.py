@@ -287,7 +287,9 @@ def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, execut
     if vf["enabled"]:
         stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
                                         task_kinds=dict(task_kinds or {}), backend_config=backend_config, backend=backend,
-                                        keep_outputs=bool(vf.get("keep_outputs"))))
+                                        keep_outputs=bool(vf.get("keep_outputs")),
+                                        panel=[dict(m) for m in vf.get("panel") or []],
+                                        drop_too_easy=bool(vf.get("drop_too_easy"))))
         if fcfg["validate"]["enabled"]:
             # The records as written (with their `verification` annotation) are checked once more.
             stages.append(SchemaValidationStage(name="final_schema"))
@@ -405,6 +407,9 @@ def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> li
     warnings = []
     if not fcfg["verify"]["enabled"]:
         warnings.append("verification is off (filter.verify.enabled=false): answers were not checked")
+    elif not fcfg["verify"].get("backend") and not fcfg["verify"].get("panel"):
+        warnings.append("verification uses the generator's own model (filter.verify.backend and filter.verify.panel "
+                        "unset): the model grades its own items; give verification a model of its own")
     if not fcfg["quality"]["enabled"]:
         warnings.append("quality checks are off (filter.quality.enabled=false): text, item and explanation rules not applied")
     elif not fcfg["quality"]["explanation"]["enabled"]:

@@ -6,11 +6,12 @@ from nemo_taskseed.filter.verify.vote import (
     VoteSettings,
     choice_conversation,
     decide,
+    panel_vote,
     vote_generative,
     vote_multiple_choice,
 )
 
 __all__ = [
     "SandboxResult", "VoteResult", "VoteSettings", "choice_conversation", "decide",
-    "run_code_tests", "vote_generative", "vote_multiple_choice",
+    "panel_vote", "run_code_tests", "vote_generative", "vote_multiple_choice",
 ]

@@ -50,11 +50,18 @@ class VoteResult:
     agreement: float  # share of the k votes equal to the target
     passed: bool
     outputs: list[str] = field(default_factory=list, repr=False)
+    # Set by panel_vote: each member's own agreement, the greedy answers, the too-easy verdict.
+    members: list[dict[str, Any]] = field(default_factory=list)
+    greedy: list[dict[str, Any]] = field(default_factory=list)
+    too_easy: bool = False
 
     def to_dict(self, keep_outputs: bool = False) -> dict[str, Any]:
         d = asdict(self)
         if not keep_outputs:
             d.pop("outputs")
+        if not d["greedy"]:
+            d.pop("greedy")
+            d.pop("too_easy")
         return d
 
 
@@ -134,3 +141,42 @@ def vote_generative(
         majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
         results.append(VoteResult(f"{kind}_vote", settings.k, votes, target, majority, agreement, passed, list(outs)))
     return results
+
+
+def _vote(backend: Backend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings) -> list[VoteResult]:
+    if kind == "multiple_choice":
+        return vote_multiple_choice(backend, records, settings)
+    return vote_generative(backend, records, kind, settings)
+
+
+def panel_vote(
+    members: Sequence[tuple[str, Backend]], records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings,
+    *, too_easy: bool = False,
+) -> list[VoteResult]:
+    """Every member votes k times on every record; the votes are pooled (k x members, same rule),
+    and each member's own agreement is recorded. With `too_easy`, each member also answers once at
+    temperature 0; an item every member answers right that way teaches nothing and is marked
+    `too_easy` (as Nemotron's MCQ pipelines drop what every model gets right greedily).
+
+    One member (the usual setup) is a plain vote with `members` and `greedy` recorded."""
+    per_member = [(name, _vote(backend, records, kind, settings)) for name, backend in members]
+    greedy: list[tuple[str, list[VoteResult]]] = []
+    if too_easy:
+        once = VoteSettings(**{**asdict(settings), "k": 1, "temperature": 0.0, "top_p": 1.0})
+        greedy = [(name, _vote(backend, records, kind, once)) for name, backend in members]
+    pooled = []
+    k_total = settings.k * len(members)
+    for i in range(len(records)):
+        votes = [v for _, results in per_member for v in results[i].votes]
+        outputs = [o for _, results in per_member for o in results[i].outputs]
+        target = per_member[0][1][i].target
+        majority, agreement, passed = decide(votes, target, k_total, settings.threshold)
+        result = VoteResult(per_member[0][1][i].method, k_total, votes, target, majority, agreement, passed, outputs)
+        result.members = [{"model": name, "agreement": results[i].agreement, "majority": results[i].majority}
+                          for name, results in per_member]
+        if greedy:
+            answers = [results[i].votes[0] for _, results in greedy]
+            result.greedy = [{"model": name, "answer": a} for (name, _), a in zip(greedy, answers)]
+            result.too_easy = target is not None and all(a == target for a in answers)
+        pooled.append(result)
+    return pooled
