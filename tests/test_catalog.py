@@ -127,3 +127,18 @@ def test_every_subtask_gets_an_answer_check_by_rule(catalog):
     assert not any("salient_translation" in t for t in not_qa)
     counts = catalog.counts()["by_verifier"]
     assert sum(counts.values()) == len(catalog.eligible) and counts["math"] >= 150
+
+
+def test_unsuitable_sources_never_seed_by_default_and_say_why(catalog):
+    """Toxic statements as content, credentialed clinical data and no-derivatives licenses are
+    excluded by the default config, each with its reason."""
+    excluded = {r["task"]: r for r in catalog.excluded}
+    eligible = {r["task"] for r in catalog.eligible}
+    toxigen = [t for t in excluded if t.startswith("toxigen")]
+    assert toxigen and "hateful statements" in excluded[toxigen[0]]["reason"]
+    mimic = [t for t in excluded if t.startswith("mimic_repsum")]
+    assert mimic and "credentialed" in excluded[mimic[0]]["reason"]
+    kmmlu = [r for r in catalog.excluded if r["family"] == "kmmlu" and r["reason_code"] == "license"]
+    assert kmmlu and "forbids derivatives" in kmmlu[0]["reason"]
+    assert not any(t.startswith(("toxigen", "mimic_repsum")) for t in eligible)
+    assert not any(r["license"].startswith("cc-by-nd") for r in catalog.eligible)

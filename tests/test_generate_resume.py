@@ -11,32 +11,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
+from nemo_taskseed.llm.server import free_port, http_get, local_vllm_server
 from nemo_taskseed.pipeline.shards import read_part_records
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 2.0) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.read().decode()
-    except OSError:
-        return None
 
 
 SERVER_LOGS: dict[str, Path] = {}
@@ -54,32 +39,11 @@ def server(model_dir, tmp_path_factory):
     One sequence at a time (`--max-num-seqs 1`): with greedy decoding every reply is then a function
     of its prompt alone, whatever else is in flight, so runs with different concurrency (several
     Ray workers) can be compared byte for byte."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-             "--enforce-eager", "--max-num-seqs", "1", "--enable-log-requests"],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    SERVER_LOGS[base] = log
-    try:
-        deadline = time.monotonic() + 600  # a start-up bound on a busy 2-core machine, not a timing assertion
-        while _get(f"{base}/v1/models") is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vLLM server did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+    with local_vllm_server(str(model_dir), log, dtype="float32", max_model_len=1024, enforce_eager=True,
+                           extra_args=["--max-num-seqs", "1", "--enable-log-requests"]) as base:
+        SERVER_LOGS[base] = log
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _cli(seeds: Path, out: Path, base: str, model_dir, window: int = 1) -> list[str]:
@@ -126,7 +90,7 @@ PER_RUN = ("seconds", "backend", "requests", "shards", "outputs", "cost")
 def _wait_idle(base: str) -> None:
     """Wait until the server has no request in flight (the killed client's last one is aborted)."""
     for _ in range(300):
-        metrics = _get(f"{base}/metrics") or ""
+        metrics = http_get(f"{base}/metrics") or ""
         running = [line for line in metrics.splitlines()
                    if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting"))]
         if running and all(float(line.rsplit(" ", 1)[1]) == 0 for line in running):
@@ -261,7 +225,7 @@ def test_requests_go_to_the_live_endpoint_when_another_is_down(server, model_dir
     is answered by the other."""
     from nemo_taskseed.llm.backends import OpenAIBackend, OpenAISettings
 
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend(OpenAISettings(model=str(model_dir), base_url=[dead, f"{server}/v1"], max_concurrency=2,
                                            max_retries=1, backoff_s=0.05, timeout_s=60))
     try:

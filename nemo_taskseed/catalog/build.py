@@ -18,7 +18,7 @@ from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
 
-CATALOG_VERSION = 2  # 2: verifier kind per subtask, non-QA generation excluded
+CATALOG_VERSION = 3  # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -132,7 +132,10 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     kind_of = KindRules(catalog_cfg.get("kind") or {})
     licenses = LicenseTable(catalog_cfg.get("licenses") or {}, catalog_cfg.get("compatible_licenses") or [])
     overrides = dict(catalog_cfg.get("split_overrides") or {})
-    denylist = list(catalog_cfg.get("denylist") or [])
+    # Entries are {pattern, reason} or bare patterns.
+    denylist = [(str(d["pattern"]), str(d.get("reason") or "")) if isinstance(d, dict) else (str(d), "")
+                for d in catalog_cfg.get("denylist") or []]
+    deny_licenses = {str(x).lower() for x in catalog_cfg.get("deny_licenses") or []}
     eligible, excluded = [], []
     for name, yaml_path, cfg in tasks:
         family = _family(yaml_path, tasks_root)
@@ -141,9 +144,9 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         def exclude(code: str, reason: str) -> None:
             excluded.append({**base, "reason_code": code, "reason": reason})
 
-        denied = next((p for p in denylist if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(family, p)), None)
+        denied = next(((p, why) for p, why in denylist if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(family, p)), None)
         if denied:
-            exclude("denylist", f"matches denylist pattern {denied!r}")
+            exclude("denylist", f"matches denylist pattern {denied[0]!r}" + (f": {denied[1]}" if denied[1] else ""))
             continue
         if "class" in cfg:
             exclude("python_task", "Python-class task: no declarative templates to normalize with")
@@ -165,6 +168,10 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             continue
         key = DatasetKey.from_task_config(cfg)
         license_id = licenses(key.dataset_path)
+        if license_id.lower() in deny_licenses:
+            exclude("license", f"license {license_id!r} forbids derivatives (catalog.deny_licenses): synthetic items "
+                               "made from its rows would be derivatives")
+            continue
         if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
             exclude("license", f"license {license_id!r} is not in compatible_licenses")
             continue
