@@ -356,3 +356,25 @@ def test_competition_math_seeds_show_and_ask_for_a_worked_solution(seeds):
     assert render_text(item, "answer", None).endswith("so $y = \\boxed{5}$.")
     # A gsm8k seed keeps its word-problem template.
     assert select_template_id(seeds["gsm8k"]) == "math_word_problem"
+
+
+def test_an_item_not_in_its_seeds_language_is_named(seeds):
+    """CLD2 on seed and item: a Swahili seed answered in English is a mismatch; the same language,
+    or a text too short to tell, is not."""
+    from nemo_taskseed.generate.language import detect, language_mismatch
+
+    sw = {"question": "Juma ana machungwa kumi na mbili. Anampa dada yake machungwa matano na kula mawili. "
+                      "Je, amebakiwa na machungwa mangapi sasa?", "options": None}
+    en = {"question": "Juma has twelve oranges. He gives his sister five oranges and eats two of them. "
+                      "How many oranges does he have left now?", "options": None}
+    en2 = {"question": "A farmer has seven rows of apple trees with eight trees in each row. How many trees "
+                       "does the farmer have in all?", "options": None}
+    assert detect(sw["question"]) == "sw" and detect(en["question"]) == "en"
+    assert language_mismatch(sw, en) == "sw -> en"
+    assert language_mismatch(en, en2) is None
+    assert language_mismatch(sw, {"question": "How many?", "options": None}) is None  # too short to tell
+    # Every template asks for the seed's (or the question's) language.
+    from nemo_taskseed.generate.prompts import prompts_dir
+
+    for path in sorted(prompts_dir(None).glob("*.yaml")):
+        assert "same language as the example" in path.read_text() or "language of the question" in path.read_text(), path

@@ -36,6 +36,7 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.generate.language import language_mismatch
 from nemo_taskseed.generate.parsers import Rejected, is_copy, normalize, parse_enrichment, parse_item, reply_schema
 from nemo_taskseed.generate.prompts import enrich_fields, load_templates, seed_fields, select_template_id
 from nemo_taskseed.generate.render import render_text
@@ -65,6 +66,7 @@ class GenerationSettings:
     examples_per_prompt: int
     copy_similarity: float
     min_question_words: int
+    check_language: bool
     shards_per_call: int
 
     @classmethod
@@ -419,6 +421,10 @@ class SimilarQuestionStage(_BackendStage):
                 parsed = parse_item(template.output, raw, seed, index, min_question_words=gen.min_question_words)
                 if isinstance(parsed, Rejected):
                     rows.append((seed["id"], "rejected", _reject("generate", parsed.reason, parsed.detail, **lineage)))
+                    continue
+                mismatch = language_mismatch(seed, parsed) if gen.check_language else None
+                if mismatch:
+                    rows.append((seed["id"], "rejected", _reject("generate", "wrong_language", mismatch, **lineage)))
                     continue
                 if is_copy(parsed, seed, gen.copy_similarity) or any(is_copy(parsed, e, gen.copy_similarity) for e in examples):
                     rows.append((seed["id"], "rejected", _reject("generate", "copy_of_seed", "", **lineage)))
