@@ -161,3 +161,18 @@ def test_cap_samples_deterministically_and_stably():
 def test_capped_subtask(fixtures_hf, tmp_path):
     summary = run_stages_in_process(["gsm8k"], fixtures_hf, tmp_path, max_per_subtask=25)
     assert summary["per_task"]["gsm8k"]["kept"] == 25
+
+
+def test_a_question_that_repeats_its_context_is_separated_from_it():
+    """Dialogue tasks render the whole dialogue as the prompt: question != context afterwards."""
+    from nemo_taskseed.seeds.normalize import separate_question_from_context
+
+    dialogue = "A: Hi, I lost my keys.\nB: Where did you last see them?\nA: On the kitchen table, I think."
+    # The prompt is the dialogue itself: the last turn is the question, the turns before the context.
+    q, c = separate_question_from_context(dialogue, dialogue)
+    assert q == "A: On the kitchen table, I think." and c == dialogue.rsplit("\n", 1)[0] and q != c
+    # The prompt adds a question to the dialogue: that addition is the question.
+    q, c = separate_question_from_context(f"{dialogue}\nQuestion: What should B say next?\nAnswer:", dialogue)
+    assert q == "What should B say next?" and c == dialogue
+    # A question that does not repeat its context is left alone.
+    assert separate_question_from_context("Who wrote it?", "A passage.") == ("Who wrote it?", "A passage.")

@@ -22,6 +22,26 @@ _SCAFFOLD_HEAD = re.compile(r"^\s*(question|q|problem|query)\s*:\s*", re.IGNOREC
 _SCAFFOLD_TAIL = re.compile(r"\s*(answer|a|solution)\s*:\s*$", re.IGNORECASE)
 
 
+
+def separate_question_from_context(question: str, context: str | None) -> tuple[str, str | None]:
+    """A question that repeats its context (dialogue tasks whose prompt is the whole dialogue)
+    would be shown twice to the generator and teach nothing new. The question becomes what the
+    prompt adds to the context; when it adds nothing, the last line of the context (the turn to
+    respond to) is the question and the lines before it the context."""
+    if not context:
+        return question, context
+    if context in question:
+        rest = question.replace(context, " ").strip()
+        rest = _SCAFFOLD_TAIL.sub("", _SCAFFOLD_HEAD.sub("", rest)).strip()
+        if rest and any(ch.isalnum() for ch in rest):
+            return rest, context
+        question = context
+    if question.strip() == context.strip():
+        lines = [line for line in context.splitlines() if line.strip()]
+        if len(lines) >= 2:
+            return lines[-1].strip(), "\n".join(lines[:-1]).strip()
+    return question, context
+
 class NormalizeError(Exception):
     def __init__(self, code: str, reason: str, field: str | None = None):
         super().__init__(reason)
@@ -205,6 +225,7 @@ class LmEvalTemplates:
         if not question:
             raise NormalizeError("empty_question", "question is empty", "question")
         context = doc[c_field].strip() if c_field else None
+        question, context = separate_question_from_context(question, context)
 
         if self.is_multiple_choice:
             if not isinstance(choices, list) or len(choices) < 2:
