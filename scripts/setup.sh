@@ -30,7 +30,8 @@ make_env() {
 if ! command -v bwrap >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing bubblewrap (Debian package) for the code sandbox"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \
+      || echo "warning: could not install bubblewrap: code verification will refuse to run" >&2
   else
     echo "note: install bubblewrap (bwrap) for code verification: apt-get install bubblewrap" >&2
   fi

@@ -11,9 +11,15 @@ from test_filter_fixtures import fixture_rows, make_generated, make_seed, mbpp_f
 from nemo_taskseed.filter.records import records_to_frame
 from nemo_taskseed.filter.stages import VerificationStage, stage_counts
 from nemo_taskseed.filter.verify import decide, run_code_tests
+from nemo_taskseed.filter.verify.sandbox import bwrap_path
 from nemo_taskseed.registry import (
     extract_choice_letter, extract_math_answer, normalize_math_answer, normalize_short_answer, verifier_kind,
 )
+
+
+# Code runs only inside bubblewrap (scripts/setup.sh installs it); without it code verification
+# refuses to run, which tests/test_sandbox_probes.py checks.
+needs_bwrap = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +27,14 @@ def mbpp(fixtures_hf):
     return fixture_rows(fixtures_hf, "google-research-datasets/mbpp", "full", "train")
 
 
+@needs_bwrap
 def test_real_mbpp_solution_passes_its_tests(mbpp):
     row = mbpp[0]
     res = run_code_tests(row["code"], row["test_list"], timeout_s=10)
     assert res.status == "passed", res.stderr_tail
 
 
+@needs_bwrap
 def test_wrong_solution_fails_with_the_failing_test(mbpp):
     row = mbpp[1]
     # The real solution, with every test asserting the opposite of its first test.
@@ -35,12 +43,14 @@ def test_wrong_solution_fails_with_the_failing_test(mbpp):
     assert res.status == "failed" and res.failed_test == 0
 
 
+@needs_bwrap
 def test_endless_solution_times_out_and_is_killed(mbpp):
     code = mbpp[2]["code"] + "\nwhile True:\n    pass\n"
     res = run_code_tests(code, mbpp[2]["test_list"], timeout_s=2)
     assert res.status == "timeout"
 
 
+@needs_bwrap
 def test_exiting_early_is_not_a_pass(mbpp):
     row = mbpp[0]
     for escape in ("import sys; sys.exit(0)", "import os; os._exit(0)"):
@@ -48,6 +58,7 @@ def test_exiting_early_is_not_a_pass(mbpp):
         assert res.status == "error", escape
 
 
+@needs_bwrap
 def test_sandbox_blocks_network_and_caps_memory():
     net = run_code_tests(
         "import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=2)\n    return True",
@@ -57,6 +68,7 @@ def test_sandbox_blocks_network_and_caps_memory():
     assert mem.status == "error" and "MemoryError" in mem.stderr_tail
 
 
+@needs_bwrap
 def test_verification_stage_keeps_passing_code_and_rejects_failing(mbpp):
     seed = make_seed("mbpp", "mbpp", mbpp_fields(mbpp[0]), 0)
     good = make_generated(seed, mbpp_fields(mbpp[3]))
@@ -110,6 +122,7 @@ def test_vote_rule():
     assert decide(["7", "7"], None, 2, 0.5)[2] is False  # no reference: never passes
 
 
+@needs_bwrap
 def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixtures_hf, tmp_path):
     """Verification inside the step (code items need no model), then the final schema check."""
     from test_filter_fixtures import write_jsonl

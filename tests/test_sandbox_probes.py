@@ -15,11 +15,12 @@ import pytest
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.verify.sandbox import bwrap_path, run_code_tests, split_test
 
-pytestmark = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed (scripts/setup.sh installs it)")
+needs_bwrap = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed (scripts/setup.sh installs it)")
 
 WRONG = "def f(x):\n    return 1\n"  # the tests below expect f(1) == 2
 
 
+@needs_bwrap
 def test_the_verdict_cannot_be_forged_from_inside():
     forgeries = {
         # Report lines written to every open descriptor, guessing a "true" value.
@@ -46,6 +47,7 @@ def test_the_verdict_cannot_be_forged_from_inside():
     assert run_code_tests("def f(x):\n    return 2\n", ["assert f(1) == 2"], timeout_s=10).passed
 
 
+@needs_bwrap
 def test_code_cannot_write_or_read_host_files(tmp_path):
     host_file = tmp_path / "host.txt"
     host_file.write_text("original\n")
@@ -73,6 +75,7 @@ def _alive(marker: str) -> list[str]:
     return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
 
 
+@needs_bwrap
 def test_no_process_outlives_the_check_or_stretches_its_timeout():
     daemon = (
         "import os, time\n"
@@ -101,6 +104,7 @@ def test_no_process_outlives_the_check_or_stretches_its_timeout():
     assert _alive("sleep 62.3456") == []
 
 
+@needs_bwrap
 def test_no_network_and_no_host_unix_socket(tmp_path):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
