@@ -429,8 +429,6 @@ class VerificationStage(_FilterStage):
             return list(self.panel_backends)
         if self.panel:
             if not getattr(self, "_panel", None):
-                from nemo_taskseed.llm.backends import build_backend
-
                 self._panel = [(str(c.get("model") or f"member{i}"), build_backend(c)) for i, c in enumerate(self.panel)]
             return self._panel
         backend = self._backend()
@@ -478,7 +476,7 @@ class VerificationStage(_FilterStage):
                     reject(df, idx, self.name, reason, info)
 
         for rep in groups.pop("code", []):
-            rec = json.loads(df.at[rep, "record"])
+            rec = records[df.index.get_loc(rep)]
             code, tests = rec.get("reference"), rec.get("tests") or []
             if not code or not tests:
                 settle(rep, {"method": "code_tests", "status": "missing"}, "code_missing_solution_or_tests")
@@ -489,8 +487,8 @@ class VerificationStage(_FilterStage):
             settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
         for kind, idxs in groups.items():
-            records = [json.loads(df.at[i, "record"]) for i in idxs]
-            results = panel_vote(self._members(), records, kind, settings, too_easy=self.drop_too_easy)
+            batch = [records[df.index.get_loc(i)] for i in idxs]
+            results = panel_vote(self._members(), batch, kind, settings, too_easy=self.drop_too_easy)
             for rep, res in zip(idxs, results):
                 info = res.to_dict(keep_outputs=self.keep_outputs)
                 if res.target is None:

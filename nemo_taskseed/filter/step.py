@@ -174,24 +174,25 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     planned = {s for s, _ in gen} | {s for s, _ in seeds}
     shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
                                           ("dedup", ".bands.npy"), ("drops", ".jsonl")))
+    on = checks_run(fcfg)  # the one place that decides which checks run (the summary says the same)
+    families = dict(fcfg["verify"].get("families") or {})
     stages: list = [ReadFilterShardStage(max_record_bytes=int(fcfg["validate"].get("max_record_bytes") or 0))]
-    if fcfg["validate"]["enabled"]:
+    if on["schema"]:
         stages.append(SchemaValidationStage())
     quality = fcfg["quality"]
-    if quality["enabled"]:
+    if on["text_quality"]:
         from nemo_taskseed.filter.quality import build_checks
 
         build_checks(quality["checks"])  # a bad filter name or parameter fails here, before any shard runs
         if quality["enrichment_failure"] not in ("strip", "drop"):
             raise UserError(f"filter.quality.enrichment_failure: expected strip or drop, got {quality['enrichment_failure']!r}")
         stages.append(TextQualityStage(checks=list(quality["checks"]), enrichment_failure=quality["enrichment_failure"]))
-        stages.append(ItemRulesStage(families=dict(fcfg["verify"].get("families") or {}), task_kinds=dict(task_kinds or {})))
-        if quality["explanation"]["enabled"]:
-            stages.append(ExplanationStage(settings=dict(quality["explanation"]),
-                                           families=dict(fcfg["verify"].get("families") or {}),
-                                           task_kinds=dict(task_kinds or {}),
-                                           enrichment_failure=quality["enrichment_failure"]))
-    if dc["enabled"]:
+    if on["item_rules"]:
+        stages.append(ItemRulesStage(families=families, task_kinds=dict(task_kinds or {})))
+    if on["explanation"]:
+        stages.append(ExplanationStage(settings=dict(quality["explanation"]), families=families,
+                                       task_kinds=dict(task_kinds or {}), enrichment_failure=quality["enrichment_failure"]))
+    if on["decontam"]:
         stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
                                            seed_fields=list(dc["seed_fields"])))
     if cpu_dedup:
@@ -283,16 +284,17 @@ def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, execut
             tasks.append(DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}),
                                        _metadata={"shard": shard, "fingerprint": fp}))
     shards.remove_unplanned(out_dir, {s for s, _ in gen}, ("curated", "rejected"))
+    on = checks_run(fcfg)
     stages: list = [ApplyDropsStage(work_dir=str(work))]
-    if vf["enabled"]:
+    if on["verify"]:
         stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
                                         task_kinds=dict(task_kinds or {}), backend_config=backend_config, backend=backend,
                                         keep_outputs=bool(vf.get("keep_outputs")),
                                         panel=[dict(m) for m in vf.get("panel") or []],
                                         drop_too_easy=bool(vf.get("drop_too_easy"))))
-        if fcfg["validate"]["enabled"]:
-            # The records as written (with their `verification` annotation) are checked once more.
-            stages.append(SchemaValidationStage(name="final_schema"))
+    if on["final_schema"]:
+        # The records as written (with their `verification` annotation) are checked once more.
+        stages.append(SchemaValidationStage(name="final_schema"))
     stages.append(CuratedShardWriterStage(out_dir=str(out_dir)))
     verify_executor = vf.get("executor", "inline")
     if verify_executor == "inherit" or not vf["enabled"]:
