@@ -51,12 +51,13 @@ def published_files(step_dir: str | Path, kind: str) -> list[Path] | None:
                             "failed, or is still running), so its files are not a complete set. Rerun that step.")
         return None
     try:
-        listed = json.loads(summary.read_text()).get("files")
+        published = json.loads(summary.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{summary}: unreadable ({exc}); rerun the step that writes it") from exc
+    listed = published.get("files")
     if listed is None:
         return None  # written before summaries listed their files
-    stale_inputs(step_dir)
+    _refuse_stale_inputs(step_dir, published.get("inputs") or {})
     out = []
     for rel, entry in sorted(listed.items()):
         if not rel.startswith(f"{kind}/part-"):
@@ -106,10 +107,9 @@ def input_record(in_dir: str | Path | None) -> dict[str, Any]:
     return {str(path): _set_digest(path)}
 
 
-def stale_inputs(step_dir: str | Path) -> None:
-    """Refuse a set made from inputs that have changed since (the producing step ran again)."""
-    summary = Path(step_dir) / SUMMARY
-    recorded = json.loads(summary.read_text()).get("inputs") or {}
+def _refuse_stale_inputs(step_dir: str | Path, recorded: dict[str, Any]) -> None:
+    """Refuse a set made from inputs that have changed since (the producing step ran again).
+    `recorded`: the `inputs` of the set's summary."""
     for path, digest in recorded.items():
         now = _set_digest(Path(path)) if Path(path).is_file() else None
         if now != digest:
