@@ -61,17 +61,18 @@ def unknown_keys(base: Any, user: Any, prefix: str = "") -> list[tuple[str, list
     return out
 
 
-def known_keys() -> DictConfig:
-    """Every key a config may set: the stage defaults plus what the training presets
-    (`configs/recipes/*.yaml`, layered between the defaults and the user's file) define."""
+def known_keys(base: DictConfig | None = None) -> dict[str, Any]:
+    """Every key a config may set: the stage defaults (`base`, read if not given) plus what the
+    training presets (`configs/recipes/*.yaml`, layered between the defaults and the user's file)
+    define, as a plain dict."""
     presets = [OmegaConf.load(f) for f in sorted((repo_configs_dir() / "recipes").glob("*.yaml"))]
-    return OmegaConf.merge(base_config(), *presets)
+    return OmegaConf.to_container(OmegaConf.merge(base if base is not None else base_config(), *presets))
 
 
-def _check_known(user: DictConfig, where: str) -> None:
+def _check_known(known: dict[str, Any], user: DictConfig, where: str) -> None:
     import difflib
 
-    unknown = unknown_keys(OmegaConf.to_container(known_keys()), OmegaConf.to_container(user))
+    unknown = unknown_keys(known, OmegaConf.to_container(user))
     if unknown:
         lines = []
         for path, siblings in unknown:
@@ -87,6 +88,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     A user file only names what it changes (see `configs/default.yaml`).
     """
     cfg = base_config()
+    # Built from the defaults just read, only when there is something to check against it.
+    known = known_keys(cfg) if path is not None or overrides else {}
     if path is not None:
         user_path = resolve_config_path(path)
         try:
@@ -94,7 +97,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             cfg = OmegaConf.merge(cfg, user)
         except Exception as exc:  # OmegaConf raises several types; all mean "this file is bad"
             raise ConfigError(f"{user_path}: {exc}") from exc
-        _check_known(user, str(user_path))
+        _check_known(known, user, str(user_path))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
@@ -104,7 +107,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             cfg = OmegaConf.merge(cfg, dotlist)
         except Exception as exc:
             raise ConfigError(f"bad override {overrides}: {exc}") from exc
-        _check_known(dotlist, "override")
+        _check_known(known, dotlist, "override")
     return cfg
 
 
