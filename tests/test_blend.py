@@ -288,7 +288,7 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
     from nemo_taskseed.cli import main
 
     root = tokenized_world
-    sets = ["-s", "blend.total_tokens=2000000", "-s", "blend.seq_length=256", "-s", "blend.max_epochs=200"]
+    sets = ["blend.total_tokens=2000000", "blend.seq_length=256", "blend.max_epochs=200"]
     assert main(["blend", "plan", "--manifest", str(root / "tok"), "--out", str(tmp_path / "plan"),
                  "--existing", str(root / "existing.yaml"), "--synthetic-share", "0.25", *sets]) == 0
     assert main(["blend", "verify", str(tmp_path / "plan"), "--build", "never"]) == 0
@@ -308,7 +308,7 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
     capsys.readouterr()
     # An impossible plan is a user error (exit 2) that names the group.
     assert main(["blend", "plan", "--manifest", str(root / "tok"), "--out", str(tmp_path / "bad"),
-                 "--synthetic-share", "1", "-s", "blend.total_tokens=100000000000"]) == 2
+                 "--synthetic-share", "1", "blend.total_tokens=100000000000"]) == 2
     assert "caps cannot fill the budget" in capsys.readouterr().err
 
     cfg = _cfg(root, "blend.verify.build=never")

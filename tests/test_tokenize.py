@@ -218,7 +218,7 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
 
     src = write_jsonl(tmp_path / "curated.jsonl", documents[:20])
     assert main(["tokenize", str(src), "--out", str(tmp_path / "out"), "--tokenizer", str(model_dir),
-                 "--set", "tokenize.progress=false"]) == 0
+                 "tokenize.progress=false"]) == 0
     assert main(["tokenize", "verify", str(tmp_path / "out")]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["tokenize", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2"),
@@ -228,7 +228,7 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
     with open(tmp_path / "curated.jsonl", "a") as handle:
         handle.write('{"family": "x"}\n')
     assert main(["tokenize", "--in", str(tmp_path), "--out", str(tmp_path / "o3"), "--tokenizer", str(model_dir),
-                 "-s", "tokenize.progress=false", "-s", "tokenize.fail_on_rejects=true"]) == 1
+                 "tokenize.progress=false", "tokenize.fail_on_rejects=true"]) == 1
     assert "rejected" in capsys.readouterr().err
     assert (tmp_path / "o3" / "rejects.jsonl").read_text().count("missing field 'text'") == 1
 

@@ -1,19 +1,21 @@
 """`taskseed`: one thin CLI; each subcommand lives in its own module here and calls library code.
 
-Modules listed in `SUBCOMMANDS` define `register(subparsers)`; a module not written yet is skipped,
-so stages land one at a time without touching this file.
+Modules listed in `SUBCOMMANDS` define `register(subparsers)`. The list is in pipeline order (`run`
+first, which runs the stages after it), because `taskseed --help` lists subcommands in the order they
+are registered. Every subcommand takes config overrides as positional `key=value` words.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 SUBCOMMANDS = [
-    "catalog", "seeds", "demo", "run", "model", "generate", "filter",
-    "tokenize", "blend", "launch", "evaluate", "report", "estimate",
+    "run",                                                                  # the whole pipeline
+    "catalog", "seeds", "generate", "filter", "tokenize", "blend",          # its steps, in order
+    "launch", "evaluate", "report",                                         # training and its evaluation
+    "estimate", "model", "demo",                                            # tools
 ]
 
 
@@ -22,12 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taskseed",
         description="Task-seeded synthetic Q&A: lm-eval training splits -> enriched pretraining data -> NeMo.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from nemo_taskseed.cli._overrides import OverridesParser
+
+    # key=value overrides may follow the options too (argparse alone takes them only as one group).
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=OverridesParser)
     for name in SUBCOMMANDS:
-        module_name = f"nemo_taskseed.cli.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).register(subparsers)
+        importlib.import_module(f"nemo_taskseed.cli.{name}").register(subparsers)
     return parser
 
 

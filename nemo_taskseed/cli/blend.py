@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nemo_taskseed.cli._overrides import add_deprecated_set, check_overrides, take_deprecated_sets
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("blend", help="plan and verify the blend of synthetic and pretraining data")
@@ -12,6 +14,8 @@ def register(subparsers) -> None:
 
     plan = sub.add_parser(
         "plan", help="plan the token budget and write plan.json, data args, Bridge/NeMo 2 blocks, table, PNG")
+    plan.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                      help="config overrides, e.g. blend.group_quotas.reasoning=0.5 blend.max_epochs=8")
     plan.add_argument("--manifest", default=None, help="tokenize output folder (or its manifest.json)")
     plan.add_argument("--out", required=True, help="folder for plan.json and the other artifacts")
     plan.add_argument("--existing", default=None,
@@ -24,6 +28,8 @@ def register(subparsers) -> None:
     verify = sub.add_parser(
         "verify", help="realized token shares per dataset from megatron-core (blending indices + a real build)")
     verify.add_argument("plan", help="plan.json or the folder holding it")
+    verify.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. blend.verify.tolerance_absolute=0.001")
     verify.add_argument("--build", choices=["always", "never", "auto"], default=None,
                         help="always (default): a real BlendedMegatronDatasetBuilder build, a missing prefix is an "
                              "error; never: the blending indices only (auto: old name of always)")
@@ -34,8 +40,11 @@ def register(subparsers) -> None:
 
 def _common(parser) -> None:
     parser.add_argument("--config", default=None, help="config file (defaults: configs/base/blend.yaml)")
-    parser.add_argument("-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable, e.g. -s blend.group_quotas.reasoning=0.5")
+    add_deprecated_set(parser)
+
+
+def _overrides(args) -> list[str]:
+    return check_overrides(args.overrides) + take_deprecated_sets(f"blend {args.blend_command}", args.sets)
 
 
 def _plan(args) -> int:
@@ -45,7 +54,7 @@ def _plan(args) -> int:
     from nemo_taskseed.blend.planner import plan_from_config, write_plan
     from nemo_taskseed.config import load_config
 
-    cfg = load_config(args.config, args.sets)
+    cfg = load_config(args.config, _overrides(args))
     section = cfg.blend
     if args.existing is not None:
         section.existing = args.existing
@@ -74,7 +83,7 @@ def _verify(args) -> int:
     from nemo_taskseed.blend.verify import failures
     from nemo_taskseed.config import load_config
 
-    cfg = load_config(args.config, args.sets)
+    cfg = load_config(args.config, _overrides(args))
     if args.build:
         cfg.blend.verify.build = args.build
     plan, plan_path = read_plan(args.plan)

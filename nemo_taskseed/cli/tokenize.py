@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from nemo_taskseed.cli._overrides import add_deprecated_set, take_deprecated_sets
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -25,8 +27,7 @@ def register(subparsers) -> None:
                              "inherit means inline here)")
     parser.add_argument("--no-merge", action="store_true",
                         help="list the per-shard prefixes in the manifest instead of merging them (tokenize.merge=false)")
-    parser.add_argument("-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable (key=value words among the inputs work too)")
+    add_deprecated_set(parser)
     parser.set_defaults(func=_run)
 
 
@@ -42,7 +43,7 @@ def _run(args) -> int:
     from nemo_taskseed.errors import UserError
 
     inputs, overrides = _split_overrides(list(args.inputs))
-    overrides += args.sets
+    overrides += take_deprecated_sets("tokenize", args.sets)
     if args.executor:
         overrides.append(f"tokenize.executor={args.executor}")
     if args.no_merge:
