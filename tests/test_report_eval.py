@@ -8,7 +8,7 @@ import pytest
 
 from nemo_taskseed.cli import main
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.report.eval_report import deltas, score_table
+from nemo_taskseed.evaluate.report import deltas, score_table
 
 
 def row(step, bench, group, value, *, label=None, evaluated_at="2026-01-01T00:00:00+00:00"):

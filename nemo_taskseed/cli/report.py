@@ -13,7 +13,7 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from nemo_taskseed.report.eval_report import build_report
+    from nemo_taskseed.evaluate.report import build_report
 
     paths = build_report(args.results, args.out, baseline_step=args.baseline_step, data_inputs=args.data)
     print((paths["markdown"]).read_text())

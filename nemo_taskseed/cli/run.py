@@ -12,7 +12,7 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     from nemo_taskseed.config import load_config
-    from nemo_taskseed.pipeline.run import run_pipeline
+    from nemo_taskseed.run import run_pipeline
 
     run_pipeline(load_config(args.config, args.overrides))
     return 0

@@ -1,1 +1,4 @@
-"""Pipeline assembly: executors for Curator pipelines and the `taskseed run` step sequence."""
+"""Infrastructure every stage shares: Curator executors, shards, output locks, published sets, the reaper.
+
+The step sequence of `taskseed run` sits above the stages, in `nemo_taskseed/run.py`.
+"""
