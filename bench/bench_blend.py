@@ -122,30 +122,33 @@ def main() -> int:
         child(*args.child)
         return 0
 
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-blend-"))
     try:
-        plans = make_plans(tmp, args.tokens, args.build_tokens)
-        print(f"{'budget':>7} {'samples':>11} {'method':<44} {'seconds':>8} {'peak MB':>8} "
-              f"{'x base s':>8} {'x base MB':>9} {'process s':>9}")
-        rows = []
-        for tokens in args.tokens:
-            base = measure("baseline", plans[("indices", tokens)])
-            ours = measure("verify", plans[("indices", tokens)])
-            for name, r in (("megatron build_blending_indices [baseline]", base),
-                            ("taskseed blend verify (indices, 5 datasets)", ours)):
-                print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {name:<44} {r['seconds']:>8.2f} "
-                      f"{r['peak_mb']:>8.0f} {r['seconds'] / base['seconds']:>8.2f} "
-                      f"{r['peak_mb'] / base['peak_mb']:>9.2f} {r['process_seconds']:>9.1f}")
-            rows.append((tokens, ours))
-        for tokens in args.build_tokens:
-            r = measure("build", plans[("build", tokens)])
-            print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {'taskseed verify, real GPTDataset build':<44} "
-                  f"{r['seconds']:>8.2f} {r['peak_mb']:>8.0f} {'':>8} {'':>9} {r['process_seconds']:>9.1f}")
-        for tokens, ours in rows:
-            if tokens >= 1e11:
-                fine = ours["process_seconds"] < 60 and ours["peak_mb"] < 4096
-                print(f"\n100B check (whole process, imports included): {ours['process_seconds']:.1f} s < 60 s and "
-                      f"{ours['peak_mb']:.0f} MB < 4096 MB: {'PASS' if fine else 'FAIL'}; shares ok: {ours['ok']}")
+        with publish_output("blend"):
+            plans = make_plans(tmp, args.tokens, args.build_tokens)
+            print(f"{'budget':>7} {'samples':>11} {'method':<44} {'seconds':>8} {'peak MB':>8} "
+                  f"{'x base s':>8} {'x base MB':>9} {'process s':>9}")
+            rows = []
+            for tokens in args.tokens:
+                base = measure("baseline", plans[("indices", tokens)])
+                ours = measure("verify", plans[("indices", tokens)])
+                for name, r in (("megatron build_blending_indices [baseline]", base),
+                                ("taskseed blend verify (indices, 5 datasets)", ours)):
+                    print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {name:<44} {r['seconds']:>8.2f} "
+                          f"{r['peak_mb']:>8.0f} {r['seconds'] / base['seconds']:>8.2f} "
+                          f"{r['peak_mb'] / base['peak_mb']:>9.2f} {r['process_seconds']:>9.1f}")
+                rows.append((tokens, ours))
+            for tokens in args.build_tokens:
+                r = measure("build", plans[("build", tokens)])
+                print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {'taskseed verify, real GPTDataset build':<44} "
+                      f"{r['seconds']:>8.2f} {r['peak_mb']:>8.0f} {'':>8} {'':>9} {r['process_seconds']:>9.1f}")
+            for tokens, ours in rows:
+                if tokens >= 1e11:
+                    fine = ours["process_seconds"] < 60 and ours["peak_mb"] < 4096
+                    print(f"\n100B check (whole process, imports included): {ours['process_seconds']:.1f} s < 60 s and "
+                          f"{ours['peak_mb']:.0f} MB < 4096 MB: {'PASS' if fine else 'FAIL'}; shares ok: {ours['ok']}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -121,25 +121,28 @@ def main() -> None:
 
     import nemo_taskseed.filter.dedup  # noqa: F401
 
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
+
     vocab = vocabulary(args.fixtures)
-    rows = []
-    for n in args.sizes:
-        texts = synthetic_items(n, vocab)
-        t_ours, d_ours = run_ours(texts, args.threshold, args.num_perm, args.ngram)
-        t_base, d_base = run_baseline(texts, args.threshold, args.num_perm, args.ngram)
-        rows.append({"records": n, "ours_s": round(t_ours, 2), "ours_rps": round(n / t_ours), "ours_dropped": d_ours,
-                     "baseline_s": round(t_base, 2), "baseline_rps": round(n / t_base), "baseline_dropped": d_base,
-                     "speedup": round(t_base / t_ours, 2)})
-        r = rows[-1]
-        print(f"{n:>8} records  ours {r['ours_s']:>8.2f}s {r['ours_rps']:>7}/s dropped {d_ours:>6}   "
-              f"datasketch-direct {r['baseline_s']:>8.2f}s {r['baseline_rps']:>7}/s dropped {d_base:>6}   "
-              f"speedup x{r['speedup']}", flush=True)
-    if len(rows) >= 2:
-        a, b = rows[0], rows[-1]
-        scale = b["records"] / a["records"]
-        print(f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
-              f"baseline x{b['baseline_s'] / a['baseline_s']:.2f} time (linear = x{scale:g})")
-    print(f"vocabulary {len(vocab)} words; threshold {args.threshold}, num_perm {args.num_perm}, word {args.ngram}-grams")
+    with publish_output("dedup"):
+        rows = []
+        for n in args.sizes:
+            texts = synthetic_items(n, vocab)
+            t_ours, d_ours = run_ours(texts, args.threshold, args.num_perm, args.ngram)
+            t_base, d_base = run_baseline(texts, args.threshold, args.num_perm, args.ngram)
+            rows.append({"records": n, "ours_s": round(t_ours, 2), "ours_rps": round(n / t_ours), "ours_dropped": d_ours,
+                         "baseline_s": round(t_base, 2), "baseline_rps": round(n / t_base), "baseline_dropped": d_base,
+                         "speedup": round(t_base / t_ours, 2)})
+            r = rows[-1]
+            print(f"{n:>8} records  ours {r['ours_s']:>8.2f}s {r['ours_rps']:>7}/s dropped {d_ours:>6}   "
+                  f"datasketch-direct {r['baseline_s']:>8.2f}s {r['baseline_rps']:>7}/s dropped {d_base:>6}   "
+                  f"speedup x{r['speedup']}", flush=True)
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            scale = b["records"] / a["records"]
+            print(f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
+                  f"baseline x{b['baseline_s'] / a['baseline_s']:.2f} time (linear = x{scale:g})")
+        print(f"vocabulary {len(vocab)} words; threshold {args.threshold}, num_perm {args.num_perm}, word {args.ngram}-grams")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

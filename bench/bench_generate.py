@@ -449,52 +449,55 @@ def main() -> None:
         openai = measure_openai(overrides, model, engine, tasks, max(1, args.repeats // 2), gpu)
 
     # ----------------------------------------------------------------- final table + verdicts
+    from _results import publish_output  # bench/_results.py: the table below also goes into docs/benchmarks.md
+
     on = results["on"]
     off = results.get("off")
     gpus = int(engine.get("tensor_parallel_size") or 1) if gpu else 0
     print()
-    print(f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
-          f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
-          f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
-          f"medians of {args.repeats} round(s) per side ===")
-    if n_note:
-        print(f"NOTE: {n_note}")
-    head = f"{'':<30}{'bare tok/s':>11}{'stage tok/s':>12}{'ratio':>8}{'bare s':>8}{'stage s':>8}{'tokens':>8}   per-round"
-    print(head)
-    print("-" * len(head))
-    for res, name in ((on, "structured outputs ON (dflt)"), (off, "structured outputs OFF")):
-        if res is None:
-            continue
-        print(f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
-              f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
-              + " ".join(f"{x:.3f}" for x in res["ratios"]))
-    if off is not None:
-        print(f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
-              f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding")
-    if openai is not None:
-        print(f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
-              f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
-              f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
-              f"timeout_s={openai['timeout_s']}")
-    if gpu:
-        per_gpu = on["stage_tok_s"] / max(gpus, 1)
-        print(f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
-              f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)")
-    for res, name in ((on, "ON"), (off, "OFF")):
-        if res is not None:
-            print(f"structured {name}: stage wall split (medians, s): "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
-                  + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}")
-    print(f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
-          f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
-          f"every in-process round")
-    print()
-    for res, name in ((on, "stage/bare, structured outputs ON (default)"), (off, "stage/bare, structured outputs OFF")):
-        if res is None:
-            continue
-        ok = res["ratio"] >= GOAL
-        print(f"goal {name}: ratio {res['ratio']:.3f} {'>=' if ok else '<'} {GOAL}: {'PASS' if ok else 'FAIL'}")
-    print(f"total wall: {time.perf_counter() - wall0:.0f}s")
+    with publish_output("generate"):
+        print(f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
+              f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
+              f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
+              f"medians of {args.repeats} round(s) per side ===")
+        if n_note:
+            print(f"NOTE: {n_note}")
+        head = f"{'':<30}{'bare tok/s':>11}{'stage tok/s':>12}{'ratio':>8}{'bare s':>8}{'stage s':>8}{'tokens':>8}   per-round"
+        print(head)
+        print("-" * len(head))
+        for res, name in ((on, "structured outputs ON (dflt)"), (off, "structured outputs OFF")):
+            if res is None:
+                continue
+            print(f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
+                  f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
+                  + " ".join(f"{x:.3f}" for x in res["ratios"]))
+        if off is not None:
+            print(f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
+                  f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding")
+        if openai is not None:
+            print(f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
+                  f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
+                  f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
+                  f"timeout_s={openai['timeout_s']}")
+        if gpu:
+            per_gpu = on["stage_tok_s"] / max(gpus, 1)
+            print(f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
+                  f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)")
+        for res, name in ((on, "ON"), (off, "OFF")):
+            if res is not None:
+                print(f"structured {name}: stage wall split (medians, s): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
+                      + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}")
+        print(f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
+              f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
+              f"every in-process round")
+        print()
+        for res, name in ((on, "stage/bare, structured outputs ON (default)"), (off, "stage/bare, structured outputs OFF")):
+            if res is None:
+                continue
+            ok = res["ratio"] >= GOAL
+            print(f"goal {name}: ratio {res['ratio']:.3f} {'>=' if ok else '<'} {GOAL}: {'PASS' if ok else 'FAIL'}")
+        print(f"total wall: {time.perf_counter() - wall0:.0f}s")
 
 
 if __name__ == "__main__":  # vLLM spawns workers: building the engine must not run on import

@@ -546,7 +546,7 @@ def tokenize_executor_args(executor: str) -> tuple[list[str], str]:
                                            text=True, cwd=REPO).stdout
     if "--executor" in _HELP["tokenize"]:
         return ["--executor", executor], "--executor"
-    return ["-s", f"tokenize.executor={executor}"], "tokenize.executor= (the CLI has no --executor)"
+    return [f"tokenize.executor={executor}"], "tokenize.executor= (the CLI has no --executor)"
 
 
 # ---------------------------------------------------------------------------------------- bench
@@ -699,6 +699,12 @@ def main() -> int:
 
     report = build_report(results, sizes, configs, args.steps)
     print(report["text"])
+    if return_code == 0:  # a complete run replaces the recorded one in docs/benchmarks.md
+        from _results import update_docs  # bench/_results.py (bench/ is on sys.path when run as a script)
+
+        written = update_docs("scale", report["text"])
+        if written is not None:
+            print(f"results -> {written} (block bench:scale)")
     print(f"leftover processes: {leftovers or 'none'}; workdir {'removed' if own_workdir and not args.keep else workdir}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -81,6 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
     import logging
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
@@ -114,12 +115,13 @@ def main() -> int:
         ray.shutdown()
 
     assert summary["kept"] == warm["kept"] == inline["kept"] == n_base, (summary["kept"], warm["kept"], inline["kept"], n_base)
-    print(f"records: {n_base} over {len(rows)} subtasks")
-    print(f"baseline (datasets + lm-eval templates, no pipeline): {t_base:6.2f} s  {n_base / t_base:8.0f} records/s")
-    print(f"pipeline, in-process executor (no Ray):              {t_inline:6.2f} s  {n_base / t_inline:8.0f} records/s  ratio {t_base / t_inline:.2f}  overhead {t_inline / t_base - 1:+.0%}")
-    print(f"pipeline, cold (Ray start-up included):              {t_cold:6.2f} s  {n_base / t_cold:8.0f} records/s  ratio {t_base / t_cold:.2f}  overhead {t_cold / t_base - 1:+.0%}")
-    print(f"pipeline, warm (Ray already up):                     {t_warm:6.2f} s  {n_base / t_warm:8.0f} records/s  ratio {t_base / t_warm:.2f}  overhead {t_warm / t_base - 1:+.0%}")
-    print("goal: overhead <= +25% at 10k records (warm figure; the cold one adds Ray's fixed start-up)")
+    with publish_output("seeds"):
+        print(f"records: {n_base} over {len(rows)} subtasks")
+        print(f"baseline (datasets + lm-eval templates, no pipeline): {t_base:6.2f} s  {n_base / t_base:8.0f} records/s")
+        print(f"pipeline, in-process executor (no Ray):              {t_inline:6.2f} s  {n_base / t_inline:8.0f} records/s  ratio {t_base / t_inline:.2f}  overhead {t_inline / t_base - 1:+.0%}")
+        print(f"pipeline, cold (Ray start-up included):              {t_cold:6.2f} s  {n_base / t_cold:8.0f} records/s  ratio {t_base / t_cold:.2f}  overhead {t_cold / t_base - 1:+.0%}")
+        print(f"pipeline, warm (Ray already up):                     {t_warm:6.2f} s  {n_base / t_warm:8.0f} records/s  ratio {t_base / t_warm:.2f}  overhead {t_warm / t_base - 1:+.0%}")
+        print("goal: overhead <= +25% at 10k records (warm figure; the cold one adds Ray's fixed start-up)")
     return 0
 
 

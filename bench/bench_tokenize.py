@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--no-curator", action="store_true")
     args = parser.parse_args()
 
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
     from nemo_taskseed.models import prepare_model
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
     from nemo_taskseed.tokenize.encoder import load_hf_tokenizer
@@ -157,13 +158,14 @@ def main() -> int:
             written = result["totals"]["tokens"] - result["totals"]["documents"] if isinstance(result, dict) else result
             assert written == content_tokens, (timer.name, written, content_tokens)
 
-        base = methods[0][0]
-        print(f"\n{'method':<64} {'wall s':>7} {'tokens/s':>10} {'ratio':>6} {'cpu s':>7} {'ratio':>6}")
-        for timer, _ in methods:
-            print(f"{timer.name:<64} {timer.wall:>7.2f} {content_tokens / timer.wall:>10,.0f} "
-                  f"{base.wall / timer.wall:>6.3f} {timer.cpu:>7.2f} {base.cpu / timer.cpu:>6.3f}")
-        print(f"\n{content_tokens:,} content tokens per run (EOD excluded); ratio = baseline time / method time "
-              f"(goal: taskseed >= 0.85). Tokenizer load, paid once per run and excluded: {load_seconds:.2f} s")
+        with publish_output("tokenize"):
+            base = methods[0][0]
+            print(f"\n{'method':<64} {'wall s':>7} {'tokens/s':>10} {'ratio':>6} {'cpu s':>7} {'ratio':>6}")
+            for timer, _ in methods:
+                print(f"{timer.name:<64} {timer.wall:>7.2f} {content_tokens / timer.wall:>10,.0f} "
+                      f"{base.wall / timer.wall:>6.3f} {timer.cpu:>7.2f} {base.cpu / timer.cpu:>6.3f}")
+            print(f"\n{content_tokens:,} content tokens per run (EOD excluded); ratio = baseline time / method time "
+                  f"(goal: taskseed >= 0.85). Tokenizer load, paid once per run and excluded: {load_seconds:.2f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
