@@ -19,7 +19,7 @@ from nemo_taskseed.seeds.source import sample_rows
 def run_stages_in_process(tasks: list[str], mirror: Path, out: Path, **overrides) -> dict:
     """The real Curator pipeline on the in-process executor (no Ray start-up per test)."""
     cfg = load_config(overrides=[f"seeds.{k}={v}" for k, v in overrides.items()])
-    rows = load_catalog_rows(cfg.catalog, tasks)
+    rows = load_catalog_rows(cfg.catalog, tasks, dedup_sources=bool(cfg.seeds.dedup_sources))
     return collect_seeds(rows, cfg.seeds, out, mirror=str(mirror), executor_name="inline")
 
 
@@ -176,3 +176,46 @@ def test_a_question_that_repeats_its_context_is_separated_from_it():
     assert q == "What should B say next?" and c == dialogue
     # A question that does not repeat its context is left alone.
     assert separate_question_from_context("Who wrote it?", "A passage.") == ("Who wrote it?", "A passage.")
+
+
+def test_two_subtasks_on_one_source_seed_once(fixtures_hf, tmp_path):
+    """gsm8k and gsm8k_cot_zeroshot read openai/gsm8k main:train (only the prompt differs): asked for
+    both, the rows seed once under the canonical task and the other is recorded as its alias."""
+    summary = run_stages_in_process(["gsm8k_cot_zeroshot", "gsm8k"], fixtures_hf, tmp_path, max_per_subtask="null")
+    assert sorted(p.name for p in tmp_path.glob("seeds*.jsonl")) == ["seeds.gsm8k.jsonl"]
+    assert summary["subtasks"] == 1 and summary["kept"] == 200
+    assert summary["aliases"] == {"gsm8k_cot_zeroshot": "gsm8k"}
+    assert summary["per_task"]["gsm8k"]["aliases"] == ["gsm8k_cot_zeroshot"]
+    # Switched off, each subtask seeds on its own (and the content dedup then drops the copies).
+    off = run_stages_in_process(["gsm8k_cot_zeroshot", "gsm8k"], fixtures_hf, tmp_path / "off",
+                                max_per_subtask=20, dedup_sources="false")
+    assert off["subtasks"] == 2 and off["aliases"] == {}
+    # 20 rows sampled per subtask (the sample hash includes the task): the rows both drew are kept once.
+    kept = off["per_task"]["gsm8k_cot_zeroshot"]["kept"] + off["per_task"]["gsm8k"]["kept"]
+    assert 20 <= kept < 40 and off["rejected_by_reason"] == {"duplicate_seed": 40 - kept}
+    rows = [r["source"]["row"] for t in ("gsm8k_cot_zeroshot", "gsm8k") for r in seeds_of(tmp_path / "off", t)]
+    assert len(rows) == len(set(rows)) == kept
+
+
+def test_identical_seeds_across_subtasks_are_kept_once(fixtures_hf, tmp_path):
+    """Two sources holding some of the same rows (ARC-Challenge here carries 5 ARC-Easy rows): the
+    copies are dropped from the later subtask as duplicate_seed, naming the kept one."""
+    mirror = tmp_path / "mirror"
+    easy = source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[:10]
+    for config, rows in (("ARC-Easy", easy), ("ARC-Challenge", easy[:5] + source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[50:55])):
+        path = mirror / "allenai/ai2_arc" / config / "train.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    summary = run_stages_in_process(["arc_easy", "arc_challenge"], mirror, out, max_per_subtask="null")
+    assert summary["per_task"]["arc_easy"]["kept"] == 10
+    assert summary["per_task"]["arc_challenge"]["kept"] == 5
+    assert summary["rejected_by_reason"] == {"duplicate_seed": 5}
+    dropped = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert {d["row"] for d in dropped} == {0, 1, 2, 3, 4} and all("arc_easy row" in d["reason"] for d in dropped)
+    assert len(seeds_of(out, "arc_challenge")) == 5
+    questions = [r["question"] for t in ("arc_easy", "arc_challenge") for r in seeds_of(out, t)]
+    assert len(questions) == len(set(questions)) == 15
+    # A rerun resumes both subtasks and decides the same.
+    again = run_stages_in_process(["arc_easy", "arc_challenge"], mirror, out, max_per_subtask="null")
+    assert again["resumed_subtasks"] == 2 and again["rejected_by_reason"] == {"duplicate_seed": 5}

@@ -12,13 +12,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from nemo_taskseed.catalog.guard import DatasetKey, ScoredSplits, choose_seed_split
+from nemo_taskseed.catalog.guard import LEAK_RULES, DatasetKey, ScoredSplits, choose_seed_split
 from nemo_taskseed.catalog.verifiers import NOT_QA, verifier_for
-from nemo_taskseed.config import to_container
+from nemo_taskseed.config import ConfigError, to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
 
-CATALOG_VERSION = 3  # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses
+# 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses;
+# 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split
+CATALOG_VERSION = 4
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -34,12 +36,15 @@ class CatalogResult:
         by_kind = {k: sum(r["kind"] == k for r in self.eligible) for k in ("knowledge", "reasoning")}
         by_verifier = dict(sorted(Counter(r.get("verifier", "?") for r in self.eligible).items()))
         by_format = {f: sum(r["format"] == f for r in self.eligible) for f in ("multiple_choice", "generative")}
+        canonical = [r for r in self.eligible if r.get("canonical_task", r["task"]) == r["task"]]
         reasons: dict[str, int] = {}
         for r in self.excluded:
             reasons[r["reason_code"]] = reasons.get(r["reason_code"], 0) + 1
         return {
             "eligible_subtasks": len(self.eligible),
             "eligible_families": len({r["family"] for r in self.eligible}),
+            # Subtasks that read the same rows (source_key) seed once, under their canonical task.
+            "distinct_sources": len(canonical),
             "excluded_subtasks": len(self.excluded),
             "by_split_role": by_role,
             "by_kind": by_kind,
@@ -96,6 +101,35 @@ class LicenseTable:
         return license_id.lower() in self.compatible
 
 
+def source_key(cfg: dict[str, Any], split: str, tasks_root: Path) -> str:
+    """What a subtask's seeds are made of: dataset, config, data files, split, and the process_docs
+    that selects or rewrites its rows (mmlu_pro's categories and tydiqa's languages share one
+    split and differ only there). Prompt templates are not part of it: gsm8k and
+    gsm8k_cot_zeroshot, or afrimgsm's five prompts, normalize the same rows to the same seeds."""
+    key = DatasetKey.from_task_config(cfg)
+    process = cfg.get("process_docs")
+    if process is not None:
+        process = str(process).replace(str(tasks_root.resolve()) + "/", "").replace(str(tasks_root) + "/", "")
+    return json.dumps([key.dataset_path, key.dataset_name, key.data_files, split, process])
+
+
+_ROLE_RANK = {"training_split": 0, "override": 1, "fewshot_split": 2}
+
+
+def assign_canonical(eligible: list[dict[str, Any]]) -> None:
+    """One canonical task per source_key (the declared training split first, then the shortest
+    name, then alphabetical: gsm8k over gsm8k_cot_zeroshot, boolq over boolq-seq2seq); the others
+    get `canonical_task` pointing at it and the canonical row lists them as `aliases`."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in eligible:
+        groups.setdefault(row["source_key"], []).append(row)
+    for rows in groups.values():
+        canon = min(rows, key=lambda r: (_ROLE_RANK.get(r["split_role"], 9), len(r["task"]), r["task"]))
+        for row in rows:
+            row["canonical_task"] = canon["task"]
+            row["aliases"] = sorted(r["task"] for r in rows if r is not canon) if row is canon else []
+
+
 def scan_task_index(include_paths: list[str] | None = None) -> tuple[list[tuple[str, Path, dict[str, Any]]], Path]:
     """(task, yaml_path, config with includes merged and functions unresolved) for every YAML task."""
     import lm_eval.tasks
@@ -119,6 +153,9 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     """Eligible subtasks (one row each) and excluded ones (with a reason), cached per lm-eval version + config."""
     start = time.perf_counter()
     catalog_cfg = to_container(catalog_cfg)
+    leak_rule = str(catalog_cfg.get("leak_rule") or "conservative")
+    if leak_rule not in LEAK_RULES:
+        raise ConfigError(f"catalog.leak_rule must be one of {list(LEAK_RULES)}, got {leak_rule!r}")
     cache_file = cache_dir("catalog") / f"{_cache_key(catalog_cfg)}.json"
     if use_cache and cache_file.is_file():
         data = json.loads(cache_file.read_text())
@@ -162,9 +199,9 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         if cfg.get("doc_to_image") or cfg.get("doc_to_audio"):
             exclude("multimodal", "multimodal task (doc_to_image/doc_to_audio)")
             continue
-        seed = choose_seed_split(name, cfg, scored, overrides)
+        seed = choose_seed_split(name, cfg, scored, overrides, leak_rule)
         if seed.split is None:
-            exclude("leak" if seed.reason.startswith("leak") else "no_seed_split", seed.reason)
+            exclude(seed.code, seed.reason)
             continue
         key = DatasetKey.from_task_config(cfg)
         license_id = licenses(key.dataset_path)
@@ -196,15 +233,22 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             "verifier": verifier,
             "verifier_reason": verifier_reason,
             "license": license_id,
+            "source_key": source_key(cfg, seed.split, tasks_root),
         })
+    assign_canonical(eligible)
     tmp = cache_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"eligible": eligible, "excluded": excluded}))
     tmp.replace(cache_file)
     return CatalogResult(eligible, excluded, False, time.perf_counter() - start)
 
 
-def load_catalog_rows(catalog_cfg: Any, tasks: list[str]) -> list[dict[str, Any]]:
-    """Catalog rows for `tasks` (names, or family names, or fnmatch patterns); unknown names suggest near matches."""
+def load_catalog_rows(catalog_cfg: Any, tasks: list[str], *, dedup_sources: bool = True) -> list[dict[str, Any]]:
+    """Catalog rows for `tasks` (names, or family names, or fnmatch patterns); unknown names suggest near matches.
+
+    With `dedup_sources`, subtasks that read the same source (catalog `source_key`) come back as
+    their canonical task's row, once, with the names asked for in `requested_as`: the same rows
+    seed once instead of once per prompt variant.
+    """
     import difflib
 
     result = build_catalog(catalog_cfg)
@@ -229,9 +273,10 @@ def load_catalog_rows(catalog_cfg: Any, tasks: list[str]) -> list[dict[str, Any]
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
             hints.append(f"{name!r}" + (f" (did you mean: {', '.join(close)}?)" if close else ""))
         raise UserError(f"unknown task(s): {'; '.join(hints)}. List eligible tasks with `taskseed catalog`.")
-    seen, unique = set(), []
+    unique: dict[str, dict[str, Any]] = {}
     for r in rows:
-        if r["task"] not in seen:
-            seen.add(r["task"])
-            unique.append(r)
-    return unique
+        target = by_task.get(r.get("canonical_task", r["task"]), r) if dedup_sources else r
+        entry = unique.setdefault(target["task"], {**target, "requested_as": []})
+        if r["task"] not in entry["requested_as"]:
+            entry["requested_as"].append(r["task"])
+    return list(unique.values())

@@ -32,7 +32,7 @@ def _seeds(args) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else list(OmegaConf.to_container(cfg.seeds.tasks))
     if not tasks:
         raise UserError("no tasks: pass --tasks t1,t2 or set seeds.tasks")
-    rows = load_catalog_rows(cfg.catalog, tasks)
+    rows = load_catalog_rows(cfg.catalog, tasks, dedup_sources=bool(cfg.seeds.dedup_sources))
     summary = collect_seeds(rows, cfg.seeds, args.out, mirror=args.mirror, executor_name=cfg.run.executor)
     print_seed_summary(summary, args.out)
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from nemo_taskseed.config import to_container
+from nemo_taskseed.schema import content_id
 from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.source import SourceError, mirror_file
 from nemo_taskseed.seeds.stages import (
@@ -31,7 +32,7 @@ def _settings(seeds_cfg: dict[str, Any], mirror: str | None) -> dict[str, Any]:
 
 def _is_done(row: dict[str, Any], out_dir: Path, settings: dict[str, Any], mirror: str | None) -> bool:
     marker = out_dir / ".parts" / f"{row['task']}.done.json"
-    if not marker.is_file() or not (out_dir / f"seeds.{row['task']}.jsonl").is_file():
+    if not marker.is_file() or not (out_dir / ".parts" / f"seeds.{row['task']}.jsonl").is_file():
         return False
     try:
         source = str(mirror_file(mirror, row["dataset_path"], row["dataset_name"], row["split"])) if mirror else None
@@ -86,23 +87,69 @@ def collect_seeds(
         ]
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
         pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
-    summary = summarize(out_dir, [r["task"] for r in catalog_rows])
+    task_names = [r["task"] for r in catalog_rows]
+    duplicates = publish_seeds(out_dir, task_names, dedup_content=bool(seeds_cfg.get("dedup_content", True)))
+    summary = summarize(out_dir, task_names, duplicates)
     # The filter checks each task's generated items with the catalog's answer check (catalog/verifiers.py).
     for r in catalog_rows:
         summary["per_task"][r["task"]]["verifier"] = r.get("verifier")
+        # Other subtasks on the same source (catalog source_key) were asked for and seed as this one.
+        aliases = [t for t in r.get("requested_as", []) if t != r["task"]]
+        summary["per_task"][r["task"]]["aliases"] = aliases
+    summary["aliases"] = {a: r["task"] for r in catalog_rows for a in r.get("requested_as", []) if a != r["task"]}
     summary.update({"resumed_subtasks": skipped, "seconds": round(time.perf_counter() - start, 2)})
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def summarize(out_dir: Path, tasks: list[str]) -> dict[str, Any]:
+def seed_content_key(record: dict[str, Any]) -> str:
+    """What makes two seeds the same seed, whichever subtask they came from (the record id also
+    hashes the task name, so it differs between copies)."""
+    return content_id(record.get("question"), record.get("context"), record.get("options"), record.get("answer_text"))
+
+
+def publish_seeds(out_dir: Path, tasks: list[str], *, dedup_content: bool = True) -> dict[str, list[str]]:
+    """Write `seeds.<task>.jsonl` from the subtasks' parts; with `dedup_content`, a seed whose content
+    an earlier subtask (in `tasks` order) or an earlier row already has is dropped, and its
+    rejection line (`duplicate_seed`, naming the kept copy) is returned per task.
+
+    Redone from the parts on every run, so resuming, or asking for other subtasks, re-decides which
+    copy is kept from complete inputs."""
+    parts = out_dir / ".parts"
+    seen: dict[str, str] = {}
+    duplicates: dict[str, list[str]] = {}
+    for task in tasks:
+        part = parts / f"seeds.{task}.jsonl"
+        if not part.is_file():
+            continue
+        kept, dropped = [], []
+        for line in part.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            key = seed_content_key(record)
+            where = f"{task} row {record.get('source', {}).get('row')}"
+            if dedup_content and key in seen:
+                dropped.append(json.dumps({
+                    "task": task, "row": record.get("source", {}).get("row"), "reason_code": "duplicate_seed",
+                    "reason": f"same question, context, options and answer as {seen[key]} (kept once)",
+                    "field": None, "file": record.get("source", {}).get("file")}, ensure_ascii=False))
+                continue
+            seen.setdefault(key, where)
+            kept.append(line)
+        write_lines(out_dir / f"seeds.{task}.jsonl", kept)
+        duplicates[task] = dropped
+    return duplicates
+
+
+def summarize(out_dir: Path, tasks: list[str], duplicates: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Merge per-subtask rejections into rejected.jsonl and count kept/rejected per reason."""
     parts = out_dir / ".parts"
+    duplicates = duplicates or {}
     per_task, reasons, rejected_lines = {}, {}, []
     for task in tasks:
         marker = parts / f"{task}.done.json"
         rejected_file = parts / f"rejected.{task}.jsonl"
         lines = rejected_file.read_text().splitlines() if rejected_file.is_file() else []
+        lines += duplicates.get(task, [])
         rejected_lines.extend(lines)
         task_reasons: dict[str, int] = {}
         for line in lines:
@@ -110,7 +157,8 @@ def summarize(out_dir: Path, tasks: list[str]) -> dict[str, Any]:
             task_reasons[code] = task_reasons.get(code, 0) + 1
             reasons[code] = reasons.get(code, 0) + 1
         info = json.loads(marker.read_text()) if marker.is_file() else {"kept": 0, "notes": {}}
-        per_task[task] = {"kept": info["kept"], "rejected": task_reasons, "complete": marker.is_file(), "notes": info.get("notes", {})}
+        kept = info["kept"] - len(duplicates.get(task, []))
+        per_task[task] = {"kept": kept, "rejected": task_reasons, "complete": marker.is_file(), "notes": info.get("notes", {})}
     write_lines(out_dir / "rejected.jsonl", rejected_lines)
     return {
         "kept": sum(t["kept"] for t in per_task.values()),

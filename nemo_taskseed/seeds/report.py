@@ -16,7 +16,9 @@ def print_seed_summary(summary: dict[str, Any], out_dir: str, console: Console |
     table.add_column("rejected (reason: n)")
     for task, info in summary["per_task"].items():
         reasons = ", ".join(f"{k}: {v}" for k, v in info["rejected"].items()) or "-"
-        table.add_row(task + ("" if info["complete"] else " [red](incomplete)[/red]"), str(info["kept"]), reasons)
+        # Subtasks on the same source seed once, as this one (catalog source_key).
+        aliases = f" (also: {', '.join(info['aliases'])})" if info.get("aliases") else ""
+        table.add_row(task + aliases + ("" if info["complete"] else " [red](incomplete)[/red]"), str(info["kept"]), reasons)
     console.print(table)
     console.print(
         f"kept {summary['kept']}, rejected {summary['rejected']} "

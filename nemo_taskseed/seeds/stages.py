@@ -49,8 +49,14 @@ def _batch(like: DocumentBatch, rows: list[dict]) -> DocumentBatch:
     )
 
 
+# Catalog-row keys that do not change a subtask's seeds: where they were read from (recorded
+# separately) and which alias names asked for them.
+_NOT_FINGERPRINTED = ("_source_file", "requested_as")
+
+
 def task_fingerprint(catalog_row: dict[str, Any], settings: dict[str, Any], source_file: str | None) -> str:
     """Changes whenever the subtask's output could: its catalog row, our settings, or its source file."""
+    catalog_row = {k: v for k, v in catalog_row.items() if k not in _NOT_FINGERPRINTED}
     stat = None
     if source_file and os.path.isfile(source_file):
         st = os.stat(source_file)
@@ -182,10 +188,12 @@ class ValidateSeedSchemaStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
 @dataclass
 class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Write `seeds.<task>.jsonl` and the task's rejections, atomically, then a done marker.
+    """Write `.parts/seeds.<task>.jsonl` and the task's rejections, atomically, then a done marker.
 
     Our own writer rather than Curator's JsonlWriter: output files are named per subtask and the
     done marker (written last, with the inputs' fingerprint) is what makes a rerun skip the subtask.
+    The published `seeds.<task>.jsonl` are written from these parts after the pipeline, once seeds
+    repeated across subtasks are dropped (`pipeline.publish_seeds`).
     """
 
     out_dir: str = ""
@@ -207,7 +215,7 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         for task, group in df.groupby("task", sort=False):
             kept = group[group["status"] == KEPT].sort_values("row")
             rejected = group[group["status"] == REJECTED].sort_values("row")
-            write_lines(out_dir / f"seeds.{task}.jsonl", list(kept["payload"]))
+            write_lines(parts / f"seeds.{task}.jsonl", list(kept["payload"]))
             rejected_lines = [
                 json.dumps({"task": task, "row": None if r.row < 0 else int(r.row), "reason_code": r.reason_code, "reason": r.reason, "field": r.field or None, "file": json.loads(r.payload).get("file") if r.payload else None}, ensure_ascii=False)
                 for r in rejected.itertuples()
@@ -226,7 +234,7 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                 "rejected": reasons,
                 "notes": notes,
                 "source_file": source_file,
-                "fingerprint": task_fingerprint({k: v for k, v in (catalog or {}).items() if k != "_source_file"}, self.settings, source_file) if catalog else None,
+                "fingerprint": task_fingerprint(catalog, self.settings, source_file) if catalog else None,
             }
             if catalog:  # a subtask whose source could not be read is retried on the next run
                 write_lines(parts / f"{task}.done.json", [json.dumps(marker)])
