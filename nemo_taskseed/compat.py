@@ -124,3 +124,19 @@ def vllm_request_refusals() -> tuple[type[BaseException], ...]:
     except ImportError:
         return (ValueError,)
     return (VLLMValidationError, ValueError)
+
+
+# --- quiet terminal: cosmos-xenna 0.x (imported by Curator) takes over loguru at import ---------
+# `cosmos_xenna.utils.python_log` removes every loguru sink when it is first imported and adds one
+# on stderr at the level of its PYTHON_LOG variable (default INFO), so sinks configured before
+# Curator is imported are lost and Curator's INFO lines reach the terminal. Importing it first,
+# with PYTHON_LOG set, lets the sinks configured afterwards stay. Drop when xenna stops configuring
+# loguru on import (check `ensure_configured()` at the bottom of python_log.py).
+def let_xenna_configure_loguru_first(level: str = "warning") -> None:
+    import os
+
+    os.environ.setdefault("PYTHON_LOG", level)
+    try:
+        import cosmos_xenna.utils.python_log  # noqa: F401 - imported for its side effect
+    except ImportError:  # Curator without the xenna backend
+        pass

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
@@ -60,8 +61,50 @@ def run_pipeline(cfg, console: Console | None = None) -> dict[str, Any]:
         summary = module.run_step(cfg, in_dir, out_dir)
         summary["seconds"] = round(time.perf_counter() - start, 2)
         summaries[step] = summary
-        console.print_json(json.dumps(summary, default=str))
+        console.print(_step_line(step, summary))
     (workdir / "run_summary.json").write_text(json.dumps({"config": to_container(cfg), "steps": summaries}, indent=2, default=str))
     console.rule("[bold]done")
-    console.print(f"outputs under {workdir}; summary in {workdir / 'run_summary.json'}")
+    console.print(summary_table(summaries))
+    for step, summary in summaries.items():
+        for warning in summary.get("warnings") or []:
+            console.print(f"[bold yellow]WARNING[/] {step}: {warning}")
+    console.print(f"outputs under {workdir}; every count in {workdir / 'run_summary.json'}")
     return summaries
+
+
+def _counts(step: str, summary: dict[str, Any]) -> tuple[Any, Any, Any, str]:
+    """(in, kept, dropped, what else matters) of one step's summary, whatever its shape."""
+    dropped = summary.get("rejected", summary.get("dropped"))
+    if isinstance(dropped, dict):
+        dropped = sum(v for v in dropped.values() if isinstance(v, int))
+    notes = {
+        "catalog": lambda s: f"{s.get('eligible_subtasks', '?')} subtasks in {s.get('eligible_families', '?')} families eligible",
+        "tokenize": lambda s: f"{s.get('tokens', 0):,} tokens in {s.get('prefixes', 0)} datasets",
+        "blend": lambda s: f"{s.get('total_tokens', 0):,} tokens planned over {s.get('datasets', 0)} datasets",
+    }.get(step, lambda s: "")(summary)
+    kept = summary.get("kept", summary.get("documents"))
+    return summary.get("in", ""), kept, dropped, notes
+
+
+def _step_line(step: str, summary: dict[str, Any]) -> str:
+    _, kept, dropped, notes = _counts(step, summary)
+    parts = [f"[bold]{step}[/] done in {summary.get('seconds', 0):.0f} s"]
+    if kept is not None:
+        parts.append(f"kept {kept}")
+    if dropped not in (None, ""):
+        parts.append(f"dropped {dropped}")
+    if notes:
+        parts.append(notes)
+    return ": ".join(parts[:1]) + (": " + ", ".join(parts[1:]) if parts[1:] else "")
+
+
+def summary_table(summaries: dict[str, dict[str, Any]]) -> Table:
+    """One row per step: what went in, what was kept and dropped, how long it took."""
+    table = Table(title="taskseed run", title_justify="left")
+    for column in ("step", "in", "kept", "dropped", "seconds", ""):
+        table.add_column(column, justify="right" if column in ("in", "kept", "dropped", "seconds") else "left")
+    for step, summary in summaries.items():
+        n_in, kept, dropped, notes = _counts(step, summary)
+        table.add_row(step, *("" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in (n_in, kept, dropped)),
+                      f"{summary.get('seconds', 0):.0f}", notes)
+    return table

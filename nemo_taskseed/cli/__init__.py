@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 SUBCOMMANDS = [
     "run",                                                                  # the whole pipeline
@@ -24,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taskseed",
         description="Task-seeded synthetic Q&A: lm-eval training splits -> enriched pretraining data -> NeMo.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show third-party INFO logs (vLLM, Ray, Curator) here; by default they go to "
+                             "taskseed.log in the output folder")
     from nemo_taskseed.cli._overrides import OverridesParser
 
     # key=value overrides may follow the options too (argparse alone takes them only as one group).
@@ -45,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         from nemo_taskseed.pipeline.reaper import start_reaper
 
         start_reaper()
+    # Quiet terminal for a real command line; a test calling main([...]) keeps its own logging.
+    args.quiet = argv is None and not args.verbose
+    if args.quiet and _log_folder(args) is not None:
+        from nemo_taskseed.pipeline.logs import route_third_party_logs
+
+        route_third_party_logs(_log_folder(args))
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -59,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taskseed {args.command}: error: {what}. Nothing finished before this point is lost: "
               "free space or fix the folder, then rerun to resume.", file=sys.stderr)
         return 1
+
+
+def _log_folder(args) -> Path | None:
+    """The folder a step writes (`--out`; a file's folder); `taskseed run` routes logs itself (run.workdir)."""
+    out = getattr(args, "out", None)
+    if not out:
+        return None
+    out = Path(out)
+    return out.parent if out.suffix else out
 
 
 if __name__ == "__main__":

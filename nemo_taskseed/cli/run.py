@@ -14,5 +14,10 @@ def _run(args) -> int:
     from nemo_taskseed.config import load_config
     from nemo_taskseed.run import run_pipeline
 
-    run_pipeline(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "quiet", False):
+        from nemo_taskseed.pipeline.logs import route_third_party_logs
+
+        route_third_party_logs(cfg.run.workdir)
+    run_pipeline(cfg)
     return 0

@@ -1,0 +1,134 @@
+"""Quiet terminal: third-party INFO logs go to a log file in the run folder; the terminal keeps warnings.
+
+vLLM, Ray (Data), NeMo Curator (loguru) and the Python stack each log INFO to the terminal by
+default, pages of it per run, and the progress bars and step summaries drown in it. Each has its
+own switch, and several log from child processes (vLLM's engine core, Ray workers) that read
+their configuration from the environment at start-up, so this must run before those libraries are
+imported or start their processes: the CLI calls it first. `-v` skips it.
+
+No library offers one switch for all of them (each keeps its own logging setup), hence this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+LOG_NAME = "taskseed.log"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_routed: Path | None = None
+
+
+# Warnings that say nothing about the data (how Ray secures its local cluster, how Ray Data
+# shortens an operator name in its progress line): kept in the file, not shown on the terminal.
+_NOISE = ("Token authentication is enabled for this Ray cluster", "Truncating long operator name")
+
+
+class _NotNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NOISE)
+
+
+def _vllm_config(log_file: Path) -> dict:
+    # vLLM's own dictConfig (VLLM_LOGGING_CONFIG_PATH), read by the main process and by the engine
+    # core process it spawns: everything to the file, WARNING and above also to the terminal.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s vllm[%(process)d] %(name)s: %(message)s"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain", "level": "INFO"},
+            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain",
+                        "level": "WARNING"},
+        },
+        "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
+    }
+
+
+def _ray_data_config(log_file: Path) -> dict:
+    # Ray Data's logger config (RAY_DATA_LOGGING_CONFIG): its per-operator progress lines go to the
+    # file; warnings still reach the terminal.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": _FORMAT}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain", "level": "INFO"},
+            "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": "WARNING",
+                        "filters": ["not_noise"]},
+        },
+        "filters": {"not_noise": {"()": f"{__name__}._NotNoise"}},
+        "loggers": {"ray.data": {"level": "INFO", "handlers": ["file", "console"], "propagate": False}},
+    }
+
+
+def route_third_party_logs(folder: str | Path) -> Path:
+    """Send INFO logs of this process and of the processes it starts to `<folder>/taskseed.log`.
+
+    Returns the log file. Called again (a step inside `taskseed run`), it keeps the first file.
+    """
+    global _routed
+    if _routed is not None:
+        return _routed
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file = (folder / LOG_NAME).resolve()
+    config_dir = folder / ".logging"
+    config_dir.mkdir(exist_ok=True)
+    vllm_cfg = config_dir / "vllm.json"
+    vllm_cfg.write_text(json.dumps(_vllm_config(log_file)))
+    ray_data_cfg = config_dir / "ray_data.json"  # YAML is a superset of JSON: Ray Data reads it with yaml
+    ray_data_cfg.write_text(json.dumps(_ray_data_config(log_file)))
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(vllm_cfg.resolve())
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = str(ray_data_cfg.resolve())
+    # Ray workers' stdout/stderr (Curator's loguru INFO lines from every stage actor) stay in the
+    # Ray session's log folder instead of being echoed to this terminal. A failing task still
+    # raises its error in this process.
+    os.environ["RAY_LOG_TO_DRIVER"] = "0"
+    # loguru (Curator) in processes started from here: warnings only on their stderr.
+    os.environ["LOGURU_LEVEL"] = "WARNING"
+    os.environ.setdefault("TQDM_MININTERVAL", "1")
+
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter(_FORMAT))
+    root.addHandler(to_file)
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_terminal)
+    # Library deprecation chatter (FutureWarning, ...) is for developers: into the file only.
+    logging.captureWarnings(True)
+    py_warnings = logging.getLogger("py.warnings")
+    py_warnings.propagate = False
+    py_warnings.addHandler(to_file)
+
+    # Ray's core logger ("Started a local Ray instance ...") has its own stderr handler and does not
+    # propagate: set it up now, then keep its INFO for the file.
+    try:
+        from ray._private.log import generate_logging_config
+    except ImportError:
+        pass
+    else:
+        generate_logging_config()
+        ray_logger = logging.getLogger("ray")
+        for handler in ray_logger.handlers:
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(_NotNoise())
+        ray_logger.addHandler(to_file)
+
+    from loguru import logger
+
+    from nemo_taskseed.compat import let_xenna_configure_loguru_first
+
+    let_xenna_configure_loguru_first()
+    logger.remove()
+    logger.add(str(log_file), level="INFO", enqueue=False)
+    logger.add(sys.stderr, level="WARNING", format="{level} {name}: {message}")
+    _routed = log_file
+    logging.getLogger(__name__).info("third-party INFO logs go here; Ray workers log under the Ray session folder")
+    return log_file
