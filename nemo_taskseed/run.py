@@ -93,6 +93,10 @@ def _step_line(step: str, summary: dict[str, Any]) -> str:
         parts.append(f"kept {kept}")
     if dropped not in (None, ""):
         parts.append(f"dropped {dropped}")
+    reasons = summary.get("rejected_by_reason") or summary.get("dropped_by_reason")
+    if isinstance(reasons, dict) and reasons:
+        top = sorted(reasons.items(), key=lambda kv: -kv[1] if isinstance(kv[1], int) else 0)[:3]
+        notes = ", ".join(filter(None, [notes, "top reasons: " + ", ".join(f"{r} {n}" for r, n in top)]))
     if notes:
         parts.append(notes)
     return ": ".join(parts[:1]) + (": " + ", ".join(parts[1:]) if parts[1:] else "")
