@@ -19,8 +19,9 @@ from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
 
 # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses;
-# 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split
-CATALOG_VERSION = 4
+# 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split;
+# 5: capability families (`family`), lm-eval `folder`, one kind per source
+CATALOG_VERSION = 5
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -89,6 +90,49 @@ class KindRules:
         return self.default, "default"
 
 
+class CapabilityMap:
+    """lm-eval subtask -> capability family and its kind, from the data file catalog.capability_map
+    names (configs/capabilities.yaml): fnmatch patterns over "<lm-eval folder>/<task>"."""
+
+    def __init__(self, data: dict[str, Any] | None, where: str = "catalog.capability_map"):
+        self.families: list[tuple[str, str, str, list[str]]] = []
+        for name, entry in ((data or {}).get("families") or {}).items():
+            if not isinstance(entry, dict) or not entry.get("match"):
+                raise ConfigError(f"{where}: families.{name} needs `match` (patterns over <folder>/<task>) and `kind`")
+            kind = entry.get("kind")
+            if kind not in ("knowledge", "reasoning"):
+                raise ConfigError(f"{where}: families.{name}.kind must be knowledge or reasoning, got {kind!r}")
+            self.families.append((str(name), kind, str(entry.get("why") or ""), [str(p) for p in entry["match"]]))
+
+    @classmethod
+    def from_config(cls, spec: str | None) -> tuple[CapabilityMap, dict[str, Any] | None]:
+        """(map, its data) for a file name under configs/ or a path; null: every folder its own family."""
+        if not spec:
+            return cls(None), None
+        import yaml
+
+        from nemo_taskseed.paths import repo_configs_dir
+
+        path = Path(spec)
+        if not path.is_absolute() and not path.is_file():
+            path = repo_configs_dir() / spec
+        if not path.is_file():
+            raise ConfigError(f"catalog.capability_map: no such file {spec} (looked in configs/ too)")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"catalog.capability_map: {path}: cannot parse ({exc})") from exc
+        return cls(data, str(path)), data
+
+    def __call__(self, folder: str, task: str) -> tuple[str, str | None, str]:
+        """(family, kind or None, why): the first capability family matching, else the folder."""
+        for name, kind, why, patterns in self.families:
+            hit = next((p for p in patterns if fnmatch.fnmatch(f"{folder}/{task}", p)), None)
+            if hit:
+                return name, kind, f"capability family {name!r} ({hit!r}): {why}"
+        return folder, None, "lm-eval folder (no capability family in catalog.capability_map matches)"
+
+
 class LicenseTable:
     def __init__(self, table: dict[str, str], compatible: list[str]):
         self.table = {k.lower(): v for k, v in (table or {}).items()}
@@ -128,6 +172,9 @@ def assign_canonical(eligible: list[dict[str, Any]]) -> None:
         for row in rows:
             row["canonical_task"] = canon["task"]
             row["aliases"] = sorted(r["task"] for r in rows if r is not canon) if row is canon else []
+            # The same data has one kind wherever it appears.
+            if row["kind"] != canon["kind"]:
+                row["kind"], row["kind_reason"] = canon["kind"], f"same source as {canon['task']} ({canon['kind_reason']})"
 
 
 def scan_task_index(include_paths: list[str] | None = None) -> tuple[list[tuple[str, Path, dict[str, Any]]], Path]:
@@ -156,7 +203,9 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     leak_rule = str(catalog_cfg.get("leak_rule") or "conservative")
     if leak_rule not in LEAK_RULES:
         raise ConfigError(f"catalog.leak_rule must be one of {list(LEAK_RULES)}, got {leak_rule!r}")
-    cache_file = cache_dir("catalog") / f"{_cache_key(catalog_cfg)}.json"
+    capabilities, capability_data = CapabilityMap.from_config(catalog_cfg.get("capability_map"))
+    # The map's content, not its file name, decides the rows.
+    cache_file = cache_dir("catalog") / f"{_cache_key({**catalog_cfg, 'capability_map': capability_data})}.json"
     if use_cache and cache_file.is_file():
         data = json.loads(cache_file.read_text())
         return CatalogResult(data["eligible"], data["excluded"], True, time.perf_counter() - start)
@@ -175,13 +224,15 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     deny_licenses = {str(x).lower() for x in catalog_cfg.get("deny_licenses") or []}
     eligible, excluded = [], []
     for name, yaml_path, cfg in tasks:
-        family = _family(yaml_path, tasks_root)
-        base = {"family": family, "task": name, "yaml_path": str(yaml_path)}
+        folder = _family(yaml_path, tasks_root)
+        family, capability_kind, family_reason = capabilities(folder, name)
+        base = {"family": family, "folder": folder, "task": name, "yaml_path": str(yaml_path)}
 
         def exclude(code: str, reason: str) -> None:
             excluded.append({**base, "reason_code": code, "reason": reason})
 
-        denied = next(((p, why) for p, why in denylist if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(family, p)), None)
+        denied = next(((p, why) for p, why in denylist
+                       if any(fnmatch.fnmatch(x, p) for x in (name, folder, family))), None)
         if denied:
             exclude("denylist", f"matches denylist pattern {denied[0]!r}" + (f": {denied[1]}" if denied[1] else ""))
             continue
@@ -213,11 +264,14 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             exclude("license", f"license {license_id!r} is not in compatible_licenses")
             continue
         # After the split and license checks, so `not_qa` counts subtasks that would otherwise seed.
-        verifier, verifier_reason = verifier_for(name, family, cfg, fmt)
+        verifier, verifier_reason = verifier_for(name, folder, cfg, fmt)
         if verifier == NOT_QA:
             exclude("not_qa", f"{verifier_reason}: no answer to check a generated item against")
             continue
-        kind, kind_reason = kind_of(name, family)
+        if capability_kind and name not in kind_of.task_overrides:
+            kind, kind_reason = capability_kind, f"capability family {family!r} is {capability_kind}"
+        else:
+            kind, kind_reason = kind_of(name, folder)
         eligible.append({
             **base,
             "dataset_path": key.dataset_path,
@@ -230,6 +284,7 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             "format": fmt,
             "kind": kind,
             "kind_reason": kind_reason,
+            "family_reason": family_reason,
             "verifier": verifier,
             "verifier_reason": verifier_reason,
             "license": license_id,
@@ -261,13 +316,14 @@ def load_catalog_rows(catalog_cfg: Any, tasks: list[str], *, dedup_sources: bool
             continue
         if name in excluded:
             raise UserError(f"task {name!r} is not eligible to seed: {excluded[name]['reason']}")
-        matched = [r for r in result.eligible if r["family"] == name or fnmatch.fnmatch(r["task"], name)]
+        matched = [r for r in result.eligible
+                   if name in (r["family"], r.get("folder")) or fnmatch.fnmatch(r["task"], name)]
         if matched:
             rows.extend(matched)
         else:
             missing.append(name)
     if missing:
-        known = list(by_task) + sorted({r["family"] for r in result.eligible})
+        known = list(by_task) + sorted({r["family"] for r in result.eligible} | {r.get("folder", "") for r in result.eligible})
         hints = []
         for name in missing:
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
