@@ -1,40 +1,18 @@
-"""Text normalization and word n-grams shared by dedup and decontamination.
+"""Word n-grams and record text shared by dedup and decontamination.
 
 Both sides of every comparison (generated records, seeds, benchmark rows) go through the same
-`normalize_words`, so a match never depends on case, punctuation or spacing. The rule follows
-lm-eval's janitor (lowercase, delete punctuation, split on whitespace) but also deletes Unicode
-punctuation and applies NFKC, so "don’t" and "don't" agree.
+`normalize_words` (the project's one normalizer, `utils/text.py`), so a match never depends on
+case, punctuation or spacing.
 """
 
 from __future__ import annotations
 
-import re
-import string
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-# \w keeps letters and digits of every script; everything else that is not whitespace is deleted
-# (janitor deletes string.punctuation: "16-3-4" becomes "1634" on both sides).
-_PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
+from nemo_taskseed.utils.text import normalize_text, normalize_words
 
-
-# ASCII fast path (most text): str.translate deletes the same characters the regex does.
-_ASCII_DELETE = str.maketrans("", "", string.punctuation)
-
-
-def normalize_words(text: str) -> list[str]:
-    """NFKC, casefold, delete punctuation, split on whitespace."""
-    if not text:
-        return []
-    if text.isascii():
-        return text.lower().translate(_ASCII_DELETE).split()
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _PUNCT.sub("", text).split()
-
-
-def normalize_text(text: str) -> str:
-    return " ".join(normalize_words(text))
+__all__ = ["normalize_text", "normalize_words", "word_ngrams", "string_leaves", "record_fields_text"]
 
 
 def word_ngrams(words: Sequence[str], n: int) -> Iterator[str]:

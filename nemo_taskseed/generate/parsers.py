@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
 
 from nemo_taskseed.generate.prompts import LETTERS
+from nemo_taskseed.utils.text import normalize_text
 
 # Reasons a candidate is dropped (summary keys; README (Generation) lists them).
 REASONS = (
@@ -114,9 +114,8 @@ def extract_json(text: str) -> dict | None:
 
 
 def normalize(text: str) -> str:
-    """Casefolded words only: what "the same question" means for copy and duplicate checks."""
-    text = unicodedata.normalize("NFKC", str(text)).casefold()
-    return " ".join(re.findall(r"\w+", text))
+    """What "the same text" means for copy and duplicate checks: the filter's rule too (utils/text.py)."""
+    return normalize_text(text)
 
 
 def similar(a: str, b: str) -> float:
