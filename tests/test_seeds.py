@@ -219,3 +219,53 @@ def test_identical_seeds_across_subtasks_are_kept_once(fixtures_hf, tmp_path):
     # A rerun resumes both subtasks and decides the same.
     again = run_stages_in_process(["arc_easy", "arc_challenge"], mirror, out, max_per_subtask="null")
     assert again["resumed_subtasks"] == 2 and again["rejected_by_reason"] == {"duplicate_seed": 5}
+
+
+def _row(task, family, kind, role="training_split"):
+    return {"task": task, "family": family, "kind": kind, "split_role": role}
+
+
+def test_targets_allocate_max_min_fair_over_families_then_subtasks():
+    from nemo_taskseed.seeds.targets import Targets, allocate, fair_share
+
+    assert fair_share([5, 100, 100], 105) == [5, 50, 50]
+    assert sum(fair_share([3, 4], 100)) == 7
+    rows = [_row("arc_easy", "arc", "knowledge"), _row("arc_de", "arc", "knowledge"), _row("sciq", "sciq", "knowledge"),
+            _row("mmlu_anatomy", "mmlu", "knowledge", "fewshot_split"),
+            _row("gsm8k", "gsm8k", "reasoning"), _row("mgsm_de", "gsm8k", "reasoning"), _row("piqa", "piqa", "reasoning")]
+    sizes = {"arc_easy": 2000, "arc_de": 100, "sciq": 10_000, "mmlu_anatomy": 5,
+             "gsm8k": 7000, "mgsm_de": 8, "piqa": 16_000}
+    plan = allocate(rows, sizes, Targets({"knowledge": 3000, "reasoning": 1500}), max_per_subtask=5000)
+    q = plan["per_task"]
+    # knowledge: arc and sciq 1500 each (arc_de has 100, arc_easy takes the rest); the dev split is not needed.
+    assert (q["arc_easy"], q["arc_de"], q["sciq"], q["mmlu_anatomy"]) == (1400, 100, 1500, 0)
+    # reasoning: gsm8k family 750 (mgsm_de all its 8), piqa 750; the big families do not take more.
+    assert (q["gsm8k"], q["mgsm_de"], q["piqa"]) == (742, 8, 750)
+    assert plan["kinds"]["knowledge"] == {"target": 3000, "seeds": 3000, "from_fewshot": 0}
+    # A target the training splits cannot meet draws on the few-shot split, then says what is short.
+    plan = allocate(rows, sizes, Targets({"knowledge": 20_000}), max_per_subtask=5000)
+    assert plan["per_task"]["mmlu_anatomy"] == 5 and plan["kinds"]["knowledge"]["seeds"] == 2000 + 100 + 5000 + 5
+    assert any("knowledge: 7,105 seeds available of the 20,000" in n for n in plan["notes"])
+    assert plan["per_task"]["gsm8k"] == 5000  # no reasoning target: max_per_subtask as before
+    # A family's own target, and a floor per subtask.
+    plan = allocate(rows, sizes, Targets({"reasoning": 1000}, {"gsm8k": 100}, min_per_subtask=10), max_per_subtask=None)
+    q = plan["per_task"]
+    assert q["gsm8k"] + q["mgsm_de"] == 100 and q["mgsm_de"] == 8 and q["piqa"] == 900
+    assert plan["families"]["gsm8k"]["target"] == 100
+
+
+def test_targets_drive_the_pipeline_and_the_plan_cli(fixtures_hf, tmp_path, capsys):
+    from nemo_taskseed.cli import main
+
+    tasks = ["arc_easy", "openbookqa", "mmlu_anatomy", "gsm8k", "commonsense_qa"]
+    summary = run_stages_in_process(tasks, fixtures_hf, tmp_path, **{
+        "targets.knowledge": 250, "targets.reasoning": 300, "max_per_subtask": 1000})
+    kept = {t: v["kept"] for t, v in summary["per_task"].items()}
+    # 200 rows per training split in the fixtures: knowledge 125 + 125, reasoning 150 + 150, no dev split read.
+    assert kept == {"arc_easy": 125, "openbookqa": 125, "gsm8k": 150, "commonsense_qa": 150}
+    assert summary["allocation"]["kinds"]["knowledge"]["seeds"] == 250
+    assert main(["seeds", "--plan", "--mirror", str(fixtures_hf), "--tasks", ",".join(tasks),
+                 "seeds.targets.knowledge=420", "seeds.targets.reasoning=300"]) == 0
+    out = capsys.readouterr().out
+    # arc and openbookqa give their 200 each; only then mmlu_anatomy's 5-row dev split is drawn on.
+    assert "seed targets by kind" in out and "405 seeds available of the 420" in " ".join(out.split())

@@ -13,6 +13,7 @@ from nemo_taskseed.config import to_container
 from nemo_taskseed.schema import content_id
 from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.source import SourceError, mirror_file
+from nemo_taskseed.seeds.targets import plan_rows
 from nemo_taskseed.seeds.stages import (
     NormalizeSeedsStage,
     SeedJsonlWriterStage,
@@ -77,6 +78,8 @@ def collect_seeds(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(seeds_cfg, mirror)
+    # Volume targets (seeds.targets): a quota per subtask; subtasks given none are not read.
+    catalog_rows, allocation = plan_rows(catalog_rows, seeds_cfg, mirror)
     resume = bool(seeds_cfg.get("resume", True))
     todo = [r for r in catalog_rows if not (resume and _is_done(r, out_dir, settings, mirror))]
     skipped = len(catalog_rows) - len(todo)
@@ -97,6 +100,8 @@ def collect_seeds(
         aliases = [t for t in r.get("requested_as", []) if t != r["task"]]
         summary["per_task"][r["task"]]["aliases"] = aliases
     summary["aliases"] = {a: r["task"] for r in catalog_rows for a in r.get("requested_as", []) if a != r["task"]}
+    if allocation["kinds"]:
+        summary["allocation"] = {k: allocation[k] for k in ("kinds", "families", "notes")}
     summary.update({"resumed_subtasks": skipped, "seconds": round(time.perf_counter() - start, 2)})
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -98,7 +98,9 @@ class SeedSplitReaderStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             cat["_source_file"] = source.file
             for rej in source.rejected:
                 out.append(_row(task, rej["row"], REJECTED, rej, rej["reason_code"], rej["reason"], rej.get("field", "")))
-            chosen = sample_rows(source.rows, self.max_per_subtask, self.sample_seed, task)
+            # seeds.targets set a quota per subtask (seeds/targets.py); else the global cap.
+            cap = cat.get("seed_quota", self.max_per_subtask)
+            chosen = sample_rows(source.rows, cap, self.sample_seed, task)
             out.append(_row(task, None, "catalog", cat))
             out.extend(_row(task, idx, "raw", doc) for idx, doc in chosen)
         return _batch(batch, out)
