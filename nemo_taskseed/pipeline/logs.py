@@ -23,8 +23,10 @@ _routed: Path | None = None
 
 
 # Warnings that say nothing about the data (how Ray secures its local cluster, how Ray Data
-# shortens an operator name in its progress line): kept in the file, not shown on the terminal.
-_NOISE = ("Token authentication is enabled for this Ray cluster", "Truncating long operator name")
+# shortens an operator name in its progress line, which kernels vLLM picks on this platform):
+# kept in the file, not shown on the terminal.
+_NOISE = ("Token authentication is enabled for this Ray cluster", "Truncating long operator name",
+          "Triton is installed, but doesn't include CPU backend")
 
 
 class _NotNoise(logging.Filter):
@@ -34,7 +36,9 @@ class _NotNoise(logging.Filter):
 
 def _vllm_config(log_file: Path) -> dict:
     # vLLM's own dictConfig (VLLM_LOGGING_CONFIG_PATH), read by the main process and by the engine
-    # core process it spawns: everything to the file, WARNING and above also to the terminal.
+    # core process it spawns: everything to the file, errors also to the terminal. vLLM's warnings
+    # are about its platform and kernels (Triton missing, eager mode), not about the data; what it
+    # refuses or truncates reaches the step summary through the request results.
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -42,7 +46,7 @@ def _vllm_config(log_file: Path) -> dict:
         "handlers": {
             "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain", "level": "INFO"},
             "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain",
-                        "level": "WARNING"},
+                        "level": "ERROR"},
         },
         "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
     }
@@ -99,6 +103,7 @@ def route_third_party_logs(folder: str | Path) -> Path:
     root.addHandler(to_file)
     to_terminal = logging.StreamHandler(sys.stderr)
     to_terminal.setLevel(logging.WARNING)
+    to_terminal.addFilter(_NotNoise())
     to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(to_terminal)
     # Library deprecation chatter (FutureWarning, ...) is for developers: into the file only.
