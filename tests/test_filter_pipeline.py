@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 from test_filter_fixtures import (
-    LETTERS, fixture_rows, gsm8k_fields, make_generated, make_seed, mbpp_fields, mc_fields, write_jsonl,
+    LETTERS,
+    fixture_rows,
+    gsm8k_fields,
+    make_generated,
+    make_seed,
+    mbpp_fields,
+    mc_fields,
+    write_jsonl,
 )
 
 from nemo_taskseed.config import load_config
@@ -157,7 +164,12 @@ def planted(tmp_path_factory, fixtures_hf):
                       for v in ("label", "answer")]
     clean += good + [r for _, kept_variants in flawed for r in kept_variants]
 
-    generated = clean + [r for r in (*loser, near_copy) if r not in clean]
+    # ARC-Easy train row 105 asks what ARC-Challenge test row 14 asks, in other words (the most
+    # abundant greenhouse gas; cosine 0.83): no shared 13-gram, caught by the semantic check.
+    restated = next(r for r in clean if r["question"] == mc_fields(arc_train[105])["question"])
+    clean.remove(restated)
+    plant(restated, "semantic_decontam", "benchmark_paraphrase")
+    generated = clean + [r for r in (*loser, near_copy, restated) if r not in clean]
     generated += [seed_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
     generated += [r for recs, _ in flawed for r in recs if r["variant"] in ("reasoning", "context")]
     generated += dup_options + bad_arithmetic
@@ -190,7 +202,11 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     report = json.loads((out / "contamination_report.json").read_text())
     benches = {r["benchmark"] for r in report["records"] if r["reason"] == "benchmark_overlap"}
     assert benches == {"arc", "gsm8k", "commonsense_qa"}
-    arc_hit = next(r for r in report["records"] if r["benchmark"] == "arc")
+    arc_hit = next(r for r in report["records"] if r["benchmark"] == "arc" and r["reason"] == "benchmark_overlap")
+    restated = [r for r in report["records"] if r["reason"] == "benchmark_paraphrase"]
+    assert [(r["split"], r["row"], r["verdict"]) for r in restated] == [("allenai/ai2_arc/ARC-Challenge:test", 14, "above_threshold")]
+    assert restated[0]["item_text"].startswith("Which gas accounts") and restated[0]["score"] >= 0.8
+    assert report["semantic"]["verdicts"] == {"above_threshold": 1}
     assert arc_hit["split"] == "allenai/ai2_arc/ARC-Easy:test"
     assert len(arc_hit["ngram"].split()) == 13 and arc_hit["ngram"] in " ".join(planted["arc_test_q"].lower().replace("?", "").split())
     assert [s["seed_id"] for s in report["seeds"]] == [planted["dirty_seed"]["id"]]
@@ -204,9 +220,9 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     # 24 plain records (12 + 3 + 1 + 2 + six planted + the broken one) and six enriched items x 4 variants.
     assert arc["seeds_in"] == 10 and arc["generated"] == 24 + 6 * 4
     assert arc["parsed"] == arc["generated"] - 1
-    # 16 plain records, the clean enriched item's 4 documents, the label/answer documents of the 4
+    # 15 plain records, the clean enriched item's 4 documents, the label/answer documents of the 4
     # items whose enrichment failed.
-    assert arc["kept"] == 16 + 4 + 4 * 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
+    assert arc["kept"] == 15 + 4 + 4 * 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
     assert sum(arc["answer_positions"]["kept"]["counts"].values()) == arc["kept"]
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
 
@@ -228,7 +244,7 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
                "filter.verify.enabled=false"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "TOTAL" in printed and '"kept": 33' in printed
+    assert "TOTAL" in printed and '"kept": 32' in printed
     assert {p.name for p in out.iterdir()} >= {"curated", "rejected", "shards", "contamination_report.json",
                                                 "quality_report.json", "quality_summary.txt", "summary.json"}
     rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])

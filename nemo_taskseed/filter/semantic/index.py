@@ -1,0 +1,82 @@
+"""A faiss inner-product index over normalized benchmark embeddings (exact search).
+
+Exact (`IndexFlatIP`), not approximate: the scored splits of all default benchmarks are ~10^5
+rows, which a flat index searches in milliseconds per batch, and an exact index gives the same
+neighbours in every run, which an IVF/HNSW index does not promise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
+
+# Scores are rounded before they are compared or reported: the float sums of an embedding depend
+# slightly on how the texts were batched (padding), and evidence must be the same in every run.
+SCORE_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class SemanticHit:
+    row: BenchmarkRow
+    text: str  # the benchmark item as embedded
+    score: float  # cosine similarity, rounded
+
+
+class SemanticIndex:
+    def __init__(self, rows: list[BenchmarkRow], texts: list[str], vectors: np.ndarray):
+        import faiss
+
+        if len(rows) != len(texts) or len(rows) != len(vectors):
+            raise ValueError("rows, texts and vectors differ in length")
+        self.rows, self.texts = rows, texts
+        self.dim = int(vectors.shape[1]) if len(vectors) else 0
+        self._index = faiss.IndexFlatIP(self.dim or 1)
+        if len(vectors):
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def search(self, vectors: np.ndarray, k: int = 1) -> list[list[SemanticHit]]:
+        """The k nearest benchmark items of each vector, best first (ties: the earlier row)."""
+        if not len(self.rows) or not len(vectors):
+            return [[] for _ in range(len(vectors))]
+        k = min(int(k), len(self.rows))
+        scores, ids = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        out = []
+        for srow, irow in zip(scores, ids):
+            hits = sorted(((round(float(s), SCORE_DECIMALS), int(i)) for s, i in zip(srow, irow) if i >= 0),
+                          key=lambda h: (-h[0], h[1]))
+            out.append([SemanticHit(self.rows[i], self.texts[i], s) for s, i in hits])
+        return out
+
+    def save(self, prefix: Path) -> None:
+        import faiss
+
+        from nemo_taskseed.utils.jsonl import atomic_path
+
+        prefix = Path(prefix)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(prefix.with_suffix(".faiss")) as tmp:
+            faiss.write_index(self._index, str(tmp))
+        meta = {"rows": [[r.benchmark, r.split, r.row] for r in self.rows], "texts": self.texts, "dim": self.dim}
+        with atomic_path(prefix.with_suffix(".json")) as tmp:
+            Path(tmp).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, prefix: Path) -> SemanticIndex:
+        import faiss
+
+        prefix = Path(prefix)
+        meta = json.loads(prefix.with_suffix(".json").read_text(encoding="utf-8"))
+        self = cls.__new__(cls)
+        self.rows = [BenchmarkRow(b, s, int(r)) for b, s, r in meta["rows"]]
+        self.texts = list(meta["texts"])
+        self.dim = int(meta["dim"])
+        self._index = faiss.read_index(str(prefix.with_suffix(".faiss")))
+        return self

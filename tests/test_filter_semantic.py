@@ -1,0 +1,196 @@
+"""Paraphrase-aware decontamination on real fixture rows: rule-made paraphrases of real test items
+(ARC-Easy, CommonsenseQA, GSM8K, OpenBookQA) planted among real training items, checked by the real
+embedding model and faiss index through the filter stage. The model is loaded once per module."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pandas as pd
+import pytest
+from nemo_curator.tasks import DocumentBatch
+from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields
+
+from nemo_taskseed.filter.records import KEPT, records_to_frame
+from nemo_taskseed.filter.stages import SemanticDecontaminationStage
+from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
+
+SOURCES = [  # (family, dataset, config, scored split, training split, fields)
+    ("arc", "allenai/ai2_arc", "ARC-Easy", "test", "train", mc_fields),
+    ("commonsense_qa", "tau/commonsense_qa", "default", "validation", "train", mc_fields),
+    ("gsm8k", "openai/gsm8k", "main", "test", "train", gsm8k_fields),
+    ("openbookqa", "allenai/openbookqa", "main", "test", "train", mc_fields),
+]
+PLANTED_PER_BENCHMARK = 50
+CLEAN_PER_FAMILY = 75
+
+# Rule-made paraphrases: synonym swaps, changed numbers and names, dropped words, clause reordering.
+SYNONYMS = {
+    "largest": "biggest", "large": "big", "small": "little", "most": "mostly", "best": "most accurately",
+    "explains": "describes", "Which": "What", "which": "what", "people": "folks", "buy": "purchase",
+    "uses": "utilizes", "use": "utilize", "makes": "produces", "help": "assist", "shows": "demonstrates",
+    "likely": "probably", "student": "pupil", "students": "pupils", "each": "every", "total": "overall",
+    "many": "numerous", "starts": "begins", "start": "begin", "found": "discovered", "fast": "quickly",
+    "made": "created", "after": "following", "before": "prior to", "wants": "would like", "needs": "requires",
+    "because": "since", "bought": "purchased", "gets": "receives", "has": "possesses", "How": "In what way",
+}
+NAMES = ["Maria", "Tom", "Aisha", "Kenji", "Olga", "Pedro"]
+DROPPABLE = {"the", "very", "a", "that", "also", "really"}
+
+
+def paraphrase(question: str, rng: random.Random, word_problem: bool = False) -> str:
+    """A reworded question: synonyms swapped, numbers changed, filler words dropped, the last
+    sentence's clauses reordered, and (word problems) the people renamed consistently."""
+    words = [t.strip(".,?!:;'s") for t in question.split()]
+    names: dict[str, str] = {}
+    if word_problem:  # a capitalized word met twice in a word problem is a person ("Raymond ... Raymond")
+        people = sorted({w for w in words if w[:1].isupper() and w.isalpha() and words.count(w) >= 2
+                         and w not in SYNONYMS and w.lower() not in DROPPABLE | {"he", "she", "they", "if", "how"}})
+        names = {p: NAMES[i % len(NAMES)] for i, p in enumerate(people)}
+    out: list[str] = []
+    for token in question.split():
+        core = token.strip(".,?!:;")
+        base = core[:-2] if core.endswith("'s") else core
+        if base in names:
+            token = token.replace(base, names[base])
+        elif core in SYNONYMS and rng.random() < 0.8:
+            token = token.replace(core, SYNONYMS[core])
+        elif re.fullmatch(r"\d+", core):
+            token = token.replace(core, str(int(core) + rng.randint(1, 5)))
+        elif core.lower() in DROPPABLE and rng.random() < 0.4:
+            continue
+        out.append(token)
+    text = " ".join(out)
+    # The last sentence "X, Y?" becomes "Y, x?" (half of the time).
+    head_text, _, last = text.rpartition(". ")
+    if ", " in last and rng.random() < 0.5:
+        first, rest = last.split(", ", 1)
+        end = rest[-1] if rest[-1] in "?." else ""
+        rest = rest.rstrip("?.")
+        last = rest[:1].upper() + rest[1:] + ", " + first[:1].lower() + first[1:] + end
+    return f"{head_text}. {last}" if head_text else last
+
+
+@pytest.fixture(scope="module")
+def semantic(fixtures_hf, tmp_path_factory):
+    """The benchmark indexes of the four benchmarks (n-gram and embedding), built as the step builds them."""
+    work = tmp_path_factory.mktemp("semantic_work")
+    dc = {"benchmarks": [{"name": f, "task_dirs": [f]} for f, *_ in SOURCES], "extra_benchmarks": [],
+          "source": "mirror", "mirror": str(fixtures_hf), "include_paths": [], "ngram_size": 13, "short_min_words": 8,
+          "semantic": {"enabled": True, "threshold": 0.8}}
+    _, info = ensure_decontam_index(dc, work)
+    prefix, sem_info = ensure_semantic_index(dc, work, info)
+    return {"dc": dc, "prefix": prefix, "info": sem_info, "work": work}
+
+
+@pytest.fixture(scope="module")
+def records(fixtures_hf):
+    rng = random.Random(13)
+    planted, clean = [], []
+    for family, dataset, config, scored, train, fields in SOURCES:
+        test_rows = fixture_rows(fixtures_hf, dataset, config, scored)[:PLANTED_PER_BENCHMARK]
+        train_rows = fixture_rows(fixtures_hf, dataset, config, train)
+        seed = make_seed(family, family, fields(train_rows[0]), 0)
+        for i, row in enumerate(test_rows):
+            item = fields(row)
+            item["question"] = paraphrase(item["question"], rng, word_problem=not item.get("options"))
+            if item.get("options"):  # options reordered too: the check must not depend on their order
+                order = list(range(len(item["options"])))
+                rng.shuffle(order)
+                item["options"] = [item["options"][j] for j in order]
+                item["answer_index"] = order.index(item["answer_index"])
+            planted.append(make_generated(seed, item, sample_index=i))
+        # Real items the benchmark does not score: what clean generated items look like.
+        for i, row in enumerate(train_rows[100 : 100 + CLEAN_PER_FAMILY]):
+            clean.append(make_generated(seed, fields(row), sample_index=1000 + i))
+    return planted, clean
+
+
+def _run_stage(semantic, recs, shard="part-00000", judge=None) -> pd.DataFrame:
+    stage = SemanticDecontaminationStage(index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"],
+                                         judge_backend=judge)
+    if judge is not None:
+        stage.settings = {**stage.settings, "judge": {"enabled": True}}
+    stage.setup()
+    task = DocumentBatch(dataset_name=shard, data=records_to_frame(recs), _metadata={"shard": shard})
+    return stage.process(task).to_pandas()
+
+
+def test_paraphrases_of_test_items_are_caught_and_clean_items_kept(semantic, records):
+    planted, clean = records
+    assert semantic["info"]["rows"] >= 4 * 100  # every scored split of the four benchmarks was embedded
+    df = _run_stage(semantic, planted + clean)
+    planted_ids = {r["id"] for r in planted}
+    is_planted = df["id"].isin(planted_ids)
+    caught = (df[is_planted]["status"] != KEPT).mean()
+    flagged_clean = (df[~is_planted]["status"] != KEPT).mean()
+    per_family = df[is_planted].groupby("family")["status"].apply(lambda s: round(float((s != KEPT).mean()), 3))
+    print(f"semantic decontam: caught {caught:.3f} of {is_planted.sum()} paraphrases {dict(per_family)}, "
+          f"flagged {flagged_clean:.4f} of {(~is_planted).sum()} clean items")
+    assert caught >= 0.95
+    assert flagged_clean <= 0.01
+    # Every flagged pair names the benchmark row and carries both texts, the score and the verdict.
+    rejected = df[df["status"] != KEPT]
+    assert set(rejected["stage"]) == {"semantic_decontam"} and set(rejected["reason"]) == {"benchmark_paraphrase"}
+    by_question = {r["id"]: r for r in planted}
+    for row in rejected[rejected["id"].isin(planted_ids)].itertuples():
+        detail = json.loads(row.detail)
+        assert detail["verdict"] == "above_threshold" and detail["score"] >= 0.8
+        assert detail["item_text"].startswith(" ".join(by_question[row.id]["question"].split()))
+        assert detail["benchmark"] in {f for f, *_ in SOURCES} and detail["benchmark_text"]
+    # The paraphrase of the first ARC test item is matched to that very row.
+    first = json.loads(df[df["id"] == planted[0]["id"]]["detail"].iloc[0])
+    assert (first["benchmark"], first["split"], first["row"]) == ("arc", "allenai/ai2_arc/ARC-Easy:test", 0)
+
+
+def test_evidence_is_identical_across_runs_and_shardings(semantic, records):
+    planted, _ = records
+    sample = planted[::4]
+    once = _run_stage(semantic, sample)
+    # Second run: the same records split over two shards in another order (other embedding batches).
+    half = len(sample) // 2
+    twice = _run_stage(semantic, sample[half:][::-1], shard="b")
+    twice = pd.concat([twice, _run_stage(semantic, sample[:half], shard="a")])
+    a = {r.id: (r.status, r.reason, r.detail) for r in once.itertuples()}
+    b = {r.id: (r.status, r.reason, r.detail) for r in twice.itertuples()}
+    assert a == b and sum(s != KEPT for s, _, _ in a.values()) >= 0.9 * len(sample)
+
+
+class _AnswerNoBackend:
+    """A judge that says "no" to every pair: the pairs must be kept and still reported. (The judge's
+    plumbing is what is tested; a real model's verdicts are its own.)"""
+
+    model = "rule-judge"
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def chat(self, conversations, *, n, temperature, top_p, max_tokens, **_):
+        self.prompts += [c[-1]["content"] for c in conversations]
+        return [["No."] for _ in conversations]
+
+    def close(self) -> None:
+        pass
+
+
+def test_judge_verdict_keeps_rejected_pairs_and_reports_them(semantic, records):
+    from nemo_taskseed.filter.report import contamination_rows
+
+    planted, _ = records
+    judge = _AnswerNoBackend()
+    df = _run_stage(semantic, planted[:6], judge=judge)
+    assert (df["status"] == KEPT).all() and len(judge.prompts) >= 5
+    assert planted[0]["question"].split()[0] in judge.prompts[0]
+    rows = contamination_rows(df)
+    assert len(rows) == len(judge.prompts)
+    assert {r["verdict"] for r in rows} == {"judge_rejected"} and all(r["judge_answer"] == "No." for r in rows)
+
+
+def test_verdict_parsing():
+    from nemo_taskseed.filter.semantic.check import parse_verdict
+
+    assert parse_verdict(" Yes, it is.") == "judge_confirmed"
+    assert parse_verdict("no") == "judge_rejected"
+    assert parse_verdict("maybe") == "judge_unclear"
