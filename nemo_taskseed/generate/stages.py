@@ -46,6 +46,7 @@ from nemo_taskseed.llm.requests import GroupResult, Request, check_sampling, mak
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema.generated import ENRICHED_VARIANTS, GENERATED_SCHEMA_VERSION, VARIANTS
 from nemo_taskseed.schema.records import content_id
+from nemo_taskseed.schema.rejected import rejected as _reject  # the one rejected-line shape
 
 COLUMNS = ["id", "kind", "record"]
 
@@ -129,10 +130,6 @@ def shard_task(shard: str, shard_fingerprint: str, files: list[str], file_index:
     df = pd.DataFrame({"file": [files[i] for i in file_index], "offset": offsets})
     return DocumentBatch(dataset_name=shard, data=df,
                          _metadata={"shard": shard, "fingerprint": shard_fingerprint})
-
-
-def _reject(stage: str, reason: str, detail: str, **extra) -> dict:
-    return {"stage": stage, "reason": reason, "detail": detail, **extra}
 
 
 def _light() -> Resources:

@@ -37,6 +37,7 @@ from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
+from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.utils.jsonl import write_json, write_jsonl
 from nemo_taskseed.pipeline.lock import holds_output_lock
 
@@ -86,18 +87,18 @@ def plan_shards(in_dir: Path, shard_size: int, max_seed_bytes: int = 0) -> tuple
                     continue
                 where = {"file": Path(path).name, "line": line_no}
                 if max_seed_bytes and len(raw) > max_seed_bytes:
-                    rejected.append({"stage": "seeds", "reason": "seed_too_large",
-                                     "detail": f"{len(raw)} bytes > generate.max_seed_bytes={max_seed_bytes}", **where})
+                    rejected.append(rejected_line("seeds", "seed_too_large",
+                                                  f"{len(raw)} bytes > generate.max_seed_bytes={max_seed_bytes}", **where))
                     continue
                 try:
                     seed = json.loads(raw)
                 except ValueError as exc:  # includes UnicodeDecodeError
-                    rejected.append({"stage": "seeds", "reason": "unparseable_seed", "detail": str(exc)[:300], **where})
+                    rejected.append(rejected_line("seeds", "unparseable_seed", str(exc)[:300], **where))
                     continue
                 errors = validate_seed(seed) if isinstance(seed, dict) else ["not a JSON object"]
                 if errors:
-                    rejected.append({"stage": "seeds", "reason": "invalid_seed", "detail": "; ".join(errors)[:300],
-                                     "seed_id": seed.get("id") if isinstance(seed, dict) else None, **where})
+                    rejected.append(rejected_line("seeds", "invalid_seed", "; ".join(errors)[:300],
+                                                  seed_id=seed.get("id") if isinstance(seed, dict) else None, **where))
                     continue
                 task = seed["task"]
                 ids = seen.setdefault(task, set())
