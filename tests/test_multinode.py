@@ -15,7 +15,7 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.step import run_filter
 from nemo_taskseed.pipeline import shards
-from nemo_taskseed.tokenize.step import tokenize_dir
+from nemo_taskseed.tokenize.step import tokenize_inputs
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode]
 
@@ -112,9 +112,9 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
     # Tokenize the curated parts: one shard per part, merged per family/variant.
     tokenize = load_config(overrides=["tokenize.progress=false"]).tokenize
     monkeypatch.delenv("RAY_ADDRESS")
-    inline_manifest, _ = tokenize_dir(tokenize, tmp_path / "inline", tmp_path / "tok_inline", run_executor="inline")
+    inline_manifest, _ = tokenize_inputs(tokenize, tmp_path / "tok_inline", in_dir=tmp_path / "inline", run_executor="inline")
     monkeypatch.setenv("RAY_ADDRESS", address)
-    ray_manifest, run = tokenize_dir(tokenize, tmp_path / "ray", tmp_path / "tok_ray", run_executor="ray_data")
+    ray_manifest, run = tokenize_inputs(tokenize, tmp_path / "tok_ray", in_dir=tmp_path / "ray", run_executor="ray_data")
     assert run["executor"] == "ray_data" and inline_manifest["totals"]["documents"] == on_ray["kept"]
     prefixes = sorted(p.name for p in (tmp_path / "tok_inline").glob("*.bin"))
     assert len(prefixes) == 16  # 4 families x 4 variants

@@ -292,14 +292,14 @@ def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_pat
 
 
 def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, documents, model_dir, tokenizer):
-    from nemo_taskseed.tokenize.step import input_files, tokenize_dir
+    from nemo_taskseed.tokenize.step import input_files, tokenize_inputs
 
     src = _filter_folder(tmp_path / "filter", documents, parts=3, bad_lines=True)
     section = _default_section(f"tokenize.tokenizer={model_dir}", "tokenize.batch_size=16")
     files = input_files(section, src)
     assert [f.name for f in files] == ["part-mix.00000.jsonl", "part-mix.00001.jsonl", "part-mix.00002.jsonl"]
     out = tmp_path / "out"
-    manifest, run = tokenize_dir(section, src, out, run_executor="inline")
+    manifest, run = tokenize_inputs(section, out, in_dir=src, run_executor="inline")
     assert run["executor"] == "inline" and run["run_now"] == 3 and len(run["nodes"]) == 1
 
     concat = tmp_path / "all.jsonl"
@@ -339,7 +339,7 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
     empty.mkdir(parents=True)
     (empty / "part-mix.00000.jsonl").write_text("\n")
     with pytest.raises(TokenizeError, match="hold no documents .* the outputs already in .* are left as they are"):
-        tokenize_dir(section, tmp_path / "empty", out, run_executor="inline")
+        tokenize_inputs(section, out, in_dir=tmp_path / "empty", run_executor="inline")
     assert sorted(p.relative_to(out) for p in out.rglob("*.bin")) == before and before
     assert verify_prefixes(out, manifest) == []
 

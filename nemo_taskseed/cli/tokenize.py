@@ -55,25 +55,18 @@ def _run(args) -> int:
         cfg.tokenize.tokenizer = args.tokenizer
     if args.out is None:
         raise UserError("--out is required")
+    if args.in_dir and inputs:
+        raise UserError("give JSONL files or --in DIR, not both")
+    from nemo_taskseed.tokenize.step import TokenizeError, check_rejects, tokenize_inputs
+
     out_dir = Path(args.out)
-    if args.in_dir:
-        if inputs:
-            raise UserError("give JSONL files or --in DIR, not both")
-        from nemo_taskseed.tokenize.step import input_files
-
-        inputs = [str(p) for p in input_files(cfg.tokenize, Path(args.in_dir))]
-    if not inputs:
-        raise UserError("no input: give JSONL files or --in DIR")
-    from nemo_taskseed.tokenize.megatron import TokenizeOptions, tokenize_files
-    from nemo_taskseed.tokenize.step import tokenizer_path_from_config
-
-    opts = TokenizeOptions.from_config(cfg.tokenize, tokenizer_path_from_config(cfg.tokenize))
-    if args.workers is not None:
-        opts.workers = args.workers
-    manifest = tokenize_files([Path(p) for p in inputs], out_dir, opts)
+    manifest, _ = tokenize_inputs(cfg.tokenize, out_dir, files=None if args.in_dir else inputs,
+                                  in_dir=Path(args.in_dir) if args.in_dir else None, workers=args.workers)
     _print_summary(manifest, out_dir)
-    if cfg.tokenize.get("fail_on_rejects") and manifest["totals"]["rejected"]:
-        print("tokenize.fail_on_rejects=true and some lines were rejected", file=sys.stderr)
+    try:
+        check_rejects(cfg.tokenize, manifest, out_dir)
+    except TokenizeError as exc:  # the datasets are written: report, and fail the command
+        print(exc, file=sys.stderr)
         return 1
     return 0
 

@@ -69,24 +69,34 @@ def _input_files(section, in_dir: Path) -> list[Path]:
     raise TokenizeError(f"no {' or '.join(map(str, flat))} files in {in_dir}")
 
 
-def tokenize_dir(section, in_dir: Path, out_dir: Path, *, workers: int | None = None,
-                 run_executor: str | None = None) -> tuple[dict, dict]:
-    """Tokenize `in_dir`'s input files into `out_dir`; returns `(manifest, run)` (see `run_tokenize`)."""
-    files = input_files(section, in_dir)
+def tokenize_inputs(section, out_dir: Path, *, files: list[Path] | None = None, in_dir: Path | None = None,
+                    workers: int | None = None, run_executor: str | None = None) -> tuple[dict, dict]:
+    """Tokenize the given files, or `in_dir`'s input files, into `out_dir`; returns `(manifest, run)`.
+
+    What `taskseed run` and `taskseed tokenize` both call; `check_rejects` then applies
+    `tokenize.fail_on_rejects` (after the datasets are written, so nothing done is lost)."""
+    if (files is None) == (in_dir is None):
+        raise TokenizeError("give JSONL files or --in DIR (one of them)")
+    files = input_files(section, in_dir) if in_dir is not None else [Path(f) for f in files]
+    if not files:
+        raise TokenizeError("no input: give JSONL files or --in DIR")
     opts = TokenizeOptions.from_config(section, tokenizer_path_from_config(section), run_executor=run_executor)
     if workers is not None:
         opts.workers = workers
-    manifest, run = run_tokenize(files, out_dir, opts)
+    return run_tokenize(files, out_dir, opts)
+
+
+def check_rejects(section, manifest: dict, out_dir: Path) -> None:
     if section.get("fail_on_rejects") and manifest["totals"]["rejected"]:
         raise TokenizeError(
-            f"{manifest['totals']['rejected']} bad input lines (see {Path(out_dir) / 'rejects.jsonl'}) "
+            f"{manifest['totals']['rejected']} bad input lines were rejected (see {Path(out_dir) / 'rejects.jsonl'}) "
             "and tokenize.fail_on_rejects=true"
         )
-    return manifest, run
 
 
 def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
     run_executor = (cfg.get("run") or {}).get("executor")
-    manifest, run = tokenize_dir(cfg.tokenize, in_dir, out_dir, run_executor=run_executor)
+    manifest, run = tokenize_inputs(cfg.tokenize, out_dir, in_dir=in_dir, run_executor=run_executor)
+    check_rejects(cfg.tokenize, manifest, out_dir)
     return {"step": "tokenize", "out_dir": str(out_dir), **manifest["totals"], "merged": manifest["merged"],
             "shards": run}
