@@ -54,7 +54,7 @@ def baseline(catalog_rows: list[dict], files: dict[str, Path], out: Path) -> int
     from lm_eval.api.task import ConfigurableTask
 
     from nemo_taskseed.compat import cache_lm_eval_templates
-    from nemo_taskseed.seeds.taskconfig import template_config
+    from nemo_taskseed.utils.lm_eval_yaml import template_config
 
     cache_lm_eval_templates()  # the upstream fix our stages use, so both sides render equally fast
     n = 0

@@ -9,8 +9,6 @@ a pre-populated HF datasets cache.
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,38 +55,16 @@ def selected_benchmarks(eval_cfg: DictConfig) -> list[Benchmark]:
     return out
 
 
-def lm_eval_tasks_dir() -> Path:
-    import lm_eval.tasks
-
-    return Path(lm_eval.tasks.__file__).parent
-
-
-@functools.lru_cache(maxsize=None)
-def _task_yaml_index() -> dict[str, Path]:
-    """task name -> its YAML, by reading `task:` lines (text only: importing every task's
-    `!function` modules would reach the network; see stack notes)."""
-    index: dict[str, Path] = {}
-    pattern = re.compile(r"^task:\s*['\"]?([A-Za-z0-9_.\-]+)['\"]?\s*$", re.M)
-    for path in sorted(lm_eval_tasks_dir().rglob("*.yaml")):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        for name in pattern.findall(text):
-            index.setdefault(name, path)
-    return index
-
-
 def stock_task_config(task: str) -> dict[str, Any]:
     """The stock YAML of one task with its `include:` chain merged and `!function`s resolved."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from nemo_taskseed.utils.lm_eval_yaml import task_config, task_yaml_path
 
-    path = _task_yaml_index().get(task)
+    path = task_yaml_path(task)
     if path is None:
         raise ConfigError(
             f"lm-eval task {task!r} has no single-task YAML; local_data works for single tasks only "
             f"(for a group such as mmlu_pro, list its subtasks as benchmarks)")
-    return load_yaml(path, resolve_func=True, recursive=True)
+    return task_config(path, functions="all")
 
 
 def local_task_config(bench: Benchmark) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class LmEvalTemplates:
         from lm_eval.api.task import ConfigurableTask
 
         from nemo_taskseed.compat import cache_lm_eval_templates
-        from nemo_taskseed.seeds.taskconfig import template_config
+        from nemo_taskseed.utils.lm_eval_yaml import template_config
 
         cache_lm_eval_templates()
 

@@ -1,7 +1,7 @@
 """Benchmark text to decontaminate against, read through lm-eval task configs.
 
 Each benchmark of the configured list names lm-eval task folders (`lm_eval/tasks/<dir>`). Their
-YAML files are read with `load_yaml(path, resolve_func=False)`: `!function` tags stay strings, so
+YAML files are read with `task_config(path, functions="none")` (utils/lm_eval_yaml.py): `!function` tags are dropped, so
 no task module is imported (importing all of them reaches the network, and one exits the
 process). From each task config we take `dataset_path`, `dataset_name` and the splits it scores:
 `validation_split` and `test_split`. A `fewshot_split` or `training_split` is not scored and is
@@ -27,6 +27,7 @@ from typing import Any
 
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.utils.jsonl import read_jsonl
+from nemo_taskseed.utils.lm_eval_yaml import lm_eval_tasks_dir, task_config
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,9 @@ class ScoredSplit:
         return f"{self.dataset_path}/{name}:{self.split}"
 
 
-def lm_eval_tasks_dir() -> Path:
-    import lm_eval.tasks
-
-    return Path(lm_eval.tasks.__file__).resolve().parent
-
-
 def _load_task_yaml(path: Path) -> dict[str, Any] | None:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     try:
-        cfg = load_yaml(path, resolve_func=False)
+        cfg = task_config(path, functions="none")
     except Exception as exc:  # a broken or templated file is skipped, not fatal
         log.debug("skipping %s: %s", path, exc)
         return None
