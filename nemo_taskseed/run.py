@@ -83,7 +83,11 @@ def _counts(step: str, summary: dict[str, Any]) -> tuple[Any, Any, Any, str]:
         "blend": lambda s: f"{s.get('total_tokens', 0):,} tokens planned over {s.get('datasets', 0)} datasets",
     }.get(step, lambda s: "")(summary)
     kept = summary.get("kept", summary.get("documents"))
-    return summary.get("in", ""), kept, dropped, notes
+    n_in = summary.get("in", "")
+    if step == "generate":  # seeds in, candidate items -> kept items (each written as several variants)
+        n_in, kept = summary.get("seeds", ""), summary.get("items_kept")
+        notes = f"{summary.get('records_kept', 0)} records over the variants"
+    return n_in, kept, dropped, notes
 
 
 def _step_line(step: str, summary: dict[str, Any]) -> str:
@@ -93,7 +97,7 @@ def _step_line(step: str, summary: dict[str, Any]) -> str:
         parts.append(f"kept {kept}")
     if dropped not in (None, ""):
         parts.append(f"dropped {dropped}")
-    reasons = summary.get("rejected_by_reason") or summary.get("dropped_by_reason")
+    reasons = summary.get("rejected_by_reason") or (summary["dropped"] if isinstance(summary.get("dropped"), dict) else None)
     if isinstance(reasons, dict) and reasons:
         top = sorted(reasons.items(), key=lambda kv: -kv[1] if isinstance(kv[1], int) else 0)[:3]
         notes = ", ".join(filter(None, [notes, "top reasons: " + ", ".join(f"{r} {n}" for r, n in top)]))
