@@ -23,6 +23,14 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
         capture_output=True, text=True, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # Quiet terminal: third-party INFO (vLLM, Ray, Curator) went to the run's log file; what is
+    # left fits on about two screens and ends with the per-step summary (measured: ~120 lines).
+    terminal = (proc.stdout + proc.stderr).splitlines()
+    assert not [line for line in terminal if " INFO " in line or "| INFO" in line], terminal
+    assert len(terminal) < 200, len(terminal)
+    assert "taskseed run" in proc.stdout and proc.stdout.rstrip().splitlines()[-1].startswith("outputs under")
+    log = (workdir / "taskseed.log").read_text()
+    assert " INFO vllm[" in log and "ray.data" in log
     steps = json.loads((workdir / "run_summary.json").read_text())["steps"]
     assert list(steps) == ["catalog", "seeds", "generate", "filter", "tokenize", "blend"]
     assert steps["seeds"]["kept"] == 10  # 2 per demo subtask
