@@ -39,8 +39,7 @@ def machine_line() -> str:
     except OSError:  # not every platform has a load average
         load = "load n/a"
     cpu = platform.processor() or platform.machine()
-    return (f"{platform.system()} {cpu}, {os.cpu_count()} cores, {load}, "
-            f"Python {platform.python_version()}")
+    return f"{platform.system()} {cpu}, {os.cpu_count()} cores, {load}, Python {platform.python_version()}"
 
 
 def render_block(name: str, text: str, *, command: str, date: str | None = None, machine: str | None = None) -> str:
@@ -48,10 +47,12 @@ def render_block(name: str, text: str, *, command: str, date: str | None = None,
     date = date or _dt.date.today().isoformat()
     machine = machine or machine_line()
     body = text.strip("\n")
-    return (f"<!-- bench:{name}:start -->\n"
-            f"Last run {date} on {machine}: `{command}`\n\n"
-            f"```\n{body}\n```\n"
-            f"<!-- bench:{name}:end -->")
+    return (
+        f"<!-- bench:{name}:start -->\n"
+        f"Last run {date} on {machine}: `{command}`\n\n"
+        f"```\n{body}\n```\n"
+        f"<!-- bench:{name}:end -->"
+    )
 
 
 def replace_block(page: str, name: str, block: str) -> str:
@@ -67,8 +68,15 @@ def replace_block(page: str, name: str, block: str) -> str:
     return page.rstrip("\n") + f"\n\n## {name}\n\n{block}\n"
 
 
-def update_docs(name: str, text: str, *, command: str | None = None, page: Path | None = None,
-                date: str | None = None, machine: str | None = None) -> Path | None:
+def update_docs(
+    name: str,
+    text: str,
+    *,
+    command: str | None = None,
+    page: Path | None = None,
+    date: str | None = None,
+    machine: str | None = None,
+) -> Path | None:
     """Write `text` into the `name` block of the benchmarks page; returns the page written, or None."""
     target = os.environ.get("TASKSEED_BENCH_DOCS", "")
     if target == "0":

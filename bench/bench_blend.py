@@ -64,13 +64,19 @@ def child(mode: str, plan_path: str) -> None:
             report = verify_plan(plan, None, build="never")
             samples = report["indices"]["samples"]
         else:  # real BlendedMegatronDatasetBuilder + GPTDataset build of every planned sample
-            report = verify_plan(plan, plan["tokenizer"]["path"], build="always",
-                                 build_max_samples=plan["total_samples"], read_samples=16)
+            report = verify_plan(
+                plan,
+                plan["tokenizer"]["path"],
+                build="always",
+                build_max_samples=plan["total_samples"],
+                read_samples=16,
+            )
             samples = report["build"]["samples"]
         ok = report["ok"]
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "import_peak_mb": before, "samples": samples,
-                      "ok": ok}))
+    print(
+        json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "import_peak_mb": before, "samples": samples, "ok": ok})
+    )
 
 
 def measure(mode: str, plan_path: Path) -> dict:
@@ -85,6 +91,7 @@ def measure(mode: str, plan_path: Path) -> dict:
 
 def make_plans(tmp: Path, token_sizes: list[float], build_sizes: list[float]) -> dict:
     from bench_tokenize import build_corpus
+
     from nemo_taskseed.blend import plan_from_config
     from nemo_taskseed.config import load_config
     from nemo_taskseed.models import prepare_model
@@ -95,16 +102,31 @@ def make_plans(tmp: Path, token_sizes: list[float], build_sizes: list[float]) ->
     plans = {}
     for tokens in token_sizes:
         # Against the example 3-dataset pretraining blend (cluster paths: indices only).
-        cfg = load_config(None, [f"blend.manifest={tmp / 'tok'}", "blend.existing=example_pretraining",
-                                 "blend.require_existing_prefixes=false", f"blend.total_tokens={int(tokens)}",
-                                 "blend.max_epochs=null", "blend.group_quotas.knowledge=0.5",
-                                 "blend.group_quotas.reasoning=0.5"])
+        cfg = load_config(
+            None,
+            [
+                f"blend.manifest={tmp / 'tok'}",
+                "blend.existing=example_pretraining",
+                "blend.require_existing_prefixes=false",
+                f"blend.total_tokens={int(tokens)}",
+                "blend.max_epochs=null",
+                "blend.group_quotas.knowledge=0.5",
+                "blend.group_quotas.reasoning=0.5",
+            ],
+        )
         path = tmp / f"plan-{tokens:.0e}.json"
         path.write_text(json.dumps(plan_from_config(cfg.blend)))
         plans[("indices", tokens)] = path
     for tokens in build_sizes:
-        cfg = load_config(None, [f"blend.manifest={tmp / 'tok'}", f"blend.total_tokens={int(tokens)}",
-                                 "blend.synthetic_share=1", "blend.max_epochs=null"])
+        cfg = load_config(
+            None,
+            [
+                f"blend.manifest={tmp / 'tok'}",
+                f"blend.total_tokens={int(tokens)}",
+                "blend.synthetic_share=1",
+                "blend.max_epochs=null",
+            ],
+        )
         path = tmp / f"plan-build-{tokens:.0e}.json"
         path.write_text(json.dumps(plan_from_config(cfg.blend)))
         plans[("build", tokens)] = path
@@ -114,8 +136,13 @@ def make_plans(tmp: Path, token_sizes: list[float], build_sizes: list[float]) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=float, nargs="+", default=[1e9, 1e10, 1e11])
-    parser.add_argument("--build-tokens", type=float, nargs="*", default=[1e9],
-                        help="budgets for a real GPTDataset build over local prefixes (slow beyond 1e10)")
+    parser.add_argument(
+        "--build-tokens",
+        type=float,
+        nargs="*",
+        default=[1e9],
+        help="budgets for a real GPTDataset build over local prefixes (slow beyond 1e10)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PLAN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -128,27 +155,37 @@ def main() -> int:
     try:
         with publish_output("blend"):
             plans = make_plans(tmp, args.tokens, args.build_tokens)
-            print(f"{'budget':>7} {'samples':>11} {'method':<44} {'seconds':>8} {'peak MB':>8} "
-                  f"{'x base s':>8} {'x base MB':>9} {'process s':>9}")
+            print(
+                f"{'budget':>7} {'samples':>11} {'method':<44} {'seconds':>8} {'peak MB':>8} "
+                f"{'x base s':>8} {'x base MB':>9} {'process s':>9}"
+            )
             rows = []
             for tokens in args.tokens:
                 base = measure("baseline", plans[("indices", tokens)])
                 ours = measure("verify", plans[("indices", tokens)])
-                for name, r in (("megatron build_blending_indices [baseline]", base),
-                                ("taskseed blend verify (indices, 5 datasets)", ours)):
-                    print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {name:<44} {r['seconds']:>8.2f} "
-                          f"{r['peak_mb']:>8.0f} {r['seconds'] / base['seconds']:>8.2f} "
-                          f"{r['peak_mb'] / base['peak_mb']:>9.2f} {r['process_seconds']:>9.1f}")
+                for name, r in (
+                    ("megatron build_blending_indices [baseline]", base),
+                    ("taskseed blend verify (indices, 5 datasets)", ours),
+                ):
+                    print(
+                        f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {name:<44} {r['seconds']:>8.2f} "
+                        f"{r['peak_mb']:>8.0f} {r['seconds'] / base['seconds']:>8.2f} "
+                        f"{r['peak_mb'] / base['peak_mb']:>9.2f} {r['process_seconds']:>9.1f}"
+                    )
                 rows.append((tokens, ours))
             for tokens in args.build_tokens:
                 r = measure("build", plans[("build", tokens)])
-                print(f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {'taskseed verify, real GPTDataset build':<44} "
-                      f"{r['seconds']:>8.2f} {r['peak_mb']:>8.0f} {'':>8} {'':>9} {r['process_seconds']:>9.1f}")
+                print(
+                    f"{tokens / 1e9:>6.0f}B {r['samples']:>11,} {'taskseed verify, real GPTDataset build':<44} "
+                    f"{r['seconds']:>8.2f} {r['peak_mb']:>8.0f} {'':>8} {'':>9} {r['process_seconds']:>9.1f}"
+                )
             for tokens, ours in rows:
                 if tokens >= 1e11:
                     fine = ours["process_seconds"] < 60 and ours["peak_mb"] < 4096
-                    print(f"\n100B check (whole process, imports included): {ours['process_seconds']:.1f} s < 60 s and "
-                          f"{ours['peak_mb']:.0f} MB < 4096 MB: {'PASS' if fine else 'FAIL'}; shares ok: {ours['ok']}")
+                    print(
+                        f"\n100B check (whole process, imports included): {ours['process_seconds']:.1f} s < 60 s and "
+                        f"{ours['peak_mb']:.0f} MB < 4096 MB: {'PASS' if fine else 'FAIL'}; shares ok: {ours['ok']}"
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

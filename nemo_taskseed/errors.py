@@ -25,7 +25,8 @@ def environment_error(exc: BaseException, folder: str | None = None) -> str | No
             where = exc.filename or folder or "the output folder"
             return f"{where}: {exc.strerror}"
         if isinstance(exc, sqlite3.OperationalError) and any(
-                s in str(exc) for s in ("disk is full", "readonly database", "disk I/O error", "unable to open")):
+            s in str(exc) for s in ("disk is full", "readonly database", "disk I/O error", "unable to open")
+        ):
             return f"request cache: {exc} (the disk of the output folder is full, read-only or failing)"
         exc = exc.__cause__ or exc.__context__
     return None

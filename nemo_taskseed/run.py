@@ -62,7 +62,9 @@ def run_pipeline(cfg, console: Console | None = None) -> dict[str, Any]:
         summary["seconds"] = round(time.perf_counter() - start, 2)
         summaries[step] = summary
         console.print(_step_line(step, summary))
-    (workdir / "run_summary.json").write_text(json.dumps({"config": to_container(cfg), "steps": summaries}, indent=2, default=str))
+    (workdir / "run_summary.json").write_text(
+        json.dumps({"config": to_container(cfg), "steps": summaries}, indent=2, default=str)
+    )
     console.rule("[bold]done")
     console.print(summary_table(summaries))
     for step, summary in summaries.items():
@@ -78,7 +80,9 @@ def _counts(step: str, summary: dict[str, Any]) -> tuple[Any, Any, Any, str]:
     if isinstance(dropped, dict):
         dropped = sum(v for v in dropped.values() if isinstance(v, int))
     notes = {
-        "catalog": lambda s: f"{s.get('eligible_subtasks', '?')} subtasks in {s.get('eligible_families', '?')} families eligible",
+        "catalog": lambda s: (
+            f"{s.get('eligible_subtasks', '?')} subtasks in {s.get('eligible_families', '?')} families eligible"
+        ),
         "tokenize": lambda s: f"{s.get('tokens', 0):,} tokens in {s.get('prefixes', 0)} datasets",
         "blend": lambda s: f"{s.get('total_tokens', 0):,} tokens planned over {s.get('datasets', 0)} datasets",
     }.get(step, lambda s: "")(summary)
@@ -97,7 +101,9 @@ def _step_line(step: str, summary: dict[str, Any]) -> str:
         parts.append(f"kept {kept}")
     if dropped not in (None, ""):
         parts.append(f"dropped {dropped}")
-    reasons = summary.get("rejected_by_reason") or (summary["dropped"] if isinstance(summary.get("dropped"), dict) else None)
+    reasons = summary.get("rejected_by_reason") or (
+        summary["dropped"] if isinstance(summary.get("dropped"), dict) else None
+    )
     if isinstance(reasons, dict) and reasons:
         top = sorted(reasons.items(), key=lambda kv: -kv[1] if isinstance(kv[1], int) else 0)[:3]
         notes = ", ".join(filter(None, [notes, "top reasons: " + ", ".join(f"{r} {n}" for r, n in top)]))
@@ -113,6 +119,10 @@ def summary_table(summaries: dict[str, dict[str, Any]]) -> Table:
         table.add_column(column, justify="right" if column in ("in", "kept", "dropped", "seconds") else "left")
     for step, summary in summaries.items():
         n_in, kept, dropped, notes = _counts(step, summary)
-        table.add_row(step, *("" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in (n_in, kept, dropped)),
-                      f"{summary.get('seconds', 0):.0f}", notes)
+        table.add_row(
+            step,
+            *("" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in (n_in, kept, dropped)),
+            f"{summary.get('seconds', 0):.0f}",
+            notes,
+        )
     return table

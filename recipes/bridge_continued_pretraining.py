@@ -35,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     spec = TrainingSpec.read(args.spec)
     spec.extra_overrides = list(spec.extra_overrides) + list(args.overrides)
     if args.dry_run:
-        print(json.dumps({"bridge_recipe": spec.bridge_recipe, "settings": bridge_settings(spec),
-                          "extra_overrides": spec.extra_overrides}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "bridge_recipe": spec.bridge_recipe,
+                    "settings": bridge_settings(spec),
+                    "extra_overrides": spec.extra_overrides,
+                },
+                indent=2,
+            )
+        )
         return 0
 
     from megatron.bridge.training.gpt_step import forward_step

@@ -16,12 +16,29 @@ ROOT = Path(nemo_taskseed.__file__).parent
 # Lowest layer first. Stages follow pipeline order: a later stage may read an earlier one's
 # formats (blend reads tokenize's manifest), never the reverse.
 LAYERS = [
-    "errors", "paths", "compat", "config", "utils", "schema",           # foundations
-    "models", "llm", "registry", "demo", "pipeline",                     # shared services
-    "catalog", "seeds", "generate", "filter", "tokenize", "blend",       # data stages
-    "train", "launch", "evaluate",                                       # hand-off to training
-    "run",                                                               # `taskseed run`: the step sequence
-    "cli", "__main__",                                                   # the thin CLI
+    "errors",
+    "paths",
+    "compat",
+    "config",
+    "utils",
+    "schema",  # foundations
+    "models",
+    "llm",
+    "registry",
+    "demo",
+    "pipeline",  # shared services
+    "catalog",
+    "seeds",
+    "generate",
+    "filter",
+    "tokenize",
+    "blend",  # data stages
+    "train",
+    "launch",
+    "evaluate",  # hand-off to training
+    "run",  # `taskseed run`: the step sequence
+    "cli",
+    "__main__",  # the thin CLI
 ]
 
 

@@ -40,8 +40,14 @@ def test_replaces_only_its_block(tmp_path):
     res = _results()
     page = tmp_path / "benchmarks.md"
     page.write_text(PAGE)
-    res.update_docs("tokenize", "method  wall s\nbaseline  5.20\n", command="python bench/bench_tokenize.py",
-                    page=page, date="2026-01-02", machine="Linux x86_64, 2 cores")
+    res.update_docs(
+        "tokenize",
+        "method  wall s\nbaseline  5.20\n",
+        command="python bench/bench_tokenize.py",
+        page=page,
+        date="2026-01-02",
+        machine="Linux x86_64, 2 cores",
+    )
     text = page.read_text()
     assert "old table" not in text and "baseline  5.20" in text
     assert "Last run 2026-01-02 on Linux x86_64, 2 cores: `python bench/bench_tokenize.py`" in text

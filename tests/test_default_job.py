@@ -20,7 +20,9 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "nemo_taskseed", "run", "configs/default.yaml", f"run.workdir={workdir}"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     # Quiet terminal: third-party INFO (vLLM, Ray, Curator) went to the run's log file; what is
@@ -54,7 +56,9 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     # The demo checks its 5 benchmarks only, and says so.
     assert len(warnings) == 2 and warnings[1].startswith("decontamination does not check 11 of the default benchmarks")
     # What the 135M model writes does not all pass the rule checks (measured: 22 of 29 documents dropped).
-    assert any(r.split(":")[0] in ("text_quality", "item_rules", "explanation") for r in steps["filter"]["rejected_by_reason"])
+    assert any(
+        r.split(":")[0] in ("text_quality", "item_rules", "explanation") for r in steps["filter"]["rejected_by_reason"]
+    )
     assert steps["tokenize"]["documents"] == len(curated) > 0
     plan = json.loads((workdir / "blend/plan.json").read_text())
     assert abs(sum(w for w, _ in plan["data_paths"]) - 1.0) < 1e-9

@@ -19,8 +19,9 @@ from test_filter_fixtures import fixture_rows, make_generated, make_seed, mc_fie
 def _can_mount_tmpfs(tmp_path) -> bool:
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"], capture_output=True
+    )
     return probe.returncode == 0
 
 
@@ -36,8 +37,8 @@ def test_filter_on_a_full_disk_names_the_path_and_cleans_up(tmp_path, fixtures_h
     disk.mkdir()
     inner = textwrap.dedent(f"""
         import json, os, subprocess, sys
-        cmd = [sys.executable, "-m", "nemo_taskseed", "filter", "--in", {str(tmp_path / 'gen')!r},
-               "--out", {str(disk / 'filter')!r}, "--executor", "inline", "--mirror", {str(fixtures_hf)!r},
+        cmd = [sys.executable, "-m", "nemo_taskseed", "filter", "--in", {str(tmp_path / "gen")!r},
+               "--out", {str(disk / "filter")!r}, "--executor", "inline", "--mirror", {str(fixtures_hf)!r},
                "--config", "benchmarks/smoke", "filter.verify.enabled=false"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         temps = [os.path.join(r, f) for r, _, fs in os.walk({str(disk)!r}) for f in fs if ".tmp" in f]
@@ -45,8 +46,12 @@ def test_filter_on_a_full_disk_names_the_path_and_cleans_up(tmp_path, fixtures_h
     """)
     script = tmp_path / "inner.py"
     script.write_text(inner)
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script}"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["rc"] == 1, result["stderr"]
@@ -64,19 +69,25 @@ def test_a_full_request_cache_says_the_disk_is_full(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     script = tmp_path / "inner.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sqlite3
         from nemo_taskseed.llm.cache import RequestCache
-        cache = RequestCache({str(disk / 'c.sqlite')!r})
+        cache = RequestCache({str(disk / "c.sqlite")!r})
         cache.put_many({{"first": (["ok"], "vllm")}})
         try:
             cache.put_many({{f"k{{i}}": (["x" * 4000], "vllm") for i in range(400)}})
             print(json.dumps({{"error": None}}))
         except sqlite3.Error as exc:
             print(json.dumps({{"error": str(exc), "first": cache.get_many(["first"])["first"]["outputs"]}}))
-    """))
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script}"],
-                          capture_output=True, text=True, timeout=300)
+    """)
+    )
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["error"] and "full" in result["error"] and "rollback" not in result["error"], result

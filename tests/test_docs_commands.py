@@ -112,7 +112,9 @@ def test_deprecated_set_still_parses_and_warns(capsys):
     from nemo_taskseed.cli import build_parser
     from nemo_taskseed.cli._overrides import take_deprecated_sets
 
-    args = build_parser().parse_args(["blend", "plan", "--out", "o", "-s", "blend.max_epochs=8", "blend.seq_length=256"])
+    args = build_parser().parse_args(
+        ["blend", "plan", "--out", "o", "-s", "blend.max_epochs=8", "blend.seq_length=256"]
+    )
     assert args.overrides == ["blend.seq_length=256"] and args.sets == ["blend.max_epochs=8"]
     assert take_deprecated_sets("blend plan", args.sets) == ["blend.max_epochs=8"]
     assert "deprecated" in capsys.readouterr().err

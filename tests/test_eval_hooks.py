@@ -27,8 +27,13 @@ LIMIT = 4
 
 def eval_overrides(fixtures_hf: Path) -> list[str]:
     return [
-        "eval.backend=hf", "eval.device=cpu", "eval.dtype=float32", "eval.batch_size=8",
-        "eval.run=[arc_easy,piqa]", f"eval.limit={LIMIT}", "eval.run_name=cpu-test",
+        "eval.backend=hf",
+        "eval.device=cpu",
+        "eval.dtype=float32",
+        "eval.batch_size=8",
+        "eval.run=[arc_easy,piqa]",
+        f"eval.limit={LIMIT}",
+        "eval.run_name=cpu-test",
         f"eval.local_data.arc_easy.test={fixtures_hf}/allenai/ai2_arc/ARC-Easy/test.jsonl",
         f"eval.local_data.piqa.validation={fixtures_hf}/baber/piqa/default/validation.jsonl",
     ]
@@ -53,8 +58,18 @@ def watched_run(tmp_path_factory, model_dir, fixtures_hf):
     fake_checkpoint(root, 100, model_dir)
     fake_checkpoint(root, 150, model_dir, with_hf_export=False)  # still saving: no hf/ export yet
     results = work / "results.jsonl"
-    argv = ["evaluate", "watch", "--checkpoints", str(root), "--baseline", str(model_dir),
-            "--results", str(results), "--once", *eval_overrides(fixtures_hf)]
+    argv = [
+        "evaluate",
+        "watch",
+        "--checkpoints",
+        str(root),
+        "--baseline",
+        str(model_dir),
+        "--results",
+        str(results),
+        "--once",
+        *eval_overrides(fixtures_hf),
+    ]
     assert main(argv) == 0
     return {"root": root, "results": results, "work": work, "argv": argv}
 
@@ -63,8 +78,11 @@ def watched_run(tmp_path_factory, model_dir, fixtures_hf):
 def test_watcher_scores_baseline_and_new_checkpoint_with_lm_eval(watched_run, model_dir):
     rows = read_rows(watched_run["results"])
     assert {(r["label"], r["step"], r["benchmark"]) for r in rows} == {
-        ("baseline", 0, "arc_easy"), ("baseline", 0, "piqa"),
-        ("step_100", 100, "arc_easy"), ("step_100", 100, "piqa")}
+        ("baseline", 0, "arc_easy"),
+        ("baseline", 0, "piqa"),
+        ("step_100", 100, "arc_easy"),
+        ("step_100", 100, "piqa"),
+    }
     for row in rows:
         assert row["group"] == "commonsense" and row["metric"] == "acc_norm,none"
         assert row["n_samples"] == LIMIT and row["local_data"] is True and row["backend"] == "hf"
@@ -116,7 +134,14 @@ def test_training_hook_queues_a_checkpoint_for_the_watcher(tmp_path, model_dir):
 
 
 def test_nemo2_layout_is_found_too(tmp_path, model_dir):
-    hf = tmp_path / "run" / "taskseed_llama32_1b" / "checkpoints" / "model_name=0--val_loss=2.10-step=499-consumed_samples=1000.0" / "hf"
+    hf = (
+        tmp_path
+        / "run"
+        / "taskseed_llama32_1b"
+        / "checkpoints"
+        / "model_name=0--val_loss=2.10-step=499-consumed_samples=1000.0"
+        / "hf"
+    )
     hf.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         (hf / name).symlink_to((model_dir / name).resolve())
@@ -134,8 +159,9 @@ def test_local_task_config_keeps_stock_prompt_and_reads_local_files(fixtures_hf)
 
 
 def test_few_shot_without_local_few_shot_split_is_refused(fixtures_hf):
-    cfg = load_config(None, ["eval.run=[gsm8k]",
-                             f"eval.local_data.gsm8k.test={fixtures_hf}/openai/gsm8k/main/test.jsonl"])
+    cfg = load_config(
+        None, ["eval.run=[gsm8k]", f"eval.local_data.gsm8k.test={fixtures_hf}/openai/gsm8k/main/test.jsonl"]
+    )
     gsm8k = selected_benchmarks(cfg.eval)[0]
     assert (gsm8k.group, gsm8k.num_fewshot) == ("math", 8)
     with pytest.raises(ConfigError, match="8-shot needs split 'train'"):

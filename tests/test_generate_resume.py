@@ -23,7 +23,6 @@ from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.llm.server import free_port, http_get, local_vllm_server
 from nemo_taskseed.pipeline.shards import read_part_records
 
-
 SERVER_LOGS: dict[str, Path] = {}
 
 
@@ -40,19 +39,38 @@ def server(model_dir, tmp_path_factory):
     of its prompt alone, whatever else is in flight, so runs with different concurrency (several
     Ray workers) can be compared byte for byte."""
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    with local_vllm_server(str(model_dir), log, dtype="float32", max_model_len=1024, enforce_eager=True,
-                           extra_args=["--max-num-seqs", "1", "--enable-log-requests"]) as base:
+    with local_vllm_server(
+        str(model_dir),
+        log,
+        dtype="float32",
+        max_model_len=1024,
+        enforce_eager=True,
+        extra_args=["--max-num-seqs", "1", "--enable-log-requests"],
+    ) as base:
         SERVER_LOGS[base] = log
         yield base
 
 
 def _cli(seeds: Path, out: Path, base: str, model_dir, window: int = 1) -> list[str]:
     return [
-        sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(seeds), "--out", str(out),
-        "generate.backend.kind=openai", f"generate.backend.model={model_dir}",
-        f"generate.backend.openai.base_url={base}/v1", f"generate.backend.openai.max_concurrency={window}",
-        "generate.sampling.n=1", "generate.sampling.temperature=0", "generate.sampling.max_tokens=96",
-        "enrich.sampling.temperature=0", "enrich.sampling.max_tokens=96", "enrich.variants=[label,reasoning]",
+        sys.executable,
+        "-m",
+        "nemo_taskseed",
+        "generate",
+        "--seeds",
+        str(seeds),
+        "--out",
+        str(out),
+        "generate.backend.kind=openai",
+        f"generate.backend.model={model_dir}",
+        f"generate.backend.openai.base_url={base}/v1",
+        f"generate.backend.openai.max_concurrency={window}",
+        "generate.sampling.n=1",
+        "generate.sampling.temperature=0",
+        "generate.sampling.max_tokens=96",
+        "enrich.sampling.temperature=0",
+        "enrich.sampling.max_tokens=96",
+        "enrich.variants=[label,reasoning]",
         "generate.shard_size=1",
     ]
 
@@ -80,8 +98,11 @@ def _rows(out: Path) -> int:
 
 def _parts(out: Path) -> dict[str, bytes]:
     """Every shard's output files, by path relative to the step folder."""
-    return {str(p.relative_to(out)): p.read_bytes() for kind in ("generated", "rejected")
-            for p in sorted((out / kind).glob("part-*.jsonl"))}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for kind in ("generated", "rejected")
+        for p in sorted((out / kind).glob("part-*.jsonl"))
+    }
 
 
 PER_RUN = ("seconds", "backend", "requests", "shards", "outputs", "cost")
@@ -91,8 +112,11 @@ def _wait_idle(base: str) -> None:
     """Wait until the server has no request in flight (the killed client's last one is aborted)."""
     for _ in range(300):
         metrics = http_get(f"{base}/metrics") or ""
-        running = [line for line in metrics.splitlines()
-                   if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting"))]
+        running = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting"))
+        ]
         if running and all(float(line.rsplit(" ", 1)[1]) == 0 for line in running):
             return
         time.sleep(1)
@@ -100,8 +124,9 @@ def _wait_idle(base: str) -> None:
 
 def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, fixtures_hf, tmp_path):
     seeds_dir = tmp_path / "seeds"
-    write_seeds(seeds_dir / "seeds.jsonl",
-                fixture_seeds({"arc_easy": 2, "gsm8k": 1}, offset=1, fixtures_dir=fixtures_hf))
+    write_seeds(
+        seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "gsm8k": 1}, offset=1, fixtures_dir=fixtures_hf)
+    )
 
     reference = _run(_cli(seeds_dir, tmp_path / "uninterrupted", server, model_dir))
     total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
@@ -110,8 +135,12 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     out = tmp_path / "resumed"
     window = 2  # requests in flight; the server runs one at a time, so replies stay byte-comparable
     received_before = _received(server)
-    victim = subprocess.Popen(_cli(seeds_dir, out, server, model_dir, window), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    victim = subprocess.Popen(
+        _cli(seeds_dir, out, server, model_dir, window),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     while _rows(out) < 1 and victim.poll() is None:
         time.sleep(0.1)
     os.killpg(victim.pid, signal.SIGKILL)
@@ -139,7 +168,9 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     assert _rows(out) == total
     # Exactly the uninterrupted run's records: none lost, none duplicated, same bytes.
     assert _parts(out) == _parts(tmp_path / "uninterrupted")
-    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
+    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {
+        k: v for k, v in reference.items() if k not in PER_RUN
+    }
     ids = [r["id"] for r in read_part_records(out, "generated")]
     assert len(ids) == len(set(ids)) == resumed["records_kept"]
 
@@ -158,14 +189,20 @@ def _nodes(out: Path) -> set[str]:
 def _ray_cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
     # Two workers per model stage at a quarter core each: both fit on the two one-CPU nodes.
     # One shard per call, so shards spread over both workers and finish one by one.
-    return [*_cli(seeds, out, base, model_dir), "generate.executor=ray_data", "generate.worker_cpus=0.25",
-            "generate.workers=2", "generate.shards_per_call=1"]
+    return [
+        *_cli(seeds, out, base, model_dir),
+        "generate.executor=ray_data",
+        "generate.worker_cpus=0.25",
+        "generate.workers=2",
+        "generate.shards_per_call=1",
+    ]
 
 
 @pytest.mark.ray
 @pytest.mark.multinode
-def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(server, model_dir, fixtures_hf, ray_cluster,
-                                                                      tmp_path):
+def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(
+    server, model_dir, fixtures_hf, ray_cluster, tmp_path
+):
     """Shards generated on a two-node Ray cluster against the real server: both nodes ran shards,
     and the in-process executor over the same replies (the Ray run's shard caches) writes the same
     bytes. Then kill -9 of the driver while shards are in flight on the cluster: the restart writes
@@ -175,7 +212,9 @@ def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(server, mod
     address, node_ids = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": address}
     seeds_dir = tmp_path / "seeds"
-    write_seeds(seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf))
+    write_seeds(
+        seeds_dir / "seeds.jsonl", fixture_seeds({"arc_easy": 2, "gsm8k": 2}, offset=6, fixtures_dir=fixtures_hf)
+    )
     reference = _run(_ray_cli(seeds_dir, tmp_path / "uninterrupted", server, model_dir), env=env)
     total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
     assert reference["shards"]["total"] == 4 and reference["requests"]["generate"]["sent"] == 4
@@ -185,11 +224,18 @@ def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(server, mod
     inline = _run(_cli(seeds_dir, tmp_path / "inline", server, model_dir))
     assert inline["requests"]["generate"]["sent"] == inline["requests"]["enrich"]["sent"] == 0
     assert _parts(tmp_path / "inline") == _parts(tmp_path / "uninterrupted")
-    assert {k: v for k, v in inline.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
+    assert {k: v for k, v in inline.items() if k not in PER_RUN} == {
+        k: v for k, v in reference.items() if k not in PER_RUN
+    }
 
     out = tmp_path / "resumed"
-    victim = subprocess.Popen(_ray_cli(seeds_dir, out, server, model_dir), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    victim = subprocess.Popen(
+        _ray_cli(seeds_dir, out, server, model_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
     while len(list((out / "shards").glob("*.json"))) < 1 and victim.poll() is None:
         time.sleep(0.2)
     os.killpg(victim.pid, signal.SIGKILL)
@@ -217,7 +263,9 @@ def test_two_nodes_equal_in_process_and_survive_kill_9_of_the_driver(server, mod
     assert sent == total - done  # no finished request re-sent
     assert _rows(out) == total
     assert _parts(out) == _parts(tmp_path / "uninterrupted")
-    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {k: v for k, v in reference.items() if k not in PER_RUN}
+    assert {k: v for k, v in resumed.items() if k not in PER_RUN} == {
+        k: v for k, v in reference.items() if k not in PER_RUN
+    }
 
 
 def test_requests_go_to_the_live_endpoint_when_another_is_down(server, model_dir):
@@ -226,8 +274,16 @@ def test_requests_go_to_the_live_endpoint_when_another_is_down(server, model_dir
     from nemo_taskseed.llm.backends import OpenAIBackend, OpenAISettings
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    backend = OpenAIBackend(OpenAISettings(model=str(model_dir), base_url=[dead, f"{server}/v1"], max_concurrency=2,
-                                           max_retries=1, backoff_s=0.05, timeout_s=60))
+    backend = OpenAIBackend(
+        OpenAISettings(
+            model=str(model_dir),
+            base_url=[dead, f"{server}/v1"],
+            max_concurrency=2,
+            max_retries=1,
+            backoff_s=0.05,
+            timeout_s=60,
+        )
+    )
     try:
         conversations = [[{"role": "user", "content": f"Say {word}."}] for word in ("yes", "no", "maybe")]
         replies = backend.chat(conversations, n=1, temperature=0.0, top_p=1.0, max_tokens=4)

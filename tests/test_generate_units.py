@@ -12,13 +12,20 @@ from collections import Counter
 import pytest
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.llm.cache import RequestCache, request_key
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.generate.parsers import (
-    REASONS, Rejected, answer_position, extract_json, is_copy, parse_enrichment, parse_item, reply_schema,
+    REASONS,
+    Rejected,
+    answer_position,
+    extract_json,
+    is_copy,
+    parse_enrichment,
+    parse_item,
+    reply_schema,
 )
 from nemo_taskseed.generate.prompts import load_templates, seed_fields, select_template_id
 from nemo_taskseed.generate.render import render_text
+from nemo_taskseed.llm.cache import RequestCache, request_key
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION, validate_generated
 from nemo_taskseed.schema.records import content_id
 
@@ -31,11 +38,23 @@ def seeds(fixtures_hf):
 
 def test_template_per_seed_shape_and_every_template_renders(seeds):
     templates = load_templates()
-    assert {"multiple_choice", "multiple_choice_context", "boolean", "math_word_problem", "code_with_tests",
-            "short_answer", "reading_comprehension", "enrich"} <= set(templates)
+    assert {
+        "multiple_choice",
+        "multiple_choice_context",
+        "boolean",
+        "math_word_problem",
+        "code_with_tests",
+        "short_answer",
+        "reading_comprehension",
+        "enrich",
+    } <= set(templates)
     chosen = {task: select_template_id(seed) for task, seed in seeds.items()}
-    assert chosen == {"arc_easy": "multiple_choice", "commonsense_qa": "multiple_choice",
-                      "gsm8k": "math_word_problem", "mbpp": "code_with_tests"}
+    assert chosen == {
+        "arc_easy": "multiple_choice",
+        "commonsense_qa": "multiple_choice",
+        "gsm8k": "math_word_problem",
+        "mbpp": "code_with_tests",
+    }
     assert select_template_id(seeds["arc_easy"], {"arc": "short_answer"}) == "short_answer"
     for task, seed in seeds.items():
         t = templates[chosen[task]]
@@ -52,8 +71,11 @@ def test_extract_json_is_tolerant_of_fences_and_prose():
     assert extract_json("") is None
 
 
-def _mc(question="Which gas do plants take in to make food?", correct="carbon dioxide",
-        distractors=("oxygen", "nitrogen", "helium")):
+def _mc(
+    question="Which gas do plants take in to make food?",
+    correct="carbon dioxide",
+    distractors=("oxygen", "nitrogen", "helium"),
+):
     return json.dumps({"question": question, "correct_answer": correct, "distractors": list(distractors)})
 
 
@@ -68,8 +90,9 @@ def test_multiple_choice_parse_and_every_rejection_reason(seeds):
         "empty_text": _mc(correct="   "),
         "question_too_short": _mc(question="A."),
         "wrong_option_count": _mc(distractors=("oxygen", "nitrogen")),
-        "answer_not_in_options": json.dumps({"question": "Which gas do plants use?", "options": ["a", "b", "c", "d"],
-                                             "answer": "carbon dioxide"}),
+        "answer_not_in_options": json.dumps(
+            {"question": "Which gas do plants use?", "options": ["a", "b", "c", "d"], "answer": "carbon dioxide"}
+        ),
         "duplicate_options": _mc(distractors=("oxygen", "Oxygen", "helium")),
     }
     for reason, raw in cases.items():
@@ -80,8 +103,13 @@ def test_multiple_choice_parse_and_every_rejection_reason(seeds):
     got = parse_item("multiple_choice", _mc(distractors=("oxygen", "carbon dioxide", "helium")), seed, 0)
     assert got.reason == "answer_not_in_options"
     # The alternative reply shape (options + letter) is accepted.
-    alt = json.dumps({"question": "Which gas do plants use?", "options": ["oxygen", "carbon dioxide", "helium", "neon"],
-                      "answer": "B"})
+    alt = json.dumps(
+        {
+            "question": "Which gas do plants use?",
+            "options": ["oxygen", "carbon dioxide", "helium", "neon"],
+            "answer": "B",
+        }
+    )
     assert parse_item("multiple_choice", alt, seed, 0)["answer_text"] == "carbon dioxide"
 
 
@@ -94,8 +122,10 @@ def test_copy_of_seed_detected(seeds):
 
 def test_answer_positions_are_deterministic_and_balanced(seeds):
     seed = seeds["commonsense_qa"]  # 5 options
-    positions = [parse_item("multiple_choice", _mc(distractors=("a x", "b y", "c z", "d w")), seed, i)["answer_index"]
-                 for i in range(10)]
+    positions = [
+        parse_item("multiple_choice", _mc(distractors=("a x", "b y", "c z", "d w")), seed, i)["answer_index"]
+        for i in range(10)
+    ]
     assert Counter(positions) == {p: 2 for p in range(5)}
     ids = [content_id("seed", i) for i in range(400)]
     counts = Counter(answer_position(i, 0, 4) for i in ids)
@@ -104,18 +134,36 @@ def test_answer_positions_are_deterministic_and_balanced(seeds):
 
 
 def test_code_and_math_parsing(seeds):
-    code = json.dumps({"question": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
-                       "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]})
+    code = json.dumps(
+        {
+            "question": "Write a function to add two numbers.",
+            "code": "def add(a, b):\n    return a + b",
+            "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"],
+        }
+    )
     item = parse_item("code_with_tests", code, seeds["mbpp"], 0)
-    assert item["tests"] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"] and item["reference"].startswith("def add")
-    bad_tests = json.dumps({"question": "Write a function to add numbers.", "code": "def add(a, b): return a+b",
-                            "tests": ["add(1, 2) == 3"]})
+    assert item["tests"] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"] and item["reference"].startswith(
+        "def add"
+    )
+    bad_tests = json.dumps(
+        {
+            "question": "Write a function to add numbers.",
+            "code": "def add(a, b): return a+b",
+            "tests": ["add(1, 2) == 3"],
+        }
+    )
     assert parse_item("code_with_tests", bad_tests, seeds["mbpp"], 0).reason == "bad_tests"
-    bad_code = json.dumps({"question": "Write a function to add numbers.", "code": "def add(a, b) return",
-                           "tests": ["assert add(1, 2) == 3"]})
+    bad_code = json.dumps(
+        {
+            "question": "Write a function to add numbers.",
+            "code": "def add(a, b) return",
+            "tests": ["assert add(1, 2) == 3"],
+        }
+    )
     assert parse_item("code_with_tests", bad_code, seeds["mbpp"], 0).reason == "code_syntax_error"
-    math = json.dumps({"question": "Tom has 3 apples and buys 4 more. How many now?", "solution": "3 + 4 = 7",
-                       "final_answer": 7})
+    math = json.dumps(
+        {"question": "Tom has 3 apples and buys 4 more. How many now?", "solution": "3 + 4 = 7", "final_answer": 7}
+    )
     item = parse_item("math_word_problem", math, seeds["gsm8k"], 0)
     assert (item["answer_text"], item["reference"], item["options"]) == ("7", "3 + 4 = 7", None)
     # The math answer document shows the worked solution, not the bare number.
@@ -132,27 +180,57 @@ def test_reply_schemas_pin_option_counts():
 
 def _record(item, variant, enrichment, seed):
     item_id = content_id(item["question"], item["answer_text"])
-    lineage = {"seed_id": seed["id"], "item_id": item_id, "template_id": "multiple_choice", "template_version": "1",
-               "model": "m", "backend": "vllm", "sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0,
-                                                              "max_tokens": 8, "seed": 0},
-               "request_key": "0" * 64, "sample_index": 0, "raw_output": "{}"}
-    return {"schema_version": GENERATED_SCHEMA_VERSION, "id": content_id(item_id, variant), "seed_id": seed["id"],
-            "family": seed["family"], "task": seed["task"], "kind": seed["kind"], "license": seed["license"],
-            **{k: item[k] for k in ("format", "question", "context", "options", "answer_index", "answer_text",
-                                    "reference", "tests")},
-            "lineage": lineage, "enrichment": enrichment, "variant": variant, "text": render_text(item, variant, enrichment)}
+    lineage = {
+        "seed_id": seed["id"],
+        "item_id": item_id,
+        "template_id": "multiple_choice",
+        "template_version": "1",
+        "model": "m",
+        "backend": "vllm",
+        "sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0},
+        "request_key": "0" * 64,
+        "sample_index": 0,
+        "raw_output": "{}",
+    }
+    return {
+        "schema_version": GENERATED_SCHEMA_VERSION,
+        "id": content_id(item_id, variant),
+        "seed_id": seed["id"],
+        "family": seed["family"],
+        "task": seed["task"],
+        "kind": seed["kind"],
+        "license": seed["license"],
+        **{
+            k: item[k]
+            for k in ("format", "question", "context", "options", "answer_index", "answer_text", "reference", "tests")
+        },
+        "lineage": lineage,
+        "enrichment": enrichment,
+        "variant": variant,
+        "text": render_text(item, variant, enrichment),
+    }
 
 
 def test_variant_texts_follow_the_documented_format(seeds):
     seed = seeds["arc_easy"]
     item = parse_item("multiple_choice", _mc(), seed, 1)
     letter = "ABCD"[item["answer_index"]]
-    enrichment = parse_enrichment(json.dumps({
-        "reasoning": "Plants make sugar from carbon dioxide and water.",
-        "alternatives": [{"option": "A", "why_wrong": "w1"}, {"option": "B", "why_wrong": "w2"},
-                         {"option": "C", "why_wrong": "w3"}, {"option": "D", "why_wrong": "w4"},
-                         {"option": "A", "why_wrong": "again"}],
-        "knowledge": "Photosynthesis uses CO2."}), item)
+    enrichment = parse_enrichment(
+        json.dumps(
+            {
+                "reasoning": "Plants make sugar from carbon dioxide and water.",
+                "alternatives": [
+                    {"option": "A", "why_wrong": "w1"},
+                    {"option": "B", "why_wrong": "w2"},
+                    {"option": "C", "why_wrong": "w3"},
+                    {"option": "D", "why_wrong": "w4"},
+                    {"option": "A", "why_wrong": "again"},
+                ],
+                "knowledge": "Photosynthesis uses CO2.",
+            }
+        ),
+        item,
+    )
     assert [a["option"] for a in enrichment["alternatives"]] == sorted(set("ABCD") - {letter})
     texts = {v: render_text(item, v, enrichment) for v in ("label", "answer", "reasoning", "context")}
     assert texts["label"].endswith(f"\nAnswer: {letter}")
@@ -166,7 +244,9 @@ def test_variant_texts_follow_the_documented_format(seeds):
     broken = _record(item, "label", None, seed) | {"variant": "reasoning"}
     assert any("enrichment" in e for e in validate_generated(broken))
     assert parse_enrichment("nope", item).reason == "enrichment_invalid_json"
-    assert parse_enrichment('{"reasoning": " ", "alternatives": [], "knowledge": ""}', item).reason == "enrichment_empty"
+    assert (
+        parse_enrichment('{"reasoning": " ", "alternatives": [], "knowledge": ""}', item).reason == "enrichment_empty"
+    )
 
 
 def test_request_cache_keys_and_commits(tmp_path):
@@ -204,23 +284,44 @@ def test_endpoint_down_stops_with_clear_message_and_keeps_cache(tmp_path, fixtur
     done.put_many({"f" * 64: (["kept"], "openai")})  # stands for work finished before the outage
     done.close()
     port = _free_port()
-    cfg = load_config(overrides=[
-        "generate.backend.kind=openai", f"generate.backend.model={model_dir}",
-        f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
-        "generate.backend.openai.max_retries=1", "generate.backend.openai.backoff_s=0.05",
-        "generate.backend.openai.timeout_s=2",
-    ])
+    cfg = load_config(
+        overrides=[
+            "generate.backend.kind=openai",
+            f"generate.backend.model={model_dir}",
+            f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
+            "generate.backend.openai.max_retries=1",
+            "generate.backend.openai.backoff_s=0.05",
+            "generate.backend.openai.timeout_s=2",
+        ]
+    )
     with pytest.raises(UserError, match=f"cannot reach http://127.0.0.1:{port}/v1 after 2 attempts"):
         run_step(cfg, tmp_path / "seeds", out)
     assert RequestCache(shard_cache).get_many(["f" * 64])["f" * 64]["outputs"] == ["kept"]
     assert not list((out / "shards").glob("*.json"))  # nothing claims to be finished
     # Through the CLI the same failure is one line on stderr and exit code 2, no traceback.
     proc = subprocess.run(
-        [sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(tmp_path / "seeds"), "--out", str(out),
-         *[f"{o}" for o in ("generate.backend.kind=openai", f"generate.backend.model={model_dir}",
-                            f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
-                            "generate.backend.openai.max_retries=0")]],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nemo_taskseed",
+            "generate",
+            "--seeds",
+            str(tmp_path / "seeds"),
+            "--out",
+            str(out),
+            *[
+                f"{o}"
+                for o in (
+                    "generate.backend.kind=openai",
+                    f"generate.backend.model={model_dir}",
+                    f"generate.backend.openai.base_url=http://127.0.0.1:{port}/v1",
+                    "generate.backend.openai.max_retries=0",
+                )
+            ],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "taskseed generate: error: cannot reach" in proc.stderr
@@ -259,10 +360,15 @@ def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, mode
     thread = threading.Thread(target=accept_and_hold, daemon=True)
     thread.start()
     port = listener.getsockname()[1]
-    backend = OpenAIBackend(OpenAISettings(model=str(model_dir), base_url=f"http://127.0.0.1:{port}/v1",
-                                           timeout_s=0.5, max_retries=1, backoff_s=0.05))
+    backend = OpenAIBackend(
+        OpenAISettings(
+            model=str(model_dir), base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5, max_retries=1, backoff_s=0.05
+        )
+    )
     try:
-        with pytest.raises(BackendUnavailable, match=r"no reply within 0.5s \(generate.backend.openai.timeout_s\), 2 attempts"):
+        with pytest.raises(
+            BackendUnavailable, match=r"no reply within 0.5s \(generate.backend.openai.timeout_s\), 2 attempts"
+        ):
             backend.chat([[{"role": "user", "content": "hi"}]], n=1, temperature=0.0, top_p=1.0, max_tokens=4)
         assert len(accepted) == 2  # the first attempt and one retry
     finally:
@@ -274,12 +380,15 @@ def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, mode
         backend.close()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("generate.sampling.temperature=0", "generate.sampling.n=4 with generate.sampling.temperature=0"),
-    ("enrich.sampling.max_tokens=0", "enrich.sampling.max_tokens must be >= 1"),
-    ("generate.sampling.top_p=1.5", "generate.sampling.top_p must be in"),
-    ("generate.shards_per_call=0", "generate.shards_per_call must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("generate.sampling.temperature=0", "generate.sampling.n=4 with generate.sampling.temperature=0"),
+        ("enrich.sampling.max_tokens=0", "enrich.sampling.max_tokens must be >= 1"),
+        ("generate.sampling.top_p=1.5", "generate.sampling.top_p must be in"),
+        ("generate.shards_per_call=0", "generate.shards_per_call must be >= 1"),
+    ],
+)
 def test_sampling_errors_name_the_keys_before_any_engine_starts(override, message):
     from nemo_taskseed.config import load_config
     from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
@@ -295,17 +404,35 @@ def test_projection_arithmetic_from_measured_costs():
     them, else the given rate; without either the projection says so instead of inventing one."""
     from nemo_taskseed.llm.cost import format_projection, project, stage_cost
 
-    gpu_run = stage_cost({"requests": 100, "completions": 400, "prompt_tokens": 50_000, "completion_tokens": 80_000,
-                          "cached_prompt_tokens": 20_000, "seconds": 10.0, "gpu_seconds": 10.0})
+    gpu_run = stage_cost(
+        {
+            "requests": 100,
+            "completions": 400,
+            "prompt_tokens": 50_000,
+            "completion_tokens": 80_000,
+            "cached_prompt_tokens": 20_000,
+            "seconds": 10.0,
+            "gpu_seconds": 10.0,
+        }
+    )
     assert gpu_run["output_tokens_per_s"] == 8000.0 and gpu_run["prefix_cache_hit_rate"] == 0.4
-    cpu_run = stage_cost({"requests": 100, "completions": 100, "prompt_tokens": 30_000, "completion_tokens": 40_000,
-                          "seconds": 400.0, "gpu_seconds": 0.0})
+    cpu_run = stage_cost(
+        {
+            "requests": 100,
+            "completions": 100,
+            "prompt_tokens": 30_000,
+            "completion_tokens": 40_000,
+            "seconds": 400.0,
+            "gpu_seconds": 0.0,
+        }
+    )
     p = project(100, {"generate": gpu_run, "enrich": cpu_run}, 4.5e6)
     gen, enrich = p["stages"]["generate"], p["stages"]["enrich"]
     assert gen["completion_tokens_per_seed"] == 800.0 and gen["gpu_tokens_per_s"] == 8000.0
     # Replies read from the cache count at the tokens per answered request.
-    resumed = stage_cost({"requests": 50, "completion_tokens": 40_000, "prompt_tokens": 25_000, "seconds": 5.0},
-                         requests_total=100)
+    resumed = stage_cost(
+        {"requests": 50, "completion_tokens": 40_000, "prompt_tokens": 25_000, "seconds": 5.0}, requests_total=100
+    )
     assert project(100, {"generate": resumed}, 1e6)["stages"]["generate"]["completion_tokens_per_seed"] == 800.0
     assert gen["gpu_hours"] == round(800 * 4.5e6 / 8000 / 3600, 1) == 125.0
     assert gen["gpu_hours_per_1B_output_tokens"] == round(1e9 / 8000 / 3600, 1)
@@ -331,7 +458,11 @@ def test_bad_and_oversized_seed_lines_are_quarantined_with_file_and_line(tmp_pat
     files, planned, rejected = plan_shards(tmp_path, shard_size=10, max_seed_bytes=262144)
     assert sum(len(s) for s in planned) == 2
     assert [(r["line"], r["reason"]) for r in rejected] == [
-        (2, "unparseable_seed"), (4, "invalid_seed"), (5, "unparseable_seed"), (6, "seed_too_large")]
+        (2, "unparseable_seed"),
+        (4, "invalid_seed"),
+        (5, "unparseable_seed"),
+        (6, "seed_too_large"),
+    ]
     assert all(r["file"] == "seeds.jsonl" for r in rejected)
     assert "generate.max_seed_bytes=262144" in rejected[-1]["detail"]
 
@@ -339,17 +470,32 @@ def test_bad_and_oversized_seed_lines_are_quarantined_with_file_and_line(tmp_pat
 def test_competition_math_seeds_show_and_ask_for_a_worked_solution(seeds):
     """A MATH-style seed (solution in LaTeX ending in \\boxed{}) gets the competition-math
     template: its whole solution is shown, and the new item comes with one."""
-    seed = dict(seeds["gsm8k"], family="hendrycks_math", task="hendrycks_math_algebra",
-                question="If $2x + 3 = 11$, what is the value of $x$?", answer_text="4",
-                references=["4"], raw={"problem": "If $2x + 3 = 11$, what is the value of $x$?",
-                                       "solution": "Subtracting 3 from both sides gives $2x = 8$, so $x = \\boxed{4}$."})
+    seed = dict(
+        seeds["gsm8k"],
+        family="hendrycks_math",
+        task="hendrycks_math_algebra",
+        question="If $2x + 3 = 11$, what is the value of $x$?",
+        answer_text="4",
+        references=["4"],
+        raw={
+            "problem": "If $2x + 3 = 11$, what is the value of $x$?",
+            "solution": "Subtracting 3 from both sides gives $2x = 8$, so $x = \\boxed{4}$.",
+        },
+    )
     assert select_template_id(seed) == "competition_math"
     template = load_templates()["competition_math"]
     prompt = template.render(**seed_fields(seed, template, []))[-1]["content"]
-    assert "Subtracting 3 from both sides gives $2x = 8$, so $x = \\\\boxed{4}$." in prompt  # shown whole (JSON-escaped)
+    assert (
+        "Subtracting 3 from both sides gives $2x = 8$, so $x = \\\\boxed{4}$." in prompt
+    )  # shown whole (JSON-escaped)
     assert "\\boxed{...}" in prompt
-    reply = json.dumps({"question": "If $3y - 5 = 10$, what is the value of $y$?",
-                        "solution": "Adding 5 to both sides gives $3y = 15$, so $y = \\boxed{5}$.", "final_answer": "5"})
+    reply = json.dumps(
+        {
+            "question": "If $3y - 5 = 10$, what is the value of $y$?",
+            "solution": "Adding 5 to both sides gives $3y = 15$, so $y = \\boxed{5}$.",
+            "final_answer": "5",
+        }
+    )
     item = parse_item(template.output, reply, seed, 0)
     assert item["answer_text"] == "5" and item["reference"].endswith("\\boxed{5}$.")
     # The answer document is the worked solution; the filter's math check reads the boxed answer.
@@ -363,12 +509,21 @@ def test_an_item_not_in_its_seeds_language_is_named(seeds):
     or a text too short to tell, is not."""
     from nemo_taskseed.generate.language import detect, language_mismatch
 
-    sw = {"question": "Juma ana machungwa kumi na mbili. Anampa dada yake machungwa matano na kula mawili. "
-                      "Je, amebakiwa na machungwa mangapi sasa?", "options": None}
-    en = {"question": "Juma has twelve oranges. He gives his sister five oranges and eats two of them. "
-                      "How many oranges does he have left now?", "options": None}
-    en2 = {"question": "A farmer has seven rows of apple trees with eight trees in each row. How many trees "
-                       "does the farmer have in all?", "options": None}
+    sw = {
+        "question": "Juma ana machungwa kumi na mbili. Anampa dada yake machungwa matano na kula mawili. "
+        "Je, amebakiwa na machungwa mangapi sasa?",
+        "options": None,
+    }
+    en = {
+        "question": "Juma has twelve oranges. He gives his sister five oranges and eats two of them. "
+        "How many oranges does he have left now?",
+        "options": None,
+    }
+    en2 = {
+        "question": "A farmer has seven rows of apple trees with eight trees in each row. How many trees "
+        "does the farmer have in all?",
+        "options": None,
+    }
     assert detect(sw["question"]) == "sw" and detect(en["question"]) == "en"
     assert language_mismatch(sw, en) == "sw -> en"
     assert language_mismatch(en, en2) is None
@@ -377,4 +532,6 @@ def test_an_item_not_in_its_seeds_language_is_named(seeds):
     from nemo_taskseed.generate.prompts import prompts_dir
 
     for path in sorted(prompts_dir(None).glob("*.yaml")):
-        assert "same language as the example" in path.read_text() or "language of the question" in path.read_text(), path
+        assert "same language as the example" in path.read_text() or "language of the question" in path.read_text(), (
+            path
+        )

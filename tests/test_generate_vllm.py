@@ -10,21 +10,25 @@ import os
 import pytest
 
 from nemo_taskseed.config import load_config
-from nemo_taskseed.llm.cache import RequestCache
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.generate.parsers import REASONS
 from nemo_taskseed.generate.prompts import select_template_id
 from nemo_taskseed.generate.render import question_block
 from nemo_taskseed.generate.step import run_step
+from nemo_taskseed.llm.cache import RequestCache
 from nemo_taskseed.pipeline.shards import marker_path, read_part_records, shard_name
 from nemo_taskseed.schema.generated import VARIANTS, validate_generated
 
 N = 2
 OVERRIDES = [
-    "generate.backend.vllm.dtype=float32", "generate.backend.vllm.max_model_len=1024",
-    "generate.backend.vllm.enforce_eager=true", "generate.backend.vllm.kv_cache_space_gb=1",
+    "generate.backend.vllm.dtype=float32",
+    "generate.backend.vllm.max_model_len=1024",
+    "generate.backend.vllm.enforce_eager=true",
+    "generate.backend.vllm.kv_cache_space_gb=1",
     "generate.backend.vllm.cpu_threads_bind=all",
-    f"generate.sampling.n={N}", "generate.sampling.max_tokens=160", "enrich.sampling.max_tokens=128",
+    f"generate.sampling.n={N}",
+    "generate.sampling.max_tokens=160",
+    "enrich.sampling.max_tokens=128",
     "generate.backend.vllm.max_in_flight=4",  # fewer than the requests: the window refills
 ]
 
@@ -68,8 +72,7 @@ def test_every_candidate_is_kept_or_rejected_with_a_reason(first_run):
     assert summary["items_kept"] + len(gen_rejects) == len(seeds) * N
     assert all(r["reason"] in REASONS for r in rejected)
     assert sum(summary["dropped"].values()) == len(rejected)
-    assert summary["requests"]["generate"] == {"total": len(seeds), "cached": 0, "sent": len(seeds),
-                                                 "refused": 0}
+    assert summary["requests"]["generate"] == {"total": len(seeds), "cached": 0, "sent": len(seeds), "refused": 0}
     assert summary["items_kept"] >= 1, f"135M model produced no usable item: {summary['dropped']}"
     assert len({r["id"] for r in generated}) == len(generated)
 
@@ -83,13 +86,21 @@ def test_records_follow_schema_with_lineage_back_to_seed_and_request(first_run, 
         assert validate_generated(r) == [], r["id"]
         seed = by_id[r["seed_id"]]
         lin = r["lineage"]
-        assert (lin["seed_id"], r["task"], r["family"], r["license"]) == (seed["id"], seed["task"], seed["family"], seed["license"])
+        assert (lin["seed_id"], r["task"], r["family"], r["license"]) == (
+            seed["id"],
+            seed["task"],
+            seed["family"],
+            seed["license"],
+        )
         assert lin["template_id"] == select_template_id(seed) and lin["template_version"] == "2"
         assert (lin["model"], lin["backend"]) == (str(model_dir), "vllm")
         assert lin["sampling"] == {"n": N, "temperature": 0.8, "top_p": 0.95, "max_tokens": 160, "seed": 0}
         # The raw output is exactly what the cache holds for that request and sample.
         cache = _cache(root / "out", r["task"])
-        assert cache.get_many([lin["request_key"]])[lin["request_key"]]["outputs"][lin["sample_index"]] == lin["raw_output"]
+        assert (
+            cache.get_many([lin["request_key"]])[lin["request_key"]]["outputs"][lin["sample_index"]]
+            == lin["raw_output"]
+        )
         cache.close()
         assert r["format"] == seed["format"]
         if r["format"] == "multiple_choice":
@@ -181,8 +192,22 @@ def test_cost_is_accounted_per_stage_and_projects_to_a_full_run(first_run):
     # The folder on disk may have grown since (seeds appended and resumed): its summary counts every
     # request its outputs needed, and tokens per answered request scale to those.
     disk = json.loads((root / "out" / "summary.json").read_text())
-    proc = subprocess.run([sys.executable, "-m", "nemo_taskseed", "estimate", str(root / "out"), "--seeds", "1e6",
-                           "--gpu-tokens-per-s", "9200", "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nemo_taskseed",
+            "estimate",
+            str(root / "out"),
+            "--seeds",
+            "1e6",
+            "--gpu-tokens-per-s",
+            "9200",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     projection = json.loads(proc.stdout)
     g = disk["cost"]["generate"]
@@ -214,8 +239,15 @@ def test_a_request_the_engine_refuses_fails_alone(backend, fixtures_hf, tmp_path
 
     seeds[0]["id"] = content_id("giant", seeds[0]["question"])
     write_seeds(tmp_path / "seeds" / "seeds.jsonl", seeds)
-    cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}", "generate.sampling.max_tokens=64",
-                                 "enrich.enabled=false", "enrich.variants=[label,answer]"])
+    cfg = load_config(
+        overrides=[
+            *OVERRIDES,
+            f"generate.backend.model={model_dir}",
+            "generate.sampling.max_tokens=64",
+            "enrich.enabled=false",
+            "enrich.variants=[label,answer]",
+        ]
+    )
     summary = run_step(cfg, tmp_path / "seeds", tmp_path / "out", backend=backend)
     assert summary["dropped"].get("request_refused") == 1, summary["dropped"]
     refused = [r for r in _read(tmp_path / "out", "rejected") if r["reason"] == "request_refused"]

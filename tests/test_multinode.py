@@ -27,16 +27,26 @@ def generated(tmp_path_factory, fixtures_hf):
     """~3,200 records (800 items x 4 variants) from real training rows, in 8 shards, plus planted
     copies across shards: an exact copy and a near copy each live in another shard than their twin."""
     root = tmp_path_factory.mktemp("multinode")
-    sources = [("arc", "arc_easy", fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train"), mc_fields),
-               ("commonsense_qa", "commonsense_qa", fixture_rows(fixtures_hf, "tau/commonsense_qa", "default", "train"), mc_fields),
-               ("openbookqa", "openbookqa", fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train"), mc_fields),
-               ("gsm8k", "gsm8k", fixture_rows(fixtures_hf, "openai/gsm8k", "main", "train"), gsm8k_fields)]
+    sources = [
+        ("arc", "arc_easy", fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train"), mc_fields),
+        (
+            "commonsense_qa",
+            "commonsense_qa",
+            fixture_rows(fixtures_hf, "tau/commonsense_qa", "default", "train"),
+            mc_fields,
+        ),
+        ("openbookqa", "openbookqa", fixture_rows(fixtures_hf, "allenai/openbookqa", "main", "train"), mc_fields),
+        ("gsm8k", "gsm8k", fixture_rows(fixtures_hf, "openai/gsm8k", "main", "train"), gsm8k_fields),
+    ]
     seeds, parts = [], {}
     for family, task, rows, fields in sources:
         task_seeds = [make_seed(family, task, fields(rows[i]), i) for i in range(10)]
         seeds += task_seeds
-        items = [_enriched(make_generated(task_seeds[i % 10], fields(row), variant=v))
-                 for i, row in enumerate(rows) for v in VARIANTS]
+        items = [
+            _enriched(make_generated(task_seeds[i % 10], fields(row), variant=v))
+            for i, row in enumerate(rows)
+            for v in VARIANTS
+        ]
         half = len(items) // 2
         parts[f"{task}.00000"], parts[f"{task}.00001"] = items[:half], items[half:]
     # Cross-shard copies: arc row 50 again in gsm8k's last shard (upper-cased: exact), openbookqa
@@ -60,25 +70,40 @@ def _enriched(record: dict) -> dict:
     letters = "ABCDEFGHIJ"
     if record["options"]:
         label = record["answer_index"]
-        reasoning = (f"Comparing every choice with the facts in the question, the best supported one is "
-                     f"{record['answer_text']}, so the answer is {letters[label]}.")
-        alternatives = [{"option": letters[i], "why_wrong": f"Choice {letters[i]} does not fit the situation described "
-                                                            f"in this particular question."}
-                        for i in range(len(record["options"])) if i != label]
+        reasoning = (
+            f"Comparing every choice with the facts in the question, the best supported one is "
+            f"{record['answer_text']}, so the answer is {letters[label]}."
+        )
+        alternatives = [
+            {
+                "option": letters[i],
+                "why_wrong": f"Choice {letters[i]} does not fit the situation described in this particular question.",
+            }
+            for i in range(len(record["options"]))
+            if i != label
+        ]
     else:
         reasoning = f"Working through the quantities step by step gives the final result of {record['answer_text']}."
         alternatives = []
-    record["enrichment"] = {"reasoning": reasoning, "alternatives": alternatives,
-                            "knowledge": "Background facts about science, everyday life and arithmetic connect "
-                                         "such questions to their correct answers."}
+    record["enrichment"] = {
+        "reasoning": reasoning,
+        "alternatives": alternatives,
+        "knowledge": "Background facts about science, everyday life and arithmetic connect "
+        "such questions to their correct answers.",
+    }
     return record
 
 
 def _cfg(fixtures_hf: Path, executor: str):
-    return load_config("benchmarks/smoke", [
-        f"filter.executor={executor}", "filter.verify.enabled=false",
-        "filter.decontam.source=mirror", f"filter.decontam.mirror={fixtures_hf}",
-    ])
+    return load_config(
+        "benchmarks/smoke",
+        [
+            f"filter.executor={executor}",
+            "filter.verify.enabled=false",
+            "filter.decontam.source=mirror",
+            f"filter.decontam.mirror={fixtures_hf}",
+        ],
+    )
 
 
 def _files(folder: Path, kinds: tuple[str, ...]) -> dict[str, bytes]:
@@ -103,8 +128,9 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
     assert _files(tmp_path / "ray", ("curated", "rejected")) == _files(tmp_path / "inline", ("curated", "rejected"))
     for report in ("quality_report.json", "contamination_report.json"):
         assert (tmp_path / "ray" / report).read_bytes() == (tmp_path / "inline" / report).read_bytes()
-    assert {k: v for k, v in on_ray.items() if k not in ("seconds", "shards", "summary", "outputs")} == \
-        {k: v for k, v in inline.items() if k not in ("seconds", "shards", "summary", "outputs")}
+    assert {k: v for k, v in on_ray.items() if k not in ("seconds", "shards", "summary", "outputs")} == {
+        k: v for k, v in inline.items() if k not in ("seconds", "shards", "summary", "outputs")
+    }
     # Both nodes screened shards (phase 1: work/shards) and wrote shards (phase 3: shards).
     assert _nodes(tmp_path / "ray" / "work") == set(node_ids)
     assert _nodes(tmp_path / "ray") == set(node_ids)
@@ -112,9 +138,13 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
     # Tokenize the curated parts: one shard per part, merged per family/variant.
     tokenize = load_config(overrides=["tokenize.progress=false"]).tokenize
     monkeypatch.delenv("RAY_ADDRESS")
-    inline_manifest, _ = tokenize_inputs(tokenize, tmp_path / "tok_inline", in_dir=tmp_path / "inline", run_executor="inline")
+    inline_manifest, _ = tokenize_inputs(
+        tokenize, tmp_path / "tok_inline", in_dir=tmp_path / "inline", run_executor="inline"
+    )
     monkeypatch.setenv("RAY_ADDRESS", address)
-    ray_manifest, run = tokenize_inputs(tokenize, tmp_path / "tok_ray", in_dir=tmp_path / "ray", run_executor="ray_data")
+    ray_manifest, run = tokenize_inputs(
+        tokenize, tmp_path / "tok_ray", in_dir=tmp_path / "ray", run_executor="ray_data"
+    )
     assert run["executor"] == "ray_data" and inline_manifest["totals"]["documents"] == on_ray["kept"]
     prefixes = sorted(p.name for p in (tmp_path / "tok_inline").glob("*.bin"))
     assert len(prefixes) == 16  # 4 families x 4 variants
@@ -122,4 +152,6 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
         assert (tmp_path / "tok_ray" / name).read_bytes() == (tmp_path / "tok_inline" / name).read_bytes(), name
     same = lambda m: [{k: v for k, v in p.items()} for p in m["prefixes"]]  # noqa: E731
     assert same(ray_manifest) == same(inline_manifest)
-    assert {json.loads(p.read_text())["node_id"] for p in (tmp_path / "tok_ray" / "shards").glob("*.json")} == set(node_ids)
+    assert {json.loads(p.read_text())["node_id"] for p in (tmp_path / "tok_ray" / "shards").glob("*.json")} == set(
+        node_ids
+    )

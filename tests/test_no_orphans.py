@@ -27,11 +27,26 @@ def test_kill_9_of_an_in_process_generate_leaves_no_engine_behind(model_dir, fix
     write_seeds(seeds / "seeds.jsonl", fixture_seeds({"arc_easy": 8}, fixtures_dir=fixtures_hf))
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nemo_taskseed", "generate", "--seeds", str(seeds), "--out", str(tmp_path / "out"),
-         f"generate.backend.model={model_dir}", "generate.backend.vllm.dtype=float32",
-         "generate.backend.vllm.enforce_eager=true", "generate.backend.vllm.max_model_len=1024",
-         "generate.sampling.max_tokens=256"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "nemo_taskseed",
+            "generate",
+            "--seeds",
+            str(seeds),
+            "--out",
+            str(tmp_path / "out"),
+            f"generate.backend.model={model_dir}",
+            "generate.backend.vllm.dtype=float32",
+            "generate.backend.vllm.enforce_eager=true",
+            "generate.backend.vllm.max_model_len=1024",
+            "generate.sampling.max_tokens=256",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         main = psutil.Process(proc.pid)
         deadline = time.monotonic() + 600

@@ -28,8 +28,9 @@ HOLDER = textwrap.dedent("""
 
 
 def _start_holder(folder, mode="plain"):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), mode], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder), mode], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -40,8 +41,12 @@ def test_a_second_run_on_a_held_folder_fails_naming_the_holder(tmp_path):
     try:
         gen = tmp_path / "generate"
         (gen / "generated").mkdir(parents=True)
-        proc = subprocess.run([sys.executable, "-m", "nemo_taskseed", "filter", "--in", str(gen), "--out", str(out)],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nemo_taskseed", "filter", "--in", str(gen), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert f"is in use by `generate` pid {holder.pid} on " in proc.stderr
         assert "Traceback" not in proc.stderr
@@ -74,7 +79,11 @@ def test_the_same_process_may_nest_its_own_lock(tmp_path):
         with output_lock(tmp_path / ".", "filter"):  # run_step -> run_filter on the same folder
             pass
         # still held by this process: another process is refused
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
             from nemo_taskseed.pipeline.lock import output_lock
             from nemo_taskseed.errors import UserError
             try:
@@ -82,5 +91,10 @@ def test_the_same_process_may_nest_its_own_lock(tmp_path):
                     print("taken")
             except UserError as exc:
                 print("refused", exc)
-        """)], capture_output=True, text=True, timeout=120)
+        """),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.stdout.startswith("refused") and f"pid {os.getpid()}" in proc.stdout, proc.stdout + proc.stderr

@@ -19,8 +19,23 @@ from nemo_taskseed.tokenize.step import input_files
 
 
 def _filter_cmd(gen, out, fixtures_hf):
-    return [sys.executable, "-m", "nemo_taskseed", "filter", "--in", str(gen), "--out", str(out), "--executor",
-            "inline", "--mirror", str(fixtures_hf), "--config", "benchmarks/smoke", "filter.verify.enabled=false"]
+    return [
+        sys.executable,
+        "-m",
+        "nemo_taskseed",
+        "filter",
+        "--in",
+        str(gen),
+        "--out",
+        str(out),
+        "--executor",
+        "inline",
+        "--mirror",
+        str(fixtures_hf),
+        "--config",
+        "benchmarks/smoke",
+        "filter.verify.enabled=false",
+    ]
 
 
 def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures_hf):
@@ -48,8 +63,9 @@ def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures
 
     # A second run on new inputs, killed -9 once it has started replacing the set.
     write_jsonl(gen / "generated-00002.jsonl", [make_generated(seed, mc_fields(rows[i])) for i in range(100, 140)])
-    victim = subprocess.Popen(_filter_cmd(gen, out, fixtures_hf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    victim = subprocess.Popen(
+        _filter_cmd(gen, out, fixtures_hf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while (out / "summary.json").exists():
         assert victim.poll() is None and time.monotonic() < deadline, "the run never started replacing the set"
@@ -70,13 +86,17 @@ def test_a_set_made_from_inputs_that_changed_since_is_stale(tmp_path, fixtures_h
     rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
     seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
     gen, out = tmp_path / "gen", tmp_path / "filter"
-    write_jsonl(gen / "generated" / "part-arc_easy.00000.jsonl", [make_generated(seed, mc_fields(rows[i])) for i in range(20, 40)])
+    write_jsonl(
+        gen / "generated" / "part-arc_easy.00000.jsonl",
+        [make_generated(seed, mc_fields(rows[i])) for i in range(20, 40)],
+    )
     part = gen / "generated" / "part-arc_easy.00000.jsonl"
     from nemo_taskseed.pipeline.publish import file_entry
 
     def publish_gen():
-        (gen / "summary.json").write_text(json.dumps({"files": {"generated/part-arc_easy.00000.jsonl": file_entry(part)},
-                                                      "seconds": time.time()}))
+        (gen / "summary.json").write_text(
+            json.dumps({"files": {"generated/part-arc_easy.00000.jsonl": file_entry(part)}, "seconds": time.time()})
+        )
 
     publish_gen()
     proc = subprocess.run(_filter_cmd(gen, out, fixtures_hf), capture_output=True, text=True, timeout=600)

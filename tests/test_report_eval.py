@@ -12,17 +12,34 @@ from nemo_taskseed.evaluate.report import deltas, score_table
 
 
 def row(step, bench, group, value, *, label=None, evaluated_at="2026-01-01T00:00:00+00:00"):
-    return {"run": "r1", "label": label or f"step_{step}", "step": step, "checkpoint": f"/c/iter_{step}",
-            "benchmark": bench, "task": bench, "group": group, "metric": "acc,none", "value": value,
-            "num_fewshot": 0, "limit": None, "local_data": False, "evaluated_at": evaluated_at}
+    return {
+        "run": "r1",
+        "label": label or f"step_{step}",
+        "step": step,
+        "checkpoint": f"/c/iter_{step}",
+        "benchmark": bench,
+        "task": bench,
+        "group": group,
+        "metric": "acc,none",
+        "value": value,
+        "num_fewshot": 0,
+        "limit": None,
+        "local_data": False,
+        "evaluated_at": evaluated_at,
+    }
 
 
 ROWS = [
-    row(0, "mmlu_pro", "knowledge", 0.30), row(0, "arc_easy", "commonsense", 0.60),
-    row(0, "piqa", "commonsense", 0.70), row(0, "gsm8k", "math", 0.10),
-    row(500, "mmlu_pro", "knowledge", 0.33), row(500, "arc_easy", "commonsense", 0.62),
-    row(500, "piqa", "commonsense", 0.69), row(500, "gsm8k", "math", 0.16),
-    row(1000, "mmlu_pro", "knowledge", 0.35), row(1000, "arc_easy", "commonsense", 0.64),
+    row(0, "mmlu_pro", "knowledge", 0.30),
+    row(0, "arc_easy", "commonsense", 0.60),
+    row(0, "piqa", "commonsense", 0.70),
+    row(0, "gsm8k", "math", 0.10),
+    row(500, "mmlu_pro", "knowledge", 0.33),
+    row(500, "arc_easy", "commonsense", 0.62),
+    row(500, "piqa", "commonsense", 0.69),
+    row(500, "gsm8k", "math", 0.16),
+    row(1000, "mmlu_pro", "knowledge", 0.35),
+    row(1000, "arc_easy", "commonsense", 0.64),
     # piqa and gsm8k not scored yet at 1000: group means use what is there, nothing is invented.
 ]
 
@@ -59,8 +76,16 @@ def test_report_cli_writes_table_plot_and_data_report(tmp_path, capsys):
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"seq_length": 4096, "total_tokens": 1_000_000, "data_paths": [[1.0, "/d/qa"]],
-                                "entries": [{"family": "arc", "tokens": 600_000}, {"family": "gsm8k", "tokens": 400_000}]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "seq_length": 4096,
+                "total_tokens": 1_000_000,
+                "data_paths": [[1.0, "/d/qa"]],
+                "entries": [{"family": "arc", "tokens": 600_000}, {"family": "gsm8k", "tokens": 400_000}],
+            }
+        )
+    )
     stats = tmp_path / "filter_stats.json"
     stats.write_text(json.dumps({"kept": 90, "rejected": {"contaminated": 4, "question_too_short": 6}}))
     out = tmp_path / "report"

@@ -15,7 +15,9 @@ import pytest
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.verify.sandbox import bwrap_path, run_code_tests, split_test
 
-needs_bwrap = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed (scripts/setup.sh installs it)")
+needs_bwrap = pytest.mark.skipif(
+    bwrap_path() is None, reason="bubblewrap is not installed (scripts/setup.sh installs it)"
+)
 
 WRONG = "def f(x):\n    return 1\n"  # the tests below expect f(1) == 2
 
@@ -24,11 +26,13 @@ WRONG = "def f(x):\n    return 1\n"  # the tests below expect f(1) == 2
 def test_the_verdict_cannot_be_forged_from_inside():
     forgeries = {
         # Report lines written to every open descriptor, guessing a "true" value.
-        "every_fd": WRONG + (
+        "every_fd": WRONG
+        + (
             "import os, json\n"
             "for fd in map(int, os.listdir('/proc/self/fd')):\n"
             "    try: os.write(fd, (json.dumps({'i': 0, 'v': ['const', True]}) + '\\n').encode())\n"
-            "    except OSError: pass\n"),
+            "    except OSError: pass\n"
+        ),
         # Reach into the harness: drop the tests, or end the process as if all were done.
         "clear_tests": WRONG + "import __main__\n__main__.payload['exprs'].clear()\n",
         "exit_zero": WRONG + "import os\nos._exit(0)\n",
@@ -112,21 +116,25 @@ def test_no_network_and_no_host_unix_socket(tmp_path):
     port = server.getsockname()[1]
     accepted: list = []
     threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-    raw = ("import _socket\n"
-           "def f(x):\n"
-           "    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)\n"
-           f"    s.connect(('127.0.0.1', {port}))\n"
-           "    return 2\n")
+    raw = (
+        "import _socket\n"
+        "def f(x):\n"
+        "    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)\n"
+        f"    s.connect(('127.0.0.1', {port}))\n"
+        "    return 2\n"
+    )
     assert run_code_tests(raw, ["assert f(1) == 2"], timeout_s=10).status == "failed"
     unix_path = tmp_path / "host.sock"
     host_unix = socket.socket(socket.AF_UNIX)
     host_unix.bind(str(unix_path))
     host_unix.listen()
-    via_unix = ("import socket\n"
-                "def f(x):\n"
-                "    s = socket.socket(socket.AF_UNIX)\n"
-                f"    s.connect({str(unix_path)!r})\n"
-                "    return 2\n")
+    via_unix = (
+        "import socket\n"
+        "def f(x):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        f"    s.connect({str(unix_path)!r})\n"
+        "    return 2\n"
+    )
     assert run_code_tests(via_unix, ["assert f(1) == 2"], timeout_s=10).status == "failed"
     time.sleep(0.2)
     assert accepted == []

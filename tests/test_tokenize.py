@@ -28,20 +28,40 @@ def fixture_documents(fixtures_hf: Path, per_source: int = 60) -> list[dict]:
             row = json.loads(line)
             labels, options = row["choices"]["label"], row["choices"]["text"]
             answer = options[labels.index(row["answerKey"])]
-            docs.append({"text": _mc_text(row["question"], labels, options, answer), "family": "arc_easy",
-                         "kind": "knowledge", "format": "multiple_choice", "variant": "answer" if i % 2 else "label"})
+            docs.append(
+                {
+                    "text": _mc_text(row["question"], labels, options, answer),
+                    "family": "arc_easy",
+                    "kind": "knowledge",
+                    "format": "multiple_choice",
+                    "variant": "answer" if i % 2 else "label",
+                }
+            )
     with open(fixtures_hf / "tau/commonsense_qa/default/train.jsonl") as handle:
         for _, line in zip(range(per_source), handle):
             row = json.loads(line)
             labels, options = row["choices"]["label"], row["choices"]["text"]
             answer = options[labels.index(row["answerKey"])]
-            docs.append({"text": _mc_text(row["question"], labels, options, answer), "family": "commonsense_qa",
-                         "kind": "knowledge", "format": "multiple_choice"})  # no variant: falls back to "all"
+            docs.append(
+                {
+                    "text": _mc_text(row["question"], labels, options, answer),
+                    "family": "commonsense_qa",
+                    "kind": "knowledge",
+                    "format": "multiple_choice",
+                }
+            )  # no variant: falls back to "all"
     with open(fixtures_hf / "openai/gsm8k/main/train.jsonl") as handle:
         for _, line in zip(range(per_source), handle):
             row = json.loads(line)
-            docs.append({"text": f"Question: {row['question']}\nAnswer: {row['answer']}", "family": "gsm8k",
-                         "kind": "reasoning", "format": "generative", "variant": "reasoning"})
+            docs.append(
+                {
+                    "text": f"Question: {row['question']}\nAnswer: {row['answer']}",
+                    "family": "gsm8k",
+                    "kind": "reasoning",
+                    "format": "generative",
+                    "variant": "reasoning",
+                }
+            )
     return docs
 
 
@@ -91,8 +111,11 @@ def test_tokens_match_the_tokenizer_document_for_document(tokenized, documents, 
             ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
             expected.setdefault(name, []).append(list(ids) + [eod])
 
-    assert sorted(p["name"] for p in manifest["prefixes"]) == sorted(expected) == [
-        "arc_easy__answer", "arc_easy__label", "commonsense_qa__all", "gsm8k__reasoning"]
+    assert (
+        sorted(p["name"] for p in manifest["prefixes"])
+        == sorted(expected)
+        == ["arc_easy__answer", "arc_easy__label", "commonsense_qa__all", "gsm8k__reasoning"]
+    )
     for entry in manifest["prefixes"]:
         dataset = _megatron_dataset(out / entry["path"])
         want = expected[entry["name"]]
@@ -142,19 +165,23 @@ def test_bad_lines_are_rejected_with_file_and_line_and_the_rest_tokenizes(tmp_pa
     path = tmp_path / "mixed.jsonl"
     with open(path, "wb") as handle:
         handle.write((json.dumps(good[0]) + "\n").encode())
-        handle.write(b'{"family": "arc_easy", "kind": "knowledge"}\n')            # line 2: no text
+        handle.write(b'{"family": "arc_easy", "kind": "knowledge"}\n')  # line 2: no text
         handle.write((json.dumps(good[1]) + "\n").encode())
-        handle.write(b'{"text": "   ", "family": "arc_easy"}\n')                # line 4: empty text
-        handle.write(b'{"text": "caf\xe9 ", "family": "arc_easy"}\n')           # line 5: latin-1 byte
-        handle.write(b'{"text": "cut off\n')                                      # line 6: broken JSON
-        handle.write(b'{"text": "no family here"}\n')                            # line 7: no family
+        handle.write(b'{"text": "   ", "family": "arc_easy"}\n')  # line 4: empty text
+        handle.write(b'{"text": "caf\xe9 ", "family": "arc_easy"}\n')  # line 5: latin-1 byte
+        handle.write(b'{"text": "cut off\n')  # line 6: broken JSON
+        handle.write(b'{"text": "no family here"}\n')  # line 7: no family
         for row in good[2:]:
             handle.write((json.dumps(row) + "\n").encode())
     manifest = tokenize_files([path], tmp_path / "out", TokenizeOptions(str(model_dir), progress=False))
     rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
-        (2, "missing field 'text'"), (4, "empty field 'text'"), (5, "undecodable line"),
-        (6, "invalid JSON"), (7, "missing grouping field 'family'")]
+        (2, "missing field 'text'"),
+        (4, "empty field 'text'"),
+        (5, "undecodable line"),
+        (6, "invalid JSON"),
+        (7, "missing grouping field 'family'"),
+    ]
     assert all(r["file"] == str(path) for r in rejects)
     assert manifest["totals"]["documents"] == 5 and manifest["totals"]["rejected"] == 5
     assert manifest["inputs"] == [{"path": str(path), "accepted": 5, "rejected": 5}]
@@ -186,23 +213,33 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, documents,
     manifest = tokenize_files([src], out, opts)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [".taskseed.lock", "manifest.json", "shards"]  # the folder's run lock (pipeline/lock.py) stays, empty
-        + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")])
+        + [f"{p['name']}{s}" for p in manifest["prefixes"] for s in (".bin", ".idx")]
+    )
     assert not list((out / "shards").glob(".partial-*"))
 
 
 def test_worker_processes_write_identical_datasets(tmp_path, documents, model_dir):
     src = write_jsonl(tmp_path / "in.jsonl", documents[:90])
     one = tokenize_files([src], tmp_path / "one", TokenizeOptions(str(model_dir), batch_size=8, progress=False))
-    two = tokenize_files([src], tmp_path / "two", TokenizeOptions(str(model_dir), batch_size=8, workers=2,
-                                                                  progress=False))
+    two = tokenize_files(
+        [src], tmp_path / "two", TokenizeOptions(str(model_dir), batch_size=8, workers=2, progress=False)
+    )
     assert [p["files"] for p in one["prefixes"]] == [p["files"] for p in two["prefixes"]]
 
 
 def test_group_by_family_only_and_int32(tmp_path, documents, model_dir):
     write_jsonl(tmp_path / "curated.jsonl", documents)
     write_jsonl(tmp_path / "rejected.jsonl", documents[:3])  # a filter folder's rejects are not input
-    cfg = load_config(None, ["tokenize.group_by=[family]", "tokenize.dtype=int32", "tokenize.progress=false",
-                             f"tokenize.tokenizer={model_dir}", "run.executor=inline"])  # inherit -> inline
+    cfg = load_config(
+        None,
+        [
+            "tokenize.group_by=[family]",
+            "tokenize.dtype=int32",
+            "tokenize.progress=false",
+            f"tokenize.tokenizer={model_dir}",
+            "run.executor=inline",
+        ],
+    )  # inherit -> inline
     from nemo_taskseed.tokenize.step import run_step
 
     summary = run_step(cfg, tmp_path, tmp_path / "out")
@@ -217,23 +254,54 @@ def test_cli_tokenize_and_verify(tmp_path, documents, model_dir, capsys):
     from nemo_taskseed.cli import main
 
     src = write_jsonl(tmp_path / "curated.jsonl", documents[:20])
-    assert main(["tokenize", str(src), "--out", str(tmp_path / "out"), "--tokenizer", str(model_dir),
-                 "tokenize.progress=false"]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                str(src),
+                "--out",
+                str(tmp_path / "out"),
+                "--tokenizer",
+                str(model_dir),
+                "tokenize.progress=false",
+            ]
+        )
+        == 0
+    )
     assert main(["tokenize", "verify", str(tmp_path / "out")]) == 0
     assert "OK" in capsys.readouterr().out
-    assert main(["tokenize", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2"),
-                 "--tokenizer", str(model_dir)]) == 2
+    assert (
+        main(
+            ["tokenize", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2"), "--tokenizer", str(model_dir)]
+        )
+        == 2
+    )
     assert "missing.jsonl" in capsys.readouterr().err
     # --in DIR takes every tokenize.input_glob file; with fail_on_rejects a bad line makes the run fail after writing.
     with open(tmp_path / "curated.jsonl", "a") as handle:
         handle.write('{"family": "x"}\n')
-    assert main(["tokenize", "--in", str(tmp_path), "--out", str(tmp_path / "o3"), "--tokenizer", str(model_dir),
-                 "tokenize.progress=false", "tokenize.fail_on_rejects=true"]) == 1
+    assert (
+        main(
+            [
+                "tokenize",
+                "--in",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o3"),
+                "--tokenizer",
+                str(model_dir),
+                "tokenize.progress=false",
+                "tokenize.fail_on_rejects=true",
+            ]
+        )
+        == 1
+    )
     assert "rejected" in capsys.readouterr().err
     assert (tmp_path / "o3" / "rejects.jsonl").read_text().count("missing field 'text'") == 1
 
 
 # --- shards: one per input file, tokenized in parallel, merged on the driver ----------------------
+
 
 def _default_section(*overrides: str):
     return load_config(None, ["tokenize.progress=false", *overrides]).tokenize
@@ -263,21 +331,40 @@ def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_pat
 
     section = _default_section()
     filt, gen = tmp_path / "filter", tmp_path / "generate"
-    for rel in ["curated/part-a.00000.jsonl", "curated/part-b.00000.jsonl", "curated.jsonl",
-                "rejected/part-a.00000.jsonl", "rejected.jsonl", "generated/part-a.00000.jsonl", "summary.json"]:
+    for rel in [
+        "curated/part-a.00000.jsonl",
+        "curated/part-b.00000.jsonl",
+        "curated.jsonl",
+        "rejected/part-a.00000.jsonl",
+        "rejected.jsonl",
+        "generated/part-a.00000.jsonl",
+        "summary.json",
+    ]:
         (filt / rel).parent.mkdir(parents=True, exist_ok=True)
         (filt / rel).write_text("{}\n")
     # Curated records win over generated ones; rejects are never input.
     assert {p.relative_to(filt).as_posix() for p in input_files(section, filt)} == {
-        "curated/part-a.00000.jsonl", "curated/part-b.00000.jsonl", "curated.jsonl"}
-    for rel in ["generated/part-a.00000.jsonl", "generated.jsonl", "rejected/part-a.00000.jsonl", "rejected_seeds.jsonl"]:
+        "curated/part-a.00000.jsonl",
+        "curated/part-b.00000.jsonl",
+        "curated.jsonl",
+    }
+    for rel in [
+        "generated/part-a.00000.jsonl",
+        "generated.jsonl",
+        "rejected/part-a.00000.jsonl",
+        "rejected_seeds.jsonl",
+    ]:
         (gen / rel).parent.mkdir(parents=True, exist_ok=True)
         (gen / rel).write_text("{}\n")
     assert {p.relative_to(gen).as_posix() for p in input_files(section, gen)} == {
-        "generated/part-a.00000.jsonl", "generated.jsonl"}
+        "generated/part-a.00000.jsonl",
+        "generated.jsonl",
+    }
     # A flat list is a union, and even a catch-all pattern skips rejects.
     assert {p.name for p in input_files(_default_section("tokenize.input_glob=['**/*.jsonl']"), gen)} == {
-        "part-a.00000.jsonl", "generated.jsonl"}
+        "part-a.00000.jsonl",
+        "generated.jsonl",
+    }
     (tmp_path / "empty" / "rejected").mkdir(parents=True)
     (tmp_path / "empty" / "rejected.jsonl").write_text("{}\n")
     with pytest.raises(TokenizeError, match="curated/part-"):
@@ -286,9 +373,14 @@ def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_pat
     with pytest.raises(TokenizeError, match="inside the output folder"):
         tokenize_files(input_files(section, filt), filt, TokenizeOptions("unused"))
     # Shard names: part-<shard> keeps its name, other files their stem; clashes get a suffix.
-    assert shard_names([Path("x/curated/part-arc_easy.00003.jsonl"), Path("a/curated.jsonl"),
-                        Path("b/curated.jsonl"), Path("part-odd.json.jsonl")]) == [
-        "arc_easy.00003", "curated", "curated-2", "odd_json"]
+    assert shard_names(
+        [
+            Path("x/curated/part-arc_easy.00003.jsonl"),
+            Path("a/curated.jsonl"),
+            Path("b/curated.jsonl"),
+            Path("part-odd.json.jsonl"),
+        ]
+    ) == ["arc_easy.00003", "curated", "curated-2", "odd_json"]
 
 
 def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, documents, model_dir, tokenizer):
@@ -304,8 +396,9 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
 
     concat = tmp_path / "all.jsonl"
     concat.write_bytes(b"".join(f.read_bytes() for f in files))
-    single = tokenize_files([concat], tmp_path / "single", TokenizeOptions(str(model_dir), progress=False),
-                            hf_tokenizer=tokenizer)
+    single = tokenize_files(
+        [concat], tmp_path / "single", TokenizeOptions(str(model_dir), progress=False), hf_tokenizer=tokenizer
+    )
     summary = {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in manifest["prefixes"]}
     assert summary == {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in single["prefixes"]}
     assert manifest["totals"]["documents"] == len(documents) and len(manifest["prefixes"]) == 4
@@ -327,7 +420,8 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
     rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
     assert [(Path(r["file"]).name, r["line"], r["reason"]) for r in rejects] == [
         (files[1].name, len(documents[1::3]) + 1, "missing field 'text'"),
-        (files[2].name, len(documents[2::3]) + 1, "missing field 'text'")]
+        (files[2].name, len(documents[2::3]) + 1, "missing field 'text'"),
+    ]
     assert manifest["totals"]["rejected"] == 2 and manifest["rejects_file"] == "rejects.jsonl"
 
     # An empty input into the same folder is an error, and the earlier outputs stay (tokenizing
@@ -382,8 +476,9 @@ def test_restart_skips_finished_shards_and_tokenizes_only_new_files(tmp_path, do
     assert run["run_now"] == 2
 
 
-def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(tmp_path, documents, model_dir,
-                                                                                  tokenizer):
+def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
+    tmp_path, documents, model_dir, tokenizer
+):
     from collections import defaultdict
 
     from nemo_taskseed.blend import plan_from_config
@@ -398,12 +493,22 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
     files = input_files(_default_section(), src)
     out = tmp_path / "tok"
     merged = tokenize_files(files, out, TokenizeOptions(str(model_dir), progress=False), hf_tokenizer=tokenizer)
-    blend_cfg = load_config(None, [f"blend.manifest={out}", "blend.synthetic_share=1", "blend.total_tokens=1000000",
-                                   "blend.seq_length=256", "blend.max_epochs=null", "blend.plot=false"]).blend
+    blend_cfg = load_config(
+        None,
+        [
+            f"blend.manifest={out}",
+            "blend.synthetic_share=1",
+            "blend.total_tokens=1000000",
+            "blend.seq_length=256",
+            "blend.max_epochs=null",
+            "blend.plot=false",
+        ],
+    ).blend
     merged_plan = plan_from_config(blend_cfg)
 
-    manifest, run = run_tokenize(files, out, TokenizeOptions(str(model_dir), progress=False, merge=False),
-                                 hf_tokenizer=tokenizer)
+    manifest, run = run_tokenize(
+        files, out, TokenizeOptions(str(model_dir), progress=False, merge=False), hf_tokenizer=tokenizer
+    )
     assert run["run_now"] == 0  # switching merge off reuses the shards
     assert not list(out.glob("*.bin")) and not list(out.glob("*.idx"))  # nothing merged is vouched for now
     assert manifest["merged"] is False and manifest["totals"]["tokens"] == merged["totals"]["tokens"]
@@ -414,7 +519,10 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
         assert entry["name"] == f"{entry['group_name']}@{entry['shard']}" and "family" in entry["group"]
     # A shard entry carries its group's kind, so all shards of a group land in one quota group.
     assert {e["shard"]: e["kind"] for e in entries if e["group_name"] == "gsm8k__reasoning"} == {
-        "mix.00000": "mixed", "mix.00001": "mixed", "mix.00002": "mixed"}
+        "mix.00000": "mixed",
+        "mix.00001": "mixed",
+        "mix.00002": "mixed",
+    }
     assert verify_prefixes(out, manifest) == []
 
     plan = plan_from_config(blend_cfg)

@@ -17,12 +17,15 @@ from nemo_taskseed.train.plan import BlendPlan
 from nemo_taskseed.train.spec import available_recipes, build_spec, load_train_config
 
 WHEELS = cache_dir("wheels")
-DOWNLOAD = ("pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 "
-            f"megatron-bridge==0.6.2 megatron-core==0.19.2 -d {WHEELS}")
+DOWNLOAD = (
+    "pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 "
+    f"megatron-bridge==0.6.2 megatron-core==0.19.2 -d {WHEELS}"
+)
 
 pytestmark = pytest.mark.skipif(
     not (list(WHEELS.glob("megatron_bridge-0.6.2-*.whl")) and list(WHEELS.glob("megatron_core-0.19.2-*.whl"))),
-    reason=f"Bridge/megatron-core wheels absent (~4.5 MB, read not installed); get them with: {DOWNLOAD}")
+    reason=f"Bridge/megatron-core wheels absent (~4.5 MB, read not installed); get them with: {DOWNLOAD}",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,14 @@ def test_every_setting_and_recipe_function_exists_in_bridge(index, recipe):
 
 
 def test_the_check_catches_typos_and_renames(index):
-    assert missing_settings({"train.train_itres": 1, "checkpoint.pretrained_ckpt": "x", "datasets.blend": None,
-                             "train.train_iters": 1, "mixed_precision": "bf16_mixed"}, index) == [
-        "train.train_itres", "checkpoint.pretrained_ckpt", "datasets.blend"]
+    assert missing_settings(
+        {
+            "train.train_itres": 1,
+            "checkpoint.pretrained_ckpt": "x",
+            "datasets.blend": None,
+            "train.train_iters": 1,
+            "mixed_precision": "bf16_mixed",
+        },
+        index,
+    ) == ["train.train_itres", "checkpoint.pretrained_ckpt", "datasets.blend"]
     assert not recipe_function_exists("megatron.bridge.recipes.llama:llama31_9b_pretrain_config", index)

@@ -32,10 +32,14 @@ def write_plan(folder: Path, *, seq_length: int = 8192, total_tokens: int = HUND
     plan = {
         "seq_length": seq_length,
         "total_tokens": total_tokens,
-        "data_paths": [[0.7, "/lustre/data/web/web_text_document"],
-                       [0.3, "/lustre/data/taskseed/synthetic_qa_text_document"]],
-        "entries": [{"name": "web", "weight": 0.7, "tokens": 70_000_000_000},
-                    {"name": "taskseed", "weight": 0.3, "tokens": 30_000_000_000}],
+        "data_paths": [
+            [0.7, "/lustre/data/web/web_text_document"],
+            [0.3, "/lustre/data/taskseed/synthetic_qa_text_document"],
+        ],
+        "entries": [
+            {"name": "web", "weight": 0.7, "tokens": 70_000_000_000},
+            {"name": "taskseed", "weight": 0.3, "tokens": 30_000_000_000},
+        ],
         "tokenizer": {"path": "/lustre/tok/llama31_8b"},
     }
     path = folder / "plan.json"
@@ -60,7 +64,10 @@ def test_llama31_8b_spec_takes_blend_budget_and_checkpoint(plan_path):
     assert spec.recipe == "llama31_8b" and spec.framework == "bridge"
     assert spec.train_iters == 23842  # 100B / (512 x 8192)
     assert spec.seq_length == 8192 and spec.global_batch_size == 512
-    assert spec.data_prefixes == ["/lustre/data/web/web_text_document", "/lustre/data/taskseed/synthetic_qa_text_document"]
+    assert spec.data_prefixes == [
+        "/lustre/data/web/web_text_document",
+        "/lustre/data/taskseed/synthetic_qa_text_document",
+    ]
     assert spec.data_weights == [0.7, 0.3]
     assert spec.pretrained_checkpoint == "/lustre/runs/cpt1/pretrained"
     assert spec.checkpoint_dir == "/lustre/runs/cpt1/checkpoints"
@@ -74,11 +81,21 @@ def test_llama31_8b_spec_takes_blend_budget_and_checkpoint(plan_path):
 
 
 def test_bridge_settings_carry_data_iterations_checkpoints_tokenizer(plan_path):
-    cfg = load_train_config(None, [f"train.plan={plan_path}", "train.output_dir=/lustre/runs/cpt1",
-                                   "train.pretrained_checkpoint=/lustre/ckpt/llama31_8b_mcore"])
+    cfg = load_train_config(
+        None,
+        [
+            f"train.plan={plan_path}",
+            "train.output_dir=/lustre/runs/cpt1",
+            "train.pretrained_checkpoint=/lustre/ckpt/llama31_8b_mcore",
+        ],
+    )
     s = bridge_settings(build_spec(cfg))
-    assert s["dataset.data_path"] == ["0.7", "/lustre/data/web/web_text_document",
-                                      "0.3", "/lustre/data/taskseed/synthetic_qa_text_document"]
+    assert s["dataset.data_path"] == [
+        "0.7",
+        "/lustre/data/web/web_text_document",
+        "0.3",
+        "/lustre/data/taskseed/synthetic_qa_text_document",
+    ]
     assert s["dataset.blend"] is None  # Bridge builds the blend from data_path in finalize()
     assert s["dataset.seq_length"] == s["model.seq_length"] == 8192
     assert s["train.train_iters"] == s["scheduler.lr_decay_iters"] == 23842
@@ -93,9 +110,18 @@ def test_bridge_settings_carry_data_iterations_checkpoints_tokenizer(plan_path):
 
 
 def test_nemotron_preset_and_command_line_overrides(plan_path):
-    cfg = load_train_config(None, [f"train.plan={plan_path}", "train.recipe=nemotronh_8b",
-                                   "train.global_batch_size=1024", "train.lr=1e-5", "train.min_lr=1e-6",
-                                   "train.decay_style=linear", "launch.nodes=8"])
+    cfg = load_train_config(
+        None,
+        [
+            f"train.plan={plan_path}",
+            "train.recipe=nemotronh_8b",
+            "train.global_batch_size=1024",
+            "train.lr=1e-5",
+            "train.min_lr=1e-6",
+            "train.decay_style=linear",
+            "launch.nodes=8",
+        ],
+    )
     spec = build_spec(cfg)
     s = bridge_settings(spec)
     assert spec.bridge_recipe == "megatron.bridge.recipes.nemotronh:nemotronh_8b_pretrain_config"
@@ -111,13 +137,16 @@ def test_plan_total_tokens_can_be_overridden(plan_path):
     assert spec.train_iters == math.ceil(1e9 / (512 * 8192)) == 239
 
 
-@pytest.mark.parametrize("override, message", [
-    (["train.seq_length=4096"], "differs from the plan's seq_length"),
-    (["train.global_batch_size=100"], "must be a multiple of"),
-    (["launch.nodes=1", "launch.gpus_per_node=3"], "not divisible by TP"),
-    (["train.min_lr=1.0"], "min_lr"),
-    (["train.recipe=gpt5"], "unknown train.recipe"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["train.seq_length=4096"], "differs from the plan's seq_length"),
+        (["train.global_batch_size=100"], "must be a multiple of"),
+        (["launch.nodes=1", "launch.gpus_per_node=3"], "not divisible by TP"),
+        (["train.min_lr=1.0"], "min_lr"),
+        (["train.recipe=gpt5"], "unknown train.recipe"),
+    ],
+)
 def test_impossible_runs_are_user_errors(plan_path, override, message):
     with pytest.raises(UserError, match=message):
         build_spec(load_train_config(None, [f"train.plan={plan_path}", *override]))
@@ -153,31 +182,66 @@ def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, t
     spec = build_spec(load_train_config(None, [f"train.plan={plan_path}"]))
     spec_path = spec.write(tmp_path / "training_spec.json")
     out = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "bridge_continued_pretraining.py"), "--spec", str(spec_path),
-         "--dry-run", "model.recompute_granularity=full"],
-        capture_output=True, text=True, check=True, cwd=REPO)
+        [
+            sys.executable,
+            str(REPO / "recipes" / "bridge_continued_pretraining.py"),
+            "--spec",
+            str(spec_path),
+            "--dry-run",
+            "model.recompute_granularity=full",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     printed = json.loads(out.stdout)
     assert printed["bridge_recipe"] == "megatron.bridge.recipes.llama:llama31_8b_pretrain_config"
     assert printed["settings"]["train.train_iters"] == 23842
     assert printed["extra_overrides"] == ["model.recompute_granularity=full"]
 
 
-@pytest.mark.skipif(not NEMO2_PYTHON.is_file(),
-                    reason=".venv-nemo2 is absent: nemo_toolkit[llm]==2.7.3 pins transformers~=4.57/numpy<2 and "
-                           "needs its own env (see README (Training) for the install command)")
+@pytest.mark.skipif(
+    not NEMO2_PYTHON.is_file(),
+    reason=".venv-nemo2 is absent: nemo_toolkit[llm]==2.7.3 pins transformers~=4.57/numpy<2 and "
+    "needs its own env (see README (Training) for the install command)",
+)
 def test_nemo2_recipe_is_built_with_the_same_blend_and_budget(tmp_path):
     plan_path = write_plan(tmp_path, seq_length=8192)
-    cfg = load_train_config(None, [f"train.plan={plan_path}", "train.recipe=llama32_1b", "train.framework=nemo2",
-                                   "train.output_dir=/lustre/runs/nemo2", "train.tokenizer=/lustre/tok/llama32"])
+    cfg = load_train_config(
+        None,
+        [
+            f"train.plan={plan_path}",
+            "train.recipe=llama32_1b",
+            "train.framework=nemo2",
+            "train.output_dir=/lustre/runs/nemo2",
+            "train.tokenizer=/lustre/tok/llama32",
+        ],
+    )
     spec = build_spec(cfg)
     spec_path = spec.write(tmp_path / "training_spec.json")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([str(NEMO2_PYTHON), str(REPO / "recipes" / "nemo2_continued_pretraining.py"),
-                          "--spec", str(spec_path), "--dry-run"], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [
+            str(NEMO2_PYTHON),
+            str(REPO / "recipes" / "nemo2_continued_pretraining.py"),
+            "--spec",
+            str(spec_path),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads(out.stdout[out.stdout.index("{"):])
-    assert summary["paths"] == ["0.7", "/lustre/data/web/web_text_document",
-                                "0.3", "/lustre/data/taskseed/synthetic_qa_text_document"]
+    summary = json.loads(out.stdout[out.stdout.index("{") :])
+    assert summary["paths"] == [
+        "0.7",
+        "/lustre/data/web/web_text_document",
+        "0.3",
+        "/lustre/data/taskseed/synthetic_qa_text_document",
+    ]
     assert summary["max_steps"] == spec.train_iters == math.ceil(HUNDRED_B / (256 * 8192))
     assert summary["seq_length"] == 8192 and summary["global_batch_size"] == 256
     assert summary["tokenizer"] == "/lustre/tok/llama32"

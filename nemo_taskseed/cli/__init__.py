@@ -13,10 +13,19 @@ import sys
 from pathlib import Path
 
 SUBCOMMANDS = [
-    "run",                                                                  # the whole pipeline
-    "catalog", "seeds", "generate", "filter", "tokenize", "blend",          # its steps, in order
-    "launch", "evaluate", "report",                                         # training and its evaluation
-    "estimate", "model", "demo",                                            # tools
+    "run",  # the whole pipeline
+    "catalog",
+    "seeds",
+    "generate",
+    "filter",
+    "tokenize",
+    "blend",  # its steps, in order
+    "launch",
+    "evaluate",
+    "report",  # training and its evaluation
+    "estimate",
+    "model",
+    "demo",  # tools
 ]
 
 
@@ -25,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taskseed",
         description="Task-seeded synthetic Q&A: lm-eval training splits -> enriched pretraining data -> NeMo.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show third-party INFO logs (vLLM, Ray, Curator) here; by default they go to "
-                             "taskseed.log in the output folder")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show third-party INFO logs (vLLM, Ray, Curator) here; by default they go to "
+        "taskseed.log in the output folder",
+    )
     from nemo_taskseed.cli._overrides import OverridesParser
 
     # key=value overrides may follow the options too (argparse alone takes them only as one group).
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                       parser_class=OverridesParser)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OverridesParser)
     for name in SUBCOMMANDS:
         importlib.import_module(f"nemo_taskseed.cli.{name}").register(subparsers)
     return parser
@@ -66,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         what = environment_error(exc, getattr(args, "out", None))
         if what is None:
             raise
-        print(f"taskseed {args.command}: error: {what}. Nothing finished before this point is lost: "
-              "free space or fix the folder, then rerun to resume.", file=sys.stderr)
+        print(
+            f"taskseed {args.command}: error: {what}. Nothing finished before this point is lost: "
+            "free space or fix the folder, then rerun to resume.",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -12,16 +12,19 @@ import sys
 
 def add_deprecated_set(parser: argparse.ArgumentParser) -> None:
     """`-s/--set KEY=VALUE` (repeatable), kept as a hidden alias of positional `key=value`."""
-    parser.add_argument("-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "-s", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS
+    )
 
 
 def take_deprecated_sets(command: str, sets: list[str]) -> list[str]:
     """The `-s` overrides, after a warning that names the spelling to use instead."""
     if sets:
         words = " ".join(sets)
-        print(f"taskseed {command}: warning: -s/--set is deprecated; give overrides as key=value words: {words}",
-              file=sys.stderr)
+        print(
+            f"taskseed {command}: warning: -s/--set is deprecated; give overrides as key=value words: {words}",
+            file=sys.stderr,
+        )
     return list(sets)
 
 

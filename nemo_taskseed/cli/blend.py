@@ -13,26 +13,40 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="blend_command", required=True)
 
     plan = sub.add_parser(
-        "plan", help="plan the token budget and write plan.json, data args, Bridge/NeMo 2 blocks, table, PNG")
-    plan.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                      help="config overrides, e.g. blend.group_quotas.reasoning=0.5 blend.max_epochs=8")
+        "plan", help="plan the token budget and write plan.json, data args, Bridge/NeMo 2 blocks, table, PNG"
+    )
+    plan.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. blend.group_quotas.reasoning=0.5 blend.max_epochs=8",
+    )
     plan.add_argument("--manifest", default=None, help="tokenize output folder (or its manifest.json)")
     plan.add_argument("--out", required=True, help="folder for plan.json and the other artifacts")
-    plan.add_argument("--existing", default=None,
-                      help="existing pretraining blend: YAML/JSON (configs/blends/NAME) or a Megatron data-args file")
+    plan.add_argument(
+        "--existing",
+        default=None,
+        help="existing pretraining blend: YAML/JSON (configs/blends/NAME) or a Megatron data-args file",
+    )
     plan.add_argument("--total-tokens", type=float, default=None, help="token budget (default 100e9)")
     plan.add_argument("--synthetic-share", type=float, default=None, help="fraction of the budget that is synthetic")
     _common(plan)
     plan.set_defaults(func=_plan)
 
     verify = sub.add_parser(
-        "verify", help="realized token shares per dataset from megatron-core (blending indices + a real build)")
+        "verify", help="realized token shares per dataset from megatron-core (blending indices + a real build)"
+    )
     verify.add_argument("plan", help="plan.json or the folder holding it")
-    verify.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. blend.verify.tolerance_absolute=0.001")
-    verify.add_argument("--build", choices=["always", "never", "auto"], default=None,
-                        help="always (default): a real BlendedMegatronDatasetBuilder build, a missing prefix is an "
-                             "error; never: the blending indices only (auto: old name of always)")
+    verify.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. blend.verify.tolerance_absolute=0.001"
+    )
+    verify.add_argument(
+        "--build",
+        choices=["always", "never", "auto"],
+        default=None,
+        help="always (default): a real BlendedMegatronDatasetBuilder build, a missing prefix is an "
+        "error; never: the blending indices only (auto: old name of always)",
+    )
     verify.add_argument("--out", default=None, help="where to write verify.json (default: beside plan.json)")
     _common(verify)
     verify.set_defaults(func=_verify)
@@ -68,8 +82,10 @@ def _plan(args) -> int:
     print_table(plan, console)
     for note in plan.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(f"{len(plan['entries'])} datasets, {plan['total_tokens']:,} tokens, "
-                  f"{plan['total_samples']:,} samples of {plan['seq_length']} tokens")
+    console.print(
+        f"{len(plan['entries'])} datasets, {plan['total_tokens']:,} tokens, "
+        f"{plan['total_samples']:,} samples of {plan['seq_length']} tokens"
+    )
     for key, path in written.items():
         console.print(f"  {key:>20}: {path}")
     return 0
@@ -100,15 +116,21 @@ def _verify(args) -> int:
     for row in report["indices"]["rows"]:
         b = build_rows.get(row["name"])
         ok = row["ok"] and (b is None or b["ok"])
-        table.add_row(row["name"], f"{row['planned_share']:.6f}", f"{row['realized_share']:.6f}",
-                      "-" if b is None else f"{b['realized_share']:.6f}", "yes" if ok else "[red]NO[/red]")
+        table.add_row(
+            row["name"],
+            f"{row['planned_share']:.6f}",
+            f"{row['realized_share']:.6f}",
+            "-" if b is None else f"{b['realized_share']:.6f}",
+            "yes" if ok else "[red]NO[/red]",
+        )
     console.print(table)
     idx = report["indices"]
     console.print(f"blending indices: {idx['samples']:,} samples in {idx['seconds']:.2f} s")
     if report["build"]:
         b = report["build"]
-        console.print(f"megatron-core build: {b['samples']:,} samples ({b['samples_read']} read back) "
-                      f"in {b['seconds']:.2f} s")
+        console.print(
+            f"megatron-core build: {b['samples']:,} samples ({b['samples_read']} read back) in {b['seconds']:.2f} s"
+        )
     elif report.get("build_skipped"):
         console.print(f"megatron-core build skipped: {report['build_skipped']}")
     problems = failures(report)

@@ -25,5 +25,9 @@ def _catalog(args) -> int:
         write_jsonl(args.out, result.eligible)
     if args.excluded:
         write_jsonl(args.excluded, result.excluded)
-    print_catalog_summary(result, minimums=cfg.catalog.get("minimums"))
+    print_catalog_summary(
+        result,
+        minimums=cfg.catalog.get("minimums"),
+        compatible_licenses=list(cfg.catalog.get("compatible_licenses") or []),
+    )
     return 0

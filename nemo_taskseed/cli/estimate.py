@@ -19,8 +19,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="a `taskseed run` workdir, or a `taskseed generate` output folder")
     parser.add_argument("--seeds", type=float, default=4.5e6, help="seeds of the full run (default: the paper's 4.5M)")
-    parser.add_argument("--gpu-tokens-per-s", type=float, default=None,
-                        help="output tokens/s per GPU to assume where the run measured none (e.g. a GPU bench)")
+    parser.add_argument(
+        "--gpu-tokens-per-s",
+        type=float,
+        default=None,
+        help="output tokens/s per GPU to assume where the run measured none (e.g. a GPU bench)",
+    )
     parser.add_argument("--json", action="store_true", help="print the projection as JSON")
     parser.set_defaults(func=_estimate)
 

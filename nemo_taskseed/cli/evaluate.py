@@ -51,7 +51,13 @@ def _watch(args) -> int:
 
     cfg = load_config(args.config, list(args.overrides))
     results = _results_path(cfg, args.results)
-    scored = watch(args.checkpoints, cfg.eval, results, baseline=args.baseline, once=args.once,
-                   poll_seconds=float(cfg.eval.poll_seconds))
+    scored = watch(
+        args.checkpoints,
+        cfg.eval,
+        results,
+        baseline=args.baseline,
+        once=args.once,
+        poll_seconds=float(cfg.eval.poll_seconds),
+    )
     print(f"scored {len(scored)} checkpoint(s); results in {results}")
     return 0

@@ -8,24 +8,37 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "filter", help="verify answers, dedup and decontaminate generated records (stage 5)",
+        "filter",
+        help="verify answers, dedup and decontaminate generated records (stage 5)",
         description="Read DIR/generated/part-*.jsonl (or DIR/generated*.jsonl), one shard per file, and write "
-                    "OUT/curated/part-<shard>.jsonl and OUT/rejected/part-<shard>.jsonl (each rejection with its "
-                    "reason), OUT/shards/<shard>.json (done markers), contamination_report.json, "
-                    "quality_report.json, quality_summary.txt and summary.json; intermediate files in OUT/work. "
-                    "A rerun skips finished shards. Defaults: configs/base/filter.yaml.",
+        "OUT/curated/part-<shard>.jsonl and OUT/rejected/part-<shard>.jsonl (each rejection with its "
+        "reason), OUT/shards/<shard>.json (done markers), contamination_report.json, "
+        "quality_report.json, quality_summary.txt and summary.json; intermediate files in OUT/work. "
+        "A rerun skips finished shards. Defaults: configs/base/filter.yaml.",
     )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. filter.verify.enabled=false filter.dedup.fuzzy.threshold=0.8")
-    parser.add_argument("--in", dest="in_dir", required=True, help="the generate step's folder (generated/part-*.jsonl)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. filter.verify.enabled=false filter.dedup.fuzzy.threshold=0.8",
+    )
+    parser.add_argument(
+        "--in", dest="in_dir", required=True, help="the generate step's folder (generated/part-*.jsonl)"
+    )
     parser.add_argument("--seeds", default=None, help="folder with seeds*.jsonl (dedup and decontamination of seeds)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--mirror", default=None,
-                        help="local benchmark mirror <root>/<dataset_path>/<config>/<split>.jsonl "
-                             "(sets filter.decontam.mirror)")
+    parser.add_argument(
+        "--mirror",
+        default=None,
+        help="local benchmark mirror <root>/<dataset_path>/<config>/<split>.jsonl (sets filter.decontam.mirror)",
+    )
     parser.add_argument("--config", default=None, help="config file merged over the defaults")
-    parser.add_argument("--executor", default=None, choices=["inline", "ray_data", "xenna"],
-                        help="how to run the Curator stages (default: filter.executor / run.executor)")
+    parser.add_argument(
+        "--executor",
+        default=None,
+        choices=["inline", "ray_data", "xenna"],
+        help="how to run the Curator stages (default: filter.executor / run.executor)",
+    )
     parser.set_defaults(func=_run)
 
 

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (also holds the request cache)")
     parser.add_argument("--config", default=None, help="config file (default: configs/base/*.yaml only)")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value",
+        "overrides",
+        nargs="*",
+        metavar="key=value",
         help="config overrides, e.g. generate.backend.kind=openai generate.sampling.n=2 enrich.variants=[label]",
     )
     parser.set_defaults(func=_generate)
@@ -36,6 +38,10 @@ def _generate(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     summary = run_step(cfg, Path(args.seeds), Path(args.out))
-    print(json.dumps({k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests", "shards",
-                                              "cost")}, indent=2))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("seeds", "items_kept", "records_kept", "dropped", "requests", "shards", "cost")},
+            indent=2,
+        )
+    )
     return 0

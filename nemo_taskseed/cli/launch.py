@@ -8,7 +8,9 @@ import subprocess
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("launch", help="submit training (NeMo-Run/sbatch/torchrun) or the pipeline (Ray on Slurm)")
+    parser = subparsers.add_parser(
+        "launch", help="submit training (NeMo-Run/sbatch/torchrun) or the pipeline (Ray on Slurm)"
+    )
     sub = parser.add_subparsers(dest="launch_command", required=True)
 
     train = sub.add_parser("train", help="continued pretraining on a blend plan (Megatron-Bridge or NeMo 2)")
@@ -31,8 +33,12 @@ def register(subparsers) -> None:
 
 def _flag_overrides(args) -> list[str]:
     extra = []
-    for flag, key in (("plan", "train.plan"), ("recipe", "train.recipe"), ("framework", "train.framework"),
-                      ("backend", "launch.backend")):
+    for flag, key in (
+        ("plan", "train.plan"),
+        ("recipe", "train.recipe"),
+        ("framework", "train.framework"),
+        ("backend", "launch.backend"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             extra.append(f"{key}={value}")
@@ -44,7 +50,9 @@ def _sbatch(path) -> str:
 
     if shutil.which("sbatch") is None:
         raise UserError(f"sbatch not found: submit {path} on a Slurm login node, or use --dry-run")
-    return subprocess.run(["sbatch", "--parsable", str(path)], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["sbatch", "--parsable", str(path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _train(args) -> int:
@@ -60,12 +68,22 @@ def _train(args) -> int:
         raise ConfigError(f"launch.backend must be nemo_run, sbatch or torchrun, got {backend!r}")
     written = write_train_artifacts(spec, cfg)
     report = {
-        "recipe": spec.recipe, "framework": spec.framework, "backend": backend,
-        "train_iters": spec.train_iters, "total_tokens": spec.total_tokens, "seq_length": spec.seq_length,
-        "global_batch_size": spec.global_batch_size, "warmup_iters": spec.warmup_iters,
-        "nodes": spec.nodes, "gpus_per_node": spec.gpus_per_node, "data_parallel": spec.data_parallel,
-        "data_path": spec.flat_data_path(), "pretrained_checkpoint": spec.pretrained_checkpoint,
-        "checkpoint_dir": spec.checkpoint_dir, "tokenizer": spec.tokenizer, "plan_tokenizer": spec.plan_tokenizer,
+        "recipe": spec.recipe,
+        "framework": spec.framework,
+        "backend": backend,
+        "train_iters": spec.train_iters,
+        "total_tokens": spec.total_tokens,
+        "seq_length": spec.seq_length,
+        "global_batch_size": spec.global_batch_size,
+        "warmup_iters": spec.warmup_iters,
+        "nodes": spec.nodes,
+        "gpus_per_node": spec.gpus_per_node,
+        "data_parallel": spec.data_parallel,
+        "data_path": spec.flat_data_path(),
+        "pretrained_checkpoint": spec.pretrained_checkpoint,
+        "checkpoint_dir": spec.checkpoint_dir,
+        "tokenizer": spec.tokenizer,
+        "plan_tokenizer": spec.plan_tokenizer,
         "files": {k: str(v) for k, v in written.items()},
     }
     if spec.framework == "bridge":

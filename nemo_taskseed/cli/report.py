@@ -8,7 +8,9 @@ def register(subparsers) -> None:
     parser.add_argument("--results", required=True, help="results JSONL written by `taskseed evaluate`")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--baseline-step", type=int, default=None, help="step to compare against (default: lowest)")
-    parser.add_argument("--data", nargs="*", default=[], help="pipeline JSON to include: plan.json, filter/decontamination stats")
+    parser.add_argument(
+        "--data", nargs="*", default=[], help="pipeline JSON to include: plan.json, filter/decontamination stats"
+    )
     parser.set_defaults(func=_report)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run the pipeline steps of a config (e.g. configs/default.yaml)")
     p.add_argument("config", help="config file or name under configs/")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run.workdir=/tmp/run seeds.max_per_subtask=50")
+    p.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. run.workdir=/tmp/run seeds.max_per_subtask=50"
+    )
     p.set_defaults(func=_run)
 
 

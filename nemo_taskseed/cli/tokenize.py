@@ -10,23 +10,32 @@ from nemo_taskseed.cli._overrides import add_deprecated_set, take_deprecated_set
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "tokenize", help="curated JSONL -> Megatron indexed datasets (.bin/.idx), one prefix per family/variant",
+        "tokenize",
+        help="curated JSONL -> Megatron indexed datasets (.bin/.idx), one prefix per family/variant",
         description="Tokenize JSONL files (or every tokenize.input_glob file of --in DIR) into OUT. "
-                    "`taskseed tokenize verify OUT` re-checks a finished folder against its manifest.",
+        "`taskseed tokenize verify OUT` re-checks a finished folder against its manifest.",
     )
-    parser.add_argument("inputs", nargs="*",
-                        help="JSONL files, then key=value config overrides (e.g. tokenize.group_by=[family]); "
-                             "or `verify DIR`")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        help="JSONL files, then key=value config overrides (e.g. tokenize.group_by=[family]); or `verify DIR`",
+    )
     parser.add_argument("--in", dest="in_dir", default=None, help="tokenize every tokenize.input_glob file here")
     parser.add_argument("--out", default=None, help="output folder (prefixes, manifest.json, rejects.jsonl)")
     parser.add_argument("--config", default=None, help="config file (defaults: configs/base/tokenize.yaml)")
     parser.add_argument("--tokenizer", default=None, help="local Hugging Face tokenizer folder")
     parser.add_argument("--workers", type=int, default=None, help="encoder processes per shard (1 = in-process)")
-    parser.add_argument("--executor", default=None, choices=["inline", "ray_data", "xenna"],
-                        help="Curator executor for the per-file shards (default: tokenize.executor; "
-                             "inherit means inline here)")
-    parser.add_argument("--no-merge", action="store_true",
-                        help="list the per-shard prefixes in the manifest instead of merging them (tokenize.merge=false)")
+    parser.add_argument(
+        "--executor",
+        default=None,
+        choices=["inline", "ray_data", "xenna"],
+        help="Curator executor for the per-file shards (default: tokenize.executor; inherit means inline here)",
+    )
+    parser.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="list the per-shard prefixes in the manifest instead of merging them (tokenize.merge=false)",
+    )
     add_deprecated_set(parser)
     parser.set_defaults(func=_run)
 
@@ -60,8 +69,13 @@ def _run(args) -> int:
     from nemo_taskseed.tokenize.step import TokenizeError, check_rejects, tokenize_inputs
 
     out_dir = Path(args.out)
-    manifest, _ = tokenize_inputs(cfg.tokenize, out_dir, files=None if args.in_dir else inputs,
-                                  in_dir=Path(args.in_dir) if args.in_dir else None, workers=args.workers)
+    manifest, _ = tokenize_inputs(
+        cfg.tokenize,
+        out_dir,
+        files=None if args.in_dir else inputs,
+        in_dir=Path(args.in_dir) if args.in_dir else None,
+        workers=args.workers,
+    )
     _print_summary(manifest, out_dir)
     try:
         check_rejects(cfg.tokenize, manifest, out_dir)
@@ -75,7 +89,9 @@ def _print_summary(manifest: dict, out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Megatron datasets in {out_dir} ({manifest['dtype']}, EOD={manifest['tokenizer']['eod_token_id']})")
+    table = Table(
+        title=f"Megatron datasets in {out_dir} ({manifest['dtype']}, EOD={manifest['tokenizer']['eod_token_id']})"
+    )
     for col in ("prefix", "kind", "documents", "tokens"):
         table.add_column(col, justify="right" if col in {"documents", "tokens"} else "left")
     for p in manifest["prefixes"]:
@@ -101,6 +117,8 @@ def _verify(folders: list[str]) -> int:
     problems = verify_prefixes(root, manifest)
     for problem in problems:
         print(problem, file=sys.stderr)
-    print(f"{len(manifest['prefixes'])} prefixes checked against {root / 'manifest.json'}: "
-          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    print(
+        f"{len(manifest['prefixes'])} prefixes checked against {root / 'manifest.json'}: "
+        f"{'OK' if not problems else f'{len(problems)} problem(s)'}"
+    )
     return 1 if problems else 0

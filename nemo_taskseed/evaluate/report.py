@@ -38,7 +38,7 @@ def score_table(rows: list[dict]) -> tuple[list[int], dict[int, dict[str, float]
     table: dict[int, dict[str, float]] = defaultdict(dict)
     for (step, bench), row in latest.items():
         table[step][bench] = 100.0 * float(row["value"])
-    for step, scores in table.items():
+    for scores in table.values():
         for group in GROUPS:
             members = [scores[b] for b, g in group_of.items() if g == group and b in scores]
             if members:
@@ -58,15 +58,17 @@ def deltas(rows: list[dict], baseline_step: int | None = None) -> list[dict]:
             continue
         for key in keys:
             if key in table[step] and key in table[base]:
-                out.append({
-                    "step": step,
-                    "name": key.removeprefix("group:"),
-                    "kind": "group" if key.startswith("group:") else "benchmark",
-                    "group": key.removeprefix("group:") if key.startswith("group:") else group_of[key],
-                    "baseline": round(table[base][key], 2),
-                    "score": round(table[step][key], 2),
-                    "delta": round(table[step][key] - table[base][key], 2),
-                })
+                out.append(
+                    {
+                        "step": step,
+                        "name": key.removeprefix("group:"),
+                        "kind": "group" if key.startswith("group:") else "benchmark",
+                        "group": key.removeprefix("group:") if key.startswith("group:") else group_of[key],
+                        "baseline": round(table[base][key], 2),
+                        "score": round(table[step][key], 2),
+                        "delta": round(table[step][key] - table[base][key], 2),
+                    }
+                )
     return out
 
 
@@ -115,8 +117,11 @@ def data_report_markdown(paths: list[str | Path]) -> str:
         data = json.loads(path.read_text())
         parts.append(f"### {path.name}")
         if isinstance(data, dict) and "data_paths" in data:
-            parts.append(f"seq_length {data.get('seq_length')}, total_tokens {data.get('total_tokens'):,}"
-                         if isinstance(data.get("total_tokens"), int) else "")
+            parts.append(
+                f"seq_length {data.get('seq_length')}, total_tokens {data.get('total_tokens'):,}"
+                if isinstance(data.get("total_tokens"), int)
+                else ""
+            )
             entries = data.get("entries") or []
             if entries and isinstance(entries[0], dict):
                 header = sorted({k for e in entries for k, v in e.items() if not isinstance(v, (dict, list))})
@@ -131,8 +136,13 @@ def data_report_markdown(paths: list[str | Path]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def build_report(results_path: str | Path, out_dir: str | Path, *, baseline_step: int | None = None,
-                 data_inputs: list[str | Path] = ()) -> dict[str, Path]:
+def build_report(
+    results_path: str | Path,
+    out_dir: str | Path,
+    *,
+    baseline_step: int | None = None,
+    data_inputs: list[str | Path] = (),
+) -> dict[str, Path]:
     rows = read_rows(results_path)
     if not rows:
         raise UserError(f"no results in {results_path} (run `taskseed evaluate` first)")
@@ -146,22 +156,43 @@ def build_report(results_path: str | Path, out_dir: str | Path, *, baseline_step
         writer.writerows(delta_rows)
     steps, table, group_of = score_table(rows)
     run_names = sorted({r.get("run", "?") for r in rows})
-    md = [f"# Evaluation report: {', '.join(run_names)}",
-          f"Results: `{results_path}`; baseline step {steps[0] if baseline_step is None else baseline_step}; "
-          f"scores in points, delta = checkpoint - baseline."]
+    md = [
+        f"# Evaluation report: {', '.join(run_names)}",
+        f"Results: `{results_path}`; baseline step {steps[0] if baseline_step is None else baseline_step}; "
+        f"scores in points, delta = checkpoint - baseline.",
+    ]
     if not delta_rows:
         md.append("Only the baseline has been scored so far.")
     for step in sorted({d["step"] for d in delta_rows}):
         step_rows = [d for d in delta_rows if d["step"] == step]
         md.append(f"## Step {step}")
-        md.append(_markdown_table(
-            ["kind", "group", "name", "baseline", "score", "delta"],
-            [[d["kind"], d["group"], d["name"], f"{d['baseline']:.2f}", f"{d['score']:.2f}", f"{d['delta']:+.2f}"]
-             for d in sorted(step_rows, key=lambda d: (d["kind"] != "group", d["group"], d["name"]))]))
+        md.append(
+            _markdown_table(
+                ["kind", "group", "name", "baseline", "score", "delta"],
+                [
+                    [
+                        d["kind"],
+                        d["group"],
+                        d["name"],
+                        f"{d['baseline']:.2f}",
+                        f"{d['score']:.2f}",
+                        f"{d['delta']:+.2f}",
+                    ]
+                    for d in sorted(step_rows, key=lambda d: (d["kind"] != "group", d["group"], d["name"]))
+                ],
+            )
+        )
     md.append("## Scored benchmarks")
-    md.append(_markdown_table(["benchmark", "group", "metric", "few-shot", "limit", "local data"], [
-        [b, group_of[b], r["metric"], r["num_fewshot"], r["limit"], r.get("local_data")]
-        for b, r in sorted({row["benchmark"]: row for row in rows}.items()) if b in group_of]))
+    md.append(
+        _markdown_table(
+            ["benchmark", "group", "metric", "few-shot", "limit", "local data"],
+            [
+                [b, group_of[b], r["metric"], r["num_fewshot"], r["limit"], r.get("local_data")]
+                for b, r in sorted({row["benchmark"]: row for row in rows}.items())
+                if b in group_of
+            ],
+        )
+    )
     if data_inputs:
         md.append(data_report_markdown(list(data_inputs)))
     md_path = out / "report.md"

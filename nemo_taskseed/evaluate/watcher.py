@@ -30,7 +30,7 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    path: Path       # the training checkpoint folder
+    path: Path  # the training checkpoint folder
     step: int
     model_dir: Path  # the HF folder lm-eval loads
 
@@ -106,8 +106,9 @@ def watch(
     while True:
         for ckpt in pending_checkpoints(checkpoints_root, results_path, eval_cfg.get("queue_dir")):
             log(f"scoring {ckpt.path} (step {ckpt.step})")
-            evaluate_model(ckpt.model_dir, eval_cfg, results_path, label=ckpt.label, step=ckpt.step,
-                           checkpoint=str(ckpt.path))
+            evaluate_model(
+                ckpt.model_dir, eval_cfg, results_path, label=ckpt.label, step=ckpt.step, checkpoint=str(ckpt.path)
+            )
             scored.append(ckpt)
         polls += 1
         if once or (max_polls is not None and polls >= max_polls):

@@ -33,7 +33,12 @@ def _seed(task: str, row_index: int, row: dict, path: Path) -> dict:
     if task in ("arc_easy", "commonsense_qa"):
         options = list(row["choices"]["text"])
         answer_index = list(row["choices"]["label"]).index(row["answerKey"])
-        question, answer_text, fmt, output_type = row["question"], options[answer_index], "multiple_choice", "multiple_choice"
+        question, answer_text, fmt, output_type = (
+            row["question"],
+            options[answer_index],
+            "multiple_choice",
+            "multiple_choice",
+        )
         prompt = f"Question: {question}\nAnswer:"
     elif task == "gsm8k":
         question = row["question"]
@@ -49,20 +54,36 @@ def _seed(task: str, row_index: int, row: dict, path: Path) -> dict:
         prompt = f"You are an expert Python programmer, and here is your task: {question}"
     seed = {
         "schema_version": SEED_SCHEMA_VERSION,
-        "family": family, "task": task, "split": split, "kind": kind, "format": fmt,
-        "output_type": output_type, "question": question, "context": context, "options": options,
-        "answer_index": answer_index, "answer_text": answer_text, "references": [answer_text],
-        "prompt": prompt, "license": license_,
-        "source": {"dataset_path": dataset_path, "dataset_name": config, "split": split,
-                   "row": row_index, "file": str(path)},
+        "family": family,
+        "task": task,
+        "split": split,
+        "kind": kind,
+        "format": fmt,
+        "output_type": output_type,
+        "question": question,
+        "context": context,
+        "options": options,
+        "answer_index": answer_index,
+        "answer_text": answer_text,
+        "references": [answer_text],
+        "prompt": prompt,
+        "license": license_,
+        "source": {
+            "dataset_path": dataset_path,
+            "dataset_name": config,
+            "split": split,
+            "row": row_index,
+            "file": str(path),
+        },
         "raw": row,
     }
     seed["id"] = content_id(task, question, context, options, answer_index, answer_text)
     return seed
 
 
-def fixture_seeds(per_task: dict[str, int] | None = None, *, offset: int = 0,
-                  fixtures_dir: str | Path | None = None) -> list[dict]:
+def fixture_seeds(
+    per_task: dict[str, int] | None = None, *, offset: int = 0, fixtures_dir: str | Path | None = None
+) -> list[dict]:
     """Valid seed records: `per_task[task]` rows of each task, starting at row `offset`."""
     per_task = per_task or {t: 1 for t in FIXTURE_TASKS}
     root = Path(fixtures_dir) if fixtures_dir else default_fixtures_dir()

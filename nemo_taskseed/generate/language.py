@@ -39,7 +39,7 @@ def detect(text: str) -> str | None:
 
 
 def language_mismatch(seed: dict[str, Any], item: dict[str, Any]) -> str | None:
-    """"<seed lang> -> <item lang>" when both are detected and differ, else None."""
+    """ "<seed lang> -> <item lang>" when both are detected and differ, else None."""
     want, got = detect(_text(seed)), detect(_text(item))
     if want and got and want != got:
         return f"{want} -> {got}"

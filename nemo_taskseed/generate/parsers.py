@@ -19,9 +19,20 @@ from nemo_taskseed.utils.text import normalize_text
 
 # Reasons a candidate is dropped (summary keys; README (Generation) lists them).
 REASONS = (
-    "invalid_json", "missing_field", "empty_text", "question_too_short", "wrong_option_count", "duplicate_options",
-    "answer_not_in_options", "copy_of_seed", "duplicate", "bad_tests", "code_syntax_error",
-    "enrichment_invalid_json", "enrichment_empty", "enrichment_no_knowledge",
+    "invalid_json",
+    "missing_field",
+    "empty_text",
+    "question_too_short",
+    "wrong_option_count",
+    "duplicate_options",
+    "answer_not_in_options",
+    "copy_of_seed",
+    "duplicate",
+    "bad_tests",
+    "code_syntax_error",
+    "enrichment_invalid_json",
+    "enrichment_empty",
+    "enrichment_no_knowledge",
 )
 
 _STR = {"type": "string", "minLength": 1, "maxLength": 1200}
@@ -41,8 +52,7 @@ def reply_schema(output: str, num_options: int = 0, has_context: bool = False) -
         props = {
             "question": _STR,
             "correct_answer": _SHORT,
-            "distractors": {"type": "array", "items": _SHORT,
-                            "minItems": num_options - 1, "maxItems": num_options - 1},
+            "distractors": {"type": "array", "items": _SHORT, "minItems": num_options - 1, "maxItems": num_options - 1},
         }
         if output == "multiple_choice_context":
             props = {"context": _STR, **props}
@@ -51,10 +61,17 @@ def reply_schema(output: str, num_options: int = 0, has_context: bool = False) -
         if has_context:
             props = {"context": _STR, **props}
     elif output == "math_word_problem":
-        props = {"question": _STR, "solution": _STR, "final_answer": {"type": "string", "minLength": 1, "maxLength": 40}}
+        props = {
+            "question": _STR,
+            "solution": _STR,
+            "final_answer": {"type": "string", "minLength": 1, "maxLength": 40},
+        }
     elif output == "code_with_tests":
-        props = {"question": _STR, "code": {"type": "string", "minLength": 1, "maxLength": 2000},
-                 "tests": {"type": "array", "items": _SHORT, "minItems": 1, "maxItems": 5}}
+        props = {
+            "question": _STR,
+            "code": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "tests": {"type": "array", "items": _SHORT, "minItems": 1, "maxItems": 5},
+        }
     elif output == "short_answer":
         props = {"question": _STR, "answer": _SHORT}
     elif output == "reading_comprehension":
@@ -63,11 +80,19 @@ def reply_schema(output: str, num_options: int = 0, has_context: bool = False) -
         # Bounded strings make the constrained reply close within ~400 tokens (max_tokens 512).
         props = {
             "reasoning": {"type": "string", "minLength": 1, "maxLength": 800},
-            "alternatives": {"type": "array", "maxItems": max(num_options - 1, 2), "items": {
-                "type": "object",
-                "properties": {"option": {"type": "string", "maxLength": 120},
-                               "why_wrong": {"type": "string", "minLength": 1, "maxLength": 200}},
-                "required": ["option", "why_wrong"], "additionalProperties": False}},
+            "alternatives": {
+                "type": "array",
+                "maxItems": max(num_options - 1, 2),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "option": {"type": "string", "maxLength": 120},
+                        "why_wrong": {"type": "string", "minLength": 1, "maxLength": 200},
+                    },
+                    "required": ["option", "why_wrong"],
+                    "additionalProperties": False,
+                },
+            },
             "knowledge": {"type": "string", "minLength": 1, "maxLength": 500},
         }
     else:
@@ -101,7 +126,7 @@ def extract_json(text: str) -> dict | None:
             elif ch == "}":
                 depth -= 1
                 if depth == 0:
-                    candidates.append(text[start:i + 1])
+                    candidates.append(text[start : i + 1])
                     break
     for c in candidates:
         try:
@@ -166,7 +191,7 @@ def _choices(obj: dict, num_options: int) -> tuple[str, list[str]] | Rejected:
             if not matches:
                 return Rejected("answer_not_in_options", answer[:80])
             index = matches[0]
-        correct, distractors = options[index], options[:index] + options[index + 1:]
+        correct, distractors = options[index], options[:index] + options[index + 1 :]
     else:
         return Rejected("missing_field", "correct_answer/distractors")
     distractors = [str(d).strip() for d in distractors]
@@ -208,8 +233,15 @@ def parse_item(output: str, raw: str, seed: dict, sample_index: int, *, min_ques
         context = _text(obj, "context")
         if isinstance(context, Rejected):
             return context
-    item = {"question": question, "context": context, "options": None, "answer_index": None,
-            "reference": None, "tests": None, "format": "generative"}
+    item = {
+        "question": question,
+        "context": context,
+        "options": None,
+        "answer_index": None,
+        "reference": None,
+        "tests": None,
+        "format": "generative",
+    }
 
     if output in ("multiple_choice", "multiple_choice_context"):
         num_options = len(seed["options"])

@@ -22,8 +22,14 @@ from nemo_taskseed.paths import repo_configs_dir
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BOOLEAN_WORDS = {"yes", "no", "true", "false"}
 OUTPUT_KINDS = (
-    "multiple_choice", "multiple_choice_context", "boolean", "math_word_problem",
-    "code_with_tests", "short_answer", "reading_comprehension", "enrichment",
+    "multiple_choice",
+    "multiple_choice_context",
+    "boolean",
+    "math_word_problem",
+    "code_with_tests",
+    "short_answer",
+    "reading_comprehension",
+    "enrichment",
 )
 
 
@@ -64,8 +70,12 @@ def load_templates(cfg_dir: str | Path | None = None) -> dict[str, PromptTemplat
         if data["output"] not in OUTPUT_KINDS:
             raise UserError(f"{path}: output {data['output']!r} is not one of {', '.join(OUTPUT_KINDS)}")
         templates[data["id"]] = PromptTemplate(
-            id=data["id"], version=str(data["version"]), output=data["output"],
-            system=data.get("system") or "", user=data["user"], path=str(path),
+            id=data["id"],
+            version=str(data["version"]),
+            output=data["output"],
+            system=data.get("system") or "",
+            user=data["user"],
+            path=str(path),
         )
     return templates
 
@@ -212,7 +222,8 @@ def seed_fields(seed: dict, template: PromptTemplate, examples: list[dict]) -> d
         "num_distractors": max(num_options - 1, 0),
         "context_instruction": ", with a new short passage that the question is about." if has_context else ".",
         "reply_shape": (
-            '{"context": "...", "question": "...", "answer": true}' if has_context
+            '{"context": "...", "question": "...", "answer": true}'
+            if has_context
             else '{"question": "...", "answer": true}'
         ),
     }
@@ -242,12 +253,12 @@ def enrich_fields(item: dict) -> dict[str, Any]:
     if item["format"] == "multiple_choice":
         wrong = [LETTERS[i] for i in range(len(item["options"])) if i != item["answer_index"]]
         alternatives = (
-            f"one entry for each wrong option ({', '.join(wrong)}), with \"option\" its letter and "
-            "\"why_wrong\" why it fails;"
+            f'one entry for each wrong option ({", ".join(wrong)}), with "option" its letter and '
+            '"why_wrong" why it fails;'
         )
     else:
         alternatives = (
-            "two common mistakes a student could make, with \"option\" the wrong answer they would "
-            "reach and \"why_wrong\" why it is wrong;"
+            'two common mistakes a student could make, with "option" the wrong answer they would '
+            'reach and "why_wrong" why it is wrong;'
         )
     return {"item_block": item_block(item), "alternatives_instruction": alternatives}

@@ -29,7 +29,6 @@ from typing import Any
 
 import pandas as pd
 from loguru import logger
-
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
@@ -97,8 +96,13 @@ class EnrichmentSettings:
             raise UserError(f"enrich.variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
         if not values["enabled"] and any(v in ENRICHED_VARIANTS for v in variants):
             raise UserError("enrich.enabled is false but enrich.variants asks for reasoning/context")
-        return cls(**{**values, "sampling": check_sampling(sampling_of(values["sampling"]), "enrich.sampling"),
-                      "variants": variants})
+        return cls(
+            **{
+                **values,
+                "sampling": check_sampling(sampling_of(values["sampling"]), "enrich.sampling"),
+                "variants": variants,
+            }
+        )
 
     @property
     def needs_pass(self) -> bool:
@@ -123,13 +127,13 @@ def from_batch(batch: DocumentBatch) -> list[tuple[str, dict]]:
     return [(kind, json.loads(rec)) for kind, rec in zip(df["kind"], df["record"])]
 
 
-def shard_task(shard: str, shard_fingerprint: str, files: list[str], file_index: list[int],
-               offsets: list[int]) -> DocumentBatch:
+def shard_task(
+    shard: str, shard_fingerprint: str, files: list[str], file_index: list[int], offsets: list[int]
+) -> DocumentBatch:
     """One shard as a Curator task: where its seeds are (file, byte offset), not the seeds
     themselves, so the driver's memory and Ray's object store hold a few bytes per seed."""
     df = pd.DataFrame({"file": [files[i] for i in file_index], "offset": offsets})
-    return DocumentBatch(dataset_name=shard, data=df,
-                         _metadata={"shard": shard, "fingerprint": shard_fingerprint})
+    return DocumentBatch(dataset_name=shard, data=df, _metadata={"shard": shard, "fingerprint": shard_fingerprint})
 
 
 def _light() -> Resources:
@@ -213,14 +217,22 @@ class GeneratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             entry = write_lines_digest(path, lines)
             files[f"{kind}/{path.name}"] = {"bytes": entry["bytes"], "sha256": entry["sha256"]}
         records = [json.loads(r) for r in generated]
-        marker = shards.write_marker(self.out_dir, shard, meta["fingerprint"], {
-            "files": files,
-            "counts": shard_counts(meta.get("seeds", 0), records, [json.loads(r) for r in rejected]),
-            "requests": {"generate": meta.get("requests.generate", {}), "enrich": meta.get("requests.enrich", {})},
-            "usage": {"generate": meta.get("usage.generate", {}), "enrich": meta.get("usage.enrich", {})},
-            "nodes": {"generate": meta.get("node.generate"), "enrich": meta.get("node.enrich"),
-                      "write": shards.worker_identity()["node_id"]},
-        })
+        marker = shards.write_marker(
+            self.out_dir,
+            shard,
+            meta["fingerprint"],
+            {
+                "files": files,
+                "counts": shard_counts(meta.get("seeds", 0), records, [json.loads(r) for r in rejected]),
+                "requests": {"generate": meta.get("requests.generate", {}), "enrich": meta.get("requests.enrich", {})},
+                "usage": {"generate": meta.get("usage.generate", {}), "enrich": meta.get("usage.enrich", {})},
+                "nodes": {
+                    "generate": meta.get("node.generate"),
+                    "enrich": meta.get("node.enrich"),
+                    "write": shards.worker_identity()["node_id"],
+                },
+            },
+        )
         out = pd.DataFrame({"shard": [shard], "marker": [json.dumps(marker, sort_keys=True)]})
         return DocumentBatch(dataset_name=shard, data=out, _metadata={"shard": shard})
 
@@ -319,8 +331,9 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         caches = {name: self.shard_cache(t) for name, t in zip(names, tasks)}
         started = time.monotonic()
         try:
-            answered = run_requests({name: reqs for name, (_, reqs) in planned.items()}, self.backend, caches,
-                                    desc=self.cache_name)
+            answered = run_requests(
+                {name: reqs for name, (_, reqs) in planned.items()}, self.backend, caches, desc=self.cache_name
+            )
         finally:
             for cache in caches.values():
                 cache.close()
@@ -330,9 +343,12 @@ class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         for name, task in zip(names, tasks):
             state, _ = planned[name]
             rows = self.finish(task, state, answered[name].results)
-            meta = {**task._metadata, f"requests.{self.stage_key}": answered[name].stats.as_dict(),
-                    f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds, self.resources.gpus),
-                    f"node.{self.stage_key}": node}
+            meta = {
+                **task._metadata,
+                f"requests.{self.stage_key}": answered[name].stats.as_dict(),
+                f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds, self.resources.gpus),
+                f"node.{self.stage_key}": node,
+            }
             out.append(to_batch(rows, task.dataset_name, meta))
         return out
 
@@ -343,7 +359,11 @@ def _usage_with_time(answered: dict[str, GroupResult], shard: str, seconds: floa
     usage = answered[shard].usage.as_dict()
     tokens = {g: r.usage.completion_tokens for g, r in answered.items()}
     total = sum(tokens.values())
-    share = tokens[shard] / total if total else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
+    share = (
+        tokens[shard] / total
+        if total
+        else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
+    )
     return {**usage, "seconds": round(seconds * share, 3), "gpu_seconds": round(seconds * share * float(gpus or 0), 3)}
 
 
@@ -388,7 +408,8 @@ class SimilarQuestionStage(_BackendStage):
             messages = template.render(**seed_fields(seed, template, examples))
             schema = (
                 reply_schema(template.output, len(seed.get("options") or []), bool(seed.get("context")))
-                if gen.structured_outputs else None
+                if gen.structured_outputs
+                else None
             )
             plans.append((seed, template, examples, make_request(messages, self.backend.model, gen.sampling, schema)))
         return plans, [p[3] for p in plans]
@@ -403,16 +424,34 @@ class SimilarQuestionStage(_BackendStage):
             result = results[request.key]
             seen_questions: set[str] = set()
             if result.get("error"):
-                rows.append((seed["id"], "rejected", _reject(
-                    "generate", "request_refused", result["error"], seed_id=seed["id"], template_id=template.id,
-                    request_key=request.key)))
+                rows.append(
+                    (
+                        seed["id"],
+                        "rejected",
+                        _reject(
+                            "generate",
+                            "request_refused",
+                            result["error"],
+                            seed_id=seed["id"],
+                            template_id=template.id,
+                            request_key=request.key,
+                        ),
+                    )
+                )
                 continue
             for index, raw in enumerate(result["outputs"]):
                 lineage = {
-                    "seed_id": seed["id"], "seed_task": seed["task"], "template_id": template.id,
-                    "template_version": template.version, "model": self.backend.model,
-                    "backend": result["backend"], "sampling": sampling, "request_key": request.key,
-                    "sample_index": index, "raw_output": raw, "structured_outputs": gen.structured_outputs,
+                    "seed_id": seed["id"],
+                    "seed_task": seed["task"],
+                    "template_id": template.id,
+                    "template_version": template.version,
+                    "model": self.backend.model,
+                    "backend": result["backend"],
+                    "sampling": sampling,
+                    "request_key": request.key,
+                    "sample_index": index,
+                    "raw_output": raw,
+                    "structured_outputs": gen.structured_outputs,
                     "example_seed_ids": [e["id"] for e in examples],
                 }
                 parsed = parse_item(template.output, raw, seed, index, min_question_words=gen.min_question_words)
@@ -423,16 +462,28 @@ class SimilarQuestionStage(_BackendStage):
                 if mismatch:
                     rows.append((seed["id"], "rejected", _reject("generate", "wrong_language", mismatch, **lineage)))
                     continue
-                if is_copy(parsed, seed, gen.copy_similarity) or any(is_copy(parsed, e, gen.copy_similarity) for e in examples):
+                if is_copy(parsed, seed, gen.copy_similarity) or any(
+                    is_copy(parsed, e, gen.copy_similarity) for e in examples
+                ):
                     rows.append((seed["id"], "rejected", _reject("generate", "copy_of_seed", "", **lineage)))
                     continue
                 item = {
-                    "family": seed["family"], "task": seed["task"], "kind": seed["kind"],
-                    "license": seed["license"], **parsed,
+                    "family": seed["family"],
+                    "task": seed["task"],
+                    "kind": seed["kind"],
+                    "license": seed["license"],
+                    **parsed,
                 }
                 item_id = content_id(
-                    item["family"], item["task"], item["question"], item["context"], item["options"],
-                    item["answer_index"], item["answer_text"], item["reference"], item["tests"],
+                    item["family"],
+                    item["task"],
+                    item["question"],
+                    item["context"],
+                    item["options"],
+                    item["answer_index"],
+                    item["answer_text"],
+                    item["reference"],
+                    item["tests"],
                 )
                 question_key = normalize(item["question"])
                 if item_id in seen_items or question_key in seen_questions:
@@ -469,8 +520,9 @@ class AnswerEnrichmentStage(_BackendStage):
             for item in items:
                 messages = template.render(**enrich_fields(item))
                 schema = reply_schema("enrichment", len(item.get("options") or [])) if self.structured_outputs else None
-                requests[item["lineage"]["item_id"]] = make_request(messages, self.backend.model,
-                                                                    self.settings.sampling, schema)
+                requests[item["lineage"]["item_id"]] = make_request(
+                    messages, self.backend.model, self.settings.sampling, schema
+                )
         return (items, rejected, requests), list(requests.values())
 
     def finish(self, task: DocumentBatch, state: Any, results: dict[str, dict]) -> list[tuple[str, str, dict]]:
@@ -493,9 +545,13 @@ class AnswerEnrichmentStage(_BackendStage):
                     parsed = parse_enrichment(raw, item)
                 if not isinstance(parsed, Rejected):
                     parsed["lineage"] = {
-                        "template_id": template.id, "template_version": template.version,
-                        "model": self.backend.model, "backend": results[req.key]["backend"],
-                        "sampling": enrich.sampling, "request_key": req.key, "raw_output": raw,
+                        "template_id": template.id,
+                        "template_version": template.version,
+                        "model": self.backend.model,
+                        "backend": results[req.key]["backend"],
+                        "sampling": enrich.sampling,
+                        "request_key": req.key,
+                        "raw_output": raw,
                     }
                 else:
                     parsed.detail = parsed.detail or raw[:80]
@@ -507,10 +563,22 @@ class AnswerEnrichmentStage(_BackendStage):
             item_id = item["lineage"]["item_id"]
             enrichment = enrichments.get(item_id)
             if isinstance(enrichment, Rejected):
-                rows.append((item["lineage"]["seed_id"], "rejected", _reject(
-                    "enrich", enrichment.reason, enrichment.detail, seed_id=item["lineage"]["seed_id"],
-                    item_id=item_id, variants=[v for v in variants if v in ENRICHED_VARIANTS],
-                    request_key=enrichment.key, raw_output=enrichment.raw)))  # type: ignore[attr-defined]
+                rows.append(
+                    (
+                        item["lineage"]["seed_id"],
+                        "rejected",
+                        _reject(
+                            "enrich",
+                            enrichment.reason,
+                            enrichment.detail,
+                            seed_id=item["lineage"]["seed_id"],
+                            item_id=item_id,
+                            variants=[v for v in variants if v in ENRICHED_VARIANTS],
+                            request_key=enrichment.key,
+                            raw_output=enrichment.raw,
+                        ),
+                    )
+                )  # type: ignore[attr-defined]
                 enrichment = None
             for variant in variants:
                 if variant == "label" and item["format"] != "multiple_choice":
@@ -520,19 +588,38 @@ class AnswerEnrichmentStage(_BackendStage):
                     if enrichment is None:
                         continue  # counted once above, per item
                     if variant == "context" and not enrichment.get("knowledge"):
-                        rows.append((item["lineage"]["seed_id"], "rejected", _reject(
-                            "enrich", "enrichment_no_knowledge", "", seed_id=item["lineage"]["seed_id"],
-                            item_id=item_id, variants=["context"])))
+                        rows.append(
+                            (
+                                item["lineage"]["seed_id"],
+                                "rejected",
+                                _reject(
+                                    "enrich",
+                                    "enrichment_no_knowledge",
+                                    "",
+                                    seed_id=item["lineage"]["seed_id"],
+                                    item_id=item_id,
+                                    variants=["context"],
+                                ),
+                            )
+                        )
                         continue
                 record = {
                     "schema_version": GENERATED_SCHEMA_VERSION,
                     "id": content_id(item_id, variant),
                     "seed_id": item["lineage"]["seed_id"],
-                    "family": item["family"], "task": item["task"], "kind": item["kind"],
-                    "format": item["format"], "question": item["question"], "context": item["context"],
-                    "options": item["options"], "answer_index": item["answer_index"],
-                    "answer_text": item["answer_text"], "reference": item["reference"], "tests": item["tests"],
-                    "license": item["license"], "lineage": item["lineage"],
+                    "family": item["family"],
+                    "task": item["task"],
+                    "kind": item["kind"],
+                    "format": item["format"],
+                    "question": item["question"],
+                    "context": item["context"],
+                    "options": item["options"],
+                    "answer_index": item["answer_index"],
+                    "answer_text": item["answer_text"],
+                    "reference": item["reference"],
+                    "tests": item["tests"],
+                    "license": item["license"],
+                    "lineage": item["lineage"],
                     "enrichment": enrichment if need_enrichment else None,
                     "variant": variant,
                     "text": render_text(item, variant, enrichment),
@@ -544,5 +631,8 @@ class AnswerEnrichmentStage(_BackendStage):
 def log_summary(summary: dict) -> None:
     logger.info(
         "generate: {} seeds -> {} items, {} records kept; dropped: {}",
-        summary["seeds"], summary["items_kept"], summary["records_kept"], summary["dropped"] or "none",
+        summary["seeds"],
+        summary["items_kept"],
+        summary["records_kept"],
+        summary["dropped"] or "none",
     )

@@ -29,17 +29,23 @@ from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.generate.prompts import prompts_dir
 from nemo_taskseed.generate.stages import (
-    AnswerEnrichmentStage, EnrichmentSettings, GeneratedShardWriterStage, GenerationSettings, ReadSeedShardStage,
-    SimilarQuestionStage, log_summary, shard_task,
+    AnswerEnrichmentStage,
+    EnrichmentSettings,
+    GeneratedShardWriterStage,
+    GenerationSettings,
+    ReadSeedShardStage,
+    SimilarQuestionStage,
+    log_summary,
+    shard_task,
 )
 from nemo_taskseed.llm.backends import Backend, build_backend
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
+from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
 from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.utils.jsonl import write_json, write_jsonl
-from nemo_taskseed.pipeline.lock import holds_output_lock
 
 REJECTED_SEEDS = "rejected_seeds.jsonl"
 
@@ -62,7 +68,9 @@ class SeedShard:
         return len(self.offsets)
 
 
-def plan_shards(in_dir: Path, shard_size: int, max_seed_bytes: int = 0) -> tuple[list[str], list[SeedShard], list[dict]]:
+def plan_shards(
+    in_dir: Path, shard_size: int, max_seed_bytes: int = 0
+) -> tuple[list[str], list[SeedShard], list[dict]]:
     """(seed files, shards in name order, rejected seed lines) from `in_dir/seeds*.jsonl`.
 
     One streaming pass; memory is ~12 bytes per seed plus the ids of one subtask at a time. A line
@@ -87,8 +95,14 @@ def plan_shards(in_dir: Path, shard_size: int, max_seed_bytes: int = 0) -> tuple
                     continue
                 where = {"file": Path(path).name, "line": line_no}
                 if max_seed_bytes and len(raw) > max_seed_bytes:
-                    rejected.append(rejected_line("seeds", "seed_too_large",
-                                                  f"{len(raw)} bytes > generate.max_seed_bytes={max_seed_bytes}", **where))
+                    rejected.append(
+                        rejected_line(
+                            "seeds",
+                            "seed_too_large",
+                            f"{len(raw)} bytes > generate.max_seed_bytes={max_seed_bytes}",
+                            **where,
+                        )
+                    )
                     continue
                 try:
                     seed = json.loads(raw)
@@ -97,8 +111,15 @@ def plan_shards(in_dir: Path, shard_size: int, max_seed_bytes: int = 0) -> tuple
                     continue
                 errors = validate_seed(seed) if isinstance(seed, dict) else ["not a JSON object"]
                 if errors:
-                    rejected.append(rejected_line("seeds", "invalid_seed", "; ".join(errors)[:300],
-                                                  seed_id=seed.get("id") if isinstance(seed, dict) else None, **where))
+                    rejected.append(
+                        rejected_line(
+                            "seeds",
+                            "invalid_seed",
+                            "; ".join(errors)[:300],
+                            seed_id=seed.get("id") if isinstance(seed, dict) else None,
+                            **where,
+                        )
+                    )
                     continue
                 task = seed["task"]
                 ids = seen.setdefault(task, set())
@@ -122,17 +143,28 @@ def settings_fingerprint(config: dict) -> str:
     prompts = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.yaml"))}
     # How shards are grouped into calls does not change what they contain.
     shaping = {k: v for k, v in asdict(gen).items() if k != "shards_per_call"}
-    return shards.fingerprint(GENERATED_SCHEMA_VERSION, shaping, asdict(enrich),
-                              {"kind": backend.get("kind"), "model": backend.get("model")}, prompts)
+    return shards.fingerprint(
+        GENERATED_SCHEMA_VERSION,
+        shaping,
+        asdict(enrich),
+        {"kind": backend.get("kind"), "model": backend.get("model")},
+        prompts,
+    )
 
 
 def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
     gen = GenerationSettings.from_config(config)
     enrich = EnrichmentSettings.from_config(config)
     gcfg = config["generate"]
-    common = dict(backend_config=dict(gcfg["backend"]), out_dir=str(out_dir), prompts_dir=gen.prompts_dir,
-                  backend=backend, worker_cpus=float(gcfg["worker_cpus"]),
-                  workers=int(gcfg["workers"]) if gcfg.get("workers") else None, shards_per_call=gen.shards_per_call)
+    common = dict(
+        backend_config=dict(gcfg["backend"]),
+        out_dir=str(out_dir),
+        prompts_dir=gen.prompts_dir,
+        backend=backend,
+        worker_cpus=float(gcfg["worker_cpus"]),
+        workers=int(gcfg["workers"]) if gcfg.get("workers") else None,
+        shards_per_call=gen.shards_per_call,
+    )
     return [
         ReadSeedShardStage(),
         SimilarQuestionStage(settings=gen, **common),
@@ -167,9 +199,14 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
 
     fingerprints = {s.name: shards.fingerprint(settings_fp, s.digest.hexdigest()) for s in planned}
     todo = [
-        s for s in planned
-        if not shards.is_done(out_dir, s.name, fingerprints[s.name],
-                              [shards.part_path(out_dir, k, s.name) for k in ("generated", "rejected")])
+        s
+        for s in planned
+        if not shards.is_done(
+            out_dir,
+            s.name,
+            fingerprints[s.name],
+            [shards.part_path(out_dir, k, s.name) for k in ("generated", "rejected")],
+        )
     ]
     executor = gcfg["executor"] if backend is None else "inline"
     if todo:
@@ -184,7 +221,9 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
             if own_backend and backend is not None:
                 backend.close()
     summary = merge_summary(out_dir, [s.name for s in planned], {s.name for s in todo}, rejected_seeds, config)
-    summary["shards"].update({"run_now": len(todo), "finished_before": len(planned) - len(todo), "removed_stale": stale})
+    summary["shards"].update(
+        {"run_now": len(todo), "finished_before": len(planned) - len(todo), "removed_stale": stale}
+    )
     summary["backend"]["executor"] = executor
     summary["seconds"] = round(time.time() - started, 1)
     # `seconds`, `shards.run_now` and `backend.executor` describe this invocation; the rest is a
@@ -194,8 +233,9 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     return summary
 
 
-def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], rejected_seeds: list[dict],
-                  config: dict) -> dict:
+def merge_summary(
+    out_dir: Path, shard_names: list[str], run_now: set[str], rejected_seeds: list[dict], config: dict
+) -> dict:
     """The step summary from the shards' markers (the driver never reads the records).
 
     Counts and `cost` cover every shard; `requests` and `backend.usage` cover the shards this
@@ -234,16 +274,25 @@ def merge_summary(out_dir: Path, shard_names: list[str], run_now: set[str], reje
         "records_per_variant": dict(sorted(counts.get("records_per_variant", {}).items())),
         "dropped": dict(sorted(dropped.items())),
         "answer_positions": dict(sorted(counts.get("answer_positions", {}).items())),
-        "requests": {stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent", "refused")}
-                     for stage in ("generate", "enrich")},
+        "requests": {
+            stage: {k: requests.get(stage, {}).get(k, 0) for k in ("total", "cached", "sent", "refused")}
+            for stage in ("generate", "enrich")
+        },
         "backend": {"kind": backend_cfg.get("kind", "vllm"), "usage": usage},
         # Over every shard (each as measured by the run that finished it): what these outputs took.
-        "cost": {stage: stage_cost(u, totals.get("needed", {}).get(stage, {}).get("total"))
-                 for stage, u in sorted(totals.get("cost", {}).items())},
-        "shards": {"total": len(shard_names), "by_node": dict(sorted(nodes.items())),
-                   "shard_size": int(config["generate"]["shard_size"])},
-        "outputs": {"generated": str(out_dir / "generated" / "part-*.jsonl"),
-                    "rejected": str(out_dir / "rejected" / "part-*.jsonl")},
+        "cost": {
+            stage: stage_cost(u, totals.get("needed", {}).get(stage, {}).get("total"))
+            for stage, u in sorted(totals.get("cost", {}).items())
+        },
+        "shards": {
+            "total": len(shard_names),
+            "by_node": dict(sorted(nodes.items())),
+            "shard_size": int(config["generate"]["shard_size"]),
+        },
+        "outputs": {
+            "generated": str(out_dir / "generated" / "part-*.jsonl"),
+            "rejected": str(out_dir / "rejected" / "part-*.jsonl"),
+        },
         # The published set (pipeline/publish.py): readers take exactly these parts.
         "files": dict(sorted(files.items())),
     }

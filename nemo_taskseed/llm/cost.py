@@ -54,8 +54,10 @@ def read_costs(run_dir: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     candidates = [run_dir / "generate" / "summary.json", run_dir / "summary.json"]
     gen_summary = next((p for p in candidates if p.is_file() and "seeds" in _read(p)), None)
     if gen_summary is None:
-        raise UserError(f"{run_dir}: no generate summary (generate/summary.json) to estimate from; "
-                        "run `taskseed generate` (or `taskseed run`) first")
+        raise UserError(
+            f"{run_dir}: no generate summary (generate/summary.json) to estimate from; "
+            "run `taskseed generate` (or `taskseed run`) first"
+        )
     gen = _read(gen_summary)
     costs = dict(gen.get("cost") or {})
     if not costs:
@@ -73,8 +75,9 @@ def _read(path: Path) -> dict:
         raise UserError(f"{path}: cannot read summary: {exc}") from exc
 
 
-def project(seeds_measured: int, costs: dict[str, dict[str, Any]], target_seeds: float,
-            gpu_tokens_per_s: float | None = None) -> dict[str, Any]:
+def project(
+    seeds_measured: int, costs: dict[str, dict[str, Any]], target_seeds: float, gpu_tokens_per_s: float | None = None
+) -> dict[str, Any]:
     """Per stage: tokens per seed, output tokens and GPU-hours for `target_seeds`, GPU-hours per 1M
     seeds and per 1B output tokens, and the arithmetic behind each number."""
     if seeds_measured <= 0:
@@ -87,32 +90,51 @@ def project(seeds_measured: int, costs: dict[str, dict[str, Any]], target_seeds:
         # Tokens per answered request x every request the outputs needed, per seed.
         per_seed = (c["completion_tokens"] / c["requests"]) * c.get("requests_total", c["requests"]) / seeds_measured
         prompt_per_seed = (c["prompt_tokens"] / c["requests"]) * c.get("requests_total", c["requests"]) / seeds_measured
-        measured_gpu_rate = (c["output_tokens_per_s"] / c["gpus_per_engine"]
-                             if c.get("gpus_per_engine") and c.get("output_tokens_per_s") else None)
+        measured_gpu_rate = (
+            c["output_tokens_per_s"] / c["gpus_per_engine"]
+            if c.get("gpus_per_engine") and c.get("output_tokens_per_s")
+            else None
+        )
         rate = measured_gpu_rate or gpu_tokens_per_s
-        source = ("measured on this run's GPUs" if measured_gpu_rate
-                  else "given (--gpu-tokens-per-s)" if gpu_tokens_per_s else None)
+        source = (
+            "measured on this run's GPUs"
+            if measured_gpu_rate
+            else "given (--gpu-tokens-per-s)"
+            if gpu_tokens_per_s
+            else None
+        )
         row: dict[str, Any] = {
             "completion_tokens_per_seed": round(per_seed, 1),
             "prompt_tokens_per_seed": round(prompt_per_seed, 1),
             "output_tokens": round(per_seed * target_seeds),
             "measured_tokens_per_s_per_engine": c.get("output_tokens_per_s"),
-            "gpu_tokens_per_s": rate, "rate_source": source,
+            "gpu_tokens_per_s": rate,
+            "rate_source": source,
         }
         if rate:
             row["gpu_hours_per_1B_output_tokens"] = round(1e9 / rate / 3600, 1)
             row["gpu_hours_per_1M_seeds"] = round(per_seed * 1e6 / rate / 3600, 1)
             row["gpu_hours"] = round(per_seed * target_seeds / rate / 3600, 1)
-            row["arithmetic"] = (f"{per_seed:.1f} tokens/seed x {target_seeds:,.0f} seeds / {rate:,.0f} tokens/s/GPU "
-                                 f"/ 3600 = {row['gpu_hours']:,.1f} GPU-hours")
+            row["arithmetic"] = (
+                f"{per_seed:.1f} tokens/seed x {target_seeds:,.0f} seeds / {rate:,.0f} tokens/s/GPU "
+                f"/ 3600 = {row['gpu_hours']:,.1f} GPU-hours"
+            )
         else:
-            row["arithmetic"] = (f"{per_seed:.1f} tokens/seed x {target_seeds:,.0f} seeds = {row['output_tokens']:,} "
-                                 "output tokens; GPU-hours need a GPU rate (a GPU run, or --gpu-tokens-per-s)")
+            row["arithmetic"] = (
+                f"{per_seed:.1f} tokens/seed x {target_seeds:,.0f} seeds = {row['output_tokens']:,} "
+                "output tokens; GPU-hours need a GPU rate (a GPU run, or --gpu-tokens-per-s)"
+            )
         rows[stage] = row
-    total = sum(r.get("gpu_hours", 0.0) for r in rows.values()) if all("gpu_hours" in r for r in rows.values()) else None
-    return {"seeds_measured": seeds_measured, "target_seeds": target_seeds, "stages": rows,
-            "total_output_tokens": sum(r["output_tokens"] for r in rows.values()),
-            "total_gpu_hours": round(total, 1) if total is not None else None}
+    total = (
+        sum(r.get("gpu_hours", 0.0) for r in rows.values()) if all("gpu_hours" in r for r in rows.values()) else None
+    )
+    return {
+        "seeds_measured": seeds_measured,
+        "target_seeds": target_seeds,
+        "stages": rows,
+        "total_output_tokens": sum(r["output_tokens"] for r in rows.values()),
+        "total_gpu_hours": round(total, 1) if total is not None else None,
+    }
 
 
 def format_projection(p: dict[str, Any]) -> str:
@@ -120,14 +142,20 @@ def format_projection(p: dict[str, Any]) -> str:
     head = f"{'stage':<9} {'tok/seed':>9} {'output tokens':>15} {'tok/s/GPU':>10} {'GPU-h/1M seeds':>15} {'GPU-h/1B tok':>13} {'GPU-hours':>11}"
     lines += [head, "-" * len(head)]
     for stage, r in p["stages"].items():
-        def num(key, fmt="{:,.1f}"):
+
+        def num(key, fmt="{:,.1f}", r=r):
             return fmt.format(r[key]) if r.get(key) is not None else "-"
-        lines.append(f"{stage:<9} {r['completion_tokens_per_seed']:>9,.1f} {r['output_tokens']:>15,} "
-                     f"{num('gpu_tokens_per_s', '{:,.0f}'):>10} {num('gpu_hours_per_1M_seeds'):>15} "
-                     f"{num('gpu_hours_per_1B_output_tokens'):>13} {num('gpu_hours'):>11}")
+
+        lines.append(
+            f"{stage:<9} {r['completion_tokens_per_seed']:>9,.1f} {r['output_tokens']:>15,} "
+            f"{num('gpu_tokens_per_s', '{:,.0f}'):>10} {num('gpu_hours_per_1M_seeds'):>15} "
+            f"{num('gpu_hours_per_1B_output_tokens'):>13} {num('gpu_hours'):>11}"
+        )
     total = p["total_gpu_hours"]
-    lines.append(f"{'total':<9} {'':>9} {p['total_output_tokens']:>15,} {'':>10} {'':>15} {'':>13} "
-                 f"{(f'{total:,.1f}' if total is not None else '-'):>11}")
+    lines.append(
+        f"{'total':<9} {'':>9} {p['total_output_tokens']:>15,} {'':>10} {'':>15} {'':>13} "
+        f"{(f'{total:,.1f}' if total is not None else '-'):>11}"
+    )
     lines.append("")
     for stage, r in p["stages"].items():
         lines.append(f"{stage}: {r['arithmetic']}" + (f" (rate {r['rate_source']})" if r.get("rate_source") else ""))

@@ -25,8 +25,16 @@ from nemo_taskseed.llm.cache import RequestCache, request_key
 # (worse on NFS/Lustre, where an fsync takes milliseconds).
 COMMIT_INTERVAL_S = 1.0
 
-__all__ = ["COMMIT_INTERVAL_S", "GroupResult", "Request", "RequestStats", "check_sampling", "make_request", "run_requests",
-           "sampling_of"]
+__all__ = [
+    "COMMIT_INTERVAL_S",
+    "GroupResult",
+    "Request",
+    "RequestStats",
+    "check_sampling",
+    "make_request",
+    "run_requests",
+    "sampling_of",
+]
 
 
 @dataclass
@@ -65,8 +73,10 @@ def check_sampling(sampling: dict[str, Any], section: str) -> dict[str, Any]:
     if sampling["n"] < 1:
         raise UserError(f"{section}.n must be >= 1, got {sampling['n']}")
     if sampling["n"] > 1 and sampling["temperature"] == 0:
-        raise UserError(f"{section}.n={sampling['n']} with {section}.temperature=0 asks for {sampling['n']} "
-                        "identical greedy completions (vLLM refuses it): set n=1 or a temperature > 0")
+        raise UserError(
+            f"{section}.n={sampling['n']} with {section}.temperature=0 asks for {sampling['n']} "
+            "identical greedy completions (vLLM refuses it): set n=1 or a temperature > 0"
+        )
     if sampling["temperature"] < 0:
         raise UserError(f"{section}.temperature must be >= 0, got {sampling['temperature']}")
     if not 0 < sampling["top_p"] <= 1:
@@ -92,7 +102,10 @@ def _prefix_order(r: Request) -> str:
 
 
 def run_requests(
-    groups: dict[str, list[Request]], backend: Backend, caches: dict[str, RequestCache], *,
+    groups: dict[str, list[Request]],
+    backend: Backend,
+    caches: dict[str, RequestCache],
+    *,
     desc: str = "requests",
 ) -> dict[str, GroupResult]:
     """Every group's requests answered: {group: GroupResult}. Groups are shards, each with its own

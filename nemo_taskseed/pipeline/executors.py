@@ -30,7 +30,7 @@ class InProcessExecutor(BaseExecutor):
         size = max(1, int(stage.batch_size or 1))
         out: list = []
         for start in range(0, len(tasks), size):
-            part = tasks[start:start + size]
+            part = tasks[start : start + size]
             if stage.supports_batch_processing():
                 outputs = stage.process_batch(part)
             else:
@@ -50,10 +50,15 @@ class InProcessExecutor(BaseExecutor):
             stage.setup(None)
         results = []
         try:
-            with tqdm(total=len(tasks), desc=self.progress or "shards", unit="shard", disable=self.progress is None,
-                      dynamic_ncols=True) as bar:
+            with tqdm(
+                total=len(tasks),
+                desc=self.progress or "shards",
+                unit="shard",
+                disable=self.progress is None,
+                dynamic_ncols=True,
+            ) as bar:
                 for start in range(0, len(tasks), group):
-                    current = tasks[start:start + group]
+                    current = tasks[start : start + group]
                     for stage in stages:
                         current = self._run_stage(stage, current)
                     results.extend(current)

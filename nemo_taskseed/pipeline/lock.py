@@ -24,8 +24,8 @@ import fcntl
 import functools
 import inspect
 import json
-import re
 import os
+import re
 import socket
 import sys
 import time
@@ -46,8 +46,10 @@ def _holder(path: Path) -> str:
     except (OSError, json.JSONDecodeError):
         return "another process (its details could not be read)"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("started", 0)))
-    return (f"`{info.get('step', '?')}` pid {info.get('pid', '?')} on {info.get('host', '?')} since {started} "
-            f"({info.get('command', '?')})")
+    return (
+        f"`{info.get('step', '?')}` pid {info.get('pid', '?')} on {info.get('host', '?')} since {started} "
+        f"({info.get('command', '?')})"
+    )
 
 
 @contextlib.contextmanager
@@ -71,13 +73,22 @@ def output_lock(out_dir: str | Path, step: str) -> Iterator[Path]:
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise UserError(f"{out} is in use by {_holder(path)}: one run per output folder. Wait for it to "
-                            "finish, stop it, or write to another folder") from None
-        raise UserError(f"{path}: cannot lock the output folder ({exc.strerror}); a filesystem without lock "
-                        "support cannot protect a folder from a second run") from exc
+            raise UserError(
+                f"{out} is in use by {_holder(path)}: one run per output folder. Wait for it to "
+                "finish, stop it, or write to another folder"
+            ) from None
+        raise UserError(
+            f"{path}: cannot lock the output folder ({exc.strerror}); a filesystem without lock "
+            "support cannot protect a folder from a second run"
+        ) from exc
     _remove_stale_temp_files(out)
-    info = {"step": step, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-            "command": " ".join(sys.argv)[:300]}
+    info = {
+        "step": step,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "command": " ".join(sys.argv)[:300],
+    }
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(info).encode())
     _HELD[key] = 1

@@ -25,8 +25,11 @@ _routed: Path | None = None
 # Warnings that say nothing about the data (how Ray secures its local cluster, how Ray Data
 # shortens an operator name in its progress line, which kernels vLLM picks on this platform):
 # kept in the file, not shown on the terminal.
-_NOISE = ("Token authentication is enabled for this Ray cluster", "Truncating long operator name",
-          "Triton is installed, but doesn't include CPU backend")
+_NOISE = (
+    "Token authentication is enabled for this Ray cluster",
+    "Truncating long operator name",
+    "Triton is installed, but doesn't include CPU backend",
+)
 
 
 class _NotNoise(logging.Filter):
@@ -45,8 +48,12 @@ def _vllm_config(log_file: Path) -> dict:
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s vllm[%(process)d] %(name)s: %(message)s"}},
         "handlers": {
             "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain", "level": "INFO"},
-            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain",
-                        "level": "ERROR"},
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "plain",
+                "level": "ERROR",
+            },
         },
         "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
     }
@@ -61,8 +68,12 @@ def _ray_data_config(log_file: Path) -> dict:
         "formatters": {"plain": {"format": _FORMAT}},
         "handlers": {
             "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain", "level": "INFO"},
-            "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": "WARNING",
-                        "filters": ["not_noise"]},
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "level": "WARNING",
+                "filters": ["not_noise"],
+            },
         },
         "filters": {"not_noise": {"()": f"{__name__}._NotNoise"}},
         "loggers": {"ray.data": {"level": "INFO", "handlers": ["file", "console"], "propagate": False}},

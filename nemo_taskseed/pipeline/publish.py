@@ -47,8 +47,10 @@ def published_files(step_dir: str | Path, kind: str) -> list[Path] | None:
     summary = step_dir / SUMMARY
     if not summary.is_file():
         if (step_dir / "shards").is_dir():
-            raise UserError(f"{step_dir} has no {SUMMARY}: the step that writes it did not finish (it was killed, "
-                            "failed, or is still running), so its files are not a complete set. Rerun that step.")
+            raise UserError(
+                f"{step_dir} has no {SUMMARY}: the step that writes it did not finish (it was killed, "
+                "failed, or is still running), so its files are not a complete set. Rerun that step."
+            )
         return None
     try:
         published = json.loads(summary.read_text())
@@ -66,8 +68,10 @@ def published_files(step_dir: str | Path, kind: str) -> list[Path] | None:
         if not path.is_file():
             raise UserError(f"{path} is listed in {summary} but missing: the folder changed after its step finished")
         if path.stat().st_size != entry["bytes"]:
-            raise UserError(f"{path} is {path.stat().st_size} bytes, {summary} says {entry['bytes']}: the folder "
-                            "changed after its step finished (or another run wrote into it)")
+            raise UserError(
+                f"{path} is {path.stat().st_size} bytes, {summary} says {entry['bytes']}: the folder "
+                "changed after its step finished (or another run wrote into it)"
+            )
         out.append(path)
     return out
 
@@ -113,5 +117,7 @@ def _refuse_stale_inputs(step_dir: str | Path, recorded: dict[str, Any]) -> None
     for path, digest in recorded.items():
         now = _set_digest(Path(path)) if Path(path).is_file() else None
         if now != digest:
-            raise UserError(f"{step_dir} is stale: it was made from {path}, whose set has changed (or gone) since. "
-                            "Rerun its step to bring it up to date.")
+            raise UserError(
+                f"{step_dir} is stale: it was made from {path}, whose set has changed (or gone) since. "
+                "Rerun its step to bring it up to date."
+            )

@@ -41,7 +41,11 @@ def _watch(parent_pid: int) -> None:
     seen: dict[int, float] = {}  # pid -> create_time
     while True:
         try:
-            alive = parent.is_running() and parent.create_time() == parent_created and parent.status() != psutil.STATUS_ZOMBIE
+            alive = (
+                parent.is_running()
+                and parent.create_time() == parent_created
+                and parent.status() != psutil.STATUS_ZOMBIE
+            )
         except psutil.NoSuchProcess:
             alive = False
         if not alive:
@@ -84,7 +88,10 @@ def start_reaper() -> None:
         return
     _WATCHER = subprocess.Popen(
         [sys.executable, "-c", f"from nemo_taskseed.pipeline.reaper import _watch; _watch({os.getpid()})"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     atexit.register(_stop)
 

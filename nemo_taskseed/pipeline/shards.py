@@ -54,7 +54,7 @@ def part_files(step_dir: str | Path, kind: str, suffix: str = ".jsonl") -> list[
 
 def shard_of_part(path: str | Path, suffix: str = ".jsonl") -> str:
     name = Path(path).name
-    return name[len("part-"):-len(suffix)] if name.startswith("part-") and name.endswith(suffix) else Path(path).stem
+    return name[len("part-") : -len(suffix)] if name.startswith("part-") and name.endswith(suffix) else Path(path).stem
 
 
 def marker_path(step_dir: str | Path, shard: str) -> Path:
@@ -97,8 +97,13 @@ def clear_marker(step_dir: str | Path, shard: str) -> None:
 
 def write_marker(step_dir: str | Path, shard: str, shard_fingerprint: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Write the done marker (atomically, after the shard's outputs); returns it."""
-    marker = {"schema": MARKER_SCHEMA, "shard": shard, "fingerprint": shard_fingerprint,
-              "worker": worker_identity(), **summary}
+    marker = {
+        "schema": MARKER_SCHEMA,
+        "shard": shard,
+        "fingerprint": shard_fingerprint,
+        "worker": worker_identity(),
+        **summary,
+    }
     write_json(marker_path(step_dir, shard), marker, sort_keys=True)
     return marker
 
@@ -112,7 +117,11 @@ def worker_identity() -> dict[str, Any]:
 
     Recorded in every shard marker, so a multi-node run shows which node did which shard.
     """
-    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": f"local:{socket.gethostname()}"}
+    identity: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "node_id": f"local:{socket.gethostname()}",
+    }
     try:
         import ray
 
@@ -146,8 +155,9 @@ def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
-def remove_unplanned(step_dir: str | Path, planned: set[str], kinds: tuple[str, ...],
-                     extra: tuple[tuple[str, str], ...] = ()) -> list[str]:
+def remove_unplanned(
+    step_dir: str | Path, planned: set[str], kinds: tuple[str, ...], extra: tuple[tuple[str, str], ...] = ()
+) -> list[str]:
     """Delete the markers, `<kind>/part-*` files and `extra` (sub-folder, suffix) files of shards
     that are no longer planned (seeds removed, shard size changed): the folder never mixes runs.
     Returns the shards whose markers were removed."""
@@ -162,7 +172,7 @@ def remove_unplanned(step_dir: str | Path, planned: set[str], kinds: tuple[str, 
                 part.unlink()
     for folder, suffix in extra:
         for path in (step_dir / folder).glob(f"*{suffix}"):
-            if path.name[:-len(suffix)] not in planned:
+            if path.name[: -len(suffix)] not in planned:
                 path.unlink()
     return sorted(removed)
 

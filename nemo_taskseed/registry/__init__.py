@@ -22,7 +22,18 @@ from nemo_taskseed.registry.extractors import (
 )
 
 __all__ = [
-    "EXTRACTORS", "VERIFIER_KINDS", "Extractor", "extract_boxed", "extract_choice_letter", "extract_gsm8k",
-    "extract_last_number", "extract_math_answer", "get_extractor", "normalize_math_answer",
-    "normalize_short_answer", "register_extractor", "register_family", "verifier_kind",
+    "EXTRACTORS",
+    "VERIFIER_KINDS",
+    "Extractor",
+    "extract_boxed",
+    "extract_choice_letter",
+    "extract_gsm8k",
+    "extract_last_number",
+    "extract_math_answer",
+    "get_extractor",
+    "normalize_math_answer",
+    "normalize_short_answer",
+    "register_extractor",
+    "register_family",
+    "verifier_kind",
 ]

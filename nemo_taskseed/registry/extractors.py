@@ -26,9 +26,19 @@ LETTERS = string.ascii_uppercase
 
 # Families whose generative items are math word problems or code; others default by format.
 _FAMILY_KINDS: dict[str, str] = {
-    "gsm8k": "math", "gsm8k_platinum": "math", "gsm_plus": "math", "asdiv": "math", "mgsm": "math",
-    "hendrycks_math": "math", "minerva_math": "math", "math": "math", "aime": "math", "arithmetic": "math",
-    "mbpp": "code", "humaneval": "code", "mbpp_plus": "code",
+    "gsm8k": "math",
+    "gsm8k_platinum": "math",
+    "gsm_plus": "math",
+    "asdiv": "math",
+    "mgsm": "math",
+    "hendrycks_math": "math",
+    "minerva_math": "math",
+    "math": "math",
+    "aime": "math",
+    "arithmetic": "math",
+    "mbpp": "code",
+    "humaneval": "code",
+    "mbpp_plus": "code",
 }
 
 
@@ -38,8 +48,9 @@ def register_family(family: str, kind: str) -> None:
     _FAMILY_KINDS[family] = kind
 
 
-def verifier_kind(family: str, fmt: str, overrides: Mapping[str, str] | None = None,
-                  catalog_kind: str | None = None) -> str:
+def verifier_kind(
+    family: str, fmt: str, overrides: Mapping[str, str] | None = None, catalog_kind: str | None = None
+) -> str:
     """`catalog_kind`: what the catalog derived for the record's task from its lm-eval config
     (catalog/verifiers.py, carried by the seeds); absent for seeds written before it did."""
     if fmt == "multiple_choice":
@@ -77,7 +88,11 @@ def extract_choice_letter(output: str, n_options: int, options: list[str] | None
     if options:
         # The option's text, quoted in the output: exactly one option may appear.
         padded = f" {normalize_short_answer(output)} "
-        hits = [i for i, opt in enumerate(options) if normalize_short_answer(opt) and f" {normalize_short_answer(opt)} " in padded]
+        hits = [
+            i
+            for i, opt in enumerate(options)
+            if normalize_short_answer(opt) and f" {normalize_short_answer(opt)} " in padded
+        ]
         if len(hits) == 1:
             return hits[0]
     return None

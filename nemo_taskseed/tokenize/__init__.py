@@ -11,5 +11,12 @@ from nemo_taskseed.tokenize.megatron import (
     verify_prefixes,
 )
 
-__all__ = ["MANIFEST_NAME", "TokenizeError", "TokenizeOptions", "read_manifest", "run_tokenize", "tokenize_files",
-           "verify_prefixes"]
+__all__ = [
+    "MANIFEST_NAME",
+    "TokenizeError",
+    "TokenizeOptions",
+    "read_manifest",
+    "run_tokenize",
+    "tokenize_files",
+    "verify_prefixes",
+]

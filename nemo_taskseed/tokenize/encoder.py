@@ -85,7 +85,7 @@ class BatchEncoder:
         pos = 0
         for doc, length in zip(ids, lengths):
             end = pos + length
-            flat[pos:end - extra] = doc
+            flat[pos : end - extra] = doc
             if extra:
                 flat[end - 1] = eod
             pos = end
@@ -109,7 +109,9 @@ def _encode_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encode_batches(
-    batches: Iterable[tuple[object, list[str]]], settings: EncodeSettings, workers: int,
+    batches: Iterable[tuple[object, list[str]]],
+    settings: EncodeSettings,
+    workers: int,
     encoder: BatchEncoder | None = None,
 ) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
     """Yield `(tag, flat_tokens, lengths)` per `(tag, texts)` batch, in input order.

@@ -40,6 +40,7 @@ import numpy as np
 
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.pipeline import shards
+from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.tokenize.encoder import (
     BatchEncoder,
     EncodeSettings,
@@ -49,7 +50,6 @@ from nemo_taskseed.tokenize.encoder import (
 )
 from nemo_taskseed.tokenize.records import Document, Reject, prefix_name, read_documents
 from nemo_taskseed.utils.jsonl import read_json_artifact, write_json, write_lines
-from nemo_taskseed.pipeline.lock import holds_output_lock
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
@@ -83,7 +83,7 @@ class TokenizeOptions:
     max_document_chars: int = 0  # longer texts are rejects (file, line, reason); 0: no limit
 
     @classmethod
-    def from_config(cls, section, tokenizer_path: str, run_executor: str | None = None) -> "TokenizeOptions":
+    def from_config(cls, section, tokenizer_path: str, run_executor: str | None = None) -> TokenizeOptions:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in dict(section).items() if k in known}
         values["tokenizer_path"] = str(tokenizer_path)
@@ -149,15 +149,19 @@ class ShardSpec:
     max_document_chars: int = 0
 
     @classmethod
-    def from_json(cls, data: dict) -> "ShardSpec":
+    def from_json(cls, data: dict) -> ShardSpec:
         data = dict(data)
         for key in ("group_by", "optional_group_keys"):
             data[key] = tuple(data[key])
         return cls(**data)
 
     def encode_settings(self) -> EncodeSettings:
-        return EncodeSettings(tokenizer_path=self.tokenizer_path, add_special_tokens=self.add_special_tokens,
-                              eod_token_id=self.eod_token_id, dtype=self.dtype)
+        return EncodeSettings(
+            tokenizer_path=self.tokenizer_path,
+            add_special_tokens=self.add_special_tokens,
+            eod_token_id=self.eod_token_id,
+            dtype=self.dtype,
+        )
 
     def shard_fingerprint(self, path: Path, display: str) -> str:
         shaping = {k: v for k, v in asdict(self).items() if k != "tokenizer_path"}
@@ -243,9 +247,19 @@ def _batched(docs: Iterator[Document], size: int) -> Iterator[tuple[list[Documen
 # ---------------------------------------------------------------------------------------------
 
 
-def tokenize_shard(out_dir: str | Path, shard: str, path: str | Path, display: str, shard_fingerprint: str,
-                   spec: ShardSpec, *, workers: int = 1, batch_size: int = 512, encoder: BatchEncoder | None = None,
-                   progress: bool = False) -> dict:
+def tokenize_shard(
+    out_dir: str | Path,
+    shard: str,
+    path: str | Path,
+    display: str,
+    shard_fingerprint: str,
+    spec: ShardSpec,
+    *,
+    workers: int = 1,
+    batch_size: int = 512,
+    encoder: BatchEncoder | None = None,
+    progress: bool = False,
+) -> dict:
     """Tokenize one input file into `<out>/shards/<shard>/<group>.bin/.idx`, then write its done
     marker `<out>/shards/<shard>.json`; returns the marker.
 
@@ -267,10 +281,15 @@ def tokenize_shard(out_dir: str | Path, shard: str, path: str | Path, display: s
     counts = Counter(accepted=0, rejected=0)
 
     def documents() -> Iterator[Document]:
-        for item in read_documents(path, text_field=spec.text_field, group_by=spec.group_by,
-                                   optional_group_keys=spec.optional_group_keys,
-                                   missing_group_value=spec.missing_group_value, display_name=display,
-                                   max_chars=spec.max_document_chars):
+        for item in read_documents(
+            path,
+            text_field=spec.text_field,
+            group_by=spec.group_by,
+            optional_group_keys=spec.optional_group_keys,
+            missing_group_value=spec.missing_group_value,
+            display_name=display,
+            max_chars=spec.max_document_chars,
+        ):
             if isinstance(item, Reject):
                 rejects.append(item)
                 counts["rejected"] += 1
@@ -289,9 +308,10 @@ def tokenize_shard(out_dir: str | Path, shard: str, path: str | Path, display: s
                 if builder is None:
                     name = prefix_name(doc.group)
                     builder = builders[doc.group] = _PrefixBuilder(
-                        name, doc.group, tuple(spec.group_by), partial_dir / name, dtype)
+                        name, doc.group, tuple(spec.group_by), partial_dir / name, dtype
+                    )
                     builder.open()
-                builder.add(flat[offsets[i]:offsets[i + 1]], doc.kind)
+                builder.add(flat[offsets[i] : offsets[i + 1]], doc.kind)
             bar.update(len(batch))
         bar.close()
         names = Counter(b.name for b in builders.values())
@@ -307,15 +327,24 @@ def tokenize_shard(out_dir: str | Path, shard: str, path: str | Path, display: s
     finally:
         bar.close()
         shutil.rmtree(partial_dir, ignore_errors=True)
-    return shards.write_marker(out_dir, shard, shard_fingerprint, {
-        "input": {"path": display, **shards.file_fingerprint(path)},
-        "inputs": [{"path": display, "accepted": counts["accepted"], "rejected": counts["rejected"]}],
-        "prefixes": entries,
-        "rejects": [r.to_json() for r in rejects],
-        "totals": {"prefixes": len(entries), "documents": sum(e["documents"] for e in entries),
-                   "tokens": sum(e["tokens"] for e in entries), "rejected": len(rejects)},
-        "node_id": shards.worker_identity()["node_id"],
-    })
+    return shards.write_marker(
+        out_dir,
+        shard,
+        shard_fingerprint,
+        {
+            "input": {"path": display, **shards.file_fingerprint(path)},
+            "inputs": [{"path": display, "accepted": counts["accepted"], "rejected": counts["rejected"]}],
+            "prefixes": entries,
+            "rejects": [r.to_json() for r in rejects],
+            "totals": {
+                "prefixes": len(entries),
+                "documents": sum(e["documents"] for e in entries),
+                "tokens": sum(e["tokens"] for e in entries),
+                "rejected": len(rejects),
+            },
+            "node_id": shards.worker_identity()["node_id"],
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +372,7 @@ def shard_names(files: Sequence[Path]) -> list[str]:
     for path in files:
         base = shards.safe_name(shards.shard_of_part(path))
         if base.endswith(".json"):
-            base = base[:-len(".json")] + "_json"
+            base = base[: -len(".json")] + "_json"
         name, k = base, 1
         while name in seen:
             k += 1
@@ -397,8 +426,9 @@ def _remove_stale(out_dir: Path, planned: set[str]) -> list[str]:
     return sorted(removed)
 
 
-def _run_shards(todo: list[PlannedShard], out_dir: Path, spec: ShardSpec, opts: TokenizeOptions, executor: str,
-                hf_tokenizer) -> None:
+def _run_shards(
+    todo: list[PlannedShard], out_dir: Path, spec: ShardSpec, opts: TokenizeOptions, executor: str, hf_tokenizer
+) -> None:
     import pandas as pd
     from nemo_curator.pipeline import Pipeline
     from nemo_curator.tasks import DocumentBatch
@@ -407,19 +437,26 @@ def _run_shards(todo: list[PlannedShard], out_dir: Path, spec: ShardSpec, opts: 
     from nemo_taskseed.tokenize.stages import TASK_COLUMNS, TokenizeShardStage
 
     tasks = [
-        DocumentBatch(dataset_name=s.name, data=pd.DataFrame(
-            [[s.name, str(s.path), s.display, s.fingerprint]], columns=TASK_COLUMNS), _metadata={"shard": s.name})
+        DocumentBatch(
+            dataset_name=s.name,
+            data=pd.DataFrame([[s.name, str(s.path), s.display, s.fingerprint]], columns=TASK_COLUMNS),
+            _metadata={"shard": s.name},
+        )
         for s in todo
     ]
     inline = executor == "inline"
     stage = TokenizeShardStage(
-        out_dir=str(out_dir), spec=asdict(spec), workers=int(opts.workers), encode_batch_size=int(opts.batch_size),
+        out_dir=str(out_dir),
+        spec=asdict(spec),
+        workers=int(opts.workers),
+        encode_batch_size=int(opts.batch_size),
         progress=bool(opts.progress and inline),
         hf_tokenizer=hf_tokenizer if inline else None,  # reuse the driver's copy in-process; workers load their own
     )
     progress = "tokenize shards" if opts.progress and len(todo) > 1 else None
-    Pipeline(name="taskseed_tokenize", stages=[stage]).run(make_executor(executor, progress=progress),
-                                                           initial_tasks=tasks)
+    Pipeline(name="taskseed_tokenize", stages=[stage]).run(
+        make_executor(executor, progress=progress), initial_tasks=tasks
+    )
 
 
 def _merge(out_dir: Path, markers: list[dict], dtype: np.dtype, group_keys: tuple[str, ...]) -> list[dict]:
@@ -477,8 +514,15 @@ def _shard_entries(markers: list[dict]) -> list[dict]:
     entries = []
     for marker in markers:
         for entry in marker["prefixes"]:
-            entries.append({**entry, "name": f"{entry['name']}@{marker['shard']}", "group_name": entry["name"],
-                            "shard": marker["shard"], "kind": _dominant_kind(group_kinds[entry["name"]])})
+            entries.append(
+                {
+                    **entry,
+                    "name": f"{entry['name']}@{marker['shard']}",
+                    "group_name": entry["name"],
+                    "shard": marker["shard"],
+                    "kind": _dominant_kind(group_kinds[entry["name"]]),
+                }
+            )
     return sorted(entries, key=lambda e: (e["group_name"], e["shard"]))
 
 
@@ -489,8 +533,9 @@ def _has_a_line(path: Path) -> bool:
 
 
 @holds_output_lock("tokenize", "out_dir")
-def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None,
-                 executor: str | None = None) -> tuple[dict, dict]:
+def run_tokenize(
+    files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None, executor: str | None = None
+) -> tuple[dict, dict]:
     """Tokenize `files` (one shard each) into `out_dir`: `(manifest, run)`.
 
     The manifest (also written to `manifest.json`) is a function of the inputs and the settings
@@ -507,13 +552,17 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
         raise TokenizeError("no input files to tokenize")
     if not any(_has_a_line(f) for f in files):
         # Tokenizing nothing would "finish" by removing every earlier output as stale.
-        raise TokenizeError(f"the {len(files)} input file(s) hold no documents (e.g. {files[0]} is empty): nothing "
-                            f"to tokenize; the outputs already in {out_dir} are left as they are")
+        raise TokenizeError(
+            f"the {len(files)} input file(s) hold no documents (e.g. {files[0]} is empty): nothing "
+            f"to tokenize; the outputs already in {out_dir} are left as they are"
+        )
     executor = resolve_executor(executor or opts.executor)
     out_dir = Path(out_dir).resolve()
     inside = [str(f) for f in files if f.resolve().is_relative_to(out_dir)]
     if inside:  # its shards/ folder would clash with the producing step's markers, and stale cleanup with its files
-        raise TokenizeError(f"input {inside[0]} is inside the output folder {out_dir}: tokenize into a folder of its own")
+        raise TokenizeError(
+            f"input {inside[0]} is inside the output folder {out_dir}: tokenize into a folder of its own"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if hf_tokenizer is None:
@@ -526,15 +575,20 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
     spec = ShardSpec(
         tokenizer_path=str(Path(opts.tokenizer_path).resolve()),
         tokenizer_sha256=tokenizer_fingerprint(opts.tokenizer_path),
-        text_field=str(opts.text_field), group_by=tuple(opts.group_by),
-        optional_group_keys=tuple(opts.optional_group_keys), missing_group_value=str(opts.missing_group_value),
+        text_field=str(opts.text_field),
+        group_by=tuple(opts.group_by),
+        optional_group_keys=tuple(opts.optional_group_keys),
+        missing_group_value=str(opts.missing_group_value),
         max_document_chars=int(opts.max_document_chars or 0),
-        add_special_tokens=bool(opts.add_special_tokens), eod_token_id=int(eod) if opts.append_eod else None,
+        add_special_tokens=bool(opts.add_special_tokens),
+        eod_token_id=int(eod) if opts.append_eod else None,
         dtype=dtype.name,
     )
     planned = sorted(
-        (PlannedShard(name, f.resolve(), str(f), spec.shard_fingerprint(f.resolve(), str(f)))
-         for name, f in zip(shard_names(files), files)),
+        (
+            PlannedShard(name, f.resolve(), str(f), spec.shard_fingerprint(f.resolve(), str(f)))
+            for name, f in zip(shard_names(files), files)
+        ),
         key=lambda s: s.name,
     )
     removed = _remove_stale(out_dir, {s.name for s in planned})
@@ -573,9 +627,15 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
         "merged": bool(opts.merge),
         "prefixes": prefixes,
         "inputs": [i for m in markers for i in m["inputs"]],
-        "shards": [{"shard": m["shard"], "input": m["input"]["path"], "fingerprint": m["fingerprint"],
-                    **{k: m["totals"][k] for k in ("prefixes", "documents", "tokens", "rejected")}}
-                   for m in markers],
+        "shards": [
+            {
+                "shard": m["shard"],
+                "input": m["input"]["path"],
+                "fingerprint": m["fingerprint"],
+                **{k: m["totals"][k] for k in ("prefixes", "documents", "tokens", "rejected")},
+            }
+            for m in markers
+        ],
         "totals": {
             "prefixes": len(prefixes),
             "documents": sum(p["documents"] for p in prefixes),
@@ -592,13 +652,20 @@ def run_tokenize(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *,
     write_json(out_dir / MANIFEST_NAME, manifest)
     todo_names = {s.name for s in todo}
     nodes = Counter(m["node_id"] for m in markers if m["shard"] in todo_names)
-    run = {"executor": executor, "shards": len(planned), "run_now": len(todo),
-           "finished_before": len(planned) - len(todo), "removed_stale": removed, "nodes": dict(sorted(nodes.items()))}
+    run = {
+        "executor": executor,
+        "shards": len(planned),
+        "run_now": len(todo),
+        "finished_before": len(planned) - len(todo),
+        "removed_stale": removed,
+        "nodes": dict(sorted(nodes.items())),
+    }
     return manifest, run
 
 
-def tokenize_files(files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None,
-                   executor: str | None = None) -> dict:
+def tokenize_files(
+    files: Sequence[Path], out_dir: Path, opts: TokenizeOptions, *, hf_tokenizer=None, executor: str | None = None
+) -> dict:
     """Tokenize `files` into `out_dir`; returns the manifest (also written to `manifest.json`).
 
     `executor` overrides `opts.executor` (inherit means inline here). See `run_tokenize`.
@@ -635,7 +702,9 @@ def verify_prefixes(out_dir: Path, manifest: dict) -> list[str]:
         if dataset.index.dtype != dtype:
             problems.append(f"{name}: dtype {np.dtype(dataset.index.dtype).name}, manifest says {dtype.name}")
         if len(dataset.document_indices) - 1 != entry["documents"]:
-            problems.append(f"{name}: {len(dataset.document_indices) - 1} documents, manifest says {entry['documents']}")
+            problems.append(
+                f"{name}: {len(dataset.document_indices) - 1} documents, manifest says {entry['documents']}"
+            )
         if int(lengths.sum()) != entry["tokens"]:
             problems.append(f"{name}: {int(lengths.sum())} tokens, manifest says {entry['tokens']}")
         if eod is not None and lengths.size:
@@ -652,7 +721,11 @@ def verify_prefixes(out_dir: Path, manifest: dict) -> list[str]:
 def read_manifest(path: Path) -> tuple[dict, Path]:
     """A tokenize manifest and the folder its relative prefix paths resolve against."""
     manifest, path = read_json_artifact(
-        path, what="tokenize manifest",
-        default_name=MANIFEST_NAME, hint="run `taskseed tokenize` first",
-        error=TokenizeError, schema=MANIFEST_SCHEMA)
+        path,
+        what="tokenize manifest",
+        default_name=MANIFEST_NAME,
+        hint="run `taskseed tokenize` first",
+        error=TokenizeError,
+        schema=MANIFEST_SCHEMA,
+    )
     return manifest, path.parent

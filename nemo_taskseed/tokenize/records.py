@@ -90,8 +90,11 @@ def read_documents(
                 continue
             if max_chars and len(text) > max_chars:
                 # One runaway text would otherwise become one multi-million-token document.
-                yield Reject(name, line_no, f"field {text_field!r} has {len(text)} characters > "
-                                            f"tokenize.max_document_chars={max_chars}")
+                yield Reject(
+                    name,
+                    line_no,
+                    f"field {text_field!r} has {len(text)} characters > tokenize.max_document_chars={max_chars}",
+                )
                 continue
             group, missing = [], None
             for key in group_by:
@@ -107,5 +110,6 @@ def read_documents(
                 yield Reject(name, line_no, f"missing grouping field {missing!r}")
                 continue
             kind = row.get("kind")
-            yield Document(text=text, group=tuple(group), kind=kind if isinstance(kind, str) else None,
-                           source=f"{name}:{line_no}")
+            yield Document(
+                text=text, group=tuple(group), kind=kind if isinstance(kind, str) else None, source=f"{name}:{line_no}"
+            )

@@ -70,10 +70,23 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         rows = []
         df = task.to_pandas()
         for shard, path, display, fingerprint in zip(df["shard"], df["path"], df["display"], df["fingerprint"]):
-            marker = tokenize_shard(self.out_dir, shard, path, display, fingerprint, spec, workers=self.workers,
-                                    batch_size=self.encode_batch_size, encoder=self._get_encoder(spec),
-                                    progress=self.progress)
+            marker = tokenize_shard(
+                self.out_dir,
+                shard,
+                path,
+                display,
+                fingerprint,
+                spec,
+                workers=self.workers,
+                batch_size=self.encode_batch_size,
+                encoder=self._get_encoder(spec),
+                progress=self.progress,
+            )
             totals = marker["totals"]
             rows.append([shard, totals["documents"], totals["tokens"], totals["rejected"], marker["node_id"]])
-        return DocumentBatch(dataset_name=task.dataset_name, data=pd.DataFrame(rows, columns=RESULT_COLUMNS),
-                             _metadata=task._metadata, _stage_perf=task._stage_perf)
+        return DocumentBatch(
+            dataset_name=task.dataset_name,
+            data=pd.DataFrame(rows, columns=RESULT_COLUMNS),
+            _metadata=task._metadata,
+            _stage_perf=task._stage_perf,
+        )

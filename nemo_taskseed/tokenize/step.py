@@ -69,8 +69,15 @@ def _input_files(section, in_dir: Path) -> list[Path]:
     raise TokenizeError(f"no {' or '.join(map(str, flat))} files in {in_dir}")
 
 
-def tokenize_inputs(section, out_dir: Path, *, files: list[Path] | None = None, in_dir: Path | None = None,
-                    workers: int | None = None, run_executor: str | None = None) -> tuple[dict, dict]:
+def tokenize_inputs(
+    section,
+    out_dir: Path,
+    *,
+    files: list[Path] | None = None,
+    in_dir: Path | None = None,
+    workers: int | None = None,
+    run_executor: str | None = None,
+) -> tuple[dict, dict]:
     """Tokenize the given files, or `in_dir`'s input files, into `out_dir`; returns `(manifest, run)`.
 
     What `taskseed run` and `taskseed tokenize` both call; `check_rejects` then applies
@@ -98,5 +105,10 @@ def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
     run_executor = (cfg.get("run") or {}).get("executor")
     manifest, run = tokenize_inputs(cfg.tokenize, out_dir, in_dir=in_dir, run_executor=run_executor)
     check_rejects(cfg.tokenize, manifest, out_dir)
-    return {"step": "tokenize", "out_dir": str(out_dir), **manifest["totals"], "merged": manifest["merged"],
-            "shards": run}
+    return {
+        "step": "tokenize",
+        "out_dir": str(out_dir),
+        **manifest["totals"],
+        "merged": manifest["merged"],
+        "shards": run,
+    }

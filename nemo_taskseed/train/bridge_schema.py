@@ -28,6 +28,7 @@ CORE_WHEEL = "megatron_core-*.whl"
 @dataclass
 class SourceIndex:
     """Class name -> annotated fields and base-class names, over every module of the wheels."""
+
     fields: dict[str, set[str]] = field(default_factory=dict)
     bases: dict[str, set[str]] = field(default_factory=dict)
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -72,13 +73,18 @@ def index_wheels(wheel_dir: str | Path) -> SourceIndex:
                             if alias.asname and alias.asname != alias.name:
                                 index.aliases[alias.asname] = alias.name
                     elif isinstance(node, ast.ClassDef):
-                        anns = {s.target.id: ast.unparse(s.annotation) for s in node.body
-                                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+                        anns = {
+                            s.target.id: ast.unparse(s.annotation)
+                            for s in node.body
+                            if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                        }
                         index.fields.setdefault(node.name, set()).update(anns)
                         index.annotations.setdefault(node.name, {}).update(anns)
                         index.bases.setdefault(node.name, set()).update(
-                            b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
-                            if isinstance(b, (ast.Name, ast.Attribute)))
+                            b.id if isinstance(b, ast.Name) else b.attr
+                            for b in node.bases
+                            if isinstance(b, (ast.Name, ast.Attribute))
+                        )
     return index
 
 
@@ -127,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         missing = missing_settings(bridge_settings(spec), index)
         ok_fn = recipe_function_exists(spec.bridge_recipe, index)
         failures += bool(missing) + (not ok_fn)
-        print(f"{recipe}: {'ok' if not missing and ok_fn else 'FAIL'} "
-              f"(missing settings: {missing or 'none'}; recipe function {'found' if ok_fn else 'NOT FOUND'})")
+        print(
+            f"{recipe}: {'ok' if not missing and ok_fn else 'FAIL'} "
+            f"(missing settings: {missing or 'none'}; recipe function {'found' if ok_fn else 'NOT FOUND'})"
+        )
     return 1 if failures else 0
 
 

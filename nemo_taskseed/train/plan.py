@@ -48,9 +48,8 @@ class BlendPlan:
 
 def load_plan(path: str | Path) -> BlendPlan:
     raw, plan_path = read_json_artifact(
-        path, what="blend plan",
-        default_name="plan.json", hint="write one with `taskseed blend plan`",
-        error=PlanError)
+        path, what="blend plan", default_name="plan.json", hint="write one with `taskseed blend plan`", error=PlanError
+    )
     for key in ("seq_length", "total_tokens", "data_paths"):
         if key not in raw:
             raise PlanError(f"{plan_path}: missing field {key!r}")
@@ -75,8 +74,14 @@ def load_plan(path: str | Path) -> BlendPlan:
         raise PlanError(f"{plan_path}: data_paths is empty")
     tokenizer = raw.get("tokenizer")
     tokenizer_path = tokenizer.get("path") if isinstance(tokenizer, dict) else tokenizer
-    return BlendPlan(plan_path, seq_length, total_tokens, tuple(pairs), list(raw.get("entries", [])),
-                     str(tokenizer_path) if tokenizer_path else None)
+    return BlendPlan(
+        plan_path,
+        seq_length,
+        total_tokens,
+        tuple(pairs),
+        list(raw.get("entries", [])),
+        str(tokenizer_path) if tokenizer_path else None,
+    )
 
 
 def train_iters_for(total_tokens: int, global_batch_size: int, seq_length: int) -> int:

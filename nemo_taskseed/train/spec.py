@@ -111,7 +111,7 @@ class TrainingSpec:
         return path
 
     @classmethod
-    def read(cls, path: str | Path) -> "TrainingSpec":
+    def read(cls, path: str | Path) -> TrainingSpec:
         d = json.loads(Path(path).read_text())
         for derived in ("world_size", "data_parallel", "tokens_per_iter"):
             d.pop(derived, None)
@@ -143,12 +143,12 @@ def build_spec(cfg: DictConfig, plan: BlendPlan | None = None) -> TrainingSpec:
     model_parallel = int(t.tensor_parallel) * int(t.pipeline_parallel) * int(t.context_parallel)
     world = nodes * gpus
     if world % model_parallel:
-        raise ConfigError(
-            f"{nodes} nodes x {gpus} GPUs = {world} is not divisible by TP*PP*CP = {model_parallel}")
+        raise ConfigError(f"{nodes} nodes x {gpus} GPUs = {world} is not divisible by TP*PP*CP = {model_parallel}")
     data_parallel = world // model_parallel
     if gbs % (mbs * data_parallel):
         raise ConfigError(
-            f"global_batch_size {gbs} must be a multiple of micro_batch_size x data-parallel size = {mbs} x {data_parallel}")
+            f"global_batch_size {gbs} must be a multiple of micro_batch_size x data-parallel size = {mbs} x {data_parallel}"
+        )
     if not t.hf_model_id:
         raise ConfigError(f"train.hf_model_id is not set (preset {t.recipe!r} should set it)")
     output_dir = str(t.output_dir)
@@ -189,4 +189,3 @@ def build_spec(cfg: DictConfig, plan: BlendPlan | None = None) -> TrainingSpec:
         extra_overrides=[str(o) for o in t.extra_overrides],
         plan_tokenizer=plan.tokenizer_path,
     )
-

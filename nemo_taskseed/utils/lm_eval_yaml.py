@@ -114,7 +114,7 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.tasks.__file__).resolve().parent
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _task_yaml_index() -> dict[str, Path]:
     index: dict[str, Path] = {}
     pattern = re.compile(r"^task:\s*['\"]?([A-Za-z0-9_.\-]+)['\"]?\s*$", re.M)
