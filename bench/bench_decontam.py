@@ -9,8 +9,17 @@ Baseline: `lm_eval.decontamination.janitor.Janitor` in its Python mode (its C++ 
 shipped in the wheel): `register_contaminant_python` per benchmark row, `clean_python` per
 record. Verdicts of both are compared (a record is contaminated when the janitor changes it).
 
-    python bench/bench_decontam.py                 # 10k and 100k records
-    python bench/bench_decontam.py --sizes 2000
+Semantic check (filter/semantic): the same benchmark rows embedded (all-MiniLM-L6-v2 on CPU) in
+an exact faiss index; records are embedded and searched as the SemanticDecontaminationStage does.
+Embedding dominates and is linear in the records; on this 2-core machine it runs at tens of
+records/s, so 100k records take most of an hour: 10k by default, 100k on request. The faiss search
+alone is also timed at 10x the largest size (embedded vectors repeated: search cost does not
+depend on the content).
+
+    python bench/bench_decontam.py                 # n-grams at 10k and 100k, semantic at 10k
+    python bench/bench_decontam.py --sizes 2000 --semantic-sizes 1000
+    python bench/bench_decontam.py --semantic-sizes 10000 100000   # ~1 h on 2 CPU cores
+    python bench/bench_decontam.py --semantic-sizes                # n-grams only
 """
 
 from __future__ import annotations
@@ -60,12 +69,80 @@ def synthetic_records(n: int, vocab: list[str], bench: list[tuple[str, list[str]
     return out
 
 
+def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: float) -> list[dict]:
+    """records/s of the semantic check (embed + exact faiss search) at each size."""
+    import numpy as np
+
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
+    from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
+    from nemo_taskseed.filter.semantic import Embedder, SemanticIndex, benchmark_text, item_text
+    from nemo_taskseed.filter.semantic.check import flagged
+    from nemo_taskseed.filter.step import cached_embeddings
+
+    benches = [Benchmark.from_config(b) for b in load_config().filter.decontam.benchmarks]
+    rows, texts = [], []
+    for split in scored_splits(benches):
+        _, it = load_split_rows(split, "mirror", mirror)
+        for i, row in enumerate(it or ()):
+            text = benchmark_text(row)
+            if text:
+                rows.append(BenchmarkRow(split.benchmark, split.label, i))
+                texts.append(text)
+    embedder = Embedder()
+    t0 = time.perf_counter()
+    vectors, cached = cached_embeddings(embedder, texts)
+    t_bench = time.perf_counter() - t0
+    index = SemanticIndex(rows, texts, vectors)
+    print(f"semantic: {len(rows)} benchmark rows embedded in {t_bench:.1f}s{' (cache)' if cached else ''}", flush=True)
+    out = []
+    last_vectors = None
+    for n in sizes:
+        rng = random.Random(1)
+        records = []
+        for _ in range(n):
+            q = " ".join(rng.choices(vocab, k=rng.randint(12, 40))) + "?"
+            if rng.random() < 0.01:  # a test question with one word changed
+                words = rng.choice(texts).split(" | ")[0].split()
+                words[rng.randrange(len(words))] = rng.choice(vocab)
+                q = " ".join(words)
+            records.append({"question": q, "options": [" ".join(rng.choices(vocab, k=rng.randint(1, 5))) for _ in range(4)]})
+        t0 = time.perf_counter()
+        emb = embedder.embed([item_text(r) for r in records])
+        t_embed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hits = flagged(index, emb, threshold)
+        t_search = time.perf_counter() - t0
+        last_vectors = emb
+        total = t_embed + t_search
+        out.append({"records": n, "semantic_s": round(total, 1), "semantic_rps": round(n / total, 1),
+                    "embed_rps": round(n / t_embed, 1), "search_rps": round(n / max(t_search, 1e-9)),
+                    "flagged": sum(bool(h) for h in hits)})
+        r = out[-1]
+        print(f"{n:>8} records  semantic {r['semantic_s']:>8.1f}s {r['semantic_rps']:>7}/s "
+              f"(embed {r['embed_rps']}/s, faiss search {r['search_rps']}/s) flagged {r['flagged']}", flush=True)
+    if last_vectors is not None:
+        big = np.tile(last_vectors, (10, 1))
+        t0 = time.perf_counter()
+        index.search(big, 3)
+        t = time.perf_counter() - t0
+        print(f"faiss search alone, {len(big)} vectors against {len(index)} rows: {t:.2f}s ({len(big) / t:.0f}/s)")
+        out.append({"records": len(big), "search_only_s": round(t, 2), "search_rps": round(len(big) / t)})
+    if len(out) >= 3:
+        a, b = out[0], out[-2]
+        print(f"semantic growth {a['records']} -> {b['records']}: x{b['semantic_s'] / a['semantic_s']:.2f} time "
+              f"(linear = x{b['records'] / a['records']:g})")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--ngram", type=int, default=13)
     ap.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "fixtures" / "hf")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--semantic-sizes", type=int, nargs="*", default=[10_000])
+    ap.add_argument("--threshold", type=float, default=0.8)
     args = ap.parse_args()
 
     # The janitor prints a warning and a traceback when its C++ helper is missing.
@@ -117,8 +194,9 @@ def main() -> None:
               f"janitor x{b['janitor_s'] / a['janitor_s']:.2f} time (linear = x{scale:g})")
     print("Disagreements are test items whose text has punctuation-only tokens ('|', '='): the janitor's "
           "clean_python normalizes each n-gram after splitting, so such tokens leave empty words and the n-gram misses.")
+    semantic = semantic_bench(args.mirror, args.semantic_sizes, vocab, args.threshold) if args.semantic_sizes else []
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"ngram": rows, "semantic": semantic}, indent=2))
 
 
 if __name__ == "__main__":

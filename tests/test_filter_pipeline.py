@@ -11,6 +11,7 @@ compared byte for byte with the in-process run, is in test_multinode.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,14 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert arc["kept"] == 15 + 4 + 4 * 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
     assert sum(arc["answer_positions"]["kept"]["counts"].values()) == arc["kept"]
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
+    # The benchmarks checked, each with its scored splits loaded / missing.
+    assert "decontamination: 8 benchmarks checked (scored splits loaded / missing)" in result["summary"]
+    assert re.search(r"^openbookqa +1 / 1 +missing: allenai/openbookqa/main:validation$", result["summary"], re.M)
+    # Diversity per family of the items kept before verification (19 arc items), with its plot.
+    div = quality["diversity"]["arc"]
+    assert div["items"] == 19 and 0 < div["mean_nn_similarity"] < 1 and 0 <= div["closer_to_other_seed"] <= 1
+    assert (out / "diversity.png").read_bytes()[:4] == b"\x89PNG" and "diversity.png" in result["files"]
+    assert quality["stages"]["semantic_dedup"]["dropped"] == {}
 
 
 def test_planted_items_are_caught_inline(planted, fixtures_hf, tmp_path):

@@ -194,3 +194,73 @@ def test_verdict_parsing():
     assert parse_verdict(" Yes, it is.") == "judge_confirmed"
     assert parse_verdict("no") == "judge_rejected"
     assert parse_verdict("maybe") == "judge_unclear"
+
+
+def _embedded(records, embedder):
+    from nemo_taskseed.filter.semantic import item_text
+    from nemo_taskseed.filter.semantic.store import Embedded
+
+    texts = [item_text(r) for r in records]
+    return Embedded([r["lineage"]["item_id"] if "lineage" in r else r["id"] for r in records],
+                    [r.get("seed_id", r["id"]) for r in records], [r["family"] for r in records], texts,
+                    embedder.embed(texts))
+
+
+def test_semantic_dedup_ignores_option_order_and_shard_size(records):
+    from nemo_taskseed.filter.semantic import Embedder
+    from nemo_taskseed.filter.semantic.dedup import semantic_duplicates
+    from nemo_taskseed.filter.semantic.store import Embedded
+
+    _, clean = records
+    embedder = Embedder()
+    # Copies of 8 real items with their options reversed (a new item id each).
+    mc = [r for r in clean if r.get("options")][:8]
+    copies = []
+    for i, r in enumerate(mc):
+        fields = {k: r[k] for k in ("question", "answer_text")}
+        fields.update(options=r["options"][::-1], answer_index=len(r["options"]) - 1 - r["answer_index"])
+        seed = {"id": r["seed_id"], "family": r["family"], "task": r["task"], "kind": r["kind"], "license": r["license"]}
+        copies.append(make_generated(seed, fields, sample_index=500 + i))
+    sample = [r for k, r in enumerate(clean) if k % CLEAN_PER_FAMILY < 30]  # 30 real items per family
+    everything = sample + copies
+    # Shard sizes 1 (and the rest) vs 37: embeddings made in different batches, items in another order.
+    one = Embedded.concat([_embedded([r], embedder) for r in everything[:10]] + [_embedded(everything[10:], embedder)])
+    other = Embedded.concat([_embedded(everything[k : k + 37], embedder) for k in range(0, len(everything), 37)][::-1])
+    a = semantic_duplicates(one, Embedded(), 0.95)
+    b = semantic_duplicates(other, Embedded(), 0.95)
+    assert [(d.item_id, d.reason, d.detail) for d in a] == [(d.item_id, d.reason, d.detail) for d in b]
+    # Each copy and its original are one cluster; the smaller item id survives; nothing else is
+    # merged among 120 real training items of four datasets.
+    pairs = {frozenset((c["lineage"]["item_id"], r["lineage"]["item_id"])) for c, r in zip(copies, mc)}
+    assert {frozenset((d.item_id, d.detail["kept_item_id"])) for d in a} == pairs
+    assert all(d.item_id > d.detail["kept_item_id"] and d.detail["score"] >= 0.99 for d in a)
+    # Against the seeds: an item that restates its seed is a copy of it.
+    seeds = _embedded(mc[:2], embedder)
+    seeds.ids = seeds.seed_ids = [r["seed_id"] for r in mc[:2]]
+    found = semantic_duplicates(_embedded(copies[:2] + clean[100:110], embedder), seeds, 0.95)
+    assert sorted(d.item_id for d in found if d.reason == "semantic_copy_of_seed") == sorted(
+        c["lineage"]["item_id"] for c in copies[:2])
+
+
+def test_diversity_metrics_and_plot(records, tmp_path):
+    from nemo_taskseed.filter.semantic import Embedder
+    from nemo_taskseed.filter.semantic.diversity import diversity_metrics, plot_diversity
+
+    planted, clean = records
+    embedder = Embedder()
+    arc_planted = [r for r in planted if r["family"] == "arc"][:10]
+    # Seeds: the benchmark items the paraphrases were made from, each paraphrase assigned to the
+    # NEXT item's seed: every item is closer to another seed than to its own.
+    seeds = _embedded([{**r, "id": f"s{i}"} for i, r in enumerate(arc_planted)], embedder)
+    seeds.ids = [f"s{i}" for i in range(10)]
+    items = _embedded(arc_planted, embedder)
+    items.seed_ids = [f"s{(i + 1) % 10}" for i in range(10)]
+    gsm = _embedded([r for r in clean if r["family"] == "gsm8k"][:10], embedder)
+    both = type(items).concat([items, gsm])
+    metrics = diversity_metrics(both, seeds)
+    assert metrics["arc"]["closer_to_other_seed"] == 1.0 and metrics["arc"]["items"] == 10
+    assert 0 < metrics["arc"]["mean_seed_similarity"] < 0.6  # not the own seed
+    assert "mean_seed_similarity" not in metrics["gsm8k"]  # their seeds are not given
+    assert 0 < metrics["gsm8k"]["mean_nn_similarity"] < 1 and 0 < metrics["gsm8k"]["distinct_2"] <= 1
+    path = plot_diversity(metrics, tmp_path / "diversity.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

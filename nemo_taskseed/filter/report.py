@@ -16,7 +16,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # any of its stages or an earlier one.
 STAGE_COLUMNS = [("parsed", ("read", "schema")), ("checked", ("text_quality", "item_rules", "explanation")),
                  ("decontaminated", ("decontam", "semantic_decontam")),
-                 ("deduped", ("exact_dedup", "fuzzy_dedup")), ("verified", ("verify", "final_schema"))]
+                 ("deduped", ("exact_dedup", "fuzzy_dedup", "semantic_dedup")), ("verified", ("verify", "final_schema"))]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
 BALANCE_TOLERANCE = 0.1
@@ -119,6 +119,16 @@ def human_summary(report: dict[str, Any]) -> str:
                 continue
             lines.append(f"{stage.ljust(name_width)}{str(entry.get('in', 0)).rjust(8)}{str(total).rjust(8)}"
                          + (f"   {top}" if top else ""))
+    diversity = report.get("diversity") or {}
+    if diversity:
+        cols = [("items", "items"), ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"),
+                ("mean_nn_similarity", "NN sim"), ("mean_seed_similarity", "seed sim"),
+                ("closer_to_other_seed", "other seed")]
+        lines += ["", "filter: diversity and novelty of kept items (before verification; see diversity.png)",
+                  "".join(["family".ljust(width), *(label.rjust(12) for _, label in cols)])]
+        for fam, entry in diversity.items():
+            cells = ["-" if entry.get(key) is None else str(entry[key]) for key, _ in cols]
+            lines.append("".join([fam.ljust(width), *(c.rjust(12) for c in cells)]))
     for fam, entry in report["families"].items():
         notes = []
         if entry.get("rejected"):

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
 SEED_DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "references"]
 # Pipeline order of the stages that reject rows (for per-stage counts and the quality report).
-STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam", "exact_dedup", "fuzzy_dedup", "verify", "final_schema")
+STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam", "exact_dedup", "fuzzy_dedup", "semantic_dedup", "verify", "final_schema")
 
 
 def _is_seeds(task: DocumentBatch) -> bool:
@@ -312,11 +312,15 @@ class SemanticDecontaminationStage(_FilterStage):
     One check per item (its variants share question and options). Every flagged pair is recorded
     with both texts, the score and the verdict: in the rejection detail when dropped, as the
     `semantic_match` annotation when the judge kept it (both reach contamination_report.json).
+    With `save_dir`, the embeddings of the items still kept (seed shards: of the seeds) are saved
+    as `<save_dir>/<shard>.npy/.json` for semantic dedup and the diversity metrics; without
+    `index_prefix` the stage only embeds and saves (semantic decontamination off).
     """
 
     name: str = "semantic_decontam"
     index_prefix: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    save_dir: str = ""
     # Injected judge backend (tests, notebooks); else built from settings.judge.backend.
     judge_backend: Any = None
 
@@ -325,7 +329,9 @@ class SemanticDecontaminationStage(_FilterStage):
         from nemo_taskseed.filter.semantic.check import SemanticSettings
 
         self._settings = SemanticSettings.from_config(self.settings)
-        self._index = load_semantic_index(self.index_prefix, Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
+        self._index = (load_semantic_index(self.index_prefix,
+                                           Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
+                       if self.index_prefix else None)
         self._embedder = Embedder(self._settings.model, self._settings.max_seq_length, self._settings.batch_size)
 
     def _judge(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -344,32 +350,63 @@ class SemanticDecontaminationStage(_FilterStage):
             self.judge_backend.close()
             self.judge_backend = None
 
+    def _save(self, shard: str, embedded) -> None:
+        if self.save_dir:
+            embedded.save(Path(self.save_dir) / shard)
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        self._shard = task.dataset_name
+        return super().process(task)
+
+    def process_seeds(self, task: DocumentBatch) -> DocumentBatch:
+        from nemo_taskseed.filter.semantic import item_text
+        from nemo_taskseed.filter.semantic.store import Embedded
+
+        if self.save_dir:
+            if not hasattr(self, "_embedder"):
+                self.setup()
+            seeds = [s for s in parsed_records(task.to_pandas()) if s]
+            texts = [item_text(s) for s in seeds]
+            ids = [str(s.get("id", "")) for s in seeds]
+            self._save(task.dataset_name, Embedded(ids, ids, [str(s.get("family") or "unknown") for s in seeds],
+                                                   texts, self._embedder.embed(texts)))
+        return task
+
     def filter_frame(self, df: pd.DataFrame) -> None:
         from nemo_taskseed.filter.semantic import item_text
         from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, flagged
+        from nemo_taskseed.filter.semantic.store import Embedded
 
-        if not hasattr(self, "_index"):
+        if not hasattr(self, "_embedder"):
             self.setup()
         reps, members = kept_items(df)
-        if not reps or not len(self._index):
-            return
         records = parsed_records(df)
         texts = [item_text(records[df.index.get_loc(i)] or {}) for i in reps]
-        hits = flagged(self._index, self._embedder.embed(texts), self._settings.threshold, self._settings.top_k)
-        found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
-        verdicts = (self._judge([(t, h.text) for _, t, h in found]) if self._settings.judge_enabled and found
-                    else [("above_threshold", None)] * len(found))
-        for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
-            detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
-                      "score": hit.score, "threshold": self._settings.threshold, "verdict": verdict,
-                      "item_text": text, "benchmark_text": hit.text}
-            if answer is not None:
-                detail["judge_answer"] = answer
-            for idx in members[rep]:
+        vectors = self._embedder.embed(texts)
+        dropped: set[Any] = set()
+        if self._index is not None and len(self._index) and reps:
+            hits = flagged(self._index, vectors, self._settings.threshold, self._settings.top_k)
+            found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
+            verdicts = (self._judge([(t, h.text) for _, t, h in found]) if self._settings.judge_enabled and found
+                        else [("above_threshold", None)] * len(found))
+            for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
+                detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
+                          "score": hit.score, "threshold": self._settings.threshold, "verdict": verdict,
+                          "item_text": text, "benchmark_text": hit.text}
+                if answer is not None:
+                    detail["judge_answer"] = answer
                 if verdict in DROP_VERDICTS:
-                    reject(df, idx, self.name, "benchmark_paraphrase", detail)
-                else:
-                    annotate(df, idx, "semantic_match", detail)
+                    dropped.add(rep)
+                for idx in members[rep]:
+                    if verdict in DROP_VERDICTS:
+                        reject(df, idx, self.name, "benchmark_paraphrase", detail)
+                    else:
+                        annotate(df, idx, "semantic_match", detail)
+        if self.save_dir:
+            keep = [k for k, rep in enumerate(reps) if rep not in dropped]
+            self._save(getattr(self, "_shard", "shard"), Embedded(
+                [str(df.at[reps[k], "item_id"]) for k in keep], [str(df.at[reps[k], "seed_id"]) for k in keep],
+                [str(df.at[reps[k], "family"]) for k in keep], [texts[k] for k in keep], vectors[keep]))
 
 
 @dataclass

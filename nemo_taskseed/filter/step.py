@@ -222,11 +222,15 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     settings = DedupSettings.from_config(dedup)
     settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
                                      index_info.get("fingerprint"), dc.get("semantic") if on["semantic_decontam"] else None,
-                                     semantic_info.get("fingerprint"), dedup, fcfg["quality"],
+                                     semantic_info.get("fingerprint"), dedup, fcfg["quality"], needs_embeddings(fcfg),
                                      fcfg["verify"].get("families") or {}, task_kinds or {})
+
+    embed = needs_embeddings(fcfg)
 
     def outputs(shard: str, kind: str) -> list[Path]:
         files = [work / "frames" / f"{shard}.parquet"] if kind == "generated" else []
+        if embed:
+            files += [work / "semantic" / f"{shard}.{s}" for s in ("npy", "json")]
         if cpu_dedup:
             files += [work / "dedup" / f"{shard}.{s}" for s in ("keys.npz", "sig.npy", "bands.npy")]
         return files
@@ -239,7 +243,8 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
                 tasks.append(_task(shard, path, fp, kind))
     planned = {s for s, _ in gen} | {s for s, _ in seeds}
     shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
-                                          ("dedup", ".bands.npy"), ("drops", ".jsonl")))
+                                          ("dedup", ".bands.npy"), ("drops", ".jsonl"), ("semantic", ".npy"),
+                                          ("semantic", ".json")))
     families = dict(fcfg["verify"].get("families") or {})
     stages: list = [ReadFilterShardStage(max_record_bytes=int(fcfg["validate"].get("max_record_bytes") or 0))]
     if on["schema"]:
@@ -260,8 +265,11 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     if on["decontam"]:
         stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
                                            seed_fields=list(dc["seed_fields"])))
-    if on["semantic_decontam"]:
-        stages.append(SemanticDecontaminationStage(index_prefix=semantic_prefix, settings=dict(dc.get("semantic") or {})))
+    if on["semantic_decontam"] or embed:
+        # Also when only semantic dedup or the diversity metrics are on: the stage embeds each kept
+        # item once and saves the vectors for both.
+        stages.append(SemanticDecontaminationStage(index_prefix=semantic_prefix or "", settings=dict(dc.get("semantic") or {}),
+                                                   save_dir=str(work / "semantic") if embed else ""))
     if cpu_dedup:
         stages.append(DedupSignatureStage(settings=settings, work_dir=str(work)))
     stages.append(ScreenedShardWriterStage(work_dir=str(work)))
@@ -269,9 +277,9 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     return {**index_info, "semantic": semantic_info, "shards_run": len(tasks)}
 
 
-def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tuple[list[dict], dict[str, int]]:
+def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tuple[list[dict], dict[str, int], dict]:
     """Global: contaminated seeds and dedup decisions -> `work/drops/<shard>.jsonl`.
-    Returns (contaminated seeds, seeds per family)."""
+    Returns (contaminated seeds, seeds per family, diversity metrics per family)."""
     dc, dedup = fcfg["decontam"], fcfg["dedup"]
     seed_markers = shards.read_markers(work, [s for s, _ in seeds])
     contaminated = [h for m in seed_markers.values() if m for h in m.get("contaminated_seeds", [])]
@@ -292,6 +300,9 @@ def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tu
         _gpu_dedup(fcfg, gen, seeds, work, out_dir, drops)
     elif dedup["backend"] != "cpu":
         raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
+    diversity: dict[str, Any] = {}
+    if needs_embeddings(fcfg):
+        diversity = _semantic_phase2(fcfg, gen, seeds, work, drops, dirty)
     if dirty:  # children of contaminated seeds, decided here so dedup never keeps one of them
         for shard, _ in gen:
             frame = pd.read_parquet(work / "frames" / f"{shard}.parquet", columns=["item_id", "seed_id", "status"])
@@ -303,7 +314,44 @@ def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tu
     for shard, items in drops.items():
         write_jsonl(work / "drops" / f"{shard}.jsonl", ({"item_id": k, **v} for k, v in sorted(items.items())),
                     sort_keys=True)
-    return contaminated, per_family
+    return contaminated, per_family, diversity
+
+
+def _semantic_phase2(fcfg: dict, gen: list, seeds: list, work: Path, drops: dict[str, dict[str, dict]],
+                     dirty: dict[str, Any]) -> dict[str, Any]:
+    """Semantic dedup over every shard's saved item embeddings (items not already dropped, nor
+    children of contaminated seeds), then the diversity metrics of what is left."""
+    from nemo_taskseed.filter.semantic.dedup import semantic_duplicates
+    from nemo_taskseed.filter.semantic.diversity import diversity_metrics
+    from nemo_taskseed.filter.semantic.store import Embedded
+
+    owner: dict[str, str] = {}
+    parts = []
+    for shard, _ in gen:
+        part = Embedded.load(work / "semantic" / shard)
+        keep = [k for k, (i, sid) in enumerate(zip(part.ids, part.seed_ids)) if i not in drops[shard] and sid not in dirty]
+        part = part.select(keep)
+        owner.update((i, shard) for i in part.ids)
+        parts.append(part)
+    items = Embedded.concat(parts)
+    seed_parts = Embedded.concat([Embedded.load(work / "semantic" / shard) for shard, _ in seeds])
+    seed_parts = seed_parts.select([k for k, i in enumerate(seed_parts.ids) if i not in dirty])
+    sem = fcfg["dedup"].get("semantic") or {}
+    if sem.get("enabled"):
+        dropped = set()
+        for d in semantic_duplicates(items, seed_parts, float(sem["threshold"])):
+            drops[owner[d.item_id]][d.item_id] = {"stage": "semantic_dedup", "reason": d.reason, "detail": d.detail}
+            dropped.add(d.item_id)
+        items = items.select([k for k, i in enumerate(items.ids) if i not in dropped])
+    if not (fcfg.get("diversity") or {}).get("enabled"):
+        return {}
+    return diversity_metrics(items, seed_parts)
+
+
+def needs_embeddings(fcfg: dict) -> bool:
+    """Semantic dedup and the diversity metrics read the item embeddings the semantic stage saves."""
+    on = checks_run(fcfg)
+    return bool(on["semantic_decontam"] or on["semantic_dedup"] or (fcfg.get("diversity") or {}).get("enabled"))
 
 
 def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, drops: dict[str, dict[str, dict]]) -> None:
@@ -399,7 +447,7 @@ def run_filter(
 
     task_kinds = task_verifiers(seeds_dir)
     index_info = _phase1(fcfg, gen, seeds, work, executor, task_kinds)
-    contaminated, seeds_per_family = _phase2(fcfg, gen, seeds, work, out_dir)
+    contaminated, seeds_per_family, diversity = _phase2(fcfg, gen, seeds, work, out_dir)
     run_now = _phase3(fcfg, full, gen, work, out_dir, executor, backend, task_kinds)
 
     markers = shards.read_markers(out_dir, [s for s, _ in gen])
@@ -433,6 +481,12 @@ def run_filter(
     if "semantic_decontam" in stages and index_info.get("semantic"):
         stages["semantic_decontam"]["index_rows"] = index_info["semantic"].get("rows")
     quality = quality_report(families, seeds_per_family, stages)
+    plot = None
+    if diversity:
+        from nemo_taskseed.filter.semantic.diversity import plot_diversity
+
+        quality["diversity"] = diversity
+        plot = plot_diversity(diversity, out_dir / "diversity.png")
     contamination = contamination_report(records, contaminated, index_info)
     warnings = data_warnings(fcfg, contamination, seeds_dir)
     quality["warnings"] = warnings
@@ -459,6 +513,9 @@ def run_filter(
     }
     for report in ("contamination_report.json", "quality_report.json", "quality_summary.txt"):
         files[report] = publish.file_entry(out_dir / report)
+    if plot is not None:
+        files[plot.name] = publish.file_entry(plot)
+        result["outputs"]["diversity_plot"] = str(plot)
     # The published set, written last (pipeline/publish.py): readers take exactly these files.
     result["files"] = dict(sorted(files.items()))
     result["inputs"] = publish.input_record(in_dir)  # a later generate run makes this set stale
@@ -477,7 +534,9 @@ def checks_run(fcfg: dict) -> dict[str, bool]:
             "decontam": bool(fcfg["decontam"]["enabled"]),
             "semantic_decontam": bool(fcfg["decontam"]["enabled"] and (fcfg["decontam"].get("semantic") or {}).get("enabled")),
             "exact_dedup": bool(dedup["exact"]["enabled"]),
-            "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]), "verify": bool(fcfg["verify"]["enabled"]),
+            "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]),
+            "semantic_dedup": bool(dedup["backend"] == "cpu" and (dedup.get("semantic") or {}).get("enabled")),
+            "verify": bool(fcfg["verify"]["enabled"]),
             "final_schema": bool(fcfg["verify"]["enabled"] and fcfg["validate"]["enabled"])}
 
 
@@ -493,7 +552,7 @@ def benchmark_lines(coverage: list[dict[str, Any]]) -> str:
     width = max(len(b) for b in per) + 2
     for bench, entry in per.items():
         missing = f"   missing: {', '.join(entry['missing'][:4])}{' ...' if len(entry['missing']) > 4 else ''}" if entry["missing"] else ""
-        lines.append(f"{bench.ljust(width)}{len(entry['loaded']):>4} / {len(entry['missing']):<4}{missing}")
+        lines.append(f"{bench.ljust(width)}{len(entry['loaded']):>4} / {len(entry['missing']):<4}{missing}".rstrip())
     return "\n".join(lines)
 
 
