@@ -104,6 +104,7 @@ def test_cli_writes_catalog_and_excluded(tmp_path):
     assert len(rows) >= 480 and all(REQUIRED_KEYS <= set(r) for r in rows)
     assert all(r["reason"] for r in dropped)
     assert "training_split" in proc.stdout and "knowledge" in proc.stdout
+    assert "training-split catalog vs the paper" in proc.stdout and "license_compatible_only" in proc.stdout
 
 
 def test_every_subtask_gets_an_answer_check_by_rule(catalog):
@@ -219,3 +220,22 @@ def test_capability_map_errors_name_the_key(tmp_path):
         build_catalog(load_config(overrides=[f"catalog.capability_map={bad}"]).catalog)
     with pytest.raises(UserError, match="catalog.capability_map: no such file"):
         build_catalog(load_config(overrides=["catalog.capability_map=nope.yaml"]).catalog)
+
+
+def test_paper_comparison_counts_the_training_split_catalog(catalog):
+    """The numbers `taskseed catalog` puts next to the paper's (docs/catalog.md), measured with
+    stock lm-eval 0.4.13: 50 capability families (61 folders), 408 subtasks, 263 sources,
+    64 knowledge : 199 reasoning, 161 non-English sources, 21 of 92 dataset paths licensed."""
+    from nemo_taskseed.catalog.report import paper_comparison
+
+    cfg = load_config().catalog
+    c = paper_comparison(catalog, cfg.compatible_licenses)
+    assert c["subtasks"] == sum(r["split_role"] != "fewshot_split" for r in catalog.eligible)
+    assert c["knowledge_sources"] + c["reasoning_sources"] == c["distinct_sources"] < c["subtasks"]
+    assert 45 <= c["families"] < c["lm_eval_folders"]
+    assert c["knowledge_sources"] >= 60 and c["non_english_sources"] > c["distinct_sources"] / 2
+    assert len(c["unknown_license_paths"]) == c["dataset_paths"] - c["dataset_paths_with_license"]
+    assert "allenai/openbookqa" in c["unknown_license_paths"]
+    rows = {r["task"]: r for r in catalog.eligible}
+    assert (rows["xnli_de"]["language"], rows["arc_easy"]["language"], rows["afrimgsm_cot_amh_prompt_1"]["language"],
+            rows["copa_ca"]["language"]) == ("de", "en", "amh", "ca")

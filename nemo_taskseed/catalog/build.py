@@ -20,8 +20,8 @@ from nemo_taskseed.paths import cache_dir
 
 # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses;
 # 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split;
-# 5: capability families (`family`), lm-eval `folder`, one kind per source
-CATALOG_VERSION = 5
+# 5: capability families (`family`), lm-eval `folder`, one kind per source; 6: `language`
+CATALOG_VERSION = 6
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -103,6 +103,21 @@ class CapabilityMap:
             if kind not in ("knowledge", "reasoning"):
                 raise ConfigError(f"{where}: families.{name}.kind must be knowledge or reasoning, got {kind!r}")
             self.families.append((str(name), kind, str(entry.get("why") or ""), [str(p) for p in entry["match"]]))
+        self.folder_languages = {str(k): str(v) for k, v in ((data or {}).get("folder_languages") or {}).items()}
+        self.language_codes = {str(c) for c in (data or {}).get("language_codes") or []}
+
+    def language(self, folder: str, task: str, dataset_name: str | None) -> str:
+        """The data's language: the folder's, else a code ending the task name (before a prompt
+        suffix) or naming its dataset config, else English."""
+        if folder in self.folder_languages:
+            return self.folder_languages[folder]
+        tokens = [t for t in task.replace("-", "_").split("_") if not t.startswith(("prompt", "p0", "p1", "p2"))]
+        for candidate in (tokens[-1] if tokens else None, (tokens[-2] if len(tokens) > 1 and tokens[-1].isdigit() else None),
+                          dataset_name):
+            if candidate and candidate.lower() in self.language_codes:
+                code = candidate.lower()
+                return {"eng": "en", "fra": "fr", "swa": "sw"}.get(code, code)
+        return "en"
 
     @classmethod
     def from_config(cls, spec: str | None) -> tuple[CapabilityMap, dict[str, Any] | None]:
@@ -285,6 +300,7 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             "kind": kind,
             "kind_reason": kind_reason,
             "family_reason": family_reason,
+            "language": capabilities.language(folder, name, key.dataset_name),
             "verifier": verifier,
             "verifier_reason": verifier_reason,
             "license": license_id,
