@@ -125,8 +125,13 @@ def test_caps_that_cannot_fill_the_budget_name_the_group_and_families():
 
 
 def test_floor_above_cap_names_the_family():
+    # A floor set for the family itself that its cap cannot meet is an error naming it ...
     with pytest.raises(PlanError, match=r"family 'tiny': floor min_share=0.1 .* exceeds its cap max_epochs=2"):
-        plan_blend([synthetic("tiny", 100), synthetic("big", 10_000_000)], [], settings(min_share=0.1, max_epochs=2.0))
+        plan_blend([synthetic("tiny", 100), synthetic("big", 10_000_000)], [],
+                   settings(max_epochs=2.0, family_overrides={"tiny": FamilyLimits(max_epochs=2.0, min_share=0.1)}))
+    # ... the global floor on a family too small for it gives the family all its cap allows.
+    plan = plan_blend([synthetic("tiny", 100), synthetic("big", 10_000_000)], [], settings(min_share=0.1, max_epochs=2.0))
+    assert tokens_by_name(plan)["tiny"] == 200 and plan["entries"][1]["bound"] == "max_epochs=2"
 
 
 def test_existing_weights_that_do_not_sum_to_one():

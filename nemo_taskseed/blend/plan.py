@@ -11,7 +11,26 @@ Synthetic budget, top down:
      cap = min(max_epochs * family tokens, max_share * synthetic budget);
      `lambda` is found by bisection so the group budget is filled exactly (water filling: what a
      capped family cannot take goes to the others in proportion to their weights);
-  3. a family's tokens go to its prefixes (variants) in proportion to their sizes (equal epochs).
+  3. a family's tokens go to its prefixes (variants) in proportion to their sizes (equal epochs),
+     or by `variants` weights.
+
+Variants (`blend.variants`): every generated item is written in several variants (label, answer,
+reasoning, context: enrich.variants), one prefix each. `all` mixes them by size, so a family's
+items weigh (and repeat) once per variant. `one_per_item` (default) counts a family's unique
+content once: its size is its mean variant size, and max_epochs caps passes over its items
+(all variants together). A mapping {variant: weight} does the same and splits the family's
+tokens over its variants by those weights.
+
+Format quotas (`blend.format_quotas`, e.g. multiple_choice 0.6 / generative 0.4): applied when the
+tokenize manifest groups by `format` (tokenize.group_by [family, format, variant]); with kind quotas
+too, the (kind, format) cell budgets are fitted to both margins (iterative proportional fitting) and
+a family's formats are planned as separate units. Without a format grouping they are skipped, with
+a note in the plan.
+
+max_share is a share of the synthetic budget. When a group's families cannot fill its budget under
+it (few or small families), it is raised to the least share that can, and the plan's `bound`
+names the raised value. The global min_share on a family too small for it is clipped to the
+family's cap; a floor from family_overrides that the cap cannot meet is an error.
 """
 
 from __future__ import annotations
@@ -44,6 +63,9 @@ class PlanSettings:
     family_overrides: dict[str, FamilyLimits] = field(default_factory=dict)
     group_key: str = "kind"
     group_quotas: dict[str, float] = field(default_factory=dict)
+    # "all" | "one_per_item" | {variant: weight}
+    variants: str | dict[str, float] = "all"
+    format_quotas: dict[str, float] = field(default_factory=dict)
     normalize_existing_weights: bool = False
     require_existing_prefixes: bool = True
     weight_sum_tolerance: float = 1e-6
@@ -73,6 +95,8 @@ class PlanSettings:
             family_overrides=overrides,
             group_key=str(get("group_key", "kind")),
             group_quotas={str(k): float(v) for k, v in (get("group_quotas") or {}).items()},
+            variants=_variants_setting(get("variants", "all")),
+            format_quotas={str(k): float(v) for k, v in (get("format_quotas") or {}).items()},
             normalize_existing_weights=bool(get("normalize_existing_weights", False)),
             require_existing_prefixes=bool(get("require_existing_prefixes", True)),
             weight_sum_tolerance=float(get("weight_sum_tolerance", 1e-6)),
@@ -98,11 +122,26 @@ class PlanSettings:
             if not 0 <= limits.min_share < 1:
                 raise PlanError(f"{label}.min_share must be in [0, 1), got {limits.min_share}")
 
+        if isinstance(self.variants, dict) and (not self.variants or any(w < 0 for w in self.variants.values())):
+            raise PlanError(f"blend.variants: weights must be >= 0 and not all absent, got {self.variants}")
+        for label, quotas in (("group_quotas", self.group_quotas), ("format_quotas", self.format_quotas)):
+            if quotas and abs(sum(quotas.values()) - 1.0) > self.weight_sum_tolerance:
+                raise PlanError(f"blend.{label} sum to {sum(quotas.values()):.6g}, not 1: {quotas}")
+
     def default_limits(self) -> FamilyLimits:
         return FamilyLimits(self.max_epochs, self.max_share, self.min_share)
 
     def limits_for(self, family: str) -> FamilyLimits:
+        """Limits of a family (by its name without a /format suffix)."""
         return self.family_overrides.get(family, self.default_limits())
+
+
+def _variants_setting(value) -> str | dict[str, float]:
+    if hasattr(value, "items"):
+        return {str(k): float(v) for k, v in dict(value).items()}
+    if value not in ("all", "one_per_item"):
+        raise PlanError(f"blend.variants must be all, one_per_item or {{variant: weight}}, got {value!r}")
+    return str(value)
 
 
 @dataclass
@@ -111,10 +150,88 @@ class _Family:
     group: str
     tokens: int
     prefixes: list[SyntheticPrefix]
+    # Tokens of the family's distinct content: `tokens` with variants=all, else the mean variant size.
+    unique_tokens: float = 0.0
+    base: str = ""  # the family name (units are family/format when format quotas apply)
+    format: str = "all"
+    variant_share: dict = field(default_factory=dict)
+    base_fraction: float = 1.0  # this unit's part of its family's distinct tokens
     floor: float = 0.0
     cap: float = math.inf
     cap_reason: str = ""
     planned: float = 0.0
+
+
+def _variant_shares(fam: _Family, variants, notes: list[str]) -> dict:
+    """Share of a family's tokens per variant: by size (all, one_per_item) or by weight."""
+    sizes: dict = defaultdict(int)
+    for p in fam.prefixes:
+        sizes[p.variant] += p.tokens
+    if not isinstance(variants, dict):
+        return {v: t / fam.tokens for v, t in sizes.items()}
+    missing = sorted(str(v) for v in sizes if (v or "all") not in variants)
+    if missing:
+        notes.append(f"family {fam.name!r}: variant(s) {missing} have no weight in blend.variants: not sampled")
+    weights = {v: float(variants.get(v or "all", 0.0)) for v in sizes}
+    total = sum(weights.values())
+    if total <= 0:
+        raise PlanError(f"family {fam.name!r}: blend.variants gives weight 0 to all of its variants "
+                        f"{sorted(str(v) for v in sizes)}")
+    return {v: w / total for v, w in weights.items()}
+
+
+def _ipf(cells: dict[tuple[str, str], float], rows: dict[str, float], cols: dict[str, float]) -> dict[tuple[str, str], float]:
+    """Scale `cells` so row sums match `rows` and column sums match `cols` (both sum to 1)."""
+    x = dict(cells)
+    for _ in range(1000):
+        for margin, index in ((rows, 0), (cols, 1)):
+            sums: dict[str, float] = defaultdict(float)
+            for c, v in x.items():
+                sums[c[index]] += v
+            x = {c: v * margin.get(c[index], 0.0) / sums[c[index]] if sums[c[index]] else 0.0 for c, v in x.items()}
+        row_err = max(abs(sum(v for c, v in x.items() if c[0] == r) - q) for r, q in rows.items())
+        col_err = max(abs(sum(v for c, v in x.items() if c[1] == k) - q) for k, q in cols.items())
+        if max(row_err, col_err) < 1e-9:
+            return x
+    raise PlanError(f"the kind quotas {rows} and format quotas {cols} cannot both be met with the "
+                    f"(kind, format) combinations present {sorted(cells)}")
+
+
+def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[str, list]) -> None:
+    for group, quota in quotas.items():
+        if quota < 0:
+            raise PlanError(f"blend.{name}.{group} = {quota:g} must be >= 0")
+        if quota > 0 and group not in present:
+            raise PlanError(f"blend.{name}.{group} = {quota:g} but no synthetic prefix has "
+                            f"{key} {group!r} (present: {sorted(present)})")
+    for group, fams in present.items():
+        if group not in quotas:
+            raise PlanError(f"{key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in "
+                            f"blend.{name} {quotas}")
+
+
+def _cell_budgets(families: dict[str, _Family], settings: PlanSettings, synthetic_budget: float):
+    """Budget per planning group: kind quotas, format quotas, both (fitted), or one pool."""
+    by_kind: dict[str, list[_Family]] = defaultdict(list)
+    by_format: dict[str, list[_Family]] = defaultdict(list)
+    for fam in families.values():
+        by_kind[fam.group].append(fam)
+        by_format[fam.format].append(fam)
+    rows = settings.group_quotas or {"all": 1.0}
+    cols = {"all": 1.0}
+    if settings.group_quotas:
+        _check_quotas("group_quotas", settings.group_key, settings.group_quotas, by_kind)
+    if any(f.format != "all" for f in families.values()):
+        _check_quotas("format_quotas", "format", settings.format_quotas, by_format)
+        cols = settings.format_quotas
+    cells: dict[tuple[str, str], list[_Family]] = defaultdict(list)
+    for fam in families.values():
+        cells[(fam.group if settings.group_quotas else "all", fam.format)].append(fam)
+    start = {c: float(sum(f.tokens for f in fams)) for c, fams in cells.items()}
+    shares = _ipf(start, {k: v for k, v in rows.items() if v > 0}, {k: v for k, v in cols.items() if v > 0}) \
+        if len(cells) > 1 else {c: 1.0 for c in cells}
+    names = {c: c[0] if c[1] == "all" else (c[1] if c[0] == "all" else f"{c[0]}/{c[1]}") for c in cells}
+    return ({names[c]: synthetic_budget * shares[c] for c in cells}, {names[c]: fams for c, fams in cells.items()})
 
 
 def water_fill(weights: list[float], lower: list[float], upper: list[float], budget: float) -> list[float]:
@@ -138,16 +255,56 @@ def water_fill(weights: list[float], lower: list[float], upper: list[float], bud
     return filled(hi_lam)
 
 
+def _max_share_to_fill(families: list[_Family], budget: float, settings: PlanSettings, synthetic_budget: float):
+    """max_share -> the share actually used: the configured one, or the least larger one with which
+    the group's caps can hold its budget (a group with few or small families cannot fill it
+    otherwise); a raised share is named in the plan's `bound`."""
+    def capacity(share: float) -> float:
+        total = 0.0
+        for fam in families:
+            limits = settings.limits_for(fam.base)
+            caps = [math.inf]
+            if limits.max_epochs is not None:
+                caps.append(limits.max_epochs * fam.unique_tokens)
+            if limits.max_share is not None:
+                caps.append(max(share, limits.max_share) * synthetic_budget * fam.base_fraction)
+            total += min(caps)
+        return total
+
+    need = budget * (1 - 1e-12)
+    cache: dict[float, float] = {}
+
+    def share_for(configured: float) -> float:
+        if configured not in cache:
+            if capacity(configured) >= need or capacity(1.0) < need:
+                cache[configured] = configured  # feasible as set, or infeasible anyway (reported below)
+            else:
+                lo, hi = configured, 1.0
+                for _ in range(100):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if capacity(mid) < need else (lo, mid)
+                cache[configured] = hi
+        return cache[configured]
+    return share_for
+
+
 def _plan_group(group: str, families: list[_Family], budget: float, settings: PlanSettings, synthetic_budget: float):
+    share_of = _max_share_to_fill(families, budget, settings, synthetic_budget)
     for fam in families:
-        limits = settings.limits_for(fam.name)
+        limits = settings.limits_for(fam.base)
         caps = []
         if limits.max_epochs is not None:
-            caps.append((limits.max_epochs * fam.tokens, f"max_epochs={limits.max_epochs:g}"))
+            caps.append((limits.max_epochs * fam.unique_tokens, f"max_epochs={limits.max_epochs:g}"))
         if limits.max_share is not None:
-            caps.append((limits.max_share * synthetic_budget, f"max_share={limits.max_share:g}"))
+            share = share_of(limits.max_share)
+            raised = f" (raised from {limits.max_share:g} so the group can fill its budget)" if share > limits.max_share else ""
+            # A family planned as several format units shares its cap (and floor) between them.
+            caps.append((share * synthetic_budget * fam.base_fraction, f"max_share={share:.4g}{raised}"))
         fam.cap, fam.cap_reason = min(caps, default=(math.inf, ""))
-        fam.floor = limits.min_share * synthetic_budget
+        fam.floor = limits.min_share * synthetic_budget * fam.base_fraction
+        if fam.floor > fam.cap and fam.base not in settings.family_overrides:
+            # The global floor on a family too small to fill it: it takes all its cap allows.
+            fam.floor = fam.cap
         if fam.floor > fam.cap:
             raise PlanError(
                 f"family {fam.name!r}: floor min_share={limits.min_share:g} ({fam.floor:,.0f} tokens) exceeds its cap "
@@ -168,7 +325,7 @@ def _plan_group(group: str, families: list[_Family], budget: float, settings: Pl
             f"allowed [{detail}]. Raise blend.max_epochs/max_share, lower blend.synthetic_share or "
             f"blend.total_tokens, or add data"
         )
-    weights = [f.tokens ** (1.0 / settings.temperature) for f in families]
+    weights = [f.unique_tokens ** (1.0 / settings.temperature) for f in families]
     allocation = water_fill(weights, [f.floor for f in families], [f.cap for f in families], budget)
     for fam, tokens in zip(families, allocation):
         fam.planned = tokens
@@ -243,12 +400,19 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
     synthetic_budget = total * synthetic_share
     existing_budget = total - synthetic_budget
 
-    # Families, then groups.
+    # Planning units: families (or family/format when format quotas apply), then groups.
+    notes: list[str] = []
+    use_format = bool(settings.format_quotas) and all(p.format for p in synthetic)
+    if settings.format_quotas and not use_format:
+        notes.append("blend.format_quotas not applied: the tokenize manifest does not group by format "
+                     "(set tokenize.group_by to [family, format, variant])")
     families: dict[str, _Family] = {}
     for prefix in synthetic:
-        fam = families.get(prefix.family)
+        unit = f"{prefix.family}/{prefix.format}" if use_format else prefix.family
+        fam = families.get(unit)
         if fam is None:
-            fam = families[prefix.family] = _Family(prefix.family, prefix.group, 0, [])
+            fam = families[unit] = _Family(unit, prefix.group, 0, [])
+            fam.base, fam.format = prefix.family, prefix.format if use_format else "all"
         elif fam.group != prefix.group:
             raise PlanError(
                 f"family {prefix.family!r} spans groups {fam.group!r} and {prefix.group!r} "
@@ -256,35 +420,26 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
             )
         fam.tokens += prefix.tokens
         fam.prefixes.append(prefix)
-    unknown_override = sorted(set(settings.family_overrides) - set(families))
+    unknown_override = sorted(set(settings.family_overrides) - {f.base for f in families.values()})
     if unknown_override:
-        raise PlanError(f"blend.family_overrides names unknown famil(ies) {unknown_override}; known: {sorted(families)}")
-
-    by_group: dict[str, list[_Family]] = defaultdict(list)
+        raise PlanError(f"blend.family_overrides names unknown famil(ies) {unknown_override}; "
+                        f"known: {sorted({f.base for f in families.values()})}")
     for fam in families.values():
-        by_group[fam.group].append(fam)
-    if settings.group_quotas:
-        quotas = settings.group_quotas
-        quota_sum = sum(quotas.values())
-        if abs(quota_sum - 1.0) > settings.weight_sum_tolerance:
-            raise PlanError(f"blend.group_quotas sum to {quota_sum:.6g}, not 1: {quotas}")
-        for group, quota in quotas.items():
-            if quota < 0:
-                raise PlanError(f"blend.group_quotas.{group} = {quota:g} must be >= 0")
-            if quota > 0 and group not in by_group:
-                raise PlanError(f"blend.group_quotas.{group} = {quota:g} but no synthetic prefix has "
-                                f"{settings.group_key} {group!r} (present: {sorted(by_group)})")
-        for group, fams in by_group.items():
-            if group not in quotas:
-                raise PlanError(
-                    f"{settings.group_key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in "
-                    f"blend.group_quotas {quotas}"
-                )
-        group_budgets = {g: synthetic_budget * quotas[g] for g in by_group}
-    else:
-        group_budgets = {"all": synthetic_budget}
-        by_group = {"all": list(families.values())}
+        fam.variant_share = _variant_shares(fam, settings.variants, notes)
+        if settings.variants == "all":
+            fam.unique_tokens = float(fam.tokens)
+        else:
+            # The family's distinct content: one variant's worth (mean over the variants it samples).
+            used = [v for v, share in fam.variant_share.items() if share > 0]
+            fam.unique_tokens = sum(p.tokens for p in fam.prefixes if p.variant in used) / max(len(used), 1)
 
+    per_base: dict[str, float] = defaultdict(float)
+    for fam in families.values():
+        per_base[fam.base] += fam.unique_tokens
+    for fam in families.values():
+        fam.base_fraction = fam.unique_tokens / per_base[fam.base] if per_base[fam.base] else 1.0
+
+    group_budgets, by_group = _cell_budgets(families, settings, synthetic_budget)
     for group, fams in by_group.items():
         if group_budgets[group] > 0:
             _plan_group(group, fams, group_budgets[group], settings, synthetic_budget)
@@ -292,7 +447,7 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
     # Entries in tokens (floats), then integers that add up to the budget exactly.
     rows: list[dict] = []
     for fam in sorted(families.values(), key=lambda f: f.name):
-        limits = settings.limits_for(fam.name)
+        limits = settings.limits_for(fam.base)
         bound = None
         if fam.planned >= fam.cap * (1 - 1e-9):
             bound = fam.cap_reason
@@ -300,10 +455,12 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
             bound = f"min_share={limits.min_share:g}"
         for prefix in sorted(fam.prefixes, key=lambda p: p.name):
             rows.append({
-                "name": prefix.name, "prefix": prefix.prefix, "source": "synthetic", "family": fam.name,
+                "name": prefix.name, "prefix": prefix.prefix, "source": "synthetic", "family": fam.base,
                 "variant": prefix.variant, "kind": prefix.kind, "group": prefix.group,
                 "documents": prefix.documents, "available_tokens": prefix.tokens,
-                "_planned": fam.planned * prefix.tokens / fam.tokens, "bound": bound,
+                "_planned": fam.planned * fam.variant_share[prefix.variant] * prefix.tokens
+                            / sum(p.tokens for p in fam.prefixes if p.variant == prefix.variant),
+                "bound": bound, "format": prefix.format,
             })
     if existing:
         shares = _existing_shares(existing, settings)
@@ -331,9 +488,12 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
         group_summary.setdefault(group, {"tokens": 0, "share": 0.0, "quota": None})["quota"] = quota
     family_summary = {
         fam.name: {"group": fam.group, "available_tokens": fam.tokens,
-                   "tokens": sum(r["tokens"] for r in rows if r["source"] == "synthetic" and r["family"] == fam.name),
+                   "tokens": sum(r["tokens"] for r in rows
+                                 if r["source"] == "synthetic" and r["prefix"] in {p.prefix for p in fam.prefixes}),
                    "share_of_synthetic": fam.planned / synthetic_budget if synthetic_budget else 0.0,
                    "epochs": fam.planned / fam.tokens, "cap_tokens": None if math.isinf(fam.cap) else fam.cap,
+                   # Passes over the family's distinct items (all variants together).
+                   "item_epochs": fam.planned / fam.unique_tokens if fam.unique_tokens else None,
                    "floor_tokens": fam.floor}
         for fam in families.values()
     }
@@ -354,5 +514,7 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
             "temperature": settings.temperature, "max_epochs": settings.max_epochs, "max_share": settings.max_share,
             "min_share": settings.min_share, "group_key": settings.group_key, "group_quotas": settings.group_quotas,
             "family_overrides": {k: vars(v) for k, v in settings.family_overrides.items()},
+            "variants": settings.variants, "format_quotas": settings.format_quotas,
         },
+        "notes": notes,
     }

@@ -33,7 +33,7 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
     plan = plan_blend(synthetic, existing, settings, existing_name)
     plan["tokenizer"] = manifest["tokenizer"]
     plan["manifest"] = str((root / "manifest.json").resolve())
-    plan["notes"] = notes
+    plan["notes"] = notes + plan.get("notes", [])
     return plan
 
 

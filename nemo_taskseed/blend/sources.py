@@ -29,6 +29,8 @@ class SyntheticPrefix:
     variant: str | None
     kind: str
     group: str
+    # multiple_choice | generative when the manifest groups by format (blend.format_quotas), else None.
+    format: str | None = None
 
 
 @dataclass
@@ -71,6 +73,7 @@ def synthetic_prefixes_from_manifest(manifest: dict, root: Path, group_key: str 
         prefixes.append(SyntheticPrefix(
             name=entry["name"], prefix=prefix, tokens=int(entry["tokens"]), documents=int(entry["documents"]),
             family=family, variant=group_values.get("variant"), kind=entry.get("kind", "unknown"), group=group,
+            format=group_values.get("format"),
         ))
     if not prefixes:
         raise PlanError(f"{manifest_path}: the tokenize manifest lists no prefixes")
