@@ -114,10 +114,10 @@ def test_fuzzy_dedup_agrees_with_datasketch_lsh(fixtures_hf, tmp_path):
     from nemo_taskseed.filter.dedup.sharded import minhash_signatures
 
     rows = [mc_fields(r) for r in fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:150]]
-    items = [("{:016x}".format(i), "0" * 16, r) for i, r in enumerate(rows)]
+    items = [(f"{i:016x}", "0" * 16, r) for i, r in enumerate(rows)]
     for n, i in enumerate(range(0, 150, 10)):  # 15 near copies: one option word changed
         r = rows[i]
-        items.append(("{:016x}".format(10_000 + n), "0" * 16, dict(r, options=[*r["options"][:-1], r["options"][-1] + " too"])))
+        items.append((f"{10_000 + n:016x}", "0" * 16, dict(r, options=[*r["options"][:-1], r["options"][-1] + " too"])))
     settings = _settings(exact=False)
     ours = _resolve(tmp_path, "lsh", [], [items], settings)
 
@@ -157,3 +157,31 @@ def test_the_evidence_n_gram_is_the_same_in_every_run(tmp_path):
             for seed in range(6)}
     words = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat".split()
     assert seen == {min(" ".join(words[i:i + 5]) for i in range(len(words) - 4))}
+
+
+def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf):
+    """Default short_min_words: every 5-12-word test question inside a longer record is caught; no
+    real training item of the same datasets is flagged (the false-positive rate on clean data)."""
+    from test_filter_fixtures import gsm8k_fields, make_generated, make_seed
+
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.decontam import build_index
+    from nemo_taskseed.filter.text import record_fields_text
+
+    dc = load_config("benchmarks/smoke").filter.decontam
+    built = build_index(list(dc.benchmarks), source="mirror", mirror=fixtures_hf, short_min_words=int(dc.short_min_words))
+    sources = [("allenai/ai2_arc", "ARC-Easy", "test", mc_fields), ("tau/commonsense_qa", "default", "validation", mc_fields),
+               ("allenai/openbookqa", "main", "test", mc_fields), ("openai/gsm8k", "main", "test", gsm8k_fields)]
+    short = [f(r)["question"] for ds, cfg, split, f in sources for r in fixture_rows(fixtures_hf, ds, cfg, split)
+             if 5 <= len(f(r)["question"].split()) <= 12]
+    assert len(short) == 139
+    caught = sum(built.index.check([f"Here is a question. {q} Think about it."]) is not None for q in short)
+    assert caught == len(short)
+    fields = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
+    clean = []
+    for ds, cfg, _, f in sources:
+        rows = fixture_rows(fixtures_hf, ds, cfg, "train")
+        seed = make_seed("x", "x", f(rows[0]), 0)
+        clean += [make_generated(seed, f(r), sample_index=i) for i, r in enumerate(rows)]
+    assert len(clean) == 800
+    assert [r["question"] for r in clean if built.index.check(record_fields_text(r, fields))] == []

@@ -264,3 +264,19 @@ def test_diversity_metrics_and_plot(records, tmp_path):
     assert 0 < metrics["gsm8k"]["mean_nn_similarity"] < 1 and 0 < metrics["gsm8k"]["distinct_2"] <= 1
     path = plot_diversity(metrics, tmp_path / "diversity.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_semantic_settings_and_warnings_name_the_keys():
+    from nemo_taskseed.config import load_config, to_container
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
+    from nemo_taskseed.filter.step import checks_run, data_warnings
+
+    with pytest.raises(UserError, match=r"filter.decontam.semantic: unknown key\(s\) \['treshold'\]"):
+        SemanticSettings.from_config({"treshold": 0.9})
+    with pytest.raises(UserError, match="filter.decontam.semantic.threshold must be in"):
+        SemanticSettings.from_config({"threshold": 1.5})
+    fcfg = to_container(load_config(None, ["filter.decontam.semantic.enabled=false"]))["filter"]
+    assert not checks_run(fcfg)["semantic_decontam"] and checks_run(fcfg)["semantic_dedup"]
+    warnings = data_warnings(fcfg, {"coverage": [{"loaded": True}]}, None)
+    assert any(w.startswith("semantic decontamination is off (filter.decontam.semantic.enabled=false)") for w in warnings)

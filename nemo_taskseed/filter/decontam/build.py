@@ -51,7 +51,7 @@ def build_index(
     source: str = "auto",
     mirror: str | Path | None = None,
     ngram_size: int = 13,
-    short_min_words: int = 8,
+    short_min_words: int = 5,
     include_paths: Sequence[str | Path] = (),
     progress: bool = False,
 ) -> DecontamIndex:

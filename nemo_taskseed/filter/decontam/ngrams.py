@@ -2,7 +2,7 @@
 
 The index maps each normalized n-gram of every benchmark row to the row it came from. A record is
 contaminated when any of its n-grams is in the index. Benchmark strings shorter than n words (a
-short CommonsenseQA question has 8) have no 13-gram at all and would never match; when such a
+short CommonsenseQA question has 5 to 8) have no 13-gram at all and would never match; when such a
 string has at least `short_min_words` words it is indexed whole, keyed by its first
 `short_min_words` words, and matches a record containing it verbatim (after normalization).
 
@@ -33,7 +33,7 @@ class NgramHit:
 
 
 class NgramIndex:
-    def __init__(self, ngram_size: int = 13, short_min_words: int = 8):
+    def __init__(self, ngram_size: int = 13, short_min_words: int = 5):
         if ngram_size < 1:
             raise ValueError(f"ngram_size must be >= 1, got {ngram_size}")
         self.n = ngram_size
