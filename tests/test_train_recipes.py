@@ -164,6 +164,24 @@ def test_bad_plans_name_the_field(tmp_path):
         load_plan(tmp_path / "nope.json")
 
 
+def test_one_plan_reader_for_training_and_blend_verify(plan_path):
+    # A hand-written plan (no schema tag, weights Megatron will normalize) is fine for training;
+    # `blend verify` reads with the same reader but insists on what `blend plan` writes.
+    from nemo_taskseed.blend.planner import read_plan
+    from nemo_taskseed.schema.plan import PlanError
+
+    plan = json.loads(plan_path.read_text())
+    plan["data_paths"] = [[7, plan["data_paths"][0][1]], [3, plan["data_paths"][1][1]]]
+    plan_path.write_text(json.dumps(plan))
+    assert load_plan(plan_path).weights == [7.0, 3.0]
+    with pytest.raises(PlanError, match="schema"):
+        read_plan(plan_path)
+    plan["schema"] = "taskseed.blend-plan/1"
+    plan_path.write_text(json.dumps(plan))
+    with pytest.raises(PlanError, match="weights sum to 10, not 1"):
+        read_plan(plan_path)
+
+
 def test_set_by_path_refuses_unknown_fields():
     class Section:
         train_iters = 1

@@ -3,8 +3,8 @@ Megatron / Megatron-Bridge / NeMo 2 data arguments, and verify it with megatron-
 
 from nemo_taskseed.blend.plan import PlanSettings, plan_blend
 from nemo_taskseed.blend.planner import plan_from_config, read_plan, verify_from_config, write_plan
-from nemo_taskseed.blend.sources import PlanError
 from nemo_taskseed.blend.verify import VerifyError, verify_plan
+from nemo_taskseed.schema.plan import PlanError
 
 __all__ = ["PlanError", "PlanSettings", "VerifyError", "plan_blend", "plan_from_config", "read_plan",
            "verify_from_config", "verify_plan", "write_plan"]

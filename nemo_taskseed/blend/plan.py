@@ -39,9 +39,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from nemo_taskseed.blend.sources import ExistingEntry, PlanError, SyntheticPrefix, count_prefix_tokens, prefix_exists
-
-PLAN_SCHEMA = "taskseed.blend-plan/1"
+from nemo_taskseed.blend.sources import ExistingEntry, SyntheticPrefix, count_prefix_tokens, prefix_exists
+from nemo_taskseed.schema.plan import PLAN_SCHEMA, PlanError
 
 
 @dataclass

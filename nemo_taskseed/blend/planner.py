@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from nemo_taskseed.blend.emit import write_artifacts
-from nemo_taskseed.blend.plan import PLAN_SCHEMA, PlanSettings, plan_blend, resolve_existing
-from nemo_taskseed.blend.sources import PlanError, load_existing_blend, synthetic_prefixes_from_manifest
+from nemo_taskseed.blend.plan import PlanSettings, plan_blend, resolve_existing
+from nemo_taskseed.blend.sources import load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
-from nemo_taskseed.utils.jsonl import read_json_artifact
 from nemo_taskseed.pipeline.lock import holds_output_lock
+from nemo_taskseed.schema.plan import PlanError
+from nemo_taskseed.schema.plan import read_plan as read_plan_file
 
 
 def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
@@ -44,14 +45,8 @@ def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
 
 
 def read_plan(path: str | Path) -> tuple[dict, Path]:
-    plan, path = read_json_artifact(
-        path, what="blend plan",
-        default_name="plan.json", hint="run `taskseed blend plan` first",
-        error=PlanError, schema=PLAN_SCHEMA)
-    total = sum(float(w) for w, _ in plan["data_paths"])
-    if abs(total - 1.0) > 1e-6:
-        raise PlanError(f"{path}: data_paths weights sum to {total:.8g}, not 1 (was the plan edited by hand?)")
-    return plan, path
+    """The plan `taskseed blend plan` wrote (schema tag and weights summing to 1 checked)."""
+    return read_plan_file(path, written_by_blend=True)
 
 
 def verify_from_config(plan: dict, section) -> dict:

@@ -12,11 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from nemo_taskseed.errors import UserError
-
-
-class PlanError(UserError):
-    """A blend that cannot be planned; the message names the entry, family or group at fault."""
+from nemo_taskseed.schema.plan import PlanError
 
 
 @dataclass

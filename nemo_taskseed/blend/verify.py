@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nemo_taskseed.blend.sources import PlanError, prefix_exists
+from nemo_taskseed.blend.sources import prefix_exists
+from nemo_taskseed.schema.plan import PlanError
 
 
 class VerifyError(PlanError):

@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.utils.jsonl import read_json_artifact
+from nemo_taskseed.schema.plan import PlanError, read_plan
 
-
-class PlanError(UserError):
-    """A plan.json that training cannot use; the message names the file and the field."""
+__all__ = ["BlendPlan", "PlanError", "load_plan", "train_iters_for"]
 
 
 @dataclass(frozen=True)
@@ -47,39 +45,15 @@ class BlendPlan:
 
 
 def load_plan(path: str | Path) -> BlendPlan:
-    raw, plan_path = read_json_artifact(
-        path, what="blend plan", default_name="plan.json", hint="write one with `taskseed blend plan`", error=PlanError
-    )
-    for key in ("seq_length", "total_tokens", "data_paths"):
-        if key not in raw:
-            raise PlanError(f"{plan_path}: missing field {key!r}")
-    seq_length, total_tokens = raw["seq_length"], raw["total_tokens"]
-    if not isinstance(seq_length, int) or seq_length <= 0:
-        raise PlanError(f"{plan_path}: seq_length must be a positive integer, got {seq_length!r}")
-    if not isinstance(total_tokens, int) or total_tokens <= 0:
-        raise PlanError(f"{plan_path}: total_tokens must be a positive integer, got {total_tokens!r}")
-    pairs = []
-    for i, item in enumerate(raw["data_paths"]):
-        if not (isinstance(item, (list, tuple)) and len(item) == 2):
-            raise PlanError(f"{plan_path}: data_paths[{i}] must be [weight, prefix], got {item!r}")
-        weight, prefix = item
-        if not isinstance(weight, (int, float)) or weight <= 0 or not math.isfinite(weight):
-            raise PlanError(f"{plan_path}: data_paths[{i}] weight must be a positive number, got {weight!r}")
-        if not isinstance(prefix, str) or not prefix:
-            raise PlanError(f"{plan_path}: data_paths[{i}] prefix must be a non-empty string")
-        if prefix.endswith((".bin", ".idx")):
-            raise PlanError(f"{plan_path}: data_paths[{i}] must be a prefix without .bin/.idx: {prefix}")
-        pairs.append((float(weight), prefix))
-    if not pairs:
-        raise PlanError(f"{plan_path}: data_paths is empty")
-    tokenizer = raw.get("tokenizer")
+    plan, plan_path = read_plan(path, written_by_blend=False)
+    tokenizer = plan.get("tokenizer")
     tokenizer_path = tokenizer.get("path") if isinstance(tokenizer, dict) else tokenizer
     return BlendPlan(
         plan_path,
-        seq_length,
-        total_tokens,
-        tuple(pairs),
-        list(raw.get("entries", [])),
+        plan["seq_length"],
+        plan["total_tokens"],
+        tuple((float(w), prefix) for w, prefix in plan["data_paths"]),
+        list(plan.get("entries", [])),
         str(tokenizer_path) if tokenizer_path else None,
     )
 
