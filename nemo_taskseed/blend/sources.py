@@ -4,7 +4,6 @@ existing pretraining blend (YAML/JSON with weights or token counts, or a Megatro
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +152,3 @@ def _from_mapping(data, source: str, base_dir: Path | None) -> tuple[str, list[E
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list) or not data["datasets"]:
         raise PlanError(f"{source}: expected a mapping with a non-empty `datasets:` list")
     return str(data.get("name") or Path(source).stem), _entries_from_rows(data["datasets"], source, base_dir)
-
-
-def manifest_summary(manifest: dict) -> dict:
-    return {k: manifest.get(k) for k in ("tokenizer", "dtype", "append_eod", "group_by")}
-
-
-def dump_json(path: Path, payload) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
