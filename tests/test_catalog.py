@@ -225,7 +225,7 @@ def test_capability_map_errors_name_the_key(tmp_path):
 def test_paper_comparison_counts_the_training_split_catalog(catalog):
     """The numbers `taskseed catalog` puts next to the paper's (docs/catalog.md), measured with
     stock lm-eval 0.4.13: 50 capability families (61 folders), 408 subtasks, 263 sources,
-    64 knowledge : 199 reasoning, 161 non-English sources, 21 of 92 dataset paths licensed."""
+    64 knowledge : 199 reasoning, 161 non-English sources, 22 of 92 dataset paths licensed."""
     from nemo_taskseed.catalog.report import paper_comparison
 
     cfg = load_config().catalog
@@ -236,6 +236,13 @@ def test_paper_comparison_counts_the_training_split_catalog(catalog):
     assert c["knowledge_sources"] >= 60 and c["non_english_sources"] > c["distinct_sources"] / 2
     assert len(c["unknown_license_paths"]) == c["dataset_paths"] - c["dataset_paths_with_license"]
     assert "allenai/openbookqa" in c["unknown_license_paths"]
+    assert "google-research-datasets/paws-x" not in c["unknown_license_paths"]
     rows = {r["task"]: r for r in catalog.eligible}
     assert (rows["xnli_de"]["language"], rows["arc_easy"]["language"], rows["afrimgsm_cot_amh_prompt_1"]["language"],
             rows["copa_ca"]["language"]) == ("de", "en", "amh", "ca")
+    # Every license claim says where it is from.
+    assert "dataset card" in rows["arc_easy"]["license_source"] and "gives no license" in rows["openbookqa"]["license_source"]
+    assert rows["drop"]["license_source"] is not None and rows["xnli_de"]["license_source"] is None
+    assert rows["paws_de"]["license"] == "other-free-use" and "Google" in rows["paws_de"]["license_source"]
+    with pytest.raises(UserError, match="catalog.licenses.org/x: give both"):
+        build_catalog(load_config(overrides=["catalog.licenses.org/x={license: mit}"]).catalog)

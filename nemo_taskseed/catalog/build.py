@@ -20,8 +20,9 @@ from nemo_taskseed.paths import cache_dir
 
 # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses;
 # 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split;
-# 5: capability families (`family`), lm-eval `folder`, one kind per source; 6: `language`
-CATALOG_VERSION = 6
+# 5: capability families (`family`), lm-eval `folder`, one kind per source; 6: `language`;
+# 7: `license_source`
+CATALOG_VERSION = 7
 _SPLIT_ROLES = ("override", "training_split", "fewshot_split")
 
 
@@ -149,12 +150,25 @@ class CapabilityMap:
 
 
 class LicenseTable:
-    def __init__(self, table: dict[str, str], compatible: list[str]):
-        self.table = {k.lower(): v for k, v in (table or {}).items()}
+    """catalog.licenses: `path: license` (the dataset card says so) or `path: {license, source}`."""
+
+    def __init__(self, table: dict[str, Any], compatible: list[str]):
+        self.table: dict[str, tuple[str, str]] = {}
+        for path, entry in (table or {}).items():
+            if isinstance(entry, dict):
+                if not entry.get("license") or not entry.get("source"):
+                    raise ConfigError(f"catalog.licenses.{path}: give both `license` and `source` (where the claim is from)")
+                self.table[path.lower()] = (str(entry["license"]), str(entry["source"]))
+            else:
+                said = "gives no license" if str(entry) == "unknown" else "on the Hugging Face hub"
+                self.table[path.lower()] = (str(entry), f"dataset card of {path} {said}")
         self.compatible = {c.lower() for c in compatible or []}
 
     def __call__(self, dataset_path: str) -> str:
-        return self.table.get(dataset_path.lower(), "unknown")
+        return self.table.get(dataset_path.lower(), ("unknown", ""))[0]
+
+    def source(self, dataset_path: str) -> str | None:
+        return self.table.get(dataset_path.lower(), (None, None))[1] or None
 
     def is_compatible(self, license_id: str) -> bool:
         return license_id.lower() in self.compatible
@@ -219,6 +233,7 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     if leak_rule not in LEAK_RULES:
         raise ConfigError(f"catalog.leak_rule must be one of {list(LEAK_RULES)}, got {leak_rule!r}")
     capabilities, capability_data = CapabilityMap.from_config(catalog_cfg.get("capability_map"))
+    licenses = LicenseTable(catalog_cfg.get("licenses") or {}, catalog_cfg.get("compatible_licenses") or [])
     # The map's content, not its file name, decides the rows.
     cache_file = cache_dir("catalog") / f"{_cache_key({**catalog_cfg, 'capability_map': capability_data})}.json"
     if use_cache and cache_file.is_file():
@@ -231,7 +246,6 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         scored.add_task(name, cfg)
 
     kind_of = KindRules(catalog_cfg.get("kind") or {})
-    licenses = LicenseTable(catalog_cfg.get("licenses") or {}, catalog_cfg.get("compatible_licenses") or [])
     overrides = dict(catalog_cfg.get("split_overrides") or {})
     # Entries are {pattern, reason} or bare patterns.
     denylist = [(str(d["pattern"]), str(d.get("reason") or "")) if isinstance(d, dict) else (str(d), "")
@@ -304,6 +318,7 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             "verifier": verifier,
             "verifier_reason": verifier_reason,
             "license": license_id,
+            "license_source": licenses.source(key.dataset_path),
             "source_key": source_key(cfg, seed.split, tasks_root),
         })
     assign_canonical(eligible)
