@@ -83,6 +83,7 @@ def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: 
     """
     cap = max_per_subtask if max_per_subtask and max_per_subtask > 0 else None
     notes: list[str] = []
+    unknown: list[str] = []
 
     def available(row: dict[str, Any]) -> int:
         size = sizes.get(row["task"])
@@ -90,13 +91,17 @@ def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: 
             if cap is None:
                 raise ConfigError(f"seeds.targets: the size of {row['task']}'s split is unknown (no mirror) and "
                                   f"seeds.max_per_subtask is null: set a mirror or a cap")
-            notes.append(f"{row['task']}: split size unknown, assumed {cap} (seeds.max_per_subtask)")
+            unknown.append(row["task"])
             size = cap
         return min(size, cap) if cap is not None else size
 
     if not targets.active:
         return {"per_task": {r["task"]: cap for r in rows}, "kinds": {}, "families": {}, "notes": notes}
     avail = {r["task"]: available(r) for r in rows}
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        notes.append(f"split size unknown for {len(unknown)} subtask(s) ({shown}): assumed {cap} "
+                     f"(seeds.max_per_subtask); give a mirror for real sizes (few-shot/dev splits hold ~5 rows)")
 
     per_task: dict[str, int] = {r["task"]: 0 for r in rows}
     kinds_report: dict[str, dict[str, Any]] = {}
