@@ -136,8 +136,9 @@ def test_bad_input_is_rejected_with_reason_and_the_rest_kept(fixtures_hf, tmp_pa
     assert summary["per_task"]["arc_easy"]["kept"] == 3
     assert summary["per_task"]["mmlu_anatomy"]["kept"] == 4
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
-    by_reason = {(r["task"], r["reason_code"]): r for r in rejected}
-    assert by_reason[("arc_easy", "malformed_row")]["reason"].startswith("line 2:")
+    assert all(r["stage"] == "seeds" for r in rejected)  # the one rejected-line shape (schema/rejected.py)
+    by_reason = {(r["task"], r["reason"]): r for r in rejected}
+    assert by_reason[("arc_easy", "malformed_row")]["detail"].startswith("line 2:")
     assert by_reason[("arc_easy", "malformed_row")]["file"] == str(arc)
     assert by_reason[("arc_easy", "missing_field")]["field"] == "answerKey"
     assert by_reason[("arc_easy", "missing_field")]["row"] == 2
@@ -212,7 +213,7 @@ def test_identical_seeds_across_subtasks_are_kept_once(fixtures_hf, tmp_path):
     assert summary["per_task"]["arc_challenge"]["kept"] == 5
     assert summary["rejected_by_reason"] == {"duplicate_seed": 5}
     dropped = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
-    assert {d["row"] for d in dropped} == {0, 1, 2, 3, 4} and all("arc_easy row" in d["reason"] for d in dropped)
+    assert {d["row"] for d in dropped} == {0, 1, 2, 3, 4} and all("arc_easy row" in d["detail"] for d in dropped)
     assert len(seeds_of(out, "arc_challenge")) == 5
     questions = [r["question"] for t in ("arc_easy", "arc_challenge") for r in seeds_of(out, t)]
     assert len(questions) == len(set(questions)) == 15

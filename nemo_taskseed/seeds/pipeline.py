@@ -11,6 +11,7 @@ import pandas as pd
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.schema import content_id
+from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.source import SourceError, mirror_file
 from nemo_taskseed.seeds.targets import plan_rows
@@ -133,10 +134,10 @@ def publish_seeds(out_dir: Path, tasks: list[str], *, dedup_content: bool = True
             key = seed_content_key(record)
             where = f"{task} row {record.get('source', {}).get('row')}"
             if dedup_content and key in seen:
-                dropped.append(json.dumps({
-                    "task": task, "row": record.get("source", {}).get("row"), "reason_code": "duplicate_seed",
-                    "reason": f"same question, context, options and answer as {seen[key]} (kept once)",
-                    "field": None, "file": record.get("source", {}).get("file")}, ensure_ascii=False))
+                dropped.append(json.dumps(rejected_line(
+                    "seeds", "duplicate_seed", f"same question, context, options and answer as {seen[key]} (kept once)",
+                    task=task, row=record.get("source", {}).get("row"), field=None,
+                    file=record.get("source", {}).get("file")), ensure_ascii=False))
                 continue
             seen.setdefault(key, where)
             kept.append(line)
@@ -158,7 +159,9 @@ def summarize(out_dir: Path, tasks: list[str], duplicates: dict[str, list[str]] 
         rejected_lines.extend(lines)
         task_reasons: dict[str, int] = {}
         for line in lines:
-            code = json.loads(line)["reason_code"]
+            entry = json.loads(line)
+            # `reason_code` is how subtasks finished before the one rejected-line shape wrote it.
+            code = entry["reason_code"] if "reason_code" in entry else entry["reason"]
             task_reasons[code] = task_reasons.get(code, 0) + 1
             reasons[code] = reasons.get(code, 0) + 1
         info = json.loads(marker.read_text()) if marker.is_file() else {"kept": 0, "notes": {}}

@@ -20,6 +20,7 @@ from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.schema import validate_seed
+from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates, NormalizeError
 from nemo_taskseed.seeds.source import SourceError, mirror_file, read_hub_split, read_mirror_split, sample_rows
@@ -219,7 +220,10 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             rejected = group[group["status"] == REJECTED].sort_values("row")
             write_lines(parts / f"seeds.{task}.jsonl", list(kept["payload"]))
             rejected_lines = [
-                json.dumps({"task": task, "row": None if r.row < 0 else int(r.row), "reason_code": r.reason_code, "reason": r.reason, "field": r.field or None, "file": json.loads(r.payload).get("file") if r.payload else None}, ensure_ascii=False)
+                json.dumps(rejected_line("seeds", r.reason_code, r.reason, task=task, row=None if r.row < 0 else int(r.row),
+                                         field=r.field or None,
+                                         file=json.loads(r.payload).get("file") if r.payload else None),
+                           ensure_ascii=False)
                 for r in rejected.itertuples()
             ]
             write_lines(parts / f"rejected.{task}.jsonl", rejected_lines)
