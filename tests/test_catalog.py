@@ -225,7 +225,7 @@ def test_capability_map_errors_name_the_key(tmp_path):
 def test_paper_comparison_counts_the_training_split_catalog(catalog):
     """The numbers `taskseed catalog` puts next to the paper's (docs/catalog.md), measured with
     stock lm-eval 0.4.13: 50 capability families (61 folders), 408 subtasks, 263 sources,
-    64 knowledge : 199 reasoning, 161 non-English sources, 22 of 92 dataset paths licensed."""
+    64 knowledge : 199 reasoning, 161 non-English sources, 24 of 92 dataset paths licensed."""
     from nemo_taskseed.catalog.report import paper_comparison
 
     cfg = load_config().catalog
