@@ -80,8 +80,10 @@ def _run(cmd, env: dict | None = None) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The client's connections are closed inside its event loop (they used to be closed by the
     # garbage collector after the loop, with three tracebacks per successful run).
-    assert "Event loop is closed" not in proc.stderr, proc.stderr[-3000:]
-    return json.loads((Path(cmd[cmd.index("--out") + 1]) / "summary.json").read_text())
+    out = Path(cmd[cmd.index("--out") + 1])
+    log = (out / "taskseed.log").read_text() if (out / "taskseed.log").is_file() else ""
+    assert "Event loop is closed" not in proc.stderr + log, (proc.stderr + log)[-3000:]
+    return json.loads((out / "summary.json").read_text())
 
 
 def _rows(out: Path) -> int:
