@@ -11,14 +11,14 @@ record. Verdicts of both are compared (a record is contaminated when the janitor
 
 Semantic check (filter/semantic): the same benchmark rows embedded (all-MiniLM-L6-v2 on CPU) in
 an exact faiss index; records are embedded and searched as the SemanticDecontaminationStage does.
-Embedding dominates and is linear in the records; on this 2-core machine it runs at tens of
-records/s, so 100k records take most of an hour: 10k by default, 100k on request. The faiss search
+Embedding dominates and is linear in the records; on this 2-core machine it ran at 6-25
+records/s (busy / idle), so 100k records take hours: 10k by default, 100k on request. The faiss search
 alone is also timed at 10x the largest size (embedded vectors repeated: search cost does not
 depend on the content).
 
     python bench/bench_decontam.py                 # n-grams at 10k and 100k, semantic at 10k
     python bench/bench_decontam.py --sizes 2000 --semantic-sizes 1000
-    python bench/bench_decontam.py --semantic-sizes 10000 100000   # ~1 h on 2 CPU cores
+    python bench/bench_decontam.py --semantic-sizes 10000 100000   # hours on 2 CPU cores
     python bench/bench_decontam.py --semantic-sizes                # n-grams only
 """
 

@@ -45,8 +45,12 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     # index (all 10 splits the five demo benchmarks score), and its planted leak is found: the
     # training row Demo_ARC_0 is also ARC-Easy test row Demo_ARC_test_0.
     table = (workdir / "filter" / "quality_summary.txt").read_text()
-    for check in ("schema", "text_quality", "item_rules", "explanation", "decontam", "exact_dedup", "fuzzy_dedup"):
+    for check in ("schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam",
+                  "exact_dedup", "fuzzy_dedup", "semantic_dedup"):
         assert f"\n{check} " in table, table
+    # The benchmarks checked with their splits, and the diversity table with its plot (docs/decontamination.md).
+    assert "decontamination: 5 benchmarks checked" in table and "filter: diversity and novelty" in table
+    assert (workdir / "filter" / "diversity.png").is_file()
     assert "\nverify " in table and "off" in table.split("\nverify ")[1].splitlines()[0]
     contamination = json.loads((workdir / "filter" / "contamination_report.json").read_text())
     assert len(contamination["coverage"]) == 10 and contamination["missing_splits"] == []
