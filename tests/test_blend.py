@@ -19,8 +19,16 @@ from nemo_taskseed.config import load_config
 
 def synthetic(name: str, tokens: int, kind: str = "knowledge", family: str | None = None, documents: int = 100):
     family = family or name.split("__")[0]
-    return SyntheticPrefix(name=name, prefix=f"/data/syn/{name}", tokens=tokens, documents=documents,
-                           family=family, variant=None, kind=kind, group=kind)
+    return SyntheticPrefix(
+        name=name,
+        prefix=f"/data/syn/{name}",
+        tokens=tokens,
+        documents=documents,
+        family=family,
+        variant=None,
+        kind=kind,
+        group=kind,
+    )
 
 
 def settings(**kw) -> PlanSettings:
@@ -34,6 +42,7 @@ def tokens_by_name(plan: dict) -> dict[str, int]:
 
 
 # --- plan arithmetic ------------------------------------------------------------------------------
+
 
 def test_natural_temperature_follows_family_sizes_and_weights_are_token_shares():
     # Same document count, 1:3 tokens: the weights must follow tokens (GPT samples are token windows).
@@ -56,13 +65,15 @@ def test_temperature_flattens_towards_uniform():
 
 def test_max_epochs_water_filling():
     fams = [synthetic("a", 10_000), synthetic("b", 30_000), synthetic("c", 60_000)]
-    plan = plan_blend(fams, [], settings(max_epochs=5.0, total_tokens=400_000,
-                                         family_overrides={"c": FamilyLimits(max_epochs=None)}))
+    plan = plan_blend(
+        fams, [], settings(max_epochs=5.0, total_tokens=400_000, family_overrides={"c": FamilyLimits(max_epochs=None)})
+    )
     t = tokens_by_name(plan)
     # natural: a 40k (4 epochs), b 120k (4 epochs), c 240k: under the 5-epoch cap, nothing binds
     assert t == {"a": 40_000, "b": 120_000, "c": 240_000}
-    plan = plan_blend(fams, [], settings(max_epochs=3.0, total_tokens=400_000,
-                                         family_overrides={"c": FamilyLimits(max_epochs=None)}))
+    plan = plan_blend(
+        fams, [], settings(max_epochs=3.0, total_tokens=400_000, family_overrides={"c": FamilyLimits(max_epochs=None)})
+    )
     t = tokens_by_name(plan)
     # caps a 30k, b 90k bind; c takes the remaining 280k
     assert t == {"a": 30_000, "b": 90_000, "c": 280_000}
@@ -82,8 +93,11 @@ def test_max_share_caps_and_min_share_floors_small_families():
 
 
 def test_group_quotas_split_the_synthetic_budget_between_knowledge_and_reasoning():
-    fams = [synthetic("arc", 10_000, "knowledge"), synthetic("obqa", 30_000, "knowledge"),
-            synthetic("gsm8k", 200_000, "reasoning")]
+    fams = [
+        synthetic("arc", 10_000, "knowledge"),
+        synthetic("obqa", 30_000, "knowledge"),
+        synthetic("gsm8k", 200_000, "reasoning"),
+    ]
     plan = plan_blend(fams, [], settings(group_quotas={"knowledge": 0.6, "reasoning": 0.4}))
     assert tokens_by_name(plan) == {"arc": 150_000, "obqa": 450_000, "gsm8k": 400_000}
     assert plan["groups"]["knowledge"]["share"] == pytest.approx(0.6)
@@ -99,7 +113,10 @@ def test_existing_blend_by_weights_and_by_tokens():
     assert t == {"arc": 50_000, "gsm8k": 150_000, "web": 600_000, "code": 200_000}
     assert sum(t.values()) == plan["total_tokens"]
     assert sum(w for w, _ in plan["data_paths"]) == pytest.approx(1.0, abs=1e-12)
-    by_tokens = [ExistingEntry("web", "/p/web", None, 3_000_000, "w"), ExistingEntry("code", "/p/code", None, 1_000_000, "c")]
+    by_tokens = [
+        ExistingEntry("web", "/p/web", None, 3_000_000, "w"),
+        ExistingEntry("code", "/p/code", None, 1_000_000, "c"),
+    ]
     plan = plan_blend(fams, by_tokens, settings(synthetic_share=0.2))
     t = tokens_by_name(plan)
     assert (t["web"], t["code"]) == (600_000, 200_000)
@@ -119,6 +136,7 @@ def test_water_fill_respects_bounds():
 
 # --- impossible plans ----------------------------------------------------------------------------
 
+
 def test_caps_that_cannot_fill_the_budget_name_the_group_and_families():
     with pytest.raises(PlanError, match=r"group 'all': caps cannot fill the budget.*a <= 40,000 \(max_epochs=4"):
         plan_blend([synthetic("a", 10_000), synthetic("b", 20_000)], [], settings(max_epochs=4.0))
@@ -127,16 +145,23 @@ def test_caps_that_cannot_fill_the_budget_name_the_group_and_families():
 def test_floor_above_cap_names_the_family():
     # A floor set for the family itself that its cap cannot meet is an error naming it ...
     with pytest.raises(PlanError, match=r"family 'tiny': floor min_share=0.1 .* exceeds its cap max_epochs=2"):
-        plan_blend([synthetic("tiny", 100), synthetic("big", 10_000_000)], [],
-                   settings(max_epochs=2.0, family_overrides={"tiny": FamilyLimits(max_epochs=2.0, min_share=0.1)}))
+        plan_blend(
+            [synthetic("tiny", 100), synthetic("big", 10_000_000)],
+            [],
+            settings(max_epochs=2.0, family_overrides={"tiny": FamilyLimits(max_epochs=2.0, min_share=0.1)}),
+        )
     # ... the global floor on a family too small for it gives the family all its cap allows.
-    plan = plan_blend([synthetic("tiny", 100), synthetic("big", 10_000_000)], [], settings(min_share=0.1, max_epochs=2.0))
+    plan = plan_blend(
+        [synthetic("tiny", 100), synthetic("big", 10_000_000)], [], settings(min_share=0.1, max_epochs=2.0)
+    )
     assert tokens_by_name(plan)["tiny"] == 200 and plan["entries"][1]["bound"] == "max_epochs=2"
 
 
 def test_existing_weights_that_do_not_sum_to_one():
-    entries = [ExistingEntry("web", "/p/web", 0.7, None, "b.yaml: datasets[0] (web)"),
-               ExistingEntry("code", "/p/code", 0.2, None, "b.yaml: datasets[1] (code)")]
+    entries = [
+        ExistingEntry("web", "/p/web", 0.7, None, "b.yaml: datasets[0] (web)"),
+        ExistingEntry("code", "/p/code", 0.2, None, "b.yaml: datasets[1] (code)"),
+    ]
     with pytest.raises(PlanError, match=r"weights sum to 0.9, not 1 .*web=0.7, code=0.2"):
         plan_blend([synthetic("a", 10_000)], entries, settings(synthetic_share=0.1))
     plan = plan_blend([synthetic("a", 10_000)], entries, settings(synthetic_share=0.1, normalize_existing_weights=True))
@@ -145,7 +170,9 @@ def test_existing_weights_that_do_not_sum_to_one():
 
 def test_zero_token_and_missing_prefix_entries_are_named(tmp_path):
     blend_file = tmp_path / "pre.yaml"
-    blend_file.write_text("datasets:\n  - {name: web, prefix: /p/web, weight: 1.0}\n  - {name: empty, prefix: /p/e, tokens: 0}\n")
+    blend_file.write_text(
+        "datasets:\n  - {name: web, prefix: /p/web, weight: 1.0}\n  - {name: empty, prefix: /p/e, tokens: 0}\n"
+    )
     with pytest.raises(PlanError, match=r"pre.yaml: datasets\[1\] \(empty\): zero-token dataset"):
         load_existing_blend(str(blend_file))
     blend_file.write_text("datasets:\n  - {name: web, prefix: /nowhere/web_text_document, weight: 1.0}\n")
@@ -181,11 +208,14 @@ def test_data_args_file_is_accepted_as_existing_blend(tmp_path):
 
 # --- emitted formats -----------------------------------------------------------------------------
 
+
 def test_every_artifact_round_trips_through_its_consumer(tmp_path):
     from megatron.core.datasets.utils import get_blend_from_list
 
-    fams = [synthetic("arc__answer", 10_000, family="arc"), synthetic("gsm8k__reasoning", 30_000, "reasoning",
-                                                                      family="gsm8k")]
+    fams = [
+        synthetic("arc__answer", 10_000, family="arc"),
+        synthetic("gsm8k__reasoning", 30_000, "reasoning", family="gsm8k"),
+    ]
     existing = [ExistingEntry("web", "/p/web", 1.0, None, "w")]
     plan = plan_blend(fams, existing, settings(synthetic_share=0.3), existing_name="pre")
     written = write_artifacts(plan, tmp_path, valid="train", test=None)
@@ -214,6 +244,7 @@ def test_every_artifact_round_trips_through_its_consumer(tmp_path):
 
 # --- megatron-core on real tokenized data ---------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tokenized_world(tmp_path_factory, fixtures_hf, model_dir):
     """Synthetic prefixes from fixture rows plus two local 'pretraining' prefixes (code, science text)."""
@@ -230,19 +261,32 @@ def tokenized_world(tmp_path_factory, fixtures_hf, model_dir):
     with open(fixtures_hf / "allenai/openbookqa/main/train.jsonl") as handle:
         pretrain += [{"text": " ".join(json.loads(line)["choices"]["text"]), "family": "science"} for line in handle]
     write_jsonl(root / "pretrain.jsonl", pretrain)
-    tokenize_files([root / "pretrain.jsonl"], root / "pre", TokenizeOptions(str(model_dir), group_by=("family",),
-                                                                           progress=False))
+    tokenize_files(
+        [root / "pretrain.jsonl"], root / "pre", TokenizeOptions(str(model_dir), group_by=("family",), progress=False)
+    )
     (root / "existing.yaml").write_text(
         f"name: local-pretraining\ndatasets:\n  - {{name: code, prefix: {root / 'pre' / 'code'}, weight: 0.6}}\n"
-        f"  - {{name: science, prefix: {root / 'pre' / 'science'}, weight: 0.4}}\n")
+        f"  - {{name: science, prefix: {root / 'pre' / 'science'}, weight: 0.4}}\n"
+    )
     return root
 
 
 def _cfg(root: Path, *extra: str):
-    return load_config(None, [f"blend.manifest={root / 'tok'}", f"blend.existing={root / 'existing.yaml'}",
-                              "blend.total_tokens=2000000", "blend.seq_length=256", "blend.synthetic_share=0.25",
-                              "blend.max_epochs=200", "blend.group_quotas.knowledge=0.5",
-                              "blend.group_quotas.reasoning=0.5", "blend.plot=false", *extra])
+    return load_config(
+        None,
+        [
+            f"blend.manifest={root / 'tok'}",
+            f"blend.existing={root / 'existing.yaml'}",
+            "blend.total_tokens=2000000",
+            "blend.seq_length=256",
+            "blend.synthetic_share=0.25",
+            "blend.max_epochs=200",
+            "blend.group_quotas.knowledge=0.5",
+            "blend.group_quotas.reasoning=0.5",
+            "blend.plot=false",
+            *extra,
+        ],
+    )
 
 
 def test_real_megatron_build_realizes_the_planned_token_shares(tokenized_world):
@@ -252,7 +296,14 @@ def test_real_megatron_build_realizes_the_planned_token_shares(tokenized_world):
     cfg = _cfg(tokenized_world)
     plan = plan_from_config(cfg.blend)
     names = [e["name"] for e in plan["entries"]]
-    assert names == ["arc_easy__answer", "arc_easy__label", "commonsense_qa__all", "gsm8k__reasoning", "code", "science"]
+    assert names == [
+        "arc_easy__answer",
+        "arc_easy__label",
+        "commonsense_qa__all",
+        "gsm8k__reasoning",
+        "code",
+        "science",
+    ]
     pre = {e["name"]: e for e in plan["entries"] if e["source"] == "pretraining"}
     assert pre["code"]["tokens"] == 900_000 and pre["code"]["available_tokens"] > 0  # read from its .idx
     assert plan["total_samples"] == 7813
@@ -294,8 +345,24 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
 
     root = tokenized_world
     sets = ["blend.total_tokens=2000000", "blend.seq_length=256", "blend.max_epochs=200"]
-    assert main(["blend", "plan", "--manifest", str(root / "tok"), "--out", str(tmp_path / "plan"),
-                 "--existing", str(root / "existing.yaml"), "--synthetic-share", "0.25", *sets]) == 0
+    assert (
+        main(
+            [
+                "blend",
+                "plan",
+                "--manifest",
+                str(root / "tok"),
+                "--out",
+                str(tmp_path / "plan"),
+                "--existing",
+                str(root / "existing.yaml"),
+                "--synthetic-share",
+                "0.25",
+                *sets,
+            ]
+        )
+        == 0
+    )
     assert main(["blend", "verify", str(tmp_path / "plan"), "--build", "never"]) == 0
     out = capsys.readouterr().out
     assert "OK" in out and "plan.png" in out
@@ -312,13 +379,33 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
     assert main(["blend", "verify", str(tmp_path / "moved"), "--build", "never"]) == 0
     capsys.readouterr()
     # An impossible plan is a user error (exit 2) that names the group.
-    assert main(["blend", "plan", "--manifest", str(root / "tok"), "--out", str(tmp_path / "bad"),
-                 "--synthetic-share", "1", "blend.total_tokens=100000000000"]) == 2
+    assert (
+        main(
+            [
+                "blend",
+                "plan",
+                "--manifest",
+                str(root / "tok"),
+                "--out",
+                str(tmp_path / "bad"),
+                "--synthetic-share",
+                "1",
+                "blend.total_tokens=100000000000",
+            ]
+        )
+        == 2
+    )
     assert "caps cannot fill the budget" in capsys.readouterr().err
 
     cfg = _cfg(root, "blend.verify.build=never")
     summary = run_step(cfg, root / "tok", tmp_path / "step")
     assert summary["datasets"] == 6 and summary["synthetic_datasets"] == 4
     assert summary["verified_samples"] >= summary["total_samples"] == 7813
-    assert {"plan.json", "data_args.txt", "per_split_data_args.json", "bridge_overrides.txt",
-            "nemo2_datamodule.json", "plan.md"} <= set(summary["artifacts"])
+    assert {
+        "plan.json",
+        "data_args.txt",
+        "per_split_data_args.json",
+        "bridge_overrides.txt",
+        "nemo2_datamodule.json",
+        "plan.md",
+    } <= set(summary["artifacts"])

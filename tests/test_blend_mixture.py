@@ -43,9 +43,19 @@ def skewed_manifest(with_format: bool = True) -> list[SyntheticPrefix]:
         for fmt, tokens in formats.items():
             for variant in VARIANTS:
                 name = f"{family}__{fmt}__{variant}" if with_format else f"{family}__{variant}__{fmt}"
-                out.append(SyntheticPrefix(name=name, prefix=f"/data/syn/{name}", tokens=tokens, documents=tokens // 200,
-                                           family=family, variant=variant, kind=kind, group=kind,
-                                           format=fmt if with_format else None))
+                out.append(
+                    SyntheticPrefix(
+                        name=name,
+                        prefix=f"/data/syn/{name}",
+                        tokens=tokens,
+                        documents=tokens // 200,
+                        family=family,
+                        variant=variant,
+                        kind=kind,
+                        group=kind,
+                        format=fmt if with_format else None,
+                    )
+                )
     return out
 
 
@@ -98,7 +108,8 @@ def test_default_mixture_on_a_skewed_manifest_caps_families_and_meets_quotas():
     arc = [e for e in plan["entries"] if e["family"] == "arc"]
     assert len({e["tokens"] for e in arc}) == 1
     assert plan["families"]["arc/multiple_choice"]["item_epochs"] == pytest.approx(
-        4 * plan["families"]["arc/multiple_choice"]["epochs"])
+        4 * plan["families"]["arc/multiple_choice"]["epochs"]
+    )
     assert plan["notes"] == []
     assert not any("raised" in (e["bound"] or "") for e in plan["entries"])
 

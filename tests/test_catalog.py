@@ -64,10 +64,14 @@ def test_fewshot_from_train_stays_eligible_and_roles_are_recorded(catalog):
 def test_guard_rejects_split_scored_by_a_sibling_task():
     scored = ScoredSplits()
     scored.add_task("sibling_eval", {"dataset_path": "org/data", "dataset_name": "cfg", "test_split": "train"})
-    seed = choose_seed_split("trainer", {"dataset_path": "org/data", "dataset_name": "cfg", "training_split": "train"}, scored, {})
+    seed = choose_seed_split(
+        "trainer", {"dataset_path": "org/data", "dataset_name": "cfg", "training_split": "train"}, scored, {}
+    )
     assert seed.split is None and "sibling_eval:test_split" in seed.reason
     # A different config of the same dataset is different data.
-    seed = choose_seed_split("trainer", {"dataset_path": "org/data", "dataset_name": "other", "training_split": "train"}, scored, {})
+    seed = choose_seed_split(
+        "trainer", {"dataset_path": "org/data", "dataset_name": "other", "training_split": "train"}, scored, {}
+    )
     assert seed.split == "train"
 
 
@@ -97,7 +101,9 @@ def test_cli_writes_catalog_and_excluded(tmp_path):
     out, excluded = tmp_path / "catalog.jsonl", tmp_path / "excluded.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "nemo_taskseed", "catalog", "--out", str(out), "--excluded", str(excluded)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     dropped = [json.loads(line) for line in excluded.read_text().splitlines()]
@@ -116,8 +122,16 @@ def test_every_subtask_gets_an_answer_check_by_rule(catalog):
     assert all(r["verifier"] in VERIFIER_KINDS and r["verifier_reason"] for r in catalog.eligible)
     assert all(r["verifier"] == "multiple_choice" for r in catalog.eligible if r["format"] == "multiple_choice")
     # Math by its answer filter or \boxed{} answers, whatever the family is called.
-    for task in ("gsm8k", "tinyGSM8k", "leaderboard_math_algebra_hard", "mgsm_direct_ca", "mgsm_direct_gl",
-                 "hendrycks_math_algebra", "minerva_math_algebra", "afrimgsm_cot_amh_prompt_1"):
+    for task in (
+        "gsm8k",
+        "tinyGSM8k",
+        "leaderboard_math_algebra_hard",
+        "mgsm_direct_ca",
+        "mgsm_direct_gl",
+        "hendrycks_math_algebra",
+        "minerva_math_algebra",
+        "afrimgsm_cot_amh_prompt_1",
+    ):
         assert rows[task]["verifier"] == "math", (task, rows[task]["verifier_reason"])
     assert "#### " in rows["tinyGSM8k"]["verifier_reason"]
     assert sum(r["task"].startswith("afrimgsm") and r["verifier"] == "math" for r in catalog.eligible) >= 95
@@ -161,7 +175,9 @@ def test_subtasks_on_one_source_have_one_canonical_task(catalog):
     assert len(tydiqa) == 9 and len({r["source_key"] for r in tydiqa}) == 9
     assert all(r["canonical_task"] == r["task"] for r in tydiqa)
     # Other data (ARC-Easy vs ARC-Challenge) stays apart.
-    assert rows["arc_easy"]["canonical_task"] == "arc_easy" and rows["arc_challenge"]["canonical_task"] == "arc_challenge"
+    assert (
+        rows["arc_easy"]["canonical_task"] == "arc_easy" and rows["arc_challenge"]["canonical_task"] == "arc_challenge"
+    )
     counts = catalog.counts()
     assert counts["distinct_sources"] == sum(r["canonical_task"] == r["task"] for r in catalog.eligible)
     declared = [r for r in catalog.eligible if r["split_role"] != "fewshot_split"]
@@ -183,7 +199,8 @@ def test_leak_rule_scored_vs_conservative(catalog):
     assert "leak_rule=scored" in rows["afrimmlu_direct_amh_prompt_1"]["split_reason"]
     # What a task scores stays a leak under both rules.
     assert {r["task"] for r in scored.excluded if r["reason_code"] == "leak"} == {
-        r["task"] for r in catalog.excluded if r["reason_code"] == "leak"}
+        r["task"] for r in catalog.excluded if r["reason_code"] == "leak"
+    }
     assert "declared_eval_split" not in scored.counts()["excluded_by_reason"]
     with pytest.raises(UserError, match="catalog.leak_rule"):
         build_catalog(load_config(overrides=["catalog.leak_rule=sometimes"]).catalog, use_cache=False)
@@ -199,7 +216,9 @@ def test_capability_families_span_lm_eval_folders_with_one_kind(catalog):
     assert rows["tinyGSM8k"]["family"] == "gsm8k" and rows["tinyGSM8k"]["kind"] == "reasoning"
     assert rows["tinyHellaswag"]["family"] == "hellaswag" and rows["tinyMMLU"]["family"] == "mmlu"
     assert "capability family 'arc'" in rows["tinyArc"]["family_reason"]
-    assert {rows[t]["family"] for t in ("hendrycks_math_algebra", "minerva_math_algebra", "leaderboard_math_algebra_hard")} == {"hendrycks_math"}
+    assert {
+        rows[t]["family"] for t in ("hendrycks_math_algebra", "minerva_math_algebra", "leaderboard_math_algebra_hard")
+    } == {"hendrycks_math"}
     # Unmapped subtasks keep their folder as family; tydiqa (gold passage given) is reasoning by the rule.
     assert rows["drop"]["family"] == "drop" and rows["tydiqa_goldp_en"]["kind"] == "reasoning"
     families: dict[str, set] = {}
@@ -210,7 +229,8 @@ def test_capability_families_span_lm_eval_folders_with_one_kind(catalog):
     selected = {r["task"] for r in load_catalog_rows(load_config().catalog, ["arc"], dedup_sources=False)}
     assert {"arc_easy", "arc_de", "tinyArc"} <= selected
     assert {r["task"] for r in load_catalog_rows(load_config().catalog, ["arc_mt"])} == {
-        r["task"] for r in catalog.eligible if r["folder"] == "arc_mt"}
+        r["task"] for r in catalog.eligible if r["folder"] == "arc_mt"
+    }
 
 
 def test_capability_map_errors_name_the_key(tmp_path):
@@ -238,10 +258,17 @@ def test_paper_comparison_counts_the_training_split_catalog(catalog):
     assert "allenai/openbookqa" in c["unknown_license_paths"]
     assert "google-research-datasets/paws-x" not in c["unknown_license_paths"]
     rows = {r["task"]: r for r in catalog.eligible}
-    assert (rows["xnli_de"]["language"], rows["arc_easy"]["language"], rows["afrimgsm_cot_amh_prompt_1"]["language"],
-            rows["copa_ca"]["language"]) == ("de", "en", "amh", "ca")
+    assert (
+        rows["xnli_de"]["language"],
+        rows["arc_easy"]["language"],
+        rows["afrimgsm_cot_amh_prompt_1"]["language"],
+        rows["copa_ca"]["language"],
+    ) == ("de", "en", "amh", "ca")
     # Every license claim says where it is from.
-    assert "dataset card" in rows["arc_easy"]["license_source"] and "gives no license" in rows["openbookqa"]["license_source"]
+    assert (
+        "dataset card" in rows["arc_easy"]["license_source"]
+        and "gives no license" in rows["openbookqa"]["license_source"]
+    )
     assert rows["drop"]["license_source"] is not None and rows["xnli_de"]["license_source"] is None
     assert rows["paws_de"]["license"] == "other-free-use" and "Google" in rows["paws_de"]["license_source"]
     with pytest.raises(UserError, match="catalog.licenses.org/x: give both"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from nemo_taskseed.catalog import load_catalog_rows
 from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.schema import validate_seed
-from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates
 from nemo_taskseed.seeds import collect_seeds
+from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates
 from nemo_taskseed.seeds.source import sample_rows
 
 
@@ -36,7 +35,9 @@ def normalized(fixtures_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds")
     summary = run_stages_in_process(
         ["arc_easy", "commonsense_qa", "openbookqa", "gsm8k", "mbpp", "mmlu_anatomy", "mmlu_high_school_mathematics"],
-        fixtures_hf, out, max_per_subtask="null",
+        fixtures_hf,
+        out,
+        max_per_subtask="null",
     )
     return out, summary
 
@@ -54,11 +55,14 @@ def test_every_row_kept_and_schema_valid(normalized):
             assert validate_seed(json.loads(line)) == []
 
 
-@pytest.mark.parametrize("task,rel,question_key", [
-    ("arc_easy", "allenai/ai2_arc/ARC-Easy/train.jsonl", "question"),
-    ("commonsense_qa", "tau/commonsense_qa/default/train.jsonl", "question"),
-    ("openbookqa", "allenai/openbookqa/main/train.jsonl", "question_stem"),
-])
+@pytest.mark.parametrize(
+    "task,rel,question_key",
+    [
+        ("arc_easy", "allenai/ai2_arc/ARC-Easy/train.jsonl", "question"),
+        ("commonsense_qa", "tau/commonsense_qa/default/train.jsonl", "question"),
+        ("openbookqa", "allenai/openbookqa/main/train.jsonl", "question_stem"),
+    ],
+)
 def test_labelled_choice_tasks_match_source_field_for_field(normalized, fixtures_hf, task, rel, question_key):
     out, _ = normalized
     records = {r["source"]["row"]: r for r in seeds_of(out, task)}
@@ -123,7 +127,14 @@ def test_bad_input_is_rejected_with_reason_and_the_rest_kept(fixtures_hf, tmp_pa
     good = source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[:6]
     missing = {k: v for k, v in good[2].items() if k != "answerKey"}
     bad_key = {**good[3], "answerKey": "Z"}  # the template's label.index() fails
-    lines = [json.dumps(good[0]), "{not json", json.dumps(missing), json.dumps(bad_key), json.dumps(good[4]), json.dumps(good[5])]
+    lines = [
+        json.dumps(good[0]),
+        "{not json",
+        json.dumps(missing),
+        json.dumps(bad_key),
+        json.dumps(good[4]),
+        json.dumps(good[5]),
+    ]
     arc.write_text("\n".join(lines) + "\n")
     mmlu = mirror / "cais/mmlu/anatomy/dev.jsonl"
     mmlu.parent.mkdir(parents=True)
@@ -188,8 +199,9 @@ def test_two_subtasks_on_one_source_seed_once(fixtures_hf, tmp_path):
     assert summary["aliases"] == {"gsm8k_cot_zeroshot": "gsm8k"}
     assert summary["per_task"]["gsm8k"]["aliases"] == ["gsm8k_cot_zeroshot"]
     # Switched off, each subtask seeds on its own (and the content dedup then drops the copies).
-    off = run_stages_in_process(["gsm8k_cot_zeroshot", "gsm8k"], fixtures_hf, tmp_path / "off",
-                                max_per_subtask=20, dedup_sources="false")
+    off = run_stages_in_process(
+        ["gsm8k_cot_zeroshot", "gsm8k"], fixtures_hf, tmp_path / "off", max_per_subtask=20, dedup_sources="false"
+    )
     assert off["subtasks"] == 2 and off["aliases"] == {}
     # 20 rows sampled per subtask (the sample hash includes the task): the rows both drew are kept once.
     kept = off["per_task"]["gsm8k_cot_zeroshot"]["kept"] + off["per_task"]["gsm8k"]["kept"]
@@ -203,7 +215,10 @@ def test_identical_seeds_across_subtasks_are_kept_once(fixtures_hf, tmp_path):
     copies are dropped from the later subtask as duplicate_seed, naming the kept one."""
     mirror = tmp_path / "mirror"
     easy = source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[:10]
-    for config, rows in (("ARC-Easy", easy), ("ARC-Challenge", easy[:5] + source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[50:55])):
+    for config, rows in (
+        ("ARC-Easy", easy),
+        ("ARC-Challenge", easy[:5] + source_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")[50:55]),
+    ):
         path = mirror / "allenai/ai2_arc" / config / "train.jsonl"
         path.parent.mkdir(parents=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -231,11 +246,24 @@ def test_targets_allocate_max_min_fair_over_families_then_subtasks():
 
     assert fair_share([5, 100, 100], 105) == [5, 50, 50]
     assert sum(fair_share([3, 4], 100)) == 7
-    rows = [_row("arc_easy", "arc", "knowledge"), _row("arc_de", "arc", "knowledge"), _row("sciq", "sciq", "knowledge"),
-            _row("mmlu_anatomy", "mmlu", "knowledge", "fewshot_split"),
-            _row("gsm8k", "gsm8k", "reasoning"), _row("mgsm_de", "gsm8k", "reasoning"), _row("piqa", "piqa", "reasoning")]
-    sizes = {"arc_easy": 2000, "arc_de": 100, "sciq": 10_000, "mmlu_anatomy": 5,
-             "gsm8k": 7000, "mgsm_de": 8, "piqa": 16_000}
+    rows = [
+        _row("arc_easy", "arc", "knowledge"),
+        _row("arc_de", "arc", "knowledge"),
+        _row("sciq", "sciq", "knowledge"),
+        _row("mmlu_anatomy", "mmlu", "knowledge", "fewshot_split"),
+        _row("gsm8k", "gsm8k", "reasoning"),
+        _row("mgsm_de", "gsm8k", "reasoning"),
+        _row("piqa", "piqa", "reasoning"),
+    ]
+    sizes = {
+        "arc_easy": 2000,
+        "arc_de": 100,
+        "sciq": 10_000,
+        "mmlu_anatomy": 5,
+        "gsm8k": 7000,
+        "mgsm_de": 8,
+        "piqa": 16_000,
+    }
     plan = allocate(rows, sizes, Targets({"knowledge": 3000, "reasoning": 1500}), max_per_subtask=5000)
     q = plan["per_task"]
     # knowledge: arc and sciq 1500 each (arc_de has 100, arc_easy takes the rest); the dev split is not needed.
@@ -259,14 +287,28 @@ def test_targets_drive_the_pipeline_and_the_plan_cli(fixtures_hf, tmp_path, caps
     from nemo_taskseed.cli import main
 
     tasks = ["arc_easy", "openbookqa", "mmlu_anatomy", "gsm8k", "commonsense_qa"]
-    summary = run_stages_in_process(tasks, fixtures_hf, tmp_path, **{
-        "targets.knowledge": 250, "targets.reasoning": 300, "max_per_subtask": 1000})
+    summary = run_stages_in_process(
+        tasks, fixtures_hf, tmp_path, **{"targets.knowledge": 250, "targets.reasoning": 300, "max_per_subtask": 1000}
+    )
     kept = {t: v["kept"] for t, v in summary["per_task"].items()}
     # 200 rows per training split in the fixtures: knowledge 125 + 125, reasoning 150 + 150, no dev split read.
     assert kept == {"arc_easy": 125, "openbookqa": 125, "gsm8k": 150, "commonsense_qa": 150}
     assert summary["allocation"]["kinds"]["knowledge"]["seeds"] == 250
-    assert main(["seeds", "--plan", "--mirror", str(fixtures_hf), "--tasks", ",".join(tasks),
-                 "seeds.targets.knowledge=420", "seeds.targets.reasoning=300"]) == 0
+    assert (
+        main(
+            [
+                "seeds",
+                "--plan",
+                "--mirror",
+                str(fixtures_hf),
+                "--tasks",
+                ",".join(tasks),
+                "seeds.targets.knowledge=420",
+                "seeds.targets.reasoning=300",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # arc and openbookqa give their 200 each; only then mmlu_anatomy's 5-row dev split is drawn on.
     assert "seed targets by kind" in out and "405 seeds available of the 420" in " ".join(out.split())

@@ -46,8 +46,13 @@ def test_unknown_task_is_a_clear_error(fixtures_hf, tmp_path):
 def test_demo_mirror_seeds_on_ray(tmp_path):
     """Every demo row normalizes (the default job caps at 2 per subtask; here all are taken)."""
     workdir = tmp_path / "run"
-    proc = taskseed("run", "configs/default.yaml", f"run.workdir={workdir}", "run.steps=[catalog,seeds]",
-                    "seeds.max_per_subtask=null")
+    proc = taskseed(
+        "run",
+        "configs/default.yaml",
+        f"run.workdir={workdir}",
+        "run.steps=[catalog,seeds]",
+        "seeds.max_per_subtask=null",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((workdir / "run_summary.json").read_text())
     assert summary["steps"]["catalog"]["eligible_subtasks"] >= 480

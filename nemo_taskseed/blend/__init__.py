@@ -6,5 +6,14 @@ from nemo_taskseed.blend.planner import plan_from_config, read_plan, verify_from
 from nemo_taskseed.blend.verify import VerifyError, verify_plan
 from nemo_taskseed.schema.plan import PlanError
 
-__all__ = ["PlanError", "PlanSettings", "VerifyError", "plan_blend", "plan_from_config", "read_plan",
-           "verify_from_config", "verify_plan", "write_plan"]
+__all__ = [
+    "PlanError",
+    "PlanSettings",
+    "VerifyError",
+    "plan_blend",
+    "plan_from_config",
+    "read_plan",
+    "verify_from_config",
+    "verify_plan",
+    "write_plan",
+]

@@ -64,11 +64,14 @@ def write_artifacts(plan: dict, out_dir: Path, *, valid="train", test="train", p
         flat += [float(weight), prefix]
     nemo2 = {
         "paths": flat,
-        "paths_per_split": {k: v for k, v in (("train", words), ("validation", per_split["valid"]),
-                                              ("test", per_split["test"])) if v is not None},
+        "paths_per_split": {
+            k: v
+            for k, v in (("train", words), ("validation", per_split["valid"]), ("test", per_split["test"]))
+            if v is not None
+        },
         "seq_length": plan["seq_length"],
         "note": "PreTrainingDataModule(paths=paths, seq_length=seq_length, ...); with `paths` NeMo splits "
-                "train/validation/test by its `split` argument, with `paths_per_split` it does not split",
+        "train/validation/test by its `split` argument, with `paths_per_split` it does not split",
     }
     write_text_atomic(paths["nemo2"], json.dumps(nemo2, indent=2) + "\n")
     write_text_atomic(paths["table"], markdown_table(plan))
@@ -91,10 +94,19 @@ def _tokens(n: float | None) -> str:
 def table_rows(plan: dict) -> list[list[str]]:
     rows = []
     for e in plan["entries"]:
-        rows.append([
-            e["name"], e["source"], e["family"], e["group"], _tokens(e["available_tokens"]), _tokens(e["tokens"]),
-            "?" if e["epochs"] is None else f"{e['epochs']:.3g}", f"{100 * e['share']:.4g}%", e.get("bound") or "",
-        ])
+        rows.append(
+            [
+                e["name"],
+                e["source"],
+                e["family"],
+                e["group"],
+                _tokens(e["available_tokens"]),
+                _tokens(e["tokens"]),
+                "?" if e["epochs"] is None else f"{e['epochs']:.3g}",
+                f"{100 * e['share']:.4g}%",
+                e.get("bound") or "",
+            ]
+        )
     return rows
 
 
@@ -122,8 +134,10 @@ def print_table(plan: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"blend plan: {_tokens(plan['total_tokens'])} tokens at seq_length {plan['seq_length']} "
-                        f"({plan['total_samples']:,} samples)")
+    table = Table(
+        title=f"blend plan: {_tokens(plan['total_tokens'])} tokens at seq_length {plan['seq_length']} "
+        f"({plan['total_samples']:,} samples)"
+    )
     for col in TABLE_HEADER:
         table.add_column(col, justify="right" if col in {"available", "planned", "epochs", "share"} else "left")
     for row in table_rows(plan):

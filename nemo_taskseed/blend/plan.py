@@ -70,7 +70,7 @@ class PlanSettings:
     weight_sum_tolerance: float = 1e-6
 
     @classmethod
-    def from_config(cls, section) -> "PlanSettings":
+    def from_config(cls, section) -> PlanSettings:
         get = section.get
         overrides = {}
         for family, limits in (get("family_overrides") or {}).items():
@@ -111,9 +111,12 @@ class PlanSettings:
         if not 0.0 < self.synthetic_share <= 1.0:
             raise PlanError(f"blend.synthetic_share must be in (0, 1], got {self.synthetic_share}")
         if self.temperature <= 0:
-            raise PlanError(f"blend.temperature must be > 0 (1 = natural sizes, large = uniform), got {self.temperature}")
+            raise PlanError(
+                f"blend.temperature must be > 0 (1 = natural sizes, large = uniform), got {self.temperature}"
+            )
         for label, limits in [("blend", self.default_limits())] + [
-                (f"blend.family_overrides.{f}", lim) for f, lim in self.family_overrides.items()]:
+            (f"blend.family_overrides.{f}", lim) for f, lim in self.family_overrides.items()
+        ]:
             if limits.max_epochs is not None and limits.max_epochs <= 0:
                 raise PlanError(f"{label}.max_epochs must be > 0 or null, got {limits.max_epochs}")
             if limits.max_share is not None and not 0 < limits.max_share <= 1:
@@ -174,12 +177,15 @@ def _variant_shares(fam: _Family, variants, notes: list[str]) -> dict:
     weights = {v: float(variants.get(v or "all", 0.0)) for v in sizes}
     total = sum(weights.values())
     if total <= 0:
-        raise PlanError(f"family {fam.name!r}: blend.variants gives weight 0 to all of its variants "
-                        f"{sorted(str(v) for v in sizes)}")
+        raise PlanError(
+            f"family {fam.name!r}: blend.variants gives weight 0 to all of its variants {sorted(str(v) for v in sizes)}"
+        )
     return {v: w / total for v, w in weights.items()}
 
 
-def _ipf(cells: dict[tuple[str, str], float], rows: dict[str, float], cols: dict[str, float]) -> dict[tuple[str, str], float]:
+def _ipf(
+    cells: dict[tuple[str, str], float], rows: dict[str, float], cols: dict[str, float]
+) -> dict[tuple[str, str], float]:
     """Scale `cells` so row sums match `rows` and column sums match `cols` (both sum to 1)."""
     x = dict(cells)
     for _ in range(1000):
@@ -192,8 +198,10 @@ def _ipf(cells: dict[tuple[str, str], float], rows: dict[str, float], cols: dict
         col_err = max(abs(sum(v for c, v in x.items() if c[1] == k) - q) for k, q in cols.items())
         if max(row_err, col_err) < 1e-9:
             return x
-    raise PlanError(f"the kind quotas {rows} and format quotas {cols} cannot both be met with the "
-                    f"(kind, format) combinations present {sorted(cells)}")
+    raise PlanError(
+        f"the kind quotas {rows} and format quotas {cols} cannot both be met with the "
+        f"(kind, format) combinations present {sorted(cells)}"
+    )
 
 
 def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[str, list]) -> None:
@@ -201,12 +209,15 @@ def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[s
         if quota < 0:
             raise PlanError(f"blend.{name}.{group} = {quota:g} must be >= 0")
         if quota > 0 and group not in present:
-            raise PlanError(f"blend.{name}.{group} = {quota:g} but no synthetic prefix has "
-                            f"{key} {group!r} (present: {sorted(present)})")
+            raise PlanError(
+                f"blend.{name}.{group} = {quota:g} but no synthetic prefix has "
+                f"{key} {group!r} (present: {sorted(present)})"
+            )
     for group, fams in present.items():
         if group not in quotas:
-            raise PlanError(f"{key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in "
-                            f"blend.{name} {quotas}")
+            raise PlanError(
+                f"{key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in blend.{name} {quotas}"
+            )
 
 
 def _cell_budgets(families: dict[str, _Family], settings: PlanSettings, synthetic_budget: float):
@@ -227,8 +238,11 @@ def _cell_budgets(families: dict[str, _Family], settings: PlanSettings, syntheti
     for fam in families.values():
         cells[(fam.group if settings.group_quotas else "all", fam.format)].append(fam)
     start = {c: float(sum(f.tokens for f in fams)) for c, fams in cells.items()}
-    shares = _ipf(start, {k: v for k, v in rows.items() if v > 0}, {k: v for k, v in cols.items() if v > 0}) \
-        if len(cells) > 1 else {c: 1.0 for c in cells}
+    shares = (
+        _ipf(start, {k: v for k, v in rows.items() if v > 0}, {k: v for k, v in cols.items() if v > 0})
+        if len(cells) > 1
+        else {c: 1.0 for c in cells}
+    )
     names = {c: c[0] if c[1] == "all" else (c[1] if c[0] == "all" else f"{c[0]}/{c[1]}") for c in cells}
     return ({names[c]: synthetic_budget * shares[c] for c in cells}, {names[c]: fams for c, fams in cells.items()})
 
@@ -239,6 +253,7 @@ def water_fill(weights: list[float], lower: list[float], upper: list[float], bud
     sum(x) is continuous and non-decreasing in lam, so bisection finds it; 200 halvings take any
     float range down to rounding error.
     """
+
     def filled(lam: float) -> list[float]:
         return [min(max(lam * w, lo), up) for w, lo, up in zip(weights, lower, upper)]
 
@@ -258,6 +273,7 @@ def _max_share_to_fill(families: list[_Family], budget: float, settings: PlanSet
     """max_share -> the share actually used: the configured one, or the least larger one with which
     the group's caps can hold its budget (a group with few or small families cannot fill it
     otherwise); a raised share is named in the plan's `bound`."""
+
     def capacity(share: float) -> float:
         total = 0.0
         for fam in families:
@@ -284,6 +300,7 @@ def _max_share_to_fill(families: list[_Family], budget: float, settings: PlanSet
                     lo, hi = (mid, hi) if capacity(mid) < need else (lo, mid)
                 cache[configured] = hi
         return cache[configured]
+
     return share_for
 
 
@@ -296,7 +313,11 @@ def _plan_group(group: str, families: list[_Family], budget: float, settings: Pl
             caps.append((limits.max_epochs * fam.unique_tokens, f"max_epochs={limits.max_epochs:g}"))
         if limits.max_share is not None:
             share = share_of(limits.max_share)
-            raised = f" (raised from {limits.max_share:g} so the group can fill its budget)" if share > limits.max_share else ""
+            raised = (
+                f" (raised from {limits.max_share:g} so the group can fill its budget)"
+                if share > limits.max_share
+                else ""
+            )
             # A family planned as several format units shares its cap (and floor) between them.
             caps.append((share * synthetic_budget * fam.base_fraction, f"max_share={share:.4g}{raised}"))
         fam.cap, fam.cap_reason = min(caps, default=(math.inf, ""))
@@ -335,7 +356,7 @@ def _largest_remainder(values: list[float], total: int) -> list[int]:
     floors = [math.floor(v) for v in values]
     short = total - sum(floors)
     order = sorted(range(len(values)), key=lambda i: values[i] - floors[i], reverse=True)
-    for i in order[:max(short, 0)]:
+    for i in order[: max(short, 0)]:
         floors[i] += 1
     return floors
 
@@ -377,8 +398,9 @@ def resolve_existing(existing: list[ExistingEntry], settings: PlanSettings) -> l
     return existing
 
 
-def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], settings: PlanSettings,
-               existing_name: str = "none") -> dict:
+def plan_blend(
+    synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], settings: PlanSettings, existing_name: str = "none"
+) -> dict:
     """The plan as a JSON-ready dict (see README (Tokenize) for the fields)."""
     settings.check()
     if not synthetic:
@@ -403,8 +425,10 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
     notes: list[str] = []
     use_format = bool(settings.format_quotas) and all(p.format for p in synthetic)
     if settings.format_quotas and not use_format:
-        notes.append("blend.format_quotas not applied: the tokenize manifest does not group by format "
-                     "(set tokenize.group_by to [family, format, variant])")
+        notes.append(
+            "blend.format_quotas not applied: the tokenize manifest does not group by format "
+            "(set tokenize.group_by to [family, format, variant])"
+        )
     families: dict[str, _Family] = {}
     for prefix in synthetic:
         unit = f"{prefix.family}/{prefix.format}" if use_format else prefix.family
@@ -421,8 +445,10 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
         fam.prefixes.append(prefix)
     unknown_override = sorted(set(settings.family_overrides) - {f.base for f in families.values()})
     if unknown_override:
-        raise PlanError(f"blend.family_overrides names unknown famil(ies) {unknown_override}; "
-                        f"known: {sorted({f.base for f in families.values()})}")
+        raise PlanError(
+            f"blend.family_overrides names unknown famil(ies) {unknown_override}; "
+            f"known: {sorted({f.base for f in families.values()})}"
+        )
     for fam in families.values():
         fam.variant_share = _variant_shares(fam, settings.variants, notes)
         if settings.variants == "all":
@@ -453,22 +479,43 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
         elif fam.floor > 0 and fam.planned <= fam.floor * (1 + 1e-9):
             bound = f"min_share={limits.min_share:g}"
         for prefix in sorted(fam.prefixes, key=lambda p: p.name):
-            rows.append({
-                "name": prefix.name, "prefix": prefix.prefix, "source": "synthetic", "family": fam.base,
-                "variant": prefix.variant, "kind": prefix.kind, "group": prefix.group,
-                "documents": prefix.documents, "available_tokens": prefix.tokens,
-                "_planned": fam.planned * fam.variant_share[prefix.variant] * prefix.tokens
-                            / sum(p.tokens for p in fam.prefixes if p.variant == prefix.variant),
-                "bound": bound, "format": prefix.format,
-            })
+            rows.append(
+                {
+                    "name": prefix.name,
+                    "prefix": prefix.prefix,
+                    "source": "synthetic",
+                    "family": fam.base,
+                    "variant": prefix.variant,
+                    "kind": prefix.kind,
+                    "group": prefix.group,
+                    "documents": prefix.documents,
+                    "available_tokens": prefix.tokens,
+                    "_planned": fam.planned
+                    * fam.variant_share[prefix.variant]
+                    * prefix.tokens
+                    / sum(p.tokens for p in fam.prefixes if p.variant == prefix.variant),
+                    "bound": bound,
+                    "format": prefix.format,
+                }
+            )
     if existing:
         shares = _existing_shares(existing, settings)
         for entry, share in zip(existing, shares):
-            rows.append({
-                "name": entry.name, "prefix": entry.prefix, "source": "pretraining", "family": existing_name,
-                "variant": None, "kind": "pretraining", "group": "pretraining", "documents": None,
-                "available_tokens": entry.tokens, "_planned": existing_budget * share, "bound": None,
-            })
+            rows.append(
+                {
+                    "name": entry.name,
+                    "prefix": entry.prefix,
+                    "source": "pretraining",
+                    "family": existing_name,
+                    "variant": None,
+                    "kind": "pretraining",
+                    "group": "pretraining",
+                    "documents": None,
+                    "available_tokens": entry.tokens,
+                    "_planned": existing_budget * share,
+                    "bound": None,
+                }
+            )
     planned = _largest_remainder([r.pop("_planned") for r in rows], total)
     zero = [r["name"] for r, t in zip(rows, planned) if t == 0]
     rows = [dict(r, tokens=t) for r, t in zip(rows, planned) if t > 0]
@@ -486,14 +533,21 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
     for group, quota in settings.group_quotas.items():
         group_summary.setdefault(group, {"tokens": 0, "share": 0.0, "quota": None})["quota"] = quota
     family_summary = {
-        fam.name: {"group": fam.group, "available_tokens": fam.tokens,
-                   "tokens": sum(r["tokens"] for r in rows
-                                 if r["source"] == "synthetic" and r["prefix"] in {p.prefix for p in fam.prefixes}),
-                   "share_of_synthetic": fam.planned / synthetic_budget if synthetic_budget else 0.0,
-                   "epochs": fam.planned / fam.tokens, "cap_tokens": None if math.isinf(fam.cap) else fam.cap,
-                   # Passes over the family's distinct items (all variants together).
-                   "item_epochs": fam.planned / fam.unique_tokens if fam.unique_tokens else None,
-                   "floor_tokens": fam.floor}
+        fam.name: {
+            "group": fam.group,
+            "available_tokens": fam.tokens,
+            "tokens": sum(
+                r["tokens"]
+                for r in rows
+                if r["source"] == "synthetic" and r["prefix"] in {p.prefix for p in fam.prefixes}
+            ),
+            "share_of_synthetic": fam.planned / synthetic_budget if synthetic_budget else 0.0,
+            "epochs": fam.planned / fam.tokens,
+            "cap_tokens": None if math.isinf(fam.cap) else fam.cap,
+            # Passes over the family's distinct items (all variants together).
+            "item_epochs": fam.planned / fam.unique_tokens if fam.unique_tokens else None,
+            "floor_tokens": fam.floor,
+        }
         for fam in families.values()
     }
     return {
@@ -510,10 +564,15 @@ def plan_blend(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry], 
         "families": family_summary,
         "dropped_zero_token_entries": zero,
         "settings": {
-            "temperature": settings.temperature, "max_epochs": settings.max_epochs, "max_share": settings.max_share,
-            "min_share": settings.min_share, "group_key": settings.group_key, "group_quotas": settings.group_quotas,
+            "temperature": settings.temperature,
+            "max_epochs": settings.max_epochs,
+            "max_share": settings.max_share,
+            "min_share": settings.min_share,
+            "group_key": settings.group_key,
+            "group_quotas": settings.group_quotas,
             "family_overrides": {k: vars(v) for k, v in settings.family_overrides.items()},
-            "variants": settings.variants, "format_quotas": settings.format_quotas,
+            "variants": settings.variants,
+            "format_quotas": settings.format_quotas,
         },
         "notes": notes,
     }

@@ -22,13 +22,16 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
         raise PlanError("no tokenize manifest: pass --manifest DIR or set blend.manifest")
     manifest, root = read_manifest(Path(manifest_path))
     settings = PlanSettings.from_config(section)
-    synthetic = synthetic_prefixes_from_manifest(manifest, root, settings.group_key,
-                                                 manifest_path=str(root / "manifest.json"))
+    synthetic = synthetic_prefixes_from_manifest(
+        manifest, root, settings.group_key, manifest_path=str(root / "manifest.json")
+    )
     existing_name, existing = load_existing_blend(section.get("existing"))
     notes = []
     if not existing and settings.synthetic_share < 1.0:
-        notes.append(f"no existing pretraining blend (blend.existing): synthetic-only plan, "
-                     f"synthetic_share {settings.synthetic_share:g} -> 1")
+        notes.append(
+            f"no existing pretraining blend (blend.existing): synthetic-only plan, "
+            f"synthetic_share {settings.synthetic_share:g} -> 1"
+        )
         settings.synthetic_share = 1.0
     existing = resolve_existing(existing, settings)
     plan = plan_blend(synthetic, existing, settings, existing_name)
@@ -40,8 +43,13 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
 
 @holds_output_lock("blend", "out_dir")
 def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
-    return write_artifacts(plan, out_dir, valid=section.get("valid", "train"), test=section.get("test", "train"),
-                           plot=bool(section.get("plot", True)))
+    return write_artifacts(
+        plan,
+        out_dir,
+        valid=section.get("valid", "train"),
+        test=section.get("test", "train"),
+        plot=bool(section.get("plot", True)),
+    )
 
 
 def read_plan(path: str | Path) -> tuple[dict, Path]:
@@ -51,9 +59,16 @@ def read_plan(path: str | Path) -> tuple[dict, Path]:
 
 def verify_from_config(plan: dict, section) -> dict:
     v = section.get("verify", {})
-    tolerance = Tolerance(absolute=float(v.get("tolerance_absolute", 5e-4)),
-                          relative=float(v.get("tolerance_relative", 0.01)))
+    tolerance = Tolerance(
+        absolute=float(v.get("tolerance_absolute", 5e-4)), relative=float(v.get("tolerance_relative", 0.01))
+    )
     tokenizer = (plan.get("tokenizer") or {}).get("path")
-    return verify_plan(plan, tokenizer, tolerance=tolerance, build_max_samples=int(v.get("build_max_samples", 20000)),
-                       read_samples=int(v.get("read_samples", 64)), seed=int(v.get("seed", 1234)),
-                       build=str(v.get("build", "auto")))
+    return verify_plan(
+        plan,
+        tokenizer,
+        tolerance=tolerance,
+        build_max_samples=int(v.get("build_max_samples", 20000)),
+        read_samples=int(v.get("read_samples", 64)),
+        seed=int(v.get("seed", 1234)),
+        build=str(v.get("build", "auto")),
+    )

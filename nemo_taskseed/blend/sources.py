@@ -50,8 +50,9 @@ def count_prefix_tokens(prefix: str) -> tuple[int, int]:
     return len(dataset.document_indices) - 1, int(lengths.sum())
 
 
-def synthetic_prefixes_from_manifest(manifest: dict, root: Path, group_key: str = "kind",
-                                     manifest_path: str = "manifest.json") -> list[SyntheticPrefix]:
+def synthetic_prefixes_from_manifest(
+    manifest: dict, root: Path, group_key: str = "kind", manifest_path: str = "manifest.json"
+) -> list[SyntheticPrefix]:
     prefixes = []
     for i, entry in enumerate(manifest.get("prefixes", [])):
         where = f"{manifest_path}: prefixes[{i}] ({entry.get('name')})"
@@ -65,11 +66,19 @@ def synthetic_prefixes_from_manifest(manifest: dict, root: Path, group_key: str 
         # without a family field, the group (not the shard) is the family, so its shards plan as one.
         family = group_values.get("family", entry.get("group_name", entry["name"]))
         group = entry.get("kind", "unknown") if group_key == "kind" else str(group_values.get(group_key, "all"))
-        prefixes.append(SyntheticPrefix(
-            name=entry["name"], prefix=prefix, tokens=int(entry["tokens"]), documents=int(entry["documents"]),
-            family=family, variant=group_values.get("variant"), kind=entry.get("kind", "unknown"), group=group,
-            format=group_values.get("format"),
-        ))
+        prefixes.append(
+            SyntheticPrefix(
+                name=entry["name"],
+                prefix=prefix,
+                tokens=int(entry["tokens"]),
+                documents=int(entry["documents"]),
+                family=family,
+                variant=group_values.get("variant"),
+                kind=entry.get("kind", "unknown"),
+                group=group,
+                format=group_values.get("format"),
+            )
+        )
     if not prefixes:
         raise PlanError(f"{manifest_path}: the tokenize manifest lists no prefixes")
     return prefixes

@@ -65,7 +65,7 @@ def chunked_bincount(index: np.ndarray, n: int, chunk: int = 1 << 22) -> np.ndar
     """np.bincount without its int64 copy of the whole int16 index (195 MB more at 24.4M samples)."""
     counts = np.zeros(n, dtype=np.int64)
     for start in range(0, index.size, chunk):
-        counts += np.bincount(index[start:start + chunk], minlength=n)
+        counts += np.bincount(index[start : start + chunk], minlength=n)
     return counts
 
 
@@ -76,8 +76,9 @@ def blending_index_counts(weights: list[float], samples: int) -> tuple[np.ndarra
     started = time.perf_counter()
     dataset_index = np.zeros(size, dtype=np.int16)
     dataset_sample_index = np.zeros(size, dtype=np.int64)
-    helpers.build_blending_indices(dataset_index, dataset_sample_index, np.asarray(weights, dtype=np.float64),
-                                   len(weights), size, False)
+    helpers.build_blending_indices(
+        dataset_index, dataset_sample_index, np.asarray(weights, dtype=np.float64), len(weights), size, False
+    )
     counts = chunked_bincount(dataset_index, len(weights))
     seconds = time.perf_counter() - started
     del dataset_index, dataset_sample_index
@@ -95,8 +96,9 @@ def megatron_tokenizer(tokenizer_path: str):
     return MegatronTokenizer.from_pretrained(str(tokenizer_path), metadata_path={"library": "huggingface"})
 
 
-def build_megatron_blend(plan: dict, tokenizer_path: str, samples: int, *, seed: int = 1234,
-                         cache_dir: Path | None = None):
+def build_megatron_blend(
+    plan: dict, tokenizer_path: str, samples: int, *, seed: int = 1234, cache_dir: Path | None = None
+):
     """The train split of the plan as megatron-core builds it: a `BlendedDataset` of `GPTDataset`s."""
     import warnings
 
@@ -133,9 +135,16 @@ def build_megatron_blend(plan: dict, tokenizer_path: str, samples: int, *, seed:
             shutil.rmtree(cache_dir, ignore_errors=True)
 
 
-def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance | None = None,
-                build_max_samples: int = 20_000, read_samples: int = 64, seed: int = 1234,
-                build: str = "auto") -> dict:
+def verify_plan(
+    plan: dict,
+    tokenizer_path: str | None,
+    *,
+    tolerance: Tolerance | None = None,
+    build_max_samples: int = 20_000,
+    read_samples: int = 64,
+    seed: int = 1234,
+    build: str = "auto",
+) -> dict:
     """Realized token share per dataset against the plan; `report["ok"]` is False beyond tolerance.
 
     build: "always" (a real build; a missing prefix is an error), or "never" (indices only).
@@ -152,12 +161,20 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
     rows = []
     for entry, p, r, c in zip(entries, planned, realized, counts):
         allowed = tolerance.allowed(p, size)
-        rows.append({"name": entry["name"], "planned_share": float(p), "realized_share": float(r),
-                     "samples": int(c), "realized_tokens": int(c) * int(plan["seq_length"]),
-                     "diff": float(r - p), "allowed": allowed, "ok": bool(abs(r - p) <= allowed)})
+        rows.append(
+            {
+                "name": entry["name"],
+                "planned_share": float(p),
+                "realized_share": float(r),
+                "samples": int(c),
+                "realized_tokens": int(c) * int(plan["seq_length"]),
+                "diff": float(r - p),
+                "allowed": allowed,
+                "ok": bool(abs(r - p) <= allowed),
+            }
+        )
     report = {
-        "indices": {"samples": size, "seconds": round(seconds, 3), "rows": rows,
-                    "ok": all(r["ok"] for r in rows)},
+        "indices": {"samples": size, "seconds": round(seconds, 3), "rows": rows, "ok": all(r["ok"] for r in rows)},
         "build": None,
     }
 
@@ -167,9 +184,11 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
     if build != "never" and missing:
         # A verification that skipped the build must not print OK: say what is missing and how
         # to verify the indices alone on a machine without the data.
-        raise PlanError(f"cannot build the blend here: {len(missing)} planned prefix(es) do not exist on this "
-                        f"machine, e.g. {missing[0]}.bin/.idx. Verify the blending indices only with "
-                        "`--build never` (blend.verify.build=never)")
+        raise PlanError(
+            f"cannot build the blend here: {len(missing)} planned prefix(es) do not exist on this "
+            f"machine, e.g. {missing[0]}.bin/.idx. Verify the blending indices only with "
+            "`--build never` (blend.verify.build=never)"
+        )
     if build != "never" and not missing:
         if tokenizer_path is None:
             raise PlanError("a real megatron-core build needs the tokenizer (plan.tokenizer.path)")
@@ -187,11 +206,25 @@ def verify_plan(plan: dict, tokenizer_path: str | None, *, tolerance: Tolerance 
         for entry, p, c in zip(entries, planned, build_counts):
             r = c / n
             allowed = tolerance.allowed(p, n)
-            build_rows.append({"name": entry["name"], "planned_share": float(p), "realized_share": float(r),
-                               "samples": int(c), "diff": float(r - p), "allowed": allowed,
-                               "ok": bool(abs(r - p) <= allowed)})
-        report["build"] = {"samples": n, "requested_samples": build_samples, "seconds": round(build_seconds, 3),
-                           "samples_read": checked, "rows": build_rows, "ok": all(r["ok"] for r in build_rows)}
+            build_rows.append(
+                {
+                    "name": entry["name"],
+                    "planned_share": float(p),
+                    "realized_share": float(r),
+                    "samples": int(c),
+                    "diff": float(r - p),
+                    "allowed": allowed,
+                    "ok": bool(abs(r - p) <= allowed),
+                }
+            )
+        report["build"] = {
+            "samples": n,
+            "requested_samples": build_samples,
+            "seconds": round(build_seconds, 3),
+            "samples_read": checked,
+            "rows": build_rows,
+            "ok": all(r["ok"] for r in build_rows),
+        }
     else:
         report["build_skipped"] = "blend.verify.build=never: blending indices checked, the datasets were not built"
     report["ok"] = report["indices"]["ok"] and (report["build"] is None or report["build"]["ok"])
@@ -219,6 +252,8 @@ def failures(report: dict) -> list[str]:
             continue
         for row in part["rows"]:
             if not row["ok"]:
-                out.append(f"{stage}: {row['name']} realized {row['realized_share']:.6f} vs planned "
-                           f"{row['planned_share']:.6f} (|diff| {abs(row['diff']):.2e} > {row['allowed']:.2e})")
+                out.append(
+                    f"{stage}: {row['name']} realized {row['realized_share']:.6f} vs planned "
+                    f"{row['planned_share']:.6f} (|diff| {abs(row['diff']):.2e} > {row['allowed']:.2e})"
+                )
     return out

@@ -113,8 +113,11 @@ class CapabilityMap:
         if folder in self.folder_languages:
             return self.folder_languages[folder]
         tokens = [t for t in task.replace("-", "_").split("_") if not t.startswith(("prompt", "p0", "p1", "p2"))]
-        for candidate in (tokens[-1] if tokens else None, (tokens[-2] if len(tokens) > 1 and tokens[-1].isdigit() else None),
-                          dataset_name):
+        for candidate in (
+            tokens[-1] if tokens else None,
+            (tokens[-2] if len(tokens) > 1 and tokens[-1].isdigit() else None),
+            dataset_name,
+        ):
             if candidate and candidate.lower() in self.language_codes:
                 code = candidate.lower()
                 return {"eng": "en", "fra": "fr", "swa": "sw"}.get(code, code)
@@ -157,7 +160,9 @@ class LicenseTable:
         for path, entry in (table or {}).items():
             if isinstance(entry, dict):
                 if not entry.get("license") or not entry.get("source"):
-                    raise ConfigError(f"catalog.licenses.{path}: give both `license` and `source` (where the claim is from)")
+                    raise ConfigError(
+                        f"catalog.licenses.{path}: give both `license` and `source` (where the claim is from)"
+                    )
                 self.table[path.lower()] = (str(entry["license"]), str(entry["source"]))
             else:
                 said = "gives no license" if str(entry) == "unknown" else "on the Hugging Face hub"
@@ -203,7 +208,10 @@ def assign_canonical(eligible: list[dict[str, Any]]) -> None:
             row["aliases"] = sorted(r["task"] for r in rows if r is not canon) if row is canon else []
             # The same data has one kind wherever it appears.
             if row["kind"] != canon["kind"]:
-                row["kind"], row["kind_reason"] = canon["kind"], f"same source as {canon['task']} ({canon['kind_reason']})"
+                row["kind"], row["kind_reason"] = (
+                    canon["kind"],
+                    f"same source as {canon['task']} ({canon['kind_reason']})",
+                )
 
 
 def scan_task_index(include_paths: list[str] | None = None) -> tuple[list[tuple[str, Path, dict[str, Any]]], Path]:
@@ -248,8 +256,10 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     kind_of = KindRules(catalog_cfg.get("kind") or {})
     overrides = dict(catalog_cfg.get("split_overrides") or {})
     # Entries are {pattern, reason} or bare patterns.
-    denylist = [(str(d["pattern"]), str(d.get("reason") or "")) if isinstance(d, dict) else (str(d), "")
-                for d in catalog_cfg.get("denylist") or []]
+    denylist = [
+        (str(d["pattern"]), str(d.get("reason") or "")) if isinstance(d, dict) else (str(d), "")
+        for d in catalog_cfg.get("denylist") or []
+    ]
     deny_licenses = {str(x).lower() for x in catalog_cfg.get("deny_licenses") or []}
     eligible, excluded = [], []
     for name, yaml_path, cfg in tasks:
@@ -257,11 +267,12 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         family, capability_kind, family_reason = capabilities(folder, name)
         base = {"family": family, "folder": folder, "task": name, "yaml_path": str(yaml_path)}
 
-        def exclude(code: str, reason: str) -> None:
+        def exclude(code: str, reason: str, base: dict = base) -> None:
             excluded.append({**base, "reason_code": code, "reason": reason})
 
-        denied = next(((p, why) for p, why in denylist
-                       if any(fnmatch.fnmatch(x, p) for x in (name, folder, family))), None)
+        denied = next(
+            ((p, why) for p, why in denylist if any(fnmatch.fnmatch(x, p) for x in (name, folder, family))), None
+        )
         if denied:
             exclude("denylist", f"matches denylist pattern {denied[0]!r}" + (f": {denied[1]}" if denied[1] else ""))
             continue
@@ -286,8 +297,11 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
         key = DatasetKey.from_task_config(cfg)
         license_id = licenses(key.dataset_path)
         if license_id.lower() in deny_licenses:
-            exclude("license", f"license {license_id!r} forbids derivatives (catalog.deny_licenses): synthetic items "
-                               "made from its rows would be derivatives")
+            exclude(
+                "license",
+                f"license {license_id!r} forbids derivatives (catalog.deny_licenses): synthetic items "
+                "made from its rows would be derivatives",
+            )
             continue
         if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
             exclude("license", f"license {license_id!r} is not in compatible_licenses")
@@ -301,26 +315,28 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             kind, kind_reason = capability_kind, f"capability family {family!r} is {capability_kind}"
         else:
             kind, kind_reason = kind_of(name, folder)
-        eligible.append({
-            **base,
-            "dataset_path": key.dataset_path,
-            "dataset_name": key.dataset_name,
-            "data_files": json.loads(key.data_files) if key.data_files else None,
-            "split": seed.split,
-            "split_role": seed.role,
-            "split_reason": seed.reason,
-            "output_type": output_type,
-            "format": fmt,
-            "kind": kind,
-            "kind_reason": kind_reason,
-            "family_reason": family_reason,
-            "language": capabilities.language(folder, name, key.dataset_name),
-            "verifier": verifier,
-            "verifier_reason": verifier_reason,
-            "license": license_id,
-            "license_source": licenses.source(key.dataset_path),
-            "source_key": source_key(cfg, seed.split, tasks_root),
-        })
+        eligible.append(
+            {
+                **base,
+                "dataset_path": key.dataset_path,
+                "dataset_name": key.dataset_name,
+                "data_files": json.loads(key.data_files) if key.data_files else None,
+                "split": seed.split,
+                "split_role": seed.role,
+                "split_reason": seed.reason,
+                "output_type": output_type,
+                "format": fmt,
+                "kind": kind,
+                "kind_reason": kind_reason,
+                "family_reason": family_reason,
+                "language": capabilities.language(folder, name, key.dataset_name),
+                "verifier": verifier,
+                "verifier_reason": verifier_reason,
+                "license": license_id,
+                "license_source": licenses.source(key.dataset_path),
+                "source_key": source_key(cfg, seed.split, tasks_root),
+            }
+        )
     assign_canonical(eligible)
     tmp = cache_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"eligible": eligible, "excluded": excluded}))
@@ -347,14 +363,17 @@ def load_catalog_rows(catalog_cfg: Any, tasks: list[str], *, dedup_sources: bool
             continue
         if name in excluded:
             raise UserError(f"task {name!r} is not eligible to seed: {excluded[name]['reason']}")
-        matched = [r for r in result.eligible
-                   if name in (r["family"], r.get("folder")) or fnmatch.fnmatch(r["task"], name)]
+        matched = [
+            r for r in result.eligible if name in (r["family"], r.get("folder")) or fnmatch.fnmatch(r["task"], name)
+        ]
         if matched:
             rows.extend(matched)
         else:
             missing.append(name)
     if missing:
-        known = list(by_task) + sorted({r["family"] for r in result.eligible} | {r.get("folder", "") for r in result.eligible})
+        known = list(by_task) + sorted(
+            {r["family"] for r in result.eligible} | {r.get("folder", "") for r in result.eligible}
+        )
         hints = []
         for name in missing:
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)

@@ -40,7 +40,9 @@ class DatasetKey(NamedTuple):
 class ScoredSplits:
     """dataset key -> split -> the tasks (and roles) that score on it."""
 
-    by_dataset: dict[DatasetKey, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    by_dataset: dict[DatasetKey, dict[str, list[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
 
     def add_task(self, task: str, cfg: dict[str, Any]) -> None:
         if not cfg.get("dataset_path"):
@@ -60,8 +62,10 @@ class ScoredSplits:
     def scored_by(self, key: DatasetKey, split: str) -> tuple[list[str], list[str]]:
         """(tasks that score `split`, tasks that only declare it as a validation split next to a test split)."""
         everyone = self.scorers(key, split)
-        return ([s for s in everyone if not s.endswith(DECLARED_ONLY)],
-                [s[: -len(DECLARED_ONLY)] for s in everyone if s.endswith(DECLARED_ONLY)])
+        return (
+            [s for s in everyone if not s.endswith(DECLARED_ONLY)],
+            [s[: -len(DECLARED_ONLY)] for s in everyone if s.endswith(DECLARED_ONLY)],
+        )
 
 
 DECLARED_ONLY = " (declared, not scored)"
@@ -80,8 +84,9 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
 
-def choose_seed_split(task: str, cfg: dict[str, Any], scored: ScoredSplits, overrides: dict[str, str],
-                      leak_rule: str = "conservative") -> SeedSplit:
+def choose_seed_split(
+    task: str, cfg: dict[str, Any], scored: ScoredSplits, overrides: dict[str, str], leak_rule: str = "conservative"
+) -> SeedSplit:
     """The split `task` may seed from, or `split=None` with the reason (and its code) it may not."""
     key = DatasetKey.from_task_config(cfg)
     if task in overrides:
@@ -98,10 +103,16 @@ def choose_seed_split(task: str, cfg: dict[str, Any], scored: ScoredSplits, over
     if scoring:
         return SeedSplit(None, role, f"leak: {role} '{split}' is scored by {_shown(scoring)}", "leak")
     if declaring and leak_rule == "conservative":
-        return SeedSplit(None, role, (
-            f"declared evaluation split (catalog.leak_rule=conservative): {role} '{split}' is the "
-            f"validation_split of {_shown(declaring)}, which lm-eval does not score (it scores their "
-            f"test_split); leak_rule=scored would seed it"), "declared_eval_split")
+        return SeedSplit(
+            None,
+            role,
+            (
+                f"declared evaluation split (catalog.leak_rule=conservative): {role} '{split}' is the "
+                f"validation_split of {_shown(declaring)}, which lm-eval does not score (it scores their "
+                f"test_split); leak_rule=scored would seed it"
+            ),
+            "declared_eval_split",
+        )
     why = {
         "override": f"config override names unscored split '{split}'",
         "training_split": f"declared training_split '{split}', scored by no task",

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from nemo_taskseed.catalog.build import CatalogResult
 
-
 # What the paper reports (issue 14): ~70 task families, ~700 subtasks, ~3M knowledge-intensive and
 # ~1.5M reasoning-intensive seeds. It gives no source, language or license counts.
 PAPER = {"families": "~70", "subtasks": "~700", "knowledge : reasoning": "2 : 1 (3.0M : 1.5M seeds)"}
@@ -51,22 +50,35 @@ def print_paper_comparison(result: CatalogResult, compatible_licenses=None, cons
     table.add_row("capability families", f"{c['families']} ({c['lm_eval_folders']} lm-eval folders)", PAPER["families"])
     table.add_row("subtasks", f"{c['subtasks']:,}", PAPER["subtasks"])
     table.add_row("distinct sources (seed once)", f"{c['distinct_sources']:,}", "-")
-    table.add_row("knowledge : reasoning sources", f"{c['knowledge_sources']} : {c['reasoning_sources']}",
-                  PAPER["knowledge : reasoning"])
-    table.add_row("non-English sources", pct(c["non_english_sources"], c["distinct_sources"]) + f", {c['languages']} languages", "-")
+    table.add_row(
+        "knowledge : reasoning sources",
+        f"{c['knowledge_sources']} : {c['reasoning_sources']}",
+        PAPER["knowledge : reasoning"],
+    )
+    table.add_row(
+        "non-English sources",
+        pct(c["non_english_sources"], c["distinct_sources"]) + f", {c['languages']} languages",
+        "-",
+    )
     table.add_row("dataset paths with a license", pct(c["dataset_paths_with_license"], c["dataset_paths"]), "-")
-    table.add_row("license_compatible_only keeps", f"{c['license_compatible_sources']} sources in "
-                  f"{c['license_compatible_families']} families", "-")
+    table.add_row(
+        "license_compatible_only keeps",
+        f"{c['license_compatible_sources']} sources in {c['license_compatible_families']} families",
+        "-",
+    )
     console.print(table)
     return c
 
 
-def print_catalog_summary(result: CatalogResult, *, minimums=None, compatible_licenses=None,
-                          console: Console | None = None) -> None:
+def print_catalog_summary(
+    result: CatalogResult, *, minimums=None, compatible_licenses=None, console: Console | None = None
+) -> None:
     console = console or Console()
     counts = result.counts()
     declared = [r for r in result.eligible if r["split_role"] in ("training_split", "override")]
-    table = Table(title=f"seed catalog ({'cache hit' if result.cache_hit else 'scanned lm-eval'}, {result.seconds:.1f} s)")
+    table = Table(
+        title=f"seed catalog ({'cache hit' if result.cache_hit else 'scanned lm-eval'}, {result.seconds:.1f} s)"
+    )
     table.add_column("eligible by")
     table.add_column("value")
     table.add_column("subtasks", justify="right")
@@ -96,7 +108,9 @@ def print_catalog_summary(result: CatalogResult, *, minimums=None, compatible_li
     top = Counter(r["family"] for r in result.eligible).most_common(8)
     console.print("largest families: " + ", ".join(f"{f} ({n})" for f, n in top))
     if minimums:
-        if counts["eligible_families"] < minimums.get("families", 0) or counts["eligible_subtasks"] < minimums.get("subtasks", 0):
+        if counts["eligible_families"] < minimums.get("families", 0) or counts["eligible_subtasks"] < minimums.get(
+            "subtasks", 0
+        ):
             console.print(
                 f"[yellow]warning: fewer eligible families/subtasks than configured minimums "
                 f"({minimums.get('families')} families, {minimums.get('subtasks')} subtasks)[/yellow]"

@@ -36,11 +36,15 @@ _NOT_QA_METRICS = ("bleu", "chrf", "ter", "rouge", "comet", "bertscore", "meteor
 # or tags; "salient_translation_error_detection" is a question about translations, not one).
 _NOT_QA_NAME = re.compile(
     r"(?:^|[_\s-])(?:translation(?!_error)|translate|wmt\d*|flores\w*|iwslt\w*|ntrex|xsum|summari[sz]ation"
-    r"|code2text|jsonschema\w*|diacritics?|transliteration)(?=$|[_\s-])", re.IGNORECASE)
+    r"|code2text|jsonschema\w*|diacritics?|transliteration)(?=$|[_\s-])",
+    re.IGNORECASE,
+)
 _CODE_FAMILIES = ("humaneval", "mbpp", "mbpp_plus", "humaneval_plus", "ds1000", "apps", "codecontests", "livecodebench")
 _MATH_NAME = re.compile(
     r"(?:^|_)(?:gsm|mgsm|afrimgsm|math|minerva|hendrycks_math|arithmetic|asdiv|svamp|aime|aqua|mathqa|multiarith"
-    r"|addsub|singleeq|mawps|tabmwp|gsm_plus|gsm8k)", re.IGNORECASE)
+    r"|addsub|singleeq|mawps|tabmwp|gsm_plus|gsm8k)",
+    re.IGNORECASE,
+)
 # A regex answer filter that extracts a number: "-?[0-9.,]+", "\d+", "[$0-9.,]"...
 _NUMERIC_PATTERN = re.compile(r"\[[^\]]*0-9[^\]]*\]|\\d|####")
 
@@ -91,4 +95,3 @@ def verifier_for(task: str, family: str, cfg: Mapping[str, Any], fmt: str) -> tu
     if name_hit:
         return NOT_QA, f"name says {name_hit.group(0).strip('_ -')!r} (not question answering)"
     return "short_answer", f"generated answer scored by {', '.join(metrics) or 'match'}: normalized exact match"
-

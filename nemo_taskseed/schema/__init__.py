@@ -16,8 +16,16 @@ from __future__ import annotations
 
 import importlib
 
-_RECORDS = ("FORMATS", "KINDS", "SEED_SCHEMA", "SEED_SCHEMA_VERSION", "SchemaError", "content_id",
-            "validate_record", "validate_seed")
+_RECORDS = (
+    "FORMATS",
+    "KINDS",
+    "SEED_SCHEMA",
+    "SEED_SCHEMA_VERSION",
+    "SchemaError",
+    "content_id",
+    "validate_record",
+    "validate_seed",
+)
 __all__ = list(_RECORDS)
 
 

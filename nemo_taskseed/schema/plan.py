@@ -31,8 +31,12 @@ def read_plan(path: str | Path, *, written_by_blend: bool = True) -> tuple[dict[
     writes them (what `blend verify` checks); training reads any well-formed plan.
     """
     plan, plan_path = read_json_artifact(
-        path, what="blend plan", default_name="plan.json", hint="write one with `taskseed blend plan`",
-        error=PlanError, schema=PLAN_SCHEMA if written_by_blend else None,
+        path,
+        what="blend plan",
+        default_name="plan.json",
+        hint="write one with `taskseed blend plan`",
+        error=PlanError,
+        schema=PLAN_SCHEMA if written_by_blend else None,
     )
     for key in ("seq_length", "total_tokens", "data_paths"):
         if key not in plan:

@@ -8,7 +8,6 @@ inferred from the template's variables and the config's field-name lists (config
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ _LETTER = re.compile(r"^\(?([A-Z]|[1-9])\)?[.:]?$")
 _PROMPT_OPTION = re.compile(r"^\s*\(?([A-Z])[.):]\s+(.+?)\s*$", re.MULTILINE)
 _SCAFFOLD_HEAD = re.compile(r"^\s*(question|q|problem|query)\s*:\s*", re.IGNORECASE)
 _SCAFFOLD_TAIL = re.compile(r"\s*(answer|a|solution)\s*:\s*$", re.IGNORECASE)
-
 
 
 def separate_question_from_context(question: str, context: str | None) -> tuple[str, str | None]:
@@ -41,6 +39,7 @@ def separate_question_from_context(question: str, context: str | None) -> tuple[
         if len(lines) >= 2:
             return lines[-1].strip(), "\n".join(lines[:-1]).strip()
     return question, context
+
 
 class NormalizeError(Exception):
     def __init__(self, code: str, reason: str, field: str | None = None):
@@ -175,12 +174,16 @@ class LmEvalTemplates:
         letters = [_LETTER.match(c.strip()).group(1) for c in choices]
         if all(letter in listed for letter in letters):
             return [listed[letter] for letter in letters]
-        raise NormalizeError("letter_only_options", f"choices are letters {choices} and no option text was found", "options")
+        raise NormalizeError(
+            "letter_only_options", f"choices are letters {choices} and no option text was found", "options"
+        )
 
     def _answer_index(self, target: Any, choices: list[str], options: list[str]) -> int:
         if isinstance(target, list):
             if len(target) != 1:
-                raise NormalizeError("multiple_targets", f"multiple-choice target is a list of {len(target)}", "answer_index")
+                raise NormalizeError(
+                    "multiple_targets", f"multiple-choice target is a list of {len(target)}", "answer_index"
+                )
             target = target[0]
         if isinstance(target, bool):
             target = int(target)
@@ -193,11 +196,15 @@ class LmEvalTemplates:
             if stripped.lstrip("-").isdigit():
                 target = int(stripped)
             else:
-                raise NormalizeError("target_not_in_choices", f"target {target!r} is not among the choices", "answer_index")
+                raise NormalizeError(
+                    "target_not_in_choices", f"target {target!r} is not among the choices", "answer_index"
+                )
         if not isinstance(target, int):
             raise NormalizeError("bad_target", f"target of type {type(target).__name__}", "answer_index")
         if not 0 <= target < len(options):
-            raise NormalizeError("answer_out_of_range", f"answer index {target} out of range for {len(options)} options", "answer_index")
+            raise NormalizeError(
+                "answer_out_of_range", f"answer index {target} out of range for {len(options)} options", "answer_index"
+            )
         return target
 
     # ---- one doc ---------------------------------------------------------------------------
@@ -233,7 +240,11 @@ class LmEvalTemplates:
             options = [str(c) for c in choices] if multiple_input else self._semantic_options(doc, choices, prompt)
             index = text if multiple_input else self._answer_index(target, choices, options)
             if not 0 <= index < len(options):
-                raise NormalizeError("answer_out_of_range", f"answer index {index} out of range for {len(options)} options", "answer_index")
+                raise NormalizeError(
+                    "answer_out_of_range",
+                    f"answer index {index} out of range for {len(options)} options",
+                    "answer_index",
+                )
             answer_text = options[index]
             if not answer_text.strip():
                 raise NormalizeError("empty_answer", "the correct option is empty", "answer_text")

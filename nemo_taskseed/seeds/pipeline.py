@@ -10,11 +10,10 @@ from typing import Any
 import pandas as pd
 
 from nemo_taskseed.config import to_container
+from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.schema import content_id
 from nemo_taskseed.schema.rejected import rejected as rejected_line
-from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.source import SourceError, mirror_file
-from nemo_taskseed.seeds.targets import plan_rows
 from nemo_taskseed.seeds.stages import (
     NormalizeSeedsStage,
     SeedJsonlWriterStage,
@@ -22,7 +21,8 @@ from nemo_taskseed.seeds.stages import (
     ValidateSeedSchemaStage,
     task_fingerprint,
 )
-from nemo_taskseed.pipeline.lock import holds_output_lock
+from nemo_taskseed.seeds.targets import plan_rows
+from nemo_taskseed.utils.jsonl import write_lines
 
 FIELD_RULE_KEYS = ("question_fields", "context_fields", "letter_option_sources")
 
@@ -50,7 +50,11 @@ def build_seed_pipeline(seeds_cfg: dict[str, Any], out_dir: Path, mirror: str | 
         name="taskseed_seeds",
         description="lm-eval seed splits -> unified seed records",
         stages=[
-            SeedSplitReaderStage(mirror=mirror, max_per_subtask=seeds_cfg.get("max_per_subtask"), sample_seed=int(seeds_cfg.get("sample_seed", 0))),
+            SeedSplitReaderStage(
+                mirror=mirror,
+                max_per_subtask=seeds_cfg.get("max_per_subtask"),
+                sample_seed=int(seeds_cfg.get("sample_seed", 0)),
+            ),
             NormalizeSeedsStage(field_rules={k: list(seeds_cfg[k]) for k in FIELD_RULE_KEYS}),
             ValidateSeedSchemaStage(),
             SeedJsonlWriterStage(out_dir=str(out_dir), settings=_settings(seeds_cfg, mirror)),
@@ -86,8 +90,7 @@ def collect_seeds(
     skipped = len(catalog_rows) - len(todo)
     if todo:
         tasks = [
-            DocumentBatch(dataset_name=r["task"], data=pd.DataFrame({"catalog_row": [json.dumps(r)]}))
-            for r in todo
+            DocumentBatch(dataset_name=r["task"], data=pd.DataFrame({"catalog_row": [json.dumps(r)]})) for r in todo
         ]
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
         pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
@@ -134,10 +137,20 @@ def publish_seeds(out_dir: Path, tasks: list[str], *, dedup_content: bool = True
             key = seed_content_key(record)
             where = f"{task} row {record.get('source', {}).get('row')}"
             if dedup_content and key in seen:
-                dropped.append(json.dumps(rejected_line(
-                    "seeds", "duplicate_seed", f"same question, context, options and answer as {seen[key]} (kept once)",
-                    task=task, row=record.get("source", {}).get("row"), field=None,
-                    file=record.get("source", {}).get("file")), ensure_ascii=False))
+                dropped.append(
+                    json.dumps(
+                        rejected_line(
+                            "seeds",
+                            "duplicate_seed",
+                            f"same question, context, options and answer as {seen[key]} (kept once)",
+                            task=task,
+                            row=record.get("source", {}).get("row"),
+                            field=None,
+                            file=record.get("source", {}).get("file"),
+                        ),
+                        ensure_ascii=False,
+                    )
+                )
                 continue
             seen.setdefault(key, where)
             kept.append(line)
@@ -166,7 +179,12 @@ def summarize(out_dir: Path, tasks: list[str], duplicates: dict[str, list[str]] 
             reasons[code] = reasons.get(code, 0) + 1
         info = json.loads(marker.read_text()) if marker.is_file() else {"kept": 0, "notes": {}}
         kept = info["kept"] - len(duplicates.get(task, []))
-        per_task[task] = {"kept": kept, "rejected": task_reasons, "complete": marker.is_file(), "notes": info.get("notes", {})}
+        per_task[task] = {
+            "kept": kept,
+            "rejected": task_reasons,
+            "complete": marker.is_file(),
+            "notes": info.get("notes", {}),
+        }
     write_lines(out_dir / "rejected.jsonl", rejected_lines)
     return {
         "kept": sum(t["kept"] for t in per_task.values()),

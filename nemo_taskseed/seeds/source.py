@@ -59,12 +59,30 @@ def conform_rows(rows: list[tuple[int, dict[str, Any]]], file: str | None) -> So
     kept, rejected = [], []
     for idx, r in rows:
         missing = sorted(expected - set(r))
-        bad_type = sorted(k for k in expected & set(r) if r[k] is not None and k in majority_type and _json_type(r[k]) != majority_type[k])
+        bad_type = sorted(
+            k
+            for k in expected & set(r)
+            if r[k] is not None and k in majority_type and _json_type(r[k]) != majority_type[k]
+        )
         if missing:
-            rejected.append({"reason_code": "missing_field", "reason": f"missing field(s): {', '.join(missing)}", "row": idx, "field": missing[0]})
+            rejected.append(
+                {
+                    "reason_code": "missing_field",
+                    "reason": f"missing field(s): {', '.join(missing)}",
+                    "row": idx,
+                    "field": missing[0],
+                }
+            )
         elif bad_type:
             k = bad_type[0]
-            rejected.append({"reason_code": "bad_field_type", "reason": f"field {k!r} is {_json_type(r[k])}, expected {majority_type[k]}", "row": idx, "field": k})
+            rejected.append(
+                {
+                    "reason_code": "bad_field_type",
+                    "reason": f"field {k!r} is {_json_type(r[k])}, expected {majority_type[k]}",
+                    "row": idx,
+                    "field": k,
+                }
+            )
         else:
             kept.append((idx, {k: r[k] for k in expected}))
     for rej in rejected:
@@ -90,7 +108,15 @@ def read_mirror_split(path: Path) -> SourceRows:
                 if not isinstance(row, dict):
                     raise ValueError(f"expected a JSON object, got {type(row).__name__}")
             except (UnicodeDecodeError, ValueError) as exc:
-                rejected.append({"reason_code": "malformed_row", "reason": f"line {line_no}: {exc}", "row": idx, "line": line_no, "file": str(path)})
+                rejected.append(
+                    {
+                        "reason_code": "malformed_row",
+                        "reason": f"line {line_no}: {exc}",
+                        "row": idx,
+                        "line": line_no,
+                        "file": str(path),
+                    }
+                )
                 continue
             rows.append((idx, row))
     conformed = conform_rows(rows, str(path))
@@ -109,11 +135,15 @@ def read_hub_split(dataset_path: str, dataset_name: str | None, split: str, data
         else:
             ds = datasets.load_dataset(dataset_path, dataset_name, split=split)
     except Exception as exc:  # hub errors come in many types; all mean "this split cannot be read"
-        raise SourceError(f"cannot load {dataset_path}/{dataset_name or 'default'}:{split} from the hub: {exc}") from exc
+        raise SourceError(
+            f"cannot load {dataset_path}/{dataset_name or 'default'}:{split} from the hub: {exc}"
+        ) from exc
     return conform_rows(list(enumerate(ds)), f"hf://{dataset_path}/{dataset_name or 'default'}/{split}")
 
 
-def sample_rows(rows: list[tuple[int, dict[str, Any]]], cap: int | None, seed: int, task: str) -> list[tuple[int, dict[str, Any]]]:
+def sample_rows(
+    rows: list[tuple[int, dict[str, Any]]], cap: int | None, seed: int, task: str
+) -> list[tuple[int, dict[str, Any]]]:
     """At most `cap` rows, chosen by a seeded hash of (task, row index).
 
     Hash ranks rather than random.sample: the choice of a row does not depend on how many rows the

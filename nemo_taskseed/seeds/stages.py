@@ -21,15 +21,17 @@ from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.schema import validate_seed
 from nemo_taskseed.schema.rejected import rejected as rejected_line
-from nemo_taskseed.utils.jsonl import write_lines
 from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates, NormalizeError
 from nemo_taskseed.seeds.source import SourceError, mirror_file, read_hub_split, read_mirror_split, sample_rows
+from nemo_taskseed.utils.jsonl import write_lines
 
 COLUMNS = ["task", "row", "status", "reason_code", "reason", "field", "payload"]
 KEPT, REJECTED, DONE = "kept", "rejected", "done"
 
 
-def _row(task: str, row: int | None, status: str, payload: Any = None, code: str = "", reason: str = "", field_: str = "") -> dict:
+def _row(
+    task: str, row: int | None, status: str, payload: Any = None, code: str = "", reason: str = "", field_: str = ""
+) -> dict:
     return {
         "task": task,
         "row": -1 if row is None else int(row),
@@ -92,13 +94,17 @@ class SeedSplitReaderStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                     path = mirror_file(self.mirror, cat["dataset_path"], cat["dataset_name"], cat["split"])
                     source = read_mirror_split(path)
                 else:
-                    source = read_hub_split(cat["dataset_path"], cat["dataset_name"], cat["split"], cat.get("data_files"))
+                    source = read_hub_split(
+                        cat["dataset_path"], cat["dataset_name"], cat["split"], cat.get("data_files")
+                    )
             except SourceError as exc:
                 out.append(_row(task, None, REJECTED, {"catalog_row": cat}, "source_unavailable", str(exc)))
                 continue
             cat["_source_file"] = source.file
             for rej in source.rejected:
-                out.append(_row(task, rej["row"], REJECTED, rej, rej["reason_code"], rej["reason"], rej.get("field", "")))
+                out.append(
+                    _row(task, rej["row"], REJECTED, rej, rej["reason_code"], rej["reason"], rej.get("field", ""))
+                )
             # seeds.targets set a quota per subtask (seeds/targets.py); else the global cap.
             cap = cat.get("seed_quota", self.max_per_subtask)
             chosen = sample_rows(source.rows, cap, self.sample_seed, task)
@@ -147,7 +153,10 @@ class NormalizeSeedsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                 processed = templates.processed_docs()
             except Exception as exc:  # building lm-eval's task or its process_docs failed for the whole split
                 reason = f"lm-eval task setup failed: {type(exc).__name__}: {exc}"
-                out.extend(_row(task, d[ROW_COLUMN], REJECTED, {"file": cat.get("_source_file")}, "task_setup_failed", reason) for d in docs)
+                out.extend(
+                    _row(task, d[ROW_COLUMN], REJECTED, {"file": cat.get("_source_file")}, "task_setup_failed", reason)
+                    for d in docs
+                )
                 out.append(_row(task, None, DONE, {"catalog_row": cat}))
                 continue
             for position, doc in enumerate(processed):
@@ -160,10 +169,29 @@ class NormalizeSeedsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                     record = templates.normalize(doc)
                     out.append(_row(task, row, KEPT, record))
                 except NormalizeError as exc:
-                    out.append(_row(task, row, REJECTED, {"file": cat.get("_source_file")}, exc.code, exc.reason, exc.field or ""))
+                    out.append(
+                        _row(
+                            task,
+                            row,
+                            REJECTED,
+                            {"file": cat.get("_source_file")},
+                            exc.code,
+                            exc.reason,
+                            exc.field or "",
+                        )
+                    )
             dropped = len(docs) - len(processed)
             if dropped > 0:
-                out.append(_row(task, None, "note", {"dropped_by_process_docs": dropped}, "dropped_by_process_docs", f"{dropped} rows dropped by the task's process_docs"))
+                out.append(
+                    _row(
+                        task,
+                        None,
+                        "note",
+                        {"dropped_by_process_docs": dropped},
+                        "dropped_by_process_docs",
+                        f"{dropped} rows dropped by the task's process_docs",
+                    )
+                )
             out.append(_row(task, None, DONE, {"catalog_row": cat}))
         return _batch(batch, out)
 
@@ -185,7 +213,12 @@ class ValidateSeedSchemaStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         for i in df.index[df["status"] == KEPT]:
             errors = validate_seed(json.loads(df.at[i, "payload"]))
             if errors:
-                df.loc[i, ["status", "reason_code", "reason", "field"]] = [REJECTED, "schema_invalid", "; ".join(errors), errors[0].split(":")[0]]
+                df.loc[i, ["status", "reason_code", "reason", "field"]] = [
+                    REJECTED,
+                    "schema_invalid",
+                    "; ".join(errors),
+                    errors[0].split(":")[0],
+                ]
         return _batch(batch, df.to_dict("records"))
 
 
@@ -220,10 +253,18 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             rejected = group[group["status"] == REJECTED].sort_values("row")
             write_lines(parts / f"seeds.{task}.jsonl", list(kept["payload"]))
             rejected_lines = [
-                json.dumps(rejected_line("seeds", r.reason_code, r.reason, task=task, row=None if r.row < 0 else int(r.row),
-                                         field=r.field or None,
-                                         file=json.loads(r.payload).get("file") if r.payload else None),
-                           ensure_ascii=False)
+                json.dumps(
+                    rejected_line(
+                        "seeds",
+                        r.reason_code,
+                        r.reason,
+                        task=task,
+                        row=None if r.row < 0 else int(r.row),
+                        field=r.field or None,
+                        file=json.loads(r.payload).get("file") if r.payload else None,
+                    ),
+                    ensure_ascii=False,
+                )
                 for r in rejected.itertuples()
             ]
             write_lines(parts / f"rejected.{task}.jsonl", rejected_lines)
@@ -245,5 +286,9 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             if catalog:  # a subtask whose source could not be read is retried on the next run
                 write_lines(parts / f"{task}.done.json", [json.dumps(marker)])
             summaries.append({"task": task, "kept": len(kept), "rejected": int(sum(reasons.values()))})
-        return DocumentBatch(dataset_name=batch.dataset_name, data=pd.DataFrame(summaries, columns=["task", "kept", "rejected"]), _metadata=batch._metadata, _stage_perf=batch._stage_perf)
-
+        return DocumentBatch(
+            dataset_name=batch.dataset_name,
+            data=pd.DataFrame(summaries, columns=["task", "kept", "rejected"]),
+            _metadata=batch._metadata,
+            _stage_perf=batch._stage_perf,
+        )

@@ -18,4 +18,7 @@ def run_step(cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         raise UserError("seeds.tasks is empty: name the subtasks to seed from")
     rows = load_catalog_rows(cfg.catalog, tasks, dedup_sources=bool(cfg.seeds.dedup_sources))
     summary = collect_seeds(rows, cfg.seeds, out_dir, executor_name=cfg.run.executor)
-    return {k: summary[k] for k in ("kept", "rejected", "rejected_by_reason", "subtasks", "incomplete_subtasks", "resumed_subtasks")}
+    return {
+        k: summary[k]
+        for k in ("kept", "rejected", "rejected_by_reason", "subtasks", "incomplete_subtasks", "resumed_subtasks")
+    }

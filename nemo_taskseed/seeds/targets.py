@@ -75,8 +75,9 @@ def _is_training(row: dict[str, Any]) -> bool:
     return row.get("split_role") != "fewshot_split"
 
 
-def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: Targets,
-             max_per_subtask: int | None) -> dict[str, Any]:
+def allocate(
+    rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: Targets, max_per_subtask: int | None
+) -> dict[str, Any]:
     """Seeds per subtask. `sizes`: rows in each subtask's split (None: unknown, taken as the cap).
 
     Returns {"per_task": {task: quota}, "kinds": {...}, "families": {...}, "notes": [...]}.
@@ -89,8 +90,10 @@ def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: 
         size = sizes.get(row["task"])
         if size is None:
             if cap is None:
-                raise ConfigError(f"seeds.targets: the size of {row['task']}'s split is unknown (no mirror) and "
-                                  f"seeds.max_per_subtask is null: set a mirror or a cap")
+                raise ConfigError(
+                    f"seeds.targets: the size of {row['task']}'s split is unknown (no mirror) and "
+                    f"seeds.max_per_subtask is null: set a mirror or a cap"
+                )
             unknown.append(row["task"])
             size = cap
         return min(size, cap) if cap is not None else size
@@ -100,8 +103,10 @@ def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: 
     avail = {r["task"]: available(r) for r in rows}
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
-        notes.append(f"split size unknown for {len(unknown)} subtask(s) ({shown}): assumed {cap} "
-                     f"(seeds.max_per_subtask); give a mirror for real sizes (few-shot/dev splits hold ~5 rows)")
+        notes.append(
+            f"split size unknown for {len(unknown)} subtask(s) ({shown}): assumed {cap} "
+            f"(seeds.max_per_subtask); give a mirror for real sizes (few-shot/dev splits hold ~5 rows)"
+        )
 
     per_task: dict[str, int] = {r["task"]: 0 for r in rows}
     kinds_report: dict[str, dict[str, Any]] = {}
@@ -149,16 +154,20 @@ def allocate(rows: list[dict[str, Any]], sizes: dict[str, int | None], targets: 
                     budget -= got
                     given += got
             if given < target:
-                notes.append(f"{kind}: {given:,} seeds available of the {target:,} targeted "
-                             f"(training and few-shot splits of the selected subtasks are exhausted)")
+                notes.append(
+                    f"{kind}: {given:,} seeds available of the {target:,} targeted "
+                    f"(training and few-shot splits of the selected subtasks are exhausted)"
+                )
         for family, rs in families.items():
             report = families_report.setdefault(family, {"kind": kind, "target": None})
             report["seeds"] = sum(per_task[r["task"]] for r in rs)
             report["subtasks"] = len(rs)
             report["from_fewshot"] = sum(per_task[r["task"]] for r in rs if not _is_training(r))
-        kinds_report[kind] = {"target": target, "seeds": given,
-                              "from_fewshot": sum(per_task[r["task"]] for fam in families.values()
-                                                  for r in fam if not _is_training(r))}
+        kinds_report[kind] = {
+            "target": target,
+            "seeds": given,
+            "from_fewshot": sum(per_task[r["task"]] for fam in families.values() for r in fam if not _is_training(r)),
+        }
     return {"per_task": per_task, "kinds": kinds_report, "families": families_report, "notes": notes}
 
 
@@ -186,7 +195,9 @@ def split_sizes(rows: list[dict[str, Any]], mirror: str | None) -> dict[str, int
     return sizes
 
 
-def plan_rows(rows: list[dict[str, Any]], seeds_cfg: dict[str, Any], mirror: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def plan_rows(
+    rows: list[dict[str, Any]], seeds_cfg: dict[str, Any], mirror: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The rows to collect, each with its `seed_quota`, and the allocation (subtasks given 0 are dropped)."""
     targets = Targets.from_config(seeds_cfg)
     sizes = split_sizes(rows, mirror) if targets.active else {}
