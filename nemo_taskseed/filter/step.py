@@ -221,7 +221,7 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     cpu_dedup = dedup["backend"] == "cpu" and (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"])
     settings = DedupSettings.from_config(dedup)
     settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
-                                     index_info.get("fingerprint"), dc.get("semantic") if on["semantic_decontam"] else None,
+                                     index_info.get("fingerprint"), dc.get("semantic") if needs_embeddings(fcfg) else None,
                                      semantic_info.get("fingerprint"), dedup, fcfg["quality"], needs_embeddings(fcfg),
                                      fcfg["verify"].get("families") or {}, task_kinds or {})
 
