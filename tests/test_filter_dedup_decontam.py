@@ -185,3 +185,34 @@ def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf)
         clean += [make_generated(seed, f(r), sample_index=i) for i, r in enumerate(rows)]
     assert len(clean) == 800
     assert [r["question"] for r in clean if built.index.check(record_fields_text(r, fields))] == []
+
+
+def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
+    """lm-eval's prompt (doc_to_text), choices and target are indexed as well as the raw row: a
+    record that copies the rendered prompt of a short item is caught only through that view."""
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.decontam import build_index
+    from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
+    from nemo_taskseed.filter.decontam.render import rendered_rows
+
+    benches = list(load_config("benchmarks/smoke").filter.decontam.benchmarks)
+    full = build_index(benches, source="mirror", mirror=fixtures_hf)
+    raw = build_index(benches, source="mirror", mirror=fixtures_hf, rendered=False)
+    loaded = [c for c in full.coverage if c.loaded]
+    assert all(c.rendered and not c.render_errors for c in loaded), [(c.split, c.render_errors) for c in loaded]
+    assert "arc_easy" in next(c for c in loaded if c.split == "allenai/ai2_arc/ARC-Easy:test").rendered
+    escaped = caught = 0
+    for split in scored_splits([Benchmark.from_config(b) for b in benches]):
+        _, rows = load_split_rows(split, "mirror", fixtures_hf)
+        if rows is None:
+            continue
+        for strings in rendered_rows(split.renderings[0], list(rows)):
+            if raw.index.check([strings[0]]) is None:  # the prompt alone, as lm-eval shows it
+                escaped += 1
+                caught += full.index.check([strings[0]]) is not None
+    # Measured on the fixture rows: 36 of 1,200 rendered prompts share nothing with the raw index
+    # (short questions wrapped in "Question: ... Answer:"); 14 of them are caught through the view.
+    assert (escaped, caught) == (36, 14)
+    hit = full.index.check(["Question: What causes sound?\nAnswer:"])
+    assert raw.index.check(["Question: What causes sound?\nAnswer:"]) is None
+    assert (hit.row.split, hit.row.row, hit.row.view) == ("allenai/ai2_arc/ARC-Easy:test", 29, "rendered:arc_easy")

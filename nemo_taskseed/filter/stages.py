@@ -268,8 +268,11 @@ class DecontaminationStage(_FilterStage):
 
     @staticmethod
     def _hit_detail(hit) -> dict[str, Any]:
-        return {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
-                "ngram": hit.ngram, "n_matching_ngrams": hit.n_matches}
+        detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
+                  "ngram": hit.ngram, "n_matching_ngrams": hit.n_matches}
+        if hit.row.view != "raw":  # matched lm-eval's rendered prompt, not the raw row
+            detail["view"] = hit.row.view
+        return detail
 
     def filter_frame(self, df: pd.DataFrame) -> None:
         if not hasattr(self, "_index"):

@@ -94,6 +94,7 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
 
     settings = {k: dc.get(k) for k in ("benchmarks", "extra_benchmarks", "source", "mirror", "include_paths",
                                         "ngram_size", "short_min_words")}
+    settings["index_views"] = ["raw", "rendered"]  # an index built before rendered prompts were indexed is rebuilt
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
     texts_path = work / "decontam_texts.json"

@@ -63,6 +63,9 @@ class ScoredSplit:
     dataset_name: str | None
     split: str
     tasks: list[str] = field(default_factory=list)
+    # Task configs that render this split differently (process_docs / doc_to_text / choice /
+    # target), for the rendered view of the index (decontam/render.py).
+    renderings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str | None, str]:
@@ -116,6 +119,9 @@ def scored_splits(benchmarks: Sequence[Benchmark], include_paths: Sequence[str |
                         entry = out.setdefault((bench.name, key), ScoredSplit(bench.name, *key))
                         if cfg["task"] not in entry.tasks:
                             entry.tasks.append(cfg["task"])
+                        view = {k: cfg.get(k) for k in ("process_docs", "doc_to_text", "doc_to_choice", "doc_to_target")}
+                        if view not in [{k: r.get(k) for k in view} for r in entry.renderings]:
+                            entry.renderings.append({"task": cfg["task"], **view})
         if not found_dir:
             raise UserError(
                 f"filter.decontam.benchmarks: {bench.name}: none of the task folders {list(bench.task_dirs)} "

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
 from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow, NgramIndex
+from nemo_taskseed.filter.decontam.render import rendered_rows
 from nemo_taskseed.filter.text import string_leaves
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ class BenchmarkCoverage:
     source: str
     rows: int = 0
     loaded: bool = False
+    # lm-eval renderings indexed beside the raw rows (task names), and the ones that failed (why).
+    rendered: list[str] = field(default_factory=list)
+    render_errors: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +58,7 @@ def build_index(
     short_min_words: int = 5,
     include_paths: Sequence[str | Path] = (),
     progress: bool = False,
+    rendered: bool = True,
 ) -> DecontamIndex:
     benches = [b if isinstance(b, Benchmark) else Benchmark.from_config(b) for b in benchmarks]
     from nemo_taskseed.filter.semantic.embed import benchmark_text
@@ -68,10 +73,22 @@ def build_index(
         cov = BenchmarkCoverage(split.benchmark, split.label, sorted(split.tasks), where)
         if rows is not None:
             cov.loaded = True
+            rows = list(rows)
             for i, row in enumerate(rows):
                 index.add(BenchmarkRow(split.benchmark, split.label, i), string_leaves(row))
                 texts.append(benchmark_text(row))
                 cov.rows += 1
+            # Raw rows first: a tie in the evidence goes to the raw row (the earliest indexed).
+            for view in split.renderings if rendered else ():
+                try:
+                    docs = list(rendered_rows(view, rows))
+                except Exception as exc:  # a task module that needs more than the row: raw rows only
+                    cov.render_errors[view["task"]] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    continue
+                for i, strings in enumerate(docs):
+                    index.add(BenchmarkRow(split.benchmark, split.label, i, f"rendered:{view['task']}"), strings)
+                    texts.append(None)  # the semantic index embeds the raw question once
+                cov.rendered.append(view["task"])
         else:
             log.debug("decontam: %s %s not loaded (%s)", split.benchmark, split.label, where)
         coverage.append(cov)

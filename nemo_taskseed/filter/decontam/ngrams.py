@@ -23,6 +23,8 @@ class BenchmarkRow:
     benchmark: str
     split: str  # e.g. "cais/mmlu/anatomy:test"
     row: int
+    # "raw" (the dataset row's strings) or "rendered:<task>" (lm-eval's prompt, choices, target).
+    view: str = "raw"
 
 
 @dataclass(frozen=True)
