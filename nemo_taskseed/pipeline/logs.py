@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 LOG_NAME = "taskseed.log"
@@ -80,19 +81,28 @@ def _ray_data_config(log_file: Path) -> dict:
     }
 
 
-def route_third_party_logs(folder: str | Path) -> Path:
+def route_third_party_logs(folder: str | Path) -> Path | None:
     """Send INFO logs of this process and of the processes it starts to `<folder>/taskseed.log`.
 
-    Returns the log file. Called again (a step inside `taskseed run`), it keeps the first file.
+    Returns the log file (None when the folder cannot be written). Called again (a step inside
+    `taskseed run`), it keeps the first file.
     """
     global _routed
     if _routed is not None:
         return _routed
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    log_file = (folder / LOG_NAME).resolve()
-    config_dir = folder / ".logging"
-    config_dir.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        log_file = (folder / LOG_NAME).resolve()
+        log_file.touch()
+    except OSError as exc:
+        # A folder we cannot write (full disk, read-only): the step itself reports that with its
+        # own clear error; logs stay on the terminal rather than fail before it.
+        print(f"note: third-party logs stay on the terminal ({folder}: {exc.strerror or exc})", file=sys.stderr)
+        return None
+    # The logging configs the child processes read go to a temp folder, not the output folder
+    # (an output folder holds only what its step publishes, plus the log).
+    config_dir = Path(tempfile.mkdtemp(prefix="taskseed-logging-"))
     vllm_cfg = config_dir / "vllm.json"
     vllm_cfg.write_text(json.dumps(_vllm_config(log_file)))
     ray_data_cfg = config_dir / "ray_data.json"  # YAML is a superset of JSON: Ray Data reads it with yaml
