@@ -194,6 +194,7 @@ def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
     from nemo_taskseed.filter.decontam import build_index
     from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
     from nemo_taskseed.filter.decontam.render import rendered_rows
+    from nemo_taskseed.utils.lm_eval_yaml import template_config
 
     benches = list(load_config("benchmarks/smoke").filter.decontam.benchmarks)
     full = build_index(benches, source="mirror", mirror=fixtures_hf)
@@ -206,7 +207,7 @@ def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
         _, rows = load_split_rows(split, "mirror", fixtures_hf)
         if rows is None:
             continue
-        for strings in rendered_rows(split.renderings[0], list(rows)):
+        for strings in rendered_rows(template_config(split.renderings[0]["path"]), list(rows)):
             if raw.index.check([strings[0]]) is None:  # the prompt alone, as lm-eval shows it
                 escaped += 1
                 caught += full.index.check([strings[0]]) is not None

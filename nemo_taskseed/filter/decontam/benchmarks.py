@@ -27,7 +27,7 @@ from typing import Any
 
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.utils.jsonl import read_jsonl
-from nemo_taskseed.utils.lm_eval_yaml import lm_eval_tasks_dir, task_config
+from nemo_taskseed.utils.lm_eval_yaml import TEMPLATE_KEYS, lm_eval_tasks_dir, load_task_yaml, task_config
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class ScoredSplit:
     dataset_name: str | None
     split: str
     tasks: list[str] = field(default_factory=list)
-    # Task configs that render this split differently (process_docs / doc_to_text / choice /
-    # target), for the rendered view of the index (decontam/render.py).
+    # One task per distinct rendering of this split (process_docs / doc_to_text / choice / target):
+    # {task, path, view}, for the rendered view of the index (decontam/render.py).
     renderings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -119,9 +119,12 @@ def scored_splits(benchmarks: Sequence[Benchmark], include_paths: Sequence[str |
                         entry = out.setdefault((bench.name, key), ScoredSplit(bench.name, *key))
                         if cfg["task"] not in entry.tasks:
                             entry.tasks.append(cfg["task"])
-                        view = {k: cfg.get(k) for k in ("process_docs", "doc_to_text", "doc_to_choice", "doc_to_target")}
-                        if view not in [{k: r.get(k) for k in view} for r in entry.renderings]:
-                            entry.renderings.append({"task": cfg["task"], **view})
+                        # Renderings differ by their template keys (a !function ref compared by
+                        # folder and name, nothing imported here).
+                        raw = load_task_yaml(path)
+                        view = {k: raw.get(k) for k in TEMPLATE_KEYS}
+                        if view not in [r["view"] for r in entry.renderings]:
+                            entry.renderings.append({"task": cfg["task"], "path": str(path), "view": view})
         if not found_dir:
             raise UserError(
                 f"filter.decontam.benchmarks: {bench.name}: none of the task folders {list(bench.task_dirs)} "

@@ -14,6 +14,7 @@ from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows,
 from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow, NgramIndex
 from nemo_taskseed.filter.decontam.render import rendered_rows
 from nemo_taskseed.filter.text import string_leaves
+from nemo_taskseed.utils.lm_eval_yaml import template_config
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def build_index(
                 cov.rows += 1
             # Raw rows first: a tie in the evidence goes to the raw row (the earliest indexed).
             for view in split.renderings if rendered else ():
-                try:
-                    docs = list(rendered_rows(view, rows))
+                try:  # the task's template functions are imported here, for indexed tasks only
+                    docs = list(rendered_rows(template_config(view["path"]), rows))
                 except Exception as exc:  # a task module that needs more than the row: raw rows only
                     cov.render_errors[view["task"]] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     continue

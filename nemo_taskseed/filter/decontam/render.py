@@ -6,8 +6,8 @@ The raw row is not always what the model sees: hellaswag's `process_docs` detoke
 A generated item that copies the rendered prompt shares n-grams with it that the raw row lacks.
 
 Templates are rendered with lm-eval's own Jinja environment (`lm_eval.utils.apply_template`).
-`!function` references (read as "<task folder>/<module>.<function>" by `load_yaml(resolve_func=
-False)`) are imported from the task's folder, only for the tasks being indexed. A task that cannot
+`!function` helpers come imported from `utils.lm_eval_yaml.template_config` (process_docs and
+doc_to_* only), called for the tasks being indexed and no others. A task that cannot
 be rendered (a missing dependency, a function that needs more than the row) is skipped and
 counted; its raw rows are indexed all the same.
 """
@@ -15,31 +15,11 @@ counted; its raw rows are indexed all the same.
 from __future__ import annotations
 
 import ast
-import functools
-import importlib.util
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=64)
-def _function(ref: str) -> Callable[..., Any]:
-    module_path, name = ref.rsplit(".", 1)
-    path = Path(module_path + ".py")
-    spec = importlib.util.spec_from_file_location(f"taskseed_lm_eval_{abs(hash(str(path)))}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def _is_function_ref(value: Any) -> bool:
-    """`load_yaml(resolve_func=False)` leaves `!function utils.f` as "<task folder>/utils.f"."""
-    return isinstance(value, str) and value.startswith("/") and "{{" not in value and "\n" not in value
 
 
 def _render(value: Any, doc: dict[str, Any]) -> Any:
@@ -53,8 +33,6 @@ def _render(value: Any, doc: dict[str, Any]) -> Any:
         return value
     if isinstance(value, int):
         return value
-    if _is_function_ref(value):
-        return _function(value)(doc)
     if isinstance(value, str) and value in doc:
         return doc[value]
     if isinstance(value, str) and ("{{" in value or "{%" in value):
@@ -82,10 +60,17 @@ def rendered_rows(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> Iterator[l
     cannot be rendered; the caller skips the task."""
     docs: Any = rows
     process = cfg.get("process_docs")
-    if process:
+    if callable(process):
         import datasets
 
-        docs = list(_function(process)(datasets.Dataset.from_list(rows)) if _is_function_ref(process) else rows)
+        # A "Map" progress bar per split would fill the quiet terminal.
+        was_enabled = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            docs = list(process(datasets.Dataset.from_list(rows)))
+        finally:
+            if was_enabled:
+                datasets.enable_progress_bars()
     for doc in docs:
         text = _strings(_render(cfg.get("doc_to_text"), doc))
         choices = _strings(_render(cfg.get("doc_to_choice"), doc))
