@@ -69,8 +69,9 @@ def run_pipeline(cfg, console: Console | None = None) -> dict[str, Any]:
     console.print(summary_table(summaries))
     for step, summary in summaries.items():
         for warning in summary.get("warnings") or []:
-            console.print(f"[bold yellow]WARNING[/] {step}: {warning}")
-    console.print(f"outputs under {workdir}; every count in {workdir / 'run_summary.json'}")
+            console.print(f"[bold yellow]WARNING[/] {step}: {warning}", soft_wrap=True)
+    # soft_wrap: paths are copied from here; a wrapped path cannot be pasted back.
+    console.print(f"outputs under {workdir}; every count in {workdir / 'run_summary.json'}", soft_wrap=True)
     return summaries
 
 
