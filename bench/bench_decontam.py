@@ -106,7 +106,9 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
                 words = rng.choice(texts).split(" | ")[0].split()
                 words[rng.randrange(len(words))] = rng.choice(vocab)
                 q = " ".join(words)
-            records.append({"question": q, "options": [" ".join(rng.choices(vocab, k=rng.randint(1, 5))) for _ in range(4)]})
+            records.append(
+                {"question": q, "options": [" ".join(rng.choices(vocab, k=rng.randint(1, 5))) for _ in range(4)]}
+            )
         t0 = time.perf_counter()
         emb = embedder.embed([item_text(r) for r in records])
         t_embed = time.perf_counter() - t0
@@ -115,12 +117,22 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
         t_search = time.perf_counter() - t0
         last_vectors = emb
         total = t_embed + t_search
-        out.append({"records": n, "semantic_s": round(total, 1), "semantic_rps": round(n / total, 1),
-                    "embed_rps": round(n / t_embed, 1), "search_rps": round(n / max(t_search, 1e-9)),
-                    "flagged": sum(bool(h) for h in hits)})
+        out.append(
+            {
+                "records": n,
+                "semantic_s": round(total, 1),
+                "semantic_rps": round(n / total, 1),
+                "embed_rps": round(n / t_embed, 1),
+                "search_rps": round(n / max(t_search, 1e-9)),
+                "flagged": sum(bool(h) for h in hits),
+            }
+        )
         r = out[-1]
-        print(f"{n:>8} records  semantic {r['semantic_s']:>8.1f}s {r['semantic_rps']:>7}/s "
-              f"(embed {r['embed_rps']}/s, faiss search {r['search_rps']}/s) flagged {r['flagged']}", flush=True)
+        print(
+            f"{n:>8} records  semantic {r['semantic_s']:>8.1f}s {r['semantic_rps']:>7}/s "
+            f"(embed {r['embed_rps']}/s, faiss search {r['search_rps']}/s) flagged {r['flagged']}",
+            flush=True,
+        )
     if last_vectors is not None:
         big = np.tile(last_vectors, (10, 1))
         t0 = time.perf_counter()
@@ -130,8 +142,10 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
         out.append({"records": len(big), "search_only_s": round(t, 2), "search_rps": round(len(big) / t)})
     if len(out) >= 3:
         a, b = out[0], out[-2]
-        print(f"semantic growth {a['records']} -> {b['records']}: x{b['semantic_s'] / a['semantic_s']:.2f} time "
-              f"(linear = x{b['records'] / a['records']:g})")
+        print(
+            f"semantic growth {a['records']} -> {b['records']}: x{b['semantic_s'] / a['semantic_s']:.2f} time "
+            f"(linear = x{b['records'] / a['records']:g})"
+        )
     return out
 
 
@@ -153,48 +167,73 @@ def main() -> None:
     bench = benchmark_rows(args.mirror)
     vocab = vocabulary(args.mirror)
 
-    t0 = time.perf_counter()
-    # short_min_words=0: the janitor has no whole-string rule; compare like with like.
-    index = NgramIndex(args.ngram, short_min_words=0)
-    for i, (label, strings) in enumerate(bench):
-        index.add(BenchmarkRow("bench", label, i), strings)
-    t_index = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    janitor = Janitor(ngram_n=args.ngram)
-    for _, strings in bench:
-        janitor.register_contaminant_python(" ".join(strings))
-    t_janitor_index = time.perf_counter() - t0
-    print(f"benchmark rows {len(bench)}: our index {len(index)} n-grams in {t_index:.2f}s; "
-          f"janitor {len(janitor.dirt_ngrams)} n-grams in {t_janitor_index:.2f}s")
+    from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
 
-    rows = []
-    for n in args.sizes:
-        records = synthetic_records(n, vocab, bench)
+    with publish_output("decontam"):
         t0 = time.perf_counter()
-        ours = [index.check([r]) is not None for r in records]
-        t_ours = time.perf_counter() - t0
+        # short_min_words=0: the janitor has no whole-string rule; compare like with like.
+        index = NgramIndex(args.ngram, short_min_words=0)
+        for i, (label, strings) in enumerate(bench):
+            index.add(BenchmarkRow("bench", label, i), strings)
+        t_index = time.perf_counter() - t0
         t0 = time.perf_counter()
-        theirs = [janitor.clean_python(r) != [r] for r in records]
-        t_base = time.perf_counter() - t0
-        agree = sum(a == b for a, b in zip(ours, theirs))
-        only_ours = sum(a and not b for a, b in zip(ours, theirs))
-        rows.append({"records": n, "ours_s": round(t_ours, 2), "ours_rps": round(n / t_ours), "ours_flagged": sum(ours),
-                     "janitor_s": round(t_base, 2), "janitor_rps": round(n / t_base), "janitor_flagged": sum(theirs),
-                     "agreement": round(agree / n, 4), "flagged_only_by_ours": only_ours,
-                     "flagged_only_by_janitor": sum(b and not a for a, b in zip(ours, theirs)), "speedup": round(t_base / t_ours, 2)})
-        r = rows[-1]
-        print(f"{n:>8} records  ours {r['ours_s']:>7.2f}s {r['ours_rps']:>7}/s flagged {r['ours_flagged']:>5}   "
-              f"janitor {r['janitor_s']:>7.2f}s {r['janitor_rps']:>7}/s flagged {r['janitor_flagged']:>5}   "
-              f"speedup x{r['speedup']}  verdict agreement {r['agreement']:.2%} "
-              f"(only ours {r['flagged_only_by_ours']}, only janitor {r['flagged_only_by_janitor']})", flush=True)
-    if len(rows) >= 2:
-        a, b = rows[0], rows[-1]
-        scale = b["records"] / a["records"]
-        print(f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
-              f"janitor x{b['janitor_s'] / a['janitor_s']:.2f} time (linear = x{scale:g})")
-    print("Disagreements are test items whose text has punctuation-only tokens ('|', '='): the janitor's "
-          "clean_python normalizes each n-gram after splitting, so such tokens leave empty words and the n-gram misses.")
-    semantic = semantic_bench(args.mirror, args.semantic_sizes, vocab, args.threshold) if args.semantic_sizes else []
+        janitor = Janitor(ngram_n=args.ngram)
+        for _, strings in bench:
+            janitor.register_contaminant_python(" ".join(strings))
+        t_janitor_index = time.perf_counter() - t0
+        print(
+            f"benchmark rows {len(bench)}: our index {len(index)} n-grams in {t_index:.2f}s; "
+            f"janitor {len(janitor.dirt_ngrams)} n-grams in {t_janitor_index:.2f}s"
+        )
+
+        rows = []
+        for n in args.sizes:
+            records = synthetic_records(n, vocab, bench)
+            t0 = time.perf_counter()
+            ours = [index.check([r]) is not None for r in records]
+            t_ours = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            theirs = [janitor.clean_python(r) != [r] for r in records]
+            t_base = time.perf_counter() - t0
+            agree = sum(a == b for a, b in zip(ours, theirs))
+            only_ours = sum(a and not b for a, b in zip(ours, theirs))
+            rows.append(
+                {
+                    "records": n,
+                    "ours_s": round(t_ours, 2),
+                    "ours_rps": round(n / t_ours),
+                    "ours_flagged": sum(ours),
+                    "janitor_s": round(t_base, 2),
+                    "janitor_rps": round(n / t_base),
+                    "janitor_flagged": sum(theirs),
+                    "agreement": round(agree / n, 4),
+                    "flagged_only_by_ours": only_ours,
+                    "flagged_only_by_janitor": sum(b and not a for a, b in zip(ours, theirs)),
+                    "speedup": round(t_base / t_ours, 2),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{n:>8} records  ours {r['ours_s']:>7.2f}s {r['ours_rps']:>7}/s flagged {r['ours_flagged']:>5}   "
+                f"janitor {r['janitor_s']:>7.2f}s {r['janitor_rps']:>7}/s flagged {r['janitor_flagged']:>5}   "
+                f"speedup x{r['speedup']}  verdict agreement {r['agreement']:.2%} "
+                f"(only ours {r['flagged_only_by_ours']}, only janitor {r['flagged_only_by_janitor']})",
+                flush=True,
+            )
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            scale = b["records"] / a["records"]
+            print(
+                f"growth {a['records']} -> {b['records']} (x{scale:g} records): ours x{b['ours_s'] / a['ours_s']:.2f} time, "
+                f"janitor x{b['janitor_s'] / a['janitor_s']:.2f} time (linear = x{scale:g})"
+            )
+        print(
+            "Disagreements are test items whose text has punctuation-only tokens ('|', '='): the janitor's "
+            "clean_python normalizes each n-gram after splitting, so such tokens leave empty words and the n-gram misses."
+        )
+        semantic = (
+            semantic_bench(args.mirror, args.semantic_sizes, vocab, args.threshold) if args.semantic_sizes else []
+        )
     if args.json:
         args.json.write_text(json.dumps({"ngram": rows, "semantic": semantic}, indent=2))
 

@@ -45,8 +45,17 @@ def test_default_job_runs_every_step(tmp_path, model_dir):
     # index (all 10 splits the five demo benchmarks score), and its planted leak is found: the
     # training row Demo_ARC_0 is also ARC-Easy test row Demo_ARC_test_0.
     table = (workdir / "filter" / "quality_summary.txt").read_text()
-    for check in ("schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam",
-                  "exact_dedup", "fuzzy_dedup", "semantic_dedup"):
+    for check in (
+        "schema",
+        "text_quality",
+        "item_rules",
+        "explanation",
+        "decontam",
+        "semantic_decontam",
+        "exact_dedup",
+        "fuzzy_dedup",
+        "semantic_dedup",
+    ):
         assert f"\n{check} " in table, table
     # The benchmarks checked with their splits, and the diversity table with its plot (docs/decontamination.md).
     assert "decontamination: 5 benchmarks checked" in table and "filter: diversity and novelty" in table

@@ -13,9 +13,16 @@ from nemo_taskseed.filter.text import normalize_words, string_leaves
 
 
 def test_scored_splits_come_from_lm_eval_yaml():
-    splits = {(s.benchmark, s.label) for s in scored_splits([
-        Benchmark("gsm8k", ("gsm8k",)), Benchmark("gpqa", ("gpqa",)), Benchmark("arc", ("arc",)),
-    ])}
+    splits = {
+        (s.benchmark, s.label)
+        for s in scored_splits(
+            [
+                Benchmark("gsm8k", ("gsm8k",)),
+                Benchmark("gpqa", ("gpqa",)),
+                Benchmark("arc", ("arc",)),
+            ]
+        )
+    }
     assert ("gsm8k", "openai/gsm8k/main:test") in splits
     assert ("gsm8k", "openai/gsm8k/main:train") not in splits  # few-shot split: dedup's job
     assert ("gpqa", "Idavidrein/gpqa/gpqa_main:train") in splits  # gpqa's only (scored) split
@@ -26,7 +33,10 @@ def test_index_reports_missing_splits_instead_of_failing(fixtures_hf):
     built = build_index([{"name": "arc", "task_dirs": ["arc"]}], source="mirror", mirror=fixtures_hf)
     loaded = {c.split for c in built.coverage if c.loaded}
     assert loaded == {"allenai/ai2_arc/ARC-Easy:test", "allenai/ai2_arc/ARC-Challenge:test"}
-    assert {c.split for c in built.missing} == {"allenai/ai2_arc/ARC-Easy:validation", "allenai/ai2_arc/ARC-Challenge:validation"}
+    assert {c.split for c in built.missing} == {
+        "allenai/ai2_arc/ARC-Easy:validation",
+        "allenai/ai2_arc/ARC-Challenge:validation",
+    }
 
 
 def test_ngram_check_agrees_with_lm_eval_janitor(fixtures_hf):
@@ -61,8 +71,15 @@ def test_short_benchmark_question_is_matched_whole(fixtures_hf):
 
 
 def _settings(**kw) -> DedupSettings:
-    base = dict(fields=("context", "question", "options"), exact=True, fuzzy=True, threshold=0.7, num_perm=128,
-                ngram_size=3, seed=1)
+    base = dict(
+        fields=("context", "question", "options"),
+        exact=True,
+        fuzzy=True,
+        threshold=0.7,
+        num_perm=128,
+        ngram_size=3,
+        seed=1,
+    )
     return DedupSettings(**{**base, **kw})
 
 
@@ -74,8 +91,11 @@ def _resolve(tmp_path, name, seeds, item_shards, settings):
         prefixes.append(tmp_path / name / f"part{i}")
         signatures_for(items, settings).save(prefixes[-1])
     decided = resolve(prefixes, settings)
-    return {f"{key:016x}": (d.reason, d.detail["match_id"], d.detail.get("own_seed"))
-            for drops in decided.values() for key, d in drops.items()}
+    return {
+        f"{key:016x}": (d.reason, d.detail["match_id"], d.detail.get("own_seed"))
+        for drops in decided.values()
+        for key, d in drops.items()
+    }
 
 
 def test_exact_and_fuzzy_dedup_on_real_rows_whatever_the_sharding(fixtures_hf, tmp_path):
@@ -125,6 +145,7 @@ def test_fuzzy_dedup_agrees_with_datasketch_lsh(fixtures_hf, tmp_path):
     sigs = minhash_signatures(texts, settings)
     lsh = MinHashLSH(threshold=0.7, num_perm=128)
     from datasketch import MinHash
+
     kept = {}
     reference = {}
     for (item_id, _, _), sig in sorted(zip(items, sigs), key=lambda p: p[0][0]):
@@ -151,12 +172,19 @@ def test_the_evidence_n_gram_is_the_same_in_every_run(tmp_path):
         "index = NgramIndex(5, short_min_words=0)\n"
         "text = 'the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat'\n"
         "index.add(BenchmarkRow('b', 'test', 0), [text])\n"
-        "print(index.check([text]).ngram)\n")
-    seen = {subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                           env={**__import__('os').environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
-            for seed in range(6)}
+        "print(index.check([text]).ngram)\n"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in range(6)
+    }
     words = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat".split()
-    assert seen == {min(" ".join(words[i:i + 5]) for i in range(len(words) - 4))}
+    assert seen == {min(" ".join(words[i : i + 5]) for i in range(len(words) - 4))}
 
 
 def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf):
@@ -169,11 +197,21 @@ def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf)
     from nemo_taskseed.filter.text import record_fields_text
 
     dc = load_config("benchmarks/smoke").filter.decontam
-    built = build_index(list(dc.benchmarks), source="mirror", mirror=fixtures_hf, short_min_words=int(dc.short_min_words))
-    sources = [("allenai/ai2_arc", "ARC-Easy", "test", mc_fields), ("tau/commonsense_qa", "default", "validation", mc_fields),
-               ("allenai/openbookqa", "main", "test", mc_fields), ("openai/gsm8k", "main", "test", gsm8k_fields)]
-    short = [f(r)["question"] for ds, cfg, split, f in sources for r in fixture_rows(fixtures_hf, ds, cfg, split)
-             if 5 <= len(f(r)["question"].split()) <= 12]
+    built = build_index(
+        list(dc.benchmarks), source="mirror", mirror=fixtures_hf, short_min_words=int(dc.short_min_words)
+    )
+    sources = [
+        ("allenai/ai2_arc", "ARC-Easy", "test", mc_fields),
+        ("tau/commonsense_qa", "default", "validation", mc_fields),
+        ("allenai/openbookqa", "main", "test", mc_fields),
+        ("openai/gsm8k", "main", "test", gsm8k_fields),
+    ]
+    short = [
+        f(r)["question"]
+        for ds, cfg, split, f in sources
+        for r in fixture_rows(fixtures_hf, ds, cfg, split)
+        if 5 <= len(f(r)["question"].split()) <= 12
+    ]
     assert len(short) == 139
     caught = sum(built.index.check([f"Here is a question. {q} Think about it."]) is not None for q in short)
     assert caught == len(short)

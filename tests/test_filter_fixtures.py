@@ -30,56 +30,101 @@ def mc_fields(row: dict[str, Any]) -> dict[str, Any]:
         answer_index = list(row["choices"]["label"]).index(row["answerKey"])
     else:
         options, answer_index = list(row["choices"]), int(row["answer"])
-    return {"question": question, "options": options, "answer_index": answer_index, "answer_text": options[answer_index]}
+    return {
+        "question": question,
+        "options": options,
+        "answer_index": answer_index,
+        "answer_text": options[answer_index],
+    }
 
 
 def gsm8k_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {"question": row["question"], "options": None, "answer_index": None,
-            "answer_text": row["answer"].split("####")[-1].strip(), "reference": row["answer"]}
+    return {
+        "question": row["question"],
+        "options": None,
+        "answer_index": None,
+        "answer_text": row["answer"].split("####")[-1].strip(),
+        "reference": row["answer"],
+    }
 
 
 def mbpp_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {"question": row["text"], "options": None, "answer_index": None, "answer_text": row["code"],
-            "reference": row["code"], "tests": list(row["test_list"])}
+    return {
+        "question": row["text"],
+        "options": None,
+        "answer_index": None,
+        "answer_text": row["code"],
+        "reference": row["code"],
+        "tests": list(row["test_list"]),
+    }
 
 
 def make_seed(family: str, task: str, fields: dict[str, Any], row: int) -> dict[str, Any]:
     seed = {
-        "schema_version": "taskseed.seed/1", "family": family, "task": task, "split": "train",
-        "kind": "reasoning", "format": "multiple_choice" if fields.get("options") else "generative",
+        "schema_version": "taskseed.seed/1",
+        "family": family,
+        "task": task,
+        "split": "train",
+        "kind": "reasoning",
+        "format": "multiple_choice" if fields.get("options") else "generative",
         "output_type": "multiple_choice" if fields.get("options") else "generate_until",
-        "question": fields["question"], "context": None, "options": fields.get("options"),
-        "answer_index": fields.get("answer_index"), "answer_text": fields["answer_text"],
-        "references": [fields.get("reference") or fields["answer_text"]], "prompt": fields["question"],
-        "license": "mit", "source": {"dataset_path": family, "dataset_name": None, "split": "train", "row": row},
+        "question": fields["question"],
+        "context": None,
+        "options": fields.get("options"),
+        "answer_index": fields.get("answer_index"),
+        "answer_text": fields["answer_text"],
+        "references": [fields.get("reference") or fields["answer_text"]],
+        "prompt": fields["question"],
+        "license": "mit",
+        "source": {"dataset_path": family, "dataset_name": None, "split": "train", "row": row},
     }
     seed["id"] = content_id(family, task, "train", row)
     return seed
 
 
-def make_generated(seed: dict[str, Any], fields: dict[str, Any], sample_index: int = 0, variant: str = "answer") -> dict[str, Any]:
+def make_generated(
+    seed: dict[str, Any], fields: dict[str, Any], sample_index: int = 0, variant: str = "answer"
+) -> dict[str, Any]:
     options = fields.get("options")
     body = [fields["question"]]
     if options:
         body += [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
     body.append(f"Answer: {fields['answer_text']}")
     item = {
-        "family": seed["family"], "task": seed["task"], "question": fields["question"], "context": fields.get("context"),
-        "options": options, "answer_index": fields.get("answer_index"), "answer_text": fields["answer_text"],
-        "reference": fields.get("reference"), "tests": fields.get("tests"),
+        "family": seed["family"],
+        "task": seed["task"],
+        "question": fields["question"],
+        "context": fields.get("context"),
+        "options": options,
+        "answer_index": fields.get("answer_index"),
+        "answer_text": fields["answer_text"],
+        "reference": fields.get("reference"),
+        "tests": fields.get("tests"),
     }
     item_id = content_id(*item.values())
     return {
-        "schema_version": "taskseed.generated/1", "id": content_id(item_id, variant, sample_index), "seed_id": seed["id"],
-        "kind": seed["kind"], "format": "multiple_choice" if options else "generative", **item,
+        "schema_version": "taskseed.generated/1",
+        "id": content_id(item_id, variant, sample_index),
+        "seed_id": seed["id"],
+        "kind": seed["kind"],
+        "format": "multiple_choice" if options else "generative",
+        **item,
         "license": seed["license"],
         "lineage": {
-            "seed_id": seed["id"], "item_id": item_id, "template_id": "similar_question", "template_version": 1,
-            "model": "SmolLM2-135M-Instruct", "backend": "vllm",
+            "seed_id": seed["id"],
+            "item_id": item_id,
+            "template_id": "similar_question",
+            "template_version": 1,
+            "model": "SmolLM2-135M-Instruct",
+            "backend": "vllm",
             "sampling": {"n": 1, "temperature": 0.8, "top_p": 0.95, "max_tokens": 512, "seed": 0},
-            "request_key": "0" * 64, "sample_index": sample_index, "raw_output": "{}",
+            "request_key": "0" * 64,
+            "sample_index": sample_index,
+            "raw_output": "{}",
         },
-        "enrichment": None, "variant": variant, "text": "\n".join(body),
+        "enrichment": None,
+        "variant": variant,
+        "text": "\n".join(body),
     }
 
 

@@ -32,10 +32,15 @@ from nemo_taskseed.pipeline.shards import read_part_records
 
 
 def _cfg(fixtures_hf: Path, executor: str):
-    return load_config("benchmarks/smoke", [
-        f"filter.executor={executor}", "filter.verify.enabled=false",
-        "filter.decontam.source=mirror", f"filter.decontam.mirror={fixtures_hf}",
-    ])
+    return load_config(
+        "benchmarks/smoke",
+        [
+            f"filter.executor={executor}",
+            "filter.verify.enabled=false",
+            "filter.decontam.source=mirror",
+            f"filter.decontam.mirror={fixtures_hf}",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +88,9 @@ def planted(tmp_path_factory, fixtures_hf):
     for rec in loser:  # both variants share the verdict
         plant(rec, "exact_dedup", "exact_duplicate")
     # Exact copy of its own seed.
-    seed_copy = plant(make_generated(seeds[2], mc_fields(arc_train[2]), sample_index=3), "exact_dedup", "exact_copy_of_seed")
+    seed_copy = plant(
+        make_generated(seeds[2], mc_fields(arc_train[2]), sample_index=3), "exact_dedup", "exact_copy_of_seed"
+    )
     # Near copy of a generated item: one word changed in the longest clean question (word
     # 3-gram Jaccard ~0.85; a 15-word item with one word changed sits at ~0.75, too close to
     # the 0.7 threshold for a MinHash estimate to be a stable test).
@@ -107,8 +114,19 @@ def planted(tmp_path_factory, fixtures_hf):
     arc_item = plant(make_generated(seeds[5], mc_fields(arc_test[0])), "decontam", "benchmark_overlap")
     gsm_item = plant(make_generated(seeds[10], gsm8k_fields(gsm_test[0])), "decontam", "benchmark_overlap")
     short_q = next(r["question"] for r in csqa_val if 8 <= len(r["question"].split()) < 13)
-    csqa_item = plant(make_generated(seeds[6], {"question": short_q, "options": ["at the office", "in a canoe", "under water"],
-                                                "answer_index": 0, "answer_text": "at the office"}), "decontam", "benchmark_overlap")
+    csqa_item = plant(
+        make_generated(
+            seeds[6],
+            {
+                "question": short_q,
+                "options": ["at the office", "in a canoe", "under water"],
+                "answer_index": 0,
+                "answer_text": "at the office",
+            },
+        ),
+        "decontam",
+        "benchmark_overlap",
+    )
     # Child of the contaminated seed, itself clean.
     child = plant(make_generated(dirty_seed, mc_fields(csqa_train[50])), "decontam", "seed_contaminated")
     # Schema violation: no answer_text.
@@ -129,13 +147,26 @@ def planted(tmp_path_factory, fixtures_hf):
         label = fields["answer_index"]
         letter = LETTERS[label if pick is None else pick]
         return {
-            "reasoning": reasoning or (f"Looking at each choice in turn, only {fields['options'][label]!r} is consistent "
-                                       f"with the situation the question describes. Therefore the answer is {letter}."),
-            "alternatives": [{"option": LETTERS[i], "why_wrong": why(i, o) if why else
-                              f"Choice {LETTERS[i]} contradicts the observations described, so it cannot explain them."}
-                             for i, o in enumerate(fields["options"]) if i != label],
-            "knowledge": knowledge or ("Scientists test explanations by observing carefully, recording measurements, "
-                                       "and comparing results across repeated trials."),
+            "reasoning": reasoning
+            or (
+                f"Looking at each choice in turn, only {fields['options'][label]!r} is consistent "
+                f"with the situation the question describes. Therefore the answer is {letter}."
+            ),
+            "alternatives": [
+                {
+                    "option": LETTERS[i],
+                    "why_wrong": why(i, o)
+                    if why
+                    else f"Choice {LETTERS[i]} contradicts the observations described, so it cannot explain them.",
+                }
+                for i, o in enumerate(fields["options"])
+                if i != label
+            ],
+            "knowledge": knowledge
+            or (
+                "Scientists test explanations by observing carefully, recording measurements, "
+                "and comparing results across repeated trials."
+            ),
         }
 
     def strip(recs, stage, reason):
@@ -148,12 +179,29 @@ def planted(tmp_path_factory, fixtures_hf):
     good = variants(seeds[8], mc[0], enriched_mc(mc[0]))
     wrong_pick = mc[1]["answer_index"] - 1 if mc[1]["answer_index"] else 1
     flawed = [
-        strip(variants(seeds[8], mc[1], enriched_mc(mc[1], pick=wrong_pick)), "explanation", "reasoning_concludes_other_option"),
-        strip(variants(seeds[8], mc[2], enriched_mc(mc[2], reasoning=(
-            "Plants need light to make their own food. " * 15) + f"So the answer is {LETTERS[mc[2]['answer_index']]}.")),
-            "text_quality", "repeating_dup_4gram:reasoning"),
-        strip(variants(seeds[9], mc[3], enriched_mc(mc[3], why=lambda i, o: f"The answer is {LETTERS[i]}. {o}")),
-              "explanation", "alternative_restates_option"),
+        strip(
+            variants(seeds[8], mc[1], enriched_mc(mc[1], pick=wrong_pick)),
+            "explanation",
+            "reasoning_concludes_other_option",
+        ),
+        strip(
+            variants(
+                seeds[8],
+                mc[2],
+                enriched_mc(
+                    mc[2],
+                    reasoning=("Plants need light to make their own food. " * 15)
+                    + f"So the answer is {LETTERS[mc[2]['answer_index']]}.",
+                ),
+            ),
+            "text_quality",
+            "repeating_dup_4gram:reasoning",
+        ),
+        strip(
+            variants(seeds[9], mc[3], enriched_mc(mc[3], why=lambda i, o: f"The answer is {LETTERS[i]}. {o}")),
+            "explanation",
+            "alternative_restates_option",
+        ),
         strip(variants(seeds[9], mc[4], enriched_mc(mc[4], knowledge="A")), "text_quality", "word_count:knowledge"),
     ]
     dup = dict(mc[5], options=[*mc[5]["options"][:-1], mc[5]["options"][0].upper() + "."])
@@ -161,8 +209,10 @@ def planted(tmp_path_factory, fixtures_hf):
     bad_math = gsm8k_fields(gsm_train[120])
     bad_math["reference"] = "She buys 6 boxes at $3 each: 6 * 3 = $21.\n#### 21"
     bad_math["answer_text"] = "21"
-    bad_arithmetic = [plant(make_generated(seeds[11], bad_math, variant=v), "item_rules", "arithmetic_wrong")
-                      for v in ("label", "answer")]
+    bad_arithmetic = [
+        plant(make_generated(seeds[11], bad_math, variant=v), "item_rules", "arithmetic_wrong")
+        for v in ("label", "answer")
+    ]
     clean += good + [r for _, kept_variants in flawed for r in kept_variants]
 
     # ARC-Easy train row 105 asks what ARC-Challenge test row 14 asks, in other words (the most
@@ -176,8 +226,14 @@ def planted(tmp_path_factory, fixtures_hf):
     generated += dup_options + bad_arithmetic
     write_jsonl(root / "seeds" / "seeds.jsonl", seeds)
     write_jsonl(root / "gen" / "generated-00000.jsonl", generated, extra_lines=['{"id": "truncated'])
-    return {"root": root, "expected": expected, "clean_ids": {r["id"] for r in clean}, "dirty_seed": dirty_seed,
-            "arc_test_q": mc_fields(arc_test[0])["question"], "bad_line": len(generated) + 1}
+    return {
+        "root": root,
+        "expected": expected,
+        "clean_ids": {r["id"] for r in clean},
+        "dirty_seed": dirty_seed,
+        "arc_test_q": mc_fields(arc_test[0])["question"],
+        "bad_line": len(generated) + 1,
+    }
 
 
 def _check_outputs(out: Path, planted: dict, result: dict) -> None:
@@ -205,11 +261,15 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert benches == {"arc", "gsm8k", "commonsense_qa"}
     arc_hit = next(r for r in report["records"] if r["benchmark"] == "arc" and r["reason"] == "benchmark_overlap")
     restated = [r for r in report["records"] if r["reason"] == "benchmark_paraphrase"]
-    assert [(r["split"], r["row"], r["verdict"]) for r in restated] == [("allenai/ai2_arc/ARC-Challenge:test", 14, "above_threshold")]
+    assert [(r["split"], r["row"], r["verdict"]) for r in restated] == [
+        ("allenai/ai2_arc/ARC-Challenge:test", 14, "above_threshold")
+    ]
     assert restated[0]["item_text"].startswith("Which gas accounts") and restated[0]["score"] >= 0.8
     assert report["semantic"]["verdicts"] == {"above_threshold": 1}
     assert arc_hit["split"] == "allenai/ai2_arc/ARC-Easy:test"
-    assert len(arc_hit["ngram"].split()) == 13 and arc_hit["ngram"] in " ".join(planted["arc_test_q"].lower().replace("?", "").split())
+    assert len(arc_hit["ngram"].split()) == 13 and arc_hit["ngram"] in " ".join(
+        planted["arc_test_q"].lower().replace("?", "").split()
+    )
     assert [s["seed_id"] for s in report["seeds"]] == [planted["dirty_seed"]["id"]]
     assert report["seeds"][0]["benchmark"] == "mmlu"
     assert report["totals_per_benchmark"]["mmlu"] == {"records_dropped": 1, "seeds_contaminated": 1}
@@ -248,13 +308,35 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
 
     root = planted["root"]
     out = tmp_path / "cli"
-    rc = main(["filter", "--in", str(root / "gen"), "--seeds", str(root / "seeds"), "--out", str(out),
-               "--mirror", str(fixtures_hf), "--config", "benchmarks/smoke", "--executor", "inline",
-               "filter.verify.enabled=false"])
+    rc = main(
+        [
+            "filter",
+            "--in",
+            str(root / "gen"),
+            "--seeds",
+            str(root / "seeds"),
+            "--out",
+            str(out),
+            "--mirror",
+            str(fixtures_hf),
+            "--config",
+            "benchmarks/smoke",
+            "--executor",
+            "inline",
+            "filter.verify.enabled=false",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "TOTAL" in printed and '"kept": 32' in printed
-    assert {p.name for p in out.iterdir()} >= {"curated", "rejected", "shards", "contamination_report.json",
-                                                "quality_report.json", "quality_summary.txt", "summary.json"}
+    assert {p.name for p in out.iterdir()} >= {
+        "curated",
+        "rejected",
+        "shards",
+        "contamination_report.json",
+        "quality_report.json",
+        "quality_summary.txt",
+        "summary.json",
+    }
     rc = main(["filter", "--in", str(root / "gen"), "--out", str(out), "oops"])
     assert rc == 2 and "key=value" in capsys.readouterr().err

@@ -17,7 +17,11 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, mc_fields
 from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.quality import (
-    ExplanationSettings, build_checks, explanation_failures, item_failures, text_failures,
+    ExplanationSettings,
+    build_checks,
+    explanation_failures,
+    item_failures,
+    text_failures,
 )
 from nemo_taskseed.filter.quality.explanation import picked_option
 from nemo_taskseed.filter.quality.items import wrong_calculations
@@ -77,22 +81,32 @@ def test_item_rules_flag_only_real_defects_of_real_benchmark_rows(real_items):
 
 def test_text_checks_pass_real_benchmark_items(real_items, quality_config):
     checks = build_checks(quality_config["checks"])
-    failing = [(item["question"][:60], f["check"], f["where"]) for item in real_items for f in text_failures(item, checks)]
+    failing = [
+        (item["question"][:60], f["check"], f["where"]) for item in real_items for f in text_failures(item, checks)
+    ]
     # Real questions and options are not what these checks are for: at most a handful of rows.
     assert len(failing) <= 0.01 * len(real_items), failing[:10]
 
 
 def _mc_item():
     return {
-        "family": "arc", "format": "multiple_choice", "question": "Which gas do plants take in from the air to make food?",
-        "options": ["oxygen", "carbon dioxide", "nitrogen", "helium"], "answer_index": 1, "answer_text": "carbon dioxide",
-        "context": None, "reference": None,
+        "family": "arc",
+        "format": "multiple_choice",
+        "question": "Which gas do plants take in from the air to make food?",
+        "options": ["oxygen", "carbon dioxide", "nitrogen", "helium"],
+        "answer_index": 1,
+        "answer_text": "carbon dioxide",
+        "context": None,
+        "reference": None,
         "enrichment": {
             "reasoning": "Photosynthesis combines water with a gas from the air, using sunlight, to build sugar. "
-                         "That gas is carbon dioxide, so the answer is B.",
+            "That gas is carbon dioxide, so the answer is B.",
             "alternatives": [
                 {"option": "A", "why_wrong": "Oxygen is released by photosynthesis as a product, not taken in for it."},
-                {"option": "C", "why_wrong": "Nitrogen reaches plants through the soil as nitrates, not from the leaves."},
+                {
+                    "option": "C",
+                    "why_wrong": "Nitrogen reaches plants through the soil as nitrates, not from the leaves.",
+                },
                 {"option": "D", "why_wrong": "Helium is an inert noble gas that living things never use."},
             ],
             "knowledge": "Photosynthesis in chloroplasts turns light energy into chemical energy stored in glucose.",
@@ -111,17 +125,30 @@ def test_a_consistent_enrichment_passes_every_check(quality_config):
     assert text_failures(item, build_checks(quality_config["checks"])) == []
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda e: e.update(reasoning="Plants breathe like animals do. So the answer is A."), "reasoning_concludes_other_option"),
-    (lambda e: e.update(reasoning="Plants take in oxygen from the air."), "reasoning_concludes_other_option"),
-    (lambda e: e["alternatives"].pop(), "alternatives_missing"),
-    (lambda e: e["alternatives"].append({"option": "B", "why_wrong": "Carbon dioxide is not a gas found in air at all."}),
-     "alternative_for_correct_option"),
-    (lambda e: e["alternatives"][0].update(why_wrong="The answer is A. oxygen"), "alternative_restates_option"),
-    (lambda e: e["alternatives"][2].update(why_wrong=e["alternatives"][1]["why_wrong"]), "alternatives_repeat"),
-    (lambda e: e.update(knowledge="Plants take in carbon dioxide from the air to make food."), "knowledge_restates_item"),
-    (lambda e: e.update(knowledge="B"), "knowledge_restates_item"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda e: e.update(reasoning="Plants breathe like animals do. So the answer is A."),
+            "reasoning_concludes_other_option",
+        ),
+        (lambda e: e.update(reasoning="Plants take in oxygen from the air."), "reasoning_concludes_other_option"),
+        (lambda e: e["alternatives"].pop(), "alternatives_missing"),
+        (
+            lambda e: e["alternatives"].append(
+                {"option": "B", "why_wrong": "Carbon dioxide is not a gas found in air at all."}
+            ),
+            "alternative_for_correct_option",
+        ),
+        (lambda e: e["alternatives"][0].update(why_wrong="The answer is A. oxygen"), "alternative_restates_option"),
+        (lambda e: e["alternatives"][2].update(why_wrong=e["alternatives"][1]["why_wrong"]), "alternatives_repeat"),
+        (
+            lambda e: e.update(knowledge="Plants take in carbon dioxide from the air to make food."),
+            "knowledge_restates_item",
+        ),
+        (lambda e: e.update(knowledge="B"), "knowledge_restates_item"),
+    ],
+)
 def test_each_inconsistent_enrichment_is_named(edit, expected):
     item = copy.deepcopy(_mc_item())
     edit(item["enrichment"])
@@ -129,11 +156,20 @@ def test_each_inconsistent_enrichment_is_named(edit, expected):
 
 
 def test_math_reasoning_must_reach_the_items_answer():
-    item = {"family": "gsm8k", "format": "generative", "question": "Sara saves $4 every week. How much in 52 weeks?",
-            "options": None, "answer_index": None, "answer_text": "208", "reference": "4 * 52 = <<4*52=208>>208\n#### 208",
-            "enrichment": {"reasoning": "She saves 4 dollars for each of 52 weeks: 4 * 52 = 208.",
-                           "alternatives": [{"option": "56", "why_wrong": "Adding 4 and 52 instead of multiplying them."}],
-                           "knowledge": "Repeated equal additions over time are computed by multiplication."}}
+    item = {
+        "family": "gsm8k",
+        "format": "generative",
+        "question": "Sara saves $4 every week. How much in 52 weeks?",
+        "options": None,
+        "answer_index": None,
+        "answer_text": "208",
+        "reference": "4 * 52 = <<4*52=208>>208\n#### 208",
+        "enrichment": {
+            "reasoning": "She saves 4 dollars for each of 52 weeks: 4 * 52 = 208.",
+            "alternatives": [{"option": "56", "why_wrong": "Adding 4 and 52 instead of multiplying them."}],
+            "knowledge": "Repeated equal additions over time are computed by multiplication.",
+        },
+    }
     assert _explanation(item) == [] and item_failures(item) == []
     wrong = copy.deepcopy(item)
     wrong["enrichment"]["reasoning"] = "She saves 4 dollars for each of 52 weeks: 4 * 52 = 200."
@@ -147,27 +183,38 @@ def test_math_reasoning_must_reach_the_items_answer():
 
 def test_item_rules_catch_duplicate_options_and_restated_answers():
     item = _mc_item()
-    assert [f["check"] for f in item_failures(dict(item, options=["oxygen", "carbon dioxide", "Oxygen.", "helium"]))] \
-        == ["options_duplicate"]
+    assert [
+        f["check"] for f in item_failures(dict(item, options=["oxygen", "carbon dioxide", "Oxygen.", "helium"]))
+    ] == ["options_duplicate"]
     # Orderings are different answers, not duplicates.
-    order = dict(item, options=["egg, larva, adult", "larva, egg, adult", "adult, egg, larva", "egg, adult, larva"],
-                 answer_index=0)
+    order = dict(
+        item,
+        options=["egg, larva, adult", "larva, egg, adult", "adult, egg, larva", "egg, adult, larva"],
+        answer_index=0,
+    )
     assert item_failures(order) == []
-    restated = dict(item, question="The animal that can't speak is the whale.",
-                    options=["The whale is the animal that can't speak.", "kangaroo", "parrot", "dolphin"], answer_index=0)
+    restated = dict(
+        item,
+        question="The animal that can't speak is the whale.",
+        options=["The whale is the animal that can't speak.", "kangaroo", "parrot", "dolphin"],
+        answer_index=0,
+    )
     assert [f["check"] for f in item_failures(restated)] == ["answer_in_question"]
 
 
-@pytest.mark.parametrize("text, wrong", [
-    ("48/6 = <<48/6=8>>8 boxes", []),
-    ("2.5 * 6 = <<2.6>>3 muffins", ["2.5 * 6 = 3"]),
-    ("She runs 110 - 60 - 15 = 35 miles", []),
-    ("so .10*60 = $6.00 off", []),
-    ("then 10/3 = 3.33 each", []),  # rounded as written
-    ("eat 1 1/2 rolls each, 8 x 1 1/2 = 12 rolls", []),  # a mixed number: not a whole calculation
-    ("There are 60 students x 2/3 = 40 students", []),
-    ("So it cost 192*100=$1920\n", ["192*100=$1920"]),
-])
+@pytest.mark.parametrize(
+    "text, wrong",
+    [
+        ("48/6 = <<48/6=8>>8 boxes", []),
+        ("2.5 * 6 = <<2.6>>3 muffins", ["2.5 * 6 = 3"]),
+        ("She runs 110 - 60 - 15 = 35 miles", []),
+        ("so .10*60 = $6.00 off", []),
+        ("then 10/3 = 3.33 each", []),  # rounded as written
+        ("eat 1 1/2 rolls each, 8 x 1 1/2 = 12 rolls", []),  # a mixed number: not a whole calculation
+        ("There are 60 students x 2/3 = 40 students", []),
+        ("So it cost 192*100=$1920\n", ["192*100=$1920"]),
+    ],
+)
 def test_written_calculations_are_checked(text, wrong):
     assert list(wrong_calculations(text)) == wrong
 
@@ -208,12 +255,20 @@ def test_the_catalogs_answer_check_reaches_the_filter(tmp_path):
 
     from nemo_taskseed.filter.step import task_verifiers
 
-    (tmp_path / "summary.json").write_text(json.dumps({"per_task": {
-        "afrimgsm_direct_amh": {"kept": 3, "verifier": "math"}, "old_task": {"kept": 1}}}))
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"per_task": {"afrimgsm_direct_amh": {"kept": 3, "verifier": "math"}, "old_task": {"kept": 1}}})
+    )
     kinds = task_verifiers(tmp_path)
     assert kinds == {"afrimgsm_direct_amh": "math"}
-    item = {"family": "afrimgsm", "task": "afrimgsm_direct_amh", "format": "generative", "question": "Abebe has 3 goats...",
-            "options": None, "answer_text": "five goats", "reference": None}
+    item = {
+        "family": "afrimgsm",
+        "task": "afrimgsm_direct_amh",
+        "format": "generative",
+        "question": "Abebe has 3 goats...",
+        "options": None,
+        "answer_text": "five goats",
+        "reference": None,
+    }
     assert item_failures(item) == []  # by family alone: short answer, no number required
     assert [f["check"] for f in item_failures(item, task_kinds=kinds)] == ["math_answer_not_a_number"]
     assert task_verifiers(None) == {} and task_verifiers(tmp_path / "missing") == {}
@@ -229,6 +284,8 @@ def test_a_replaced_benchmark_list_is_named_in_the_warnings():
     coverage = {"coverage": [{"loaded": True}]}
     warning = next(w for w in data_warnings(fcfg, coverage, None) if w.startswith("decontamination does not check"))
     assert "15 of the default benchmarks (gpqa, mmlu, mmlu_pro," in warning and "extra_benchmarks" in warning
-    extra = to_container(load_config(None, ["filter.decontam.extra_benchmarks=[{name: mine, task_dirs: [x]}]"]))["filter"]
+    extra = to_container(load_config(None, ["filter.decontam.extra_benchmarks=[{name: mine, task_dirs: [x]}]"]))[
+        "filter"
+    ]
     assert [b["name"] for b in decontam_benchmarks(extra["decontam"])][-1] == "mine"
     assert not any(w.startswith("decontamination does not check") for w in data_warnings(extra, coverage, None))

@@ -28,13 +28,41 @@ CLEAN_PER_FAMILY = 75
 
 # Rule-made paraphrases: synonym swaps, changed numbers and names, dropped words, clause reordering.
 SYNONYMS = {
-    "largest": "biggest", "large": "big", "small": "little", "most": "mostly", "best": "most accurately",
-    "explains": "describes", "Which": "What", "which": "what", "people": "folks", "buy": "purchase",
-    "uses": "utilizes", "use": "utilize", "makes": "produces", "help": "assist", "shows": "demonstrates",
-    "likely": "probably", "student": "pupil", "students": "pupils", "each": "every", "total": "overall",
-    "many": "numerous", "starts": "begins", "start": "begin", "found": "discovered", "fast": "quickly",
-    "made": "created", "after": "following", "before": "prior to", "wants": "would like", "needs": "requires",
-    "because": "since", "bought": "purchased", "gets": "receives", "has": "possesses", "How": "In what way",
+    "largest": "biggest",
+    "large": "big",
+    "small": "little",
+    "most": "mostly",
+    "best": "most accurately",
+    "explains": "describes",
+    "Which": "What",
+    "which": "what",
+    "people": "folks",
+    "buy": "purchase",
+    "uses": "utilizes",
+    "use": "utilize",
+    "makes": "produces",
+    "help": "assist",
+    "shows": "demonstrates",
+    "likely": "probably",
+    "student": "pupil",
+    "students": "pupils",
+    "each": "every",
+    "total": "overall",
+    "many": "numerous",
+    "starts": "begins",
+    "start": "begin",
+    "found": "discovered",
+    "fast": "quickly",
+    "made": "created",
+    "after": "following",
+    "before": "prior to",
+    "wants": "would like",
+    "needs": "requires",
+    "because": "since",
+    "bought": "purchased",
+    "gets": "receives",
+    "has": "possesses",
+    "How": "In what way",
 }
 NAMES = ["Maria", "Tom", "Aisha", "Kenji", "Olga", "Pedro"]
 DROPPABLE = {"the", "very", "a", "that", "also", "really"}
@@ -46,8 +74,17 @@ def paraphrase(question: str, rng: random.Random, word_problem: bool = False) ->
     words = [t.strip(".,?!:;'s") for t in question.split()]
     names: dict[str, str] = {}
     if word_problem:  # a capitalized word met twice in a word problem is a person ("Raymond ... Raymond")
-        people = sorted({w for w in words if w[:1].isupper() and w.isalpha() and words.count(w) >= 2
-                         and w not in SYNONYMS and w.lower() not in DROPPABLE | {"he", "she", "they", "if", "how"}})
+        people = sorted(
+            {
+                w
+                for w in words
+                if w[:1].isupper()
+                and w.isalpha()
+                and words.count(w) >= 2
+                and w not in SYNONYMS
+                and w.lower() not in DROPPABLE | {"he", "she", "they", "if", "how"}
+            }
+        )
         names = {p: NAMES[i % len(NAMES)] for i, p in enumerate(people)}
     out: list[str] = []
     for token in question.split():
@@ -77,9 +114,16 @@ def paraphrase(question: str, rng: random.Random, word_problem: bool = False) ->
 def semantic(fixtures_hf, tmp_path_factory):
     """The benchmark indexes of the four benchmarks (n-gram and embedding), built as the step builds them."""
     work = tmp_path_factory.mktemp("semantic_work")
-    dc = {"benchmarks": [{"name": f, "task_dirs": [f]} for f, *_ in SOURCES], "extra_benchmarks": [],
-          "source": "mirror", "mirror": str(fixtures_hf), "include_paths": [], "ngram_size": 13, "short_min_words": 8,
-          "semantic": {"enabled": True, "threshold": 0.8}}
+    dc = {
+        "benchmarks": [{"name": f, "task_dirs": [f]} for f, *_ in SOURCES],
+        "extra_benchmarks": [],
+        "source": "mirror",
+        "mirror": str(fixtures_hf),
+        "include_paths": [],
+        "ngram_size": 13,
+        "short_min_words": 8,
+        "semantic": {"enabled": True, "threshold": 0.8},
+    }
     _, info = ensure_decontam_index(dc, work)
     prefix, sem_info = ensure_semantic_index(dc, work, info)
     return {"dc": dc, "prefix": prefix, "info": sem_info, "work": work}
@@ -109,8 +153,9 @@ def records(fixtures_hf):
 
 
 def _run_stage(semantic, recs, shard="part-00000", judge=None) -> pd.DataFrame:
-    stage = SemanticDecontaminationStage(index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"],
-                                         judge_backend=judge)
+    stage = SemanticDecontaminationStage(
+        index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"], judge_backend=judge
+    )
     if judge is not None:
         stage.settings = {**stage.settings, "judge": {"enabled": True}}
     stage.setup()
@@ -127,8 +172,10 @@ def test_paraphrases_of_test_items_are_caught_and_clean_items_kept(semantic, rec
     caught = (df[is_planted]["status"] != KEPT).mean()
     flagged_clean = (df[~is_planted]["status"] != KEPT).mean()
     per_family = df[is_planted].groupby("family")["status"].apply(lambda s: round(float((s != KEPT).mean()), 3))
-    print(f"semantic decontam: caught {caught:.3f} of {is_planted.sum()} paraphrases {dict(per_family)}, "
-          f"flagged {flagged_clean:.4f} of {(~is_planted).sum()} clean items")
+    print(
+        f"semantic decontam: caught {caught:.3f} of {is_planted.sum()} paraphrases {dict(per_family)}, "
+        f"flagged {flagged_clean:.4f} of {(~is_planted).sum()} clean items"
+    )
     assert caught >= 0.95
     assert flagged_clean <= 0.01
     # Every flagged pair names the benchmark row and carries both texts, the score and the verdict.
@@ -201,9 +248,13 @@ def _embedded(records, embedder):
     from nemo_taskseed.filter.semantic.store import Embedded
 
     texts = [item_text(r) for r in records]
-    return Embedded([r["lineage"]["item_id"] if "lineage" in r else r["id"] for r in records],
-                    [r.get("seed_id", r["id"]) for r in records], [r["family"] for r in records], texts,
-                    embedder.embed(texts))
+    return Embedded(
+        [r["lineage"]["item_id"] if "lineage" in r else r["id"] for r in records],
+        [r.get("seed_id", r["id"]) for r in records],
+        [r["family"] for r in records],
+        texts,
+        embedder.embed(texts),
+    )
 
 
 def test_semantic_dedup_ignores_option_order_and_shard_size(records):
@@ -219,7 +270,13 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     for i, r in enumerate(mc):
         fields = {k: r[k] for k in ("question", "answer_text")}
         fields.update(options=r["options"][::-1], answer_index=len(r["options"]) - 1 - r["answer_index"])
-        seed = {"id": r["seed_id"], "family": r["family"], "task": r["task"], "kind": r["kind"], "license": r["license"]}
+        seed = {
+            "id": r["seed_id"],
+            "family": r["family"],
+            "task": r["task"],
+            "kind": r["kind"],
+            "license": r["license"],
+        }
         copies.append(make_generated(seed, fields, sample_index=500 + i))
     sample = [r for k, r in enumerate(clean) if k % CLEAN_PER_FAMILY < 30]  # 30 real items per family
     everything = sample + copies
@@ -239,7 +296,8 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     seeds.ids = seeds.seed_ids = [r["seed_id"] for r in mc[:2]]
     found = semantic_duplicates(_embedded(copies[:2] + clean[100:110], embedder), seeds, 0.95)
     assert sorted(d.item_id for d in found if d.reason == "semantic_copy_of_seed") == sorted(
-        c["lineage"]["item_id"] for c in copies[:2])
+        c["lineage"]["item_id"] for c in copies[:2]
+    )
 
 
 def test_diversity_metrics_and_plot(records, tmp_path):
@@ -279,4 +337,6 @@ def test_semantic_settings_and_warnings_name_the_keys():
     fcfg = to_container(load_config(None, ["filter.decontam.semantic.enabled=false"]))["filter"]
     assert not checks_run(fcfg)["semantic_decontam"] and checks_run(fcfg)["semantic_dedup"]
     warnings = data_warnings(fcfg, {"coverage": [{"loaded": True}]}, None)
-    assert any(w.startswith("semantic decontamination is off (filter.decontam.semantic.enabled=false)") for w in warnings)
+    assert any(
+        w.startswith("semantic decontamination is off (filter.decontam.semantic.enabled=false)") for w in warnings
+    )

@@ -13,9 +13,12 @@ from nemo_taskseed.filter.stages import VerificationStage, stage_counts
 from nemo_taskseed.filter.verify import decide, run_code_tests
 from nemo_taskseed.filter.verify.sandbox import bwrap_path
 from nemo_taskseed.registry import (
-    extract_choice_letter, extract_math_answer, normalize_math_answer, normalize_short_answer, verifier_kind,
+    extract_choice_letter,
+    extract_math_answer,
+    normalize_math_answer,
+    normalize_short_answer,
+    verifier_kind,
 )
-
 
 # Code runs only inside bubblewrap (scripts/setup.sh installs it); without it code verification
 # refuses to run, which tests/test_sandbox_probes.py checks.
@@ -62,7 +65,9 @@ def test_exiting_early_is_not_a_pass(mbpp):
 def test_sandbox_blocks_network_and_caps_memory():
     net = run_code_tests(
         "import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=2)\n    return True",
-        ["assert f()"], timeout_s=10)
+        ["assert f()"],
+        timeout_s=10,
+    )
     assert net.status == "failed" and "Network is unreachable" in net.stderr_tail
     mem = run_code_tests("buf = bytearray(2 * 1024**3)", ["assert True"], timeout_s=10, memory_mb=256)
     assert mem.status == "error" and "MemoryError" in mem.stderr_tail
@@ -137,8 +142,15 @@ def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixt
     hang["reference"] += "\nwhile True:\n    pass\n"
     write_jsonl(tmp_path / "gen" / "generated.jsonl", [good, make_generated(seed, hang)])
     write_jsonl(tmp_path / "seeds" / "seeds.jsonl", [seed])
-    cfg = load_config("benchmarks/smoke", ["filter.executor=inline", "filter.decontam.source=mirror",
-                                           f"filter.decontam.mirror={fixtures_hf}", "filter.verify.code.timeout_s=2"])
+    cfg = load_config(
+        "benchmarks/smoke",
+        [
+            "filter.executor=inline",
+            "filter.decontam.source=mirror",
+            f"filter.decontam.mirror={fixtures_hf}",
+            "filter.verify.code.timeout_s=2",
+        ],
+    )
     result = run_filter(cfg, tmp_path / "gen", tmp_path / "out", tmp_path / "seeds")
     assert result["kept"] == 1 and result["rejected_by_reason"] == {"verify:code_timeout": 1}
     [curated] = read_part_records(tmp_path / "out", "curated")

@@ -23,9 +23,19 @@ pytestmark = pytest.mark.model
 def backend(model_dir):
     from nemo_taskseed.llm.backends import build_backend
 
-    b = build_backend({"kind": "vllm", "model": str(model_dir), "vllm": {
-        "dtype": "float32", "max_model_len": 1024, "enforce_eager": True, "seed": 0, "kv_cache_space_gb": 1,
-    }})
+    b = build_backend(
+        {
+            "kind": "vllm",
+            "model": str(model_dir),
+            "vllm": {
+                "dtype": "float32",
+                "max_model_len": 1024,
+                "enforce_eager": True,
+                "seed": 0,
+                "kv_cache_space_gb": 1,
+            },
+        }
+    )
     yield b
     b.close()
 
@@ -56,7 +66,9 @@ def test_verification_stage_records_votes_and_rejects_disagreement(backend, fixt
     gseed = make_seed("gsm8k", "gsm8k", gsm8k_fields(gsm[0]), 0)
     records = [make_generated(seed, mc_fields(arc[5])), make_generated(gseed, gsm8k_fields(gsm[1]))]
     df = records_to_frame(records)
-    stage = VerificationStage(vote={"k": 2, "temperature": 0.7, "threshold": 0.5, "max_tokens_math": 96}, backend=backend)
+    stage = VerificationStage(
+        vote={"k": 2, "temperature": 0.7, "threshold": 0.5, "max_tokens_math": 96}, backend=backend
+    )
     from nemo_curator.tasks import DocumentBatch
 
     stage.setup()
@@ -83,15 +95,18 @@ def test_a_panel_pools_votes_records_each_member_and_drops_what_is_too_easy(back
     arc = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
     seed = make_seed("arc", "arc_easy", mc_fields(arc[0]), 0)
     records = [make_generated(seed, mc_fields(arc[i])) for i in (7, 8, 9, 10)]
-    stage = VerificationStage(vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
-                              panel_backends=[("judge-a", backend), ("judge-b", backend)], drop_too_easy=True)
+    stage = VerificationStage(
+        vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
+        panel_backends=[("judge-a", backend), ("judge-b", backend)],
+        drop_too_easy=True,
+    )
     df = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame(records))).to_pandas()
     for row in df.itertuples():
         ver = json.loads(row.annotations)["verification"]
         assert ver["k"] == 4 and len(ver["votes"]) == 4  # 2 votes x 2 members, pooled
         assert [m["model"] for m in ver["members"]] == ["judge-a", "judge-b"]
         for i, member in enumerate(ver["members"]):
-            assert member["agreement"] == ver["votes"][2 * i:2 * i + 2].count(ver["target"]) / 2
+            assert member["agreement"] == ver["votes"][2 * i : 2 * i + 2].count(ver["target"]) / 2
         assert ver["agreement"] == ver["votes"].count(ver["target"]) / 4
         greedy = [g["answer"] for g in ver["greedy"]]
         assert len(greedy) == 2 and greedy[0] == greedy[1]  # one model at temperature 0: the same answer

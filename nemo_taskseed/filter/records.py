@@ -23,7 +23,19 @@ KEPT = "kept"
 REJECTED = "rejected"
 # item_id groups the variants (label/answer/reasoning/context) of one generated item: dedup and
 # verification decide per item, and every variant shares that decision.
-COLUMNS = ["id", "item_id", "seed_id", "family", "format", "record", "status", "stage", "reason", "detail", "annotations"]
+COLUMNS = [
+    "id",
+    "item_id",
+    "seed_id",
+    "family",
+    "format",
+    "record",
+    "status",
+    "stage",
+    "reason",
+    "detail",
+    "annotations",
+]
 
 
 def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
@@ -51,12 +63,29 @@ def frame_from_lines(path: str | Path, max_record_bytes: int = 0) -> pd.DataFram
         if error is None:
             records.append(obj)
         else:
-            reason = ("unparseable_json" if error.startswith("not valid JSON")
-                      else "record_too_large" if error.startswith("line of") else "not_an_object")
-            bad.append({"id": "", "item_id": "", "seed_id": "", "family": "unknown", "format": "unknown",
-                        "record": "null", "status": REJECTED, "stage": "read", "reason": reason,
-                        "detail": json.dumps({"file": str(path), "line": line_no, "error": error}), "annotations": "{}",
-                        PARSED: None})
+            reason = (
+                "unparseable_json"
+                if error.startswith("not valid JSON")
+                else "record_too_large"
+                if error.startswith("line of")
+                else "not_an_object"
+            )
+            bad.append(
+                {
+                    "id": "",
+                    "item_id": "",
+                    "seed_id": "",
+                    "family": "unknown",
+                    "format": "unknown",
+                    "record": "null",
+                    "status": REJECTED,
+                    "stage": "read",
+                    "reason": reason,
+                    "detail": json.dumps({"file": str(path), "line": line_no, "error": error}),
+                    "annotations": "{}",
+                    PARSED: None,
+                }
+            )
     df = records_to_frame(records, keep_parsed=True)
     return as_objects(pd.concat([df, pd.DataFrame(bad, columns=[*COLUMNS, PARSED])], ignore_index=True)) if bad else df
 
@@ -72,7 +101,10 @@ def records_to_frame(records: list[dict[str, Any]], *, keep_parsed: bool = False
     rows = [
         {
             "id": str(r.get("id", "")),
-            "item_id": str(((r.get("lineage") or {}).get("item_id") if isinstance(r.get("lineage"), dict) else None) or r.get("id", "")),
+            "item_id": str(
+                ((r.get("lineage") or {}).get("item_id") if isinstance(r.get("lineage"), dict) else None)
+                or r.get("id", "")
+            ),
             "seed_id": str(r.get("seed_id") or ""),
             "family": str(r.get("family") or "unknown"),
             "format": str(r.get("format") or "unknown"),
@@ -140,7 +172,9 @@ def annotate(df: pd.DataFrame, index: Any, key: str, value: Any) -> None:
     df.at[index, "annotations"] = json.dumps(ann, ensure_ascii=False, default=str)
 
 
-def split_frame(df: pd.DataFrame, records: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_frame(
+    df: pd.DataFrame, records: list[Any] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(curated records with their annotations, rejected entries with stage/reason/detail).
     `records`: the rows' parsed records, when the caller has them already."""
     kept, rejected = [], []
@@ -150,14 +184,16 @@ def split_frame(df: pd.DataFrame, records: list[Any] | None = None) -> tuple[lis
         if row.status == KEPT:
             kept.append({**record, **annotations})
         else:
-            rejected.append({
-                "id": row.id,
-                "seed_id": row.seed_id or None,
-                "family": row.family,
-                "stage": row.stage,
-                "reason": row.reason,
-                "detail": json.loads(row.detail or "{}"),
-                "annotations": annotations,
-                "record": record,
-            })
+            rejected.append(
+                {
+                    "id": row.id,
+                    "seed_id": row.seed_id or None,
+                    "family": row.family,
+                    "stage": row.stage,
+                    "reason": row.reason,
+                    "detail": json.loads(row.detail or "{}"),
+                    "annotations": annotations,
+                    "record": record,
+                }
+            )
     return kept, rejected

@@ -14,9 +14,13 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Report columns, in pipeline order: a record "survived" a column when it was not rejected by
 # any of its stages or an earlier one.
-STAGE_COLUMNS = [("parsed", ("read", "schema")), ("checked", ("text_quality", "item_rules", "explanation")),
-                 ("decontaminated", ("decontam", "semantic_decontam")),
-                 ("deduped", ("exact_dedup", "fuzzy_dedup", "semantic_dedup")), ("verified", ("verify", "final_schema"))]
+STAGE_COLUMNS = [
+    ("parsed", ("read", "schema")),
+    ("checked", ("text_quality", "item_rules", "explanation")),
+    ("decontaminated", ("decontam", "semantic_decontam")),
+    ("deduped", ("exact_dedup", "fuzzy_dedup", "semantic_dedup")),
+    ("verified", ("verify", "final_schema")),
+]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
 BALANCE_TOLERANCE = 0.1
@@ -25,9 +29,11 @@ BALANCE_TOLERANCE = 0.1
 def _position_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Additive answer-position counts of multiple-choice records (letters and option counts)."""
     mc = [r for r in records if r.get("format") == "multiple_choice" and isinstance(r.get("answer_index"), int)]
-    return {"n": len(mc),
-            "counts": dict(Counter(LETTERS[r["answer_index"]] for r in mc if r["answer_index"] < len(LETTERS))),
-            "n_options": dict(Counter(str(len(r.get("options") or [])) for r in mc))}
+    return {
+        "n": len(mc),
+        "counts": dict(Counter(LETTERS[r["answer_index"]] for r in mc if r["answer_index"] < len(LETTERS))),
+        "n_options": dict(Counter(str(len(r.get("options") or [])) for r in mc)),
+    }
 
 
 def _position_histogram(counts: dict[str, Any]) -> dict[str, Any]:
@@ -37,8 +43,13 @@ def _position_histogram(counts: dict[str, Any]) -> dict[str, Any]:
     n_options = int(Counter(counts.get("n_options", {})).most_common(1)[0][0])
     shares = {LETTERS[i]: round(letters.get(LETTERS[i], 0) / n, 4) for i in range(n_options)}
     deviation = max(abs(s - 1 / n_options) for s in shares.values()) if n_options else 0.0
-    return {"n": n, "counts": dict(sorted(letters.items())), "shares": shares,
-            "max_deviation_from_uniform": round(deviation, 4), "balanced": deviation <= BALANCE_TOLERANCE}
+    return {
+        "n": n,
+        "counts": dict(sorted(letters.items())),
+        "shares": shares,
+        "max_deviation_from_uniform": round(deviation, 4),
+        "balanced": deviation <= BALANCE_TOLERANCE,
+    }
 
 
 def family_counts(df: pd.DataFrame, records: list[Any]) -> dict[str, dict[str, Any]]:
@@ -59,8 +70,10 @@ def family_counts(df: pd.DataFrame, records: list[Any]) -> dict[str, dict[str, A
         entry["rejected"] = dict(Counter(f"{r.stage}:{r.reason}" for r in rows if r.status != KEPT))
         records = [rec for _, rec in pairs if rec is not None]
         if any(r.get("format") == "multiple_choice" for r in records):
-            entry["answer_positions"] = {"generated": _position_counts(records),
-                                         "kept": _position_counts([rec for r, rec in pairs if r.status == KEPT])}
+            entry["answer_positions"] = {
+                "generated": _position_counts(records),
+                "kept": _position_counts([rec for r, rec in pairs if r.status == KEPT]),
+            }
         agreements = []
         for r in rows:
             if not r.annotations or r.annotations == "{}":
@@ -69,19 +82,30 @@ def family_counts(df: pd.DataFrame, records: list[Any]) -> dict[str, dict[str, A
             if "agreement" in ver:
                 agreements.append(float(ver["agreement"]))
         if agreements:
-            entry["agreement"] = {"n": len(agreements), "sum": sum(agreements), "histogram": {
-                f"{lo:.1f}-{min(hi, 1.0):.1f}": sum(lo <= v < hi for v in agreements) for lo, hi in AGREEMENT_BINS}}
+            entry["agreement"] = {
+                "n": len(agreements),
+                "sum": sum(agreements),
+                "histogram": {
+                    f"{lo:.1f}-{min(hi, 1.0):.1f}": sum(lo <= v < hi for v in agreements) for lo, hi in AGREEMENT_BINS
+                },
+            }
         out[fam] = entry
     return out
 
 
-def quality_report(families: dict[str, dict[str, Any]], seeds_per_family: dict[str, int],
-                   stats: dict[str, Any]) -> dict[str, Any]:
+def quality_report(
+    families: dict[str, dict[str, Any]], seeds_per_family: dict[str, int], stats: dict[str, Any]
+) -> dict[str, Any]:
     """The report from the shards' merged `family_counts` and the seeds per family."""
     fams: dict[str, dict[str, Any]] = {}
     for fam in sorted(set(families) | set(seeds_per_family)):
-        entry = {"seeds_in": seeds_per_family.get(fam, 0), "generated": 0,
-                 **{c: 0 for c, _ in STAGE_COLUMNS}, "kept": 0, **families.get(fam, {})}
+        entry = {
+            "seeds_in": seeds_per_family.get(fam, 0),
+            "generated": 0,
+            **{c: 0 for c, _ in STAGE_COLUMNS},
+            "kept": 0,
+            **families.get(fam, {}),
+        }
         entry["rejected"] = dict(Counter(entry.get("rejected", {})).most_common())
         if "answer_positions" in entry:
             entry["answer_positions"] = {k: _position_histogram(v) for k, v in entry["answer_positions"].items()}
@@ -93,8 +117,12 @@ def quality_report(families: dict[str, dict[str, Any]], seeds_per_family: dict[s
     for entry in fams.values():
         for key in ("seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"):
             totals[key] += entry.get(key, 0)
-    return {"columns": ["seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"],
-            "totals": dict(totals), "families": fams, "stages": stats}
+    return {
+        "columns": ["seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"],
+        "totals": dict(totals),
+        "families": fams,
+        "stages": stats,
+    }
 
 
 def human_summary(report: dict[str, Any]) -> str:
@@ -117,15 +145,25 @@ def human_summary(report: dict[str, Any]) -> str:
             if entry.get("off"):
                 lines.append(f"{stage.ljust(name_width)}{'off'.rjust(16)}")
                 continue
-            lines.append(f"{stage.ljust(name_width)}{str(entry.get('in', 0)).rjust(8)}{str(total).rjust(8)}"
-                         + (f"   {top}" if top else ""))
+            lines.append(
+                f"{stage.ljust(name_width)}{str(entry.get('in', 0)).rjust(8)}{str(total).rjust(8)}"
+                + (f"   {top}" if top else "")
+            )
     diversity = report.get("diversity") or {}
     if diversity:
-        cols = [("items", "items"), ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"),
-                ("mean_nn_similarity", "NN sim"), ("mean_seed_similarity", "seed sim"),
-                ("closer_to_other_seed", "other seed")]
-        lines += ["", "filter: diversity and novelty of kept items (before verification; see diversity.png)",
-                  "".join(["family".ljust(width), *(label.rjust(12) for _, label in cols)])]
+        cols = [
+            ("items", "items"),
+            ("distinct_1", "distinct-1"),
+            ("distinct_2", "distinct-2"),
+            ("mean_nn_similarity", "NN sim"),
+            ("mean_seed_similarity", "seed sim"),
+            ("closer_to_other_seed", "other seed"),
+        ]
+        lines += [
+            "",
+            "filter: diversity and novelty of kept items (before verification; see diversity.png)",
+            "".join(["family".ljust(width), *(label.rjust(12) for _, label in cols)]),
+        ]
         for fam, entry in diversity.items():
             cells = ["-" if entry.get(key) is None else str(entry[key]) for key, _ in cols]
             lines.append("".join([fam.ljust(width), *(c.rjust(12) for c in cells)]))
@@ -149,19 +187,36 @@ def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for row in df.itertuples(index=False):
         if row.stage in ("decontam", "semantic_decontam") and row.status != KEPT:
-            rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family, "stage": row.stage,
-                         "reason": row.reason, **json.loads(row.detail or "{}")})
+            rows.append(
+                {
+                    "id": row.id,
+                    "seed_id": row.seed_id or None,
+                    "family": row.family,
+                    "stage": row.stage,
+                    "reason": row.reason,
+                    **json.loads(row.detail or "{}"),
+                }
+            )
         elif row.status == KEPT and row.annotations and "semantic_match" in row.annotations:
             # A pair the judge kept: still reported, with both texts and the verdict.
             match = json.loads(row.annotations).get("semantic_match")
             if match:
-                rows.append({"id": row.id, "seed_id": row.seed_id or None, "family": row.family,
-                             "stage": "semantic_decontam", "reason": "kept_by_judge", **match})
+                rows.append(
+                    {
+                        "id": row.id,
+                        "seed_id": row.seed_id or None,
+                        "family": row.family,
+                        "stage": "semantic_decontam",
+                        "reason": "kept_by_judge",
+                        **match,
+                    }
+                )
     return rows
 
 
-def contamination_report(records: list[dict[str, Any]], seeds: list[dict[str, Any]],
-                         index: dict[str, Any]) -> dict[str, Any]:
+def contamination_report(
+    records: list[dict[str, Any]], seeds: list[dict[str, Any]], index: dict[str, Any]
+) -> dict[str, Any]:
     """`records`: every shard's `contamination_rows`; `seeds`: contaminated seeds; `index`: the
     benchmark index's size and per-split coverage."""
     per_bench: dict[str, Counter] = defaultdict(Counter)
@@ -182,8 +237,13 @@ def contamination_report(records: list[dict[str, Any]], seeds: list[dict[str, An
         "totals_per_benchmark": {b: dict(c) for b, c in sorted(per_bench.items())},
         # Embedding retrieval: index size and model; verdicts of every flagged pair (records below
         # carry both texts and the score).
-        "semantic": {"index_rows": semantic.get("rows"), "model": semantic.get("model"),
-                     "verdicts": dict(sorted(verdicts.items()))} if semantic else {},
+        "semantic": {
+            "index_rows": semantic.get("rows"),
+            "model": semantic.get("model"),
+            "verdicts": dict(sorted(verdicts.items())),
+        }
+        if semantic
+        else {},
         "records": records,
         "seeds": seeds,
         "coverage": coverage,

@@ -58,7 +58,20 @@ log = logging.getLogger(__name__)
 DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "reference", "tests", "enrichment", "text"]
 SEED_DECONTAM_FIELDS = ["context", "question", "options", "answer_text", "references"]
 # Pipeline order of the stages that reject rows (for per-stage counts and the quality report).
-STAGE_ORDER = ("read", "schema", "text_quality", "item_rules", "explanation", "decontam", "semantic_decontam", "exact_dedup", "fuzzy_dedup", "semantic_dedup", "verify", "final_schema")
+STAGE_ORDER = (
+    "read",
+    "schema",
+    "text_quality",
+    "item_rules",
+    "explanation",
+    "decontam",
+    "semantic_decontam",
+    "exact_dedup",
+    "fuzzy_dedup",
+    "semantic_dedup",
+    "verify",
+    "final_schema",
+)
 
 
 def _is_seeds(task: DocumentBatch) -> bool:
@@ -213,8 +226,10 @@ class TextQualityStage(_ItemCheckStage):
 
         if not hasattr(self, "_checks"):
             self.setup()
-        return [(f"{f['check']}:{f['field']}", f["field"] in ENRICHMENT_FIELDS, f)
-                for f in text_failures(record, self._checks)]
+        return [
+            (f"{f['check']}:{f['field']}", f["field"] in ENRICHMENT_FIELDS, f)
+            for f in text_failures(record, self._checks)
+        ]
 
 
 @dataclass
@@ -268,8 +283,13 @@ class DecontaminationStage(_FilterStage):
 
     @staticmethod
     def _hit_detail(hit) -> dict[str, Any]:
-        detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
-                  "ngram": hit.ngram, "n_matching_ngrams": hit.n_matches}
+        detail = {
+            "benchmark": hit.row.benchmark,
+            "split": hit.row.split,
+            "row": hit.row.row,
+            "ngram": hit.ngram,
+            "n_matching_ngrams": hit.n_matches,
+        }
         if hit.row.view != "raw":  # matched lm-eval's rendered prompt, not the raw row
             detail["view"] = hit.row.view
         return detail
@@ -292,8 +312,14 @@ class DecontaminationStage(_FilterStage):
         for seed in parsed_records(task.to_pandas()):
             hit = self._index.check(record_fields_text(seed, self.seed_fields))
             if hit is not None:
-                hits.append({"seed_id": seed.get("id"), "family": seed.get("family"), "task": seed.get("task"),
-                             **self._hit_detail(hit)})
+                hits.append(
+                    {
+                        "seed_id": seed.get("id"),
+                        "family": seed.get("family"),
+                        "task": seed.get("task"),
+                        **self._hit_detail(hit),
+                    }
+                )
         task._metadata = {**task._metadata, "contaminated_seeds": hits}
         return task
 
@@ -332,9 +358,11 @@ class SemanticDecontaminationStage(_FilterStage):
         from nemo_taskseed.filter.semantic.check import SemanticSettings
 
         self._settings = SemanticSettings.from_config(self.settings)
-        self._index = (load_semantic_index(self.index_prefix,
-                                           Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
-                       if self.index_prefix else None)
+        self._index = (
+            load_semantic_index(self.index_prefix, Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
+            if self.index_prefix
+            else None
+        )
         self._embedder = Embedder(self._settings.model, self._settings.max_seq_length, self._settings.batch_size)
 
     def _judge(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -371,8 +399,12 @@ class SemanticDecontaminationStage(_FilterStage):
             seeds = [s for s in parsed_records(task.to_pandas()) if s]
             texts = [item_text(s) for s in seeds]
             ids = [str(s.get("id", "")) for s in seeds]
-            self._save(task.dataset_name, Embedded(ids, ids, [str(s.get("family") or "unknown") for s in seeds],
-                                                   texts, self._embedder.embed(texts)))
+            self._save(
+                task.dataset_name,
+                Embedded(
+                    ids, ids, [str(s.get("family") or "unknown") for s in seeds], texts, self._embedder.embed(texts)
+                ),
+            )
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
@@ -390,12 +422,22 @@ class SemanticDecontaminationStage(_FilterStage):
         if self._index is not None and len(self._index) and reps:
             hits = flagged(self._index, vectors, self._settings.threshold, self._settings.top_k)
             found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
-            verdicts = (self._judge([(t, h.text) for _, t, h in found]) if self._settings.judge_enabled and found
-                        else [("above_threshold", None)] * len(found))
+            verdicts = (
+                self._judge([(t, h.text) for _, t, h in found])
+                if self._settings.judge_enabled and found
+                else [("above_threshold", None)] * len(found)
+            )
             for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
-                detail = {"benchmark": hit.row.benchmark, "split": hit.row.split, "row": hit.row.row,
-                          "score": hit.score, "threshold": self._settings.threshold, "verdict": verdict,
-                          "item_text": text, "benchmark_text": hit.text}
+                detail = {
+                    "benchmark": hit.row.benchmark,
+                    "split": hit.row.split,
+                    "row": hit.row.row,
+                    "score": hit.score,
+                    "threshold": self._settings.threshold,
+                    "verdict": verdict,
+                    "item_text": text,
+                    "benchmark_text": hit.text,
+                }
                 if answer is not None:
                     detail["judge_answer"] = answer
                 if verdict in DROP_VERDICTS:
@@ -407,9 +449,16 @@ class SemanticDecontaminationStage(_FilterStage):
                         annotate(df, idx, "semantic_match", detail)
         if self.save_dir:
             keep = [k for k, rep in enumerate(reps) if rep not in dropped]
-            self._save(getattr(self, "_shard", "shard"), Embedded(
-                [str(df.at[reps[k], "item_id"]) for k in keep], [str(df.at[reps[k], "seed_id"]) for k in keep],
-                [str(df.at[reps[k], "family"]) for k in keep], [texts[k] for k in keep], vectors[keep]))
+            self._save(
+                getattr(self, "_shard", "shard"),
+                Embedded(
+                    [str(df.at[reps[k], "item_id"]) for k in keep],
+                    [str(df.at[reps[k], "seed_id"]) for k in keep],
+                    [str(df.at[reps[k], "family"]) for k in keep],
+                    [texts[k] for k in keep],
+                    vectors[keep],
+                ),
+            )
 
 
 @dataclass
@@ -465,8 +514,12 @@ class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         df = task.to_pandas()
         if _is_seeds(task):
             families = Counter(str(fam or "unknown") for fam in df["family"])
-            summary = {"kind": "seeds", "seeds": len(df), "seeds_per_family": dict(families),
-                       "contaminated_seeds": meta.get("contaminated_seeds", [])}
+            summary = {
+                "kind": "seeds",
+                "seeds": len(df),
+                "seeds_per_family": dict(families),
+                "contaminated_seeds": meta.get("contaminated_seeds", []),
+            }
         else:
             with atomic_path(Path(self.work_dir) / "frames" / f"{shard}.parquet") as tmp:
                 df[COLUMNS].to_parquet(tmp, index=False)
@@ -557,7 +610,9 @@ class VerificationStage(_FilterStage):
             return list(self.panel_backends)
         if self.panel:
             if not getattr(self, "_panel", None):
-                self._panel = [(str(c.get("model") or f"member{i}"), build_backend(c)) for i, c in enumerate(self.panel)]
+                self._panel = [
+                    (str(c.get("model") or f"member{i}"), build_backend(c)) for i, c in enumerate(self.panel)
+                ]
             return self._panel
         backend = self._backend()
         return [(str(getattr(backend, "model", "verifier")), backend)]
@@ -578,9 +633,11 @@ class VerificationStage(_FilterStage):
         if self.backend is not None:
             after = self.backend.usage.as_dict()
             seconds = time.monotonic() - started
-            task._metadata["usage.verify"] = {**{k: v - before.get(k, 0) for k, v in after.items()},
-                                              "seconds": round(seconds, 3),
-                                              "gpu_seconds": round(seconds * float(self.resources.gpus or 0), 3)}
+            task._metadata["usage.verify"] = {
+                **{k: v - before.get(k, 0) for k, v in after.items()},
+                "seconds": round(seconds, 3),
+                "gpu_seconds": round(seconds * float(self.resources.gpus or 0), 3),
+            }
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
@@ -609,9 +666,13 @@ class VerificationStage(_FilterStage):
             if not code or not tests:
                 settle(rep, {"method": "code_tests", "status": "missing"}, "code_missing_solution_or_tests")
                 continue
-            res = run_code_tests(code, tests, timeout_s=float(self.code.get("timeout_s", 10)),
-                                 memory_mb=int(self.code.get("memory_mb", 512)),
-                                 unsafe_no_sandbox=bool(self.code.get("unsafe_no_sandbox", False)))
+            res = run_code_tests(
+                code,
+                tests,
+                timeout_s=float(self.code.get("timeout_s", 10)),
+                memory_mb=int(self.code.get("memory_mb", 512)),
+                unsafe_no_sandbox=bool(self.code.get("unsafe_no_sandbox", False)),
+            )
             settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
         for kind, idxs in groups.items():
@@ -657,12 +718,20 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             path = shards.part_path(self.out_dir, kind, shard)
             entry = write_lines_digest(path, (json.dumps(r, ensure_ascii=False) for r in rows))
             files[f"{kind}/{path.name}"] = {"bytes": entry["bytes"], "sha256": entry["sha256"]}
-        shards.write_marker(self.out_dir, shard, task._metadata["fingerprint"], {
-            "files": files,
-            "kept": len(kept), "rejected": len(rejected), "stages": stage_counts(df),
-            "families": family_counts(df, records), "contaminated_records": contamination_rows(df),
-            "usage": {"verify": task._metadata.get("usage.verify", {})},
-        })
+        shards.write_marker(
+            self.out_dir,
+            shard,
+            task._metadata["fingerprint"],
+            {
+                "files": files,
+                "kept": len(kept),
+                "rejected": len(rejected),
+                "stages": stage_counts(df),
+                "families": family_counts(df, records),
+                "contaminated_records": contamination_rows(df),
+                "usage": {"verify": task._metadata.get("usage.verify", {})},
+            },
+        )
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
 
 

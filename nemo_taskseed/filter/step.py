@@ -66,8 +66,11 @@ def seed_parts(seeds_dir: Path | None) -> list[tuple[str, Path]]:
 
 
 def _task(shard: str, path: Path, fp: str, kind: str) -> DocumentBatch:
-    return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"file": [str(path)]}),
-                         _metadata={"shard": shard, "fingerprint": fp, "kind": kind})
+    return DocumentBatch(
+        dataset_name=shard,
+        data=pd.DataFrame({"file": [str(path)]}),
+        _metadata={"shard": shard, "fingerprint": fp, "kind": kind},
+    )
 
 
 def decontam_benchmarks(dc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,8 +95,18 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
     path and its description (sizes, per-split coverage) for the contamination report."""
     from nemo_taskseed.filter.decontam import build_index
 
-    settings = {k: dc.get(k) for k in ("benchmarks", "extra_benchmarks", "source", "mirror", "include_paths",
-                                        "ngram_size", "short_min_words")}
+    settings = {
+        k: dc.get(k)
+        for k in (
+            "benchmarks",
+            "extra_benchmarks",
+            "source",
+            "mirror",
+            "include_paths",
+            "ngram_size",
+            "short_min_words",
+        )
+    }
     settings["index_views"] = ["raw", "rendered"]  # an index built before rendered prompts were indexed is rebuilt
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
@@ -102,17 +115,27 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == fp:
             return str(pkl), info
-    built = build_index(decontam_benchmarks(dc), source=dc["source"], mirror=dc.get("mirror"), ngram_size=int(dc["ngram_size"]),
-                        short_min_words=int(dc["short_min_words"]), include_paths=list(dc.get("include_paths") or []),
-                        progress=True)
+    built = build_index(
+        decontam_benchmarks(dc),
+        source=dc["source"],
+        mirror=dc.get("mirror"),
+        ngram_size=int(dc["ngram_size"]),
+        short_min_words=int(dc["short_min_words"]),
+        include_paths=list(dc.get("include_paths") or []),
+        progress=True,
+    )
     work.mkdir(parents=True, exist_ok=True)
     with atomic_path(pkl) as tmp, open(tmp, "wb") as handle:
         pickle.dump(built.index, handle, protocol=pickle.HIGHEST_PROTOCOL)
     # The rows' question+options texts, for the semantic index (built from them without reading
     # the benchmarks again).
     write_json(texts_path, {"rows": [[r.benchmark, r.split, r.row] for r in built.index.rows], "texts": built.texts})
-    info = {"fingerprint": fp, "index_ngrams": len(built.index), "index_short_strings": built.index.n_short,
-            "coverage": [c.to_dict() for c in built.coverage]}
+    info = {
+        "fingerprint": fp,
+        "index_ngrams": len(built.index),
+        "index_short_strings": built.index.n_short,
+        "coverage": [c.to_dict() for c in built.coverage],
+    }
     write_json(info_path, info)
     return str(pkl), info
 
@@ -141,8 +164,14 @@ def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, 
     embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size)
     vectors, cached = cached_embeddings(embedder, texts)
     SemanticIndex(rows, texts, vectors).save(prefix)
-    info = {"fingerprint": fp, "rows": len(rows), "rows_without_text": len(meta["rows"]) - len(rows),
-            "model": embedder.model, "embed_seconds": round(time.monotonic() - started, 1), "from_cache": cached}
+    info = {
+        "fingerprint": fp,
+        "rows": len(rows),
+        "rows_without_text": len(meta["rows"]) - len(rows),
+        "model": embedder.model,
+        "embed_seconds": round(time.monotonic() - started, 1),
+        "from_cache": cached,
+    }
     write_json(info_path, info)
     return str(prefix), info
 
@@ -155,8 +184,9 @@ def cached_embeddings(embedder: Any, texts: list[str]) -> tuple[Any, bool]:
 
     from nemo_taskseed.paths import cache_dir
 
-    digest = hashlib.sha256("\n".join([Path(embedder.path).name, str(embedder.max_seq_length), *texts])
-                            .encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256(
+        "\n".join([Path(embedder.path).name, str(embedder.max_seq_length), *texts]).encode("utf-8")
+    ).hexdigest()[:32]
     path = cache_dir("embeddings") / f"{digest}.npy"
     if path.is_file():
         vectors = np.load(path)
@@ -174,8 +204,9 @@ def _run(stages: list, tasks: list[DocumentBatch], executor: str, label: str) ->
     from nemo_taskseed.pipeline.executors import make_executor
 
     if tasks:
-        Pipeline(name=f"taskseed_filter_{label}", stages=stages).run(make_executor(executor, progress=label),
-                                                                     initial_tasks=tasks)
+        Pipeline(name=f"taskseed_filter_{label}", stages=stages).run(
+            make_executor(executor, progress=label), initial_tasks=tasks
+        )
 
 
 def task_verifiers(seeds_dir: Path | None) -> dict[str, str]:
@@ -188,11 +219,16 @@ def task_verifiers(seeds_dir: Path | None) -> dict[str, str]:
         per_task = json.loads(summary.read_text()).get("per_task") or {}
     except json.JSONDecodeError as exc:
         raise UserError(f"{summary}: not valid JSON ({exc}); rerun the seeds step") from exc
-    return {task: str(info["verifier"]) for task, info in per_task.items() if isinstance(info, dict) and info.get("verifier")}
+    return {
+        task: str(info["verifier"])
+        for task, info in per_task.items()
+        if isinstance(info, dict) and info.get("verifier")
+    }
 
 
-def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
-            task_kinds: dict[str, str] | None = None) -> dict[str, Any]:
+def _phase1(
+    fcfg: dict, gen: list, seeds: list, work: Path, executor: str, task_kinds: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Per shard: read, schema, decontamination, dedup signatures. Returns the index description."""
     from nemo_taskseed.filter.stages import (
         DecontaminationStage,
@@ -210,21 +246,33 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
     index_path, index_info = ensure_decontam_index(dc, work) if dc["enabled"] else (None, {})
     coverage = index_info.get("coverage") or []
     if dc["enabled"] and not any(c.get("loaded") for c in coverage) and not dc.get("allow_empty"):
-        missing = ", ".join(f"{c['benchmark']} {c['split']}" for c in coverage[:6]) + (" ..." if len(coverage) > 6 else "")
+        missing = ", ".join(f"{c['benchmark']} {c['split']}" for c in coverage[:6]) + (
+            " ..." if len(coverage) > 6 else ""
+        )
         raise UserError(
             f"decontamination could not load any of the {len(coverage)} scored benchmark splits ({missing}; "
             f"source={dc['source']}, mirror={dc.get('mirror')}): nothing would be checked. Point "
             "filter.decontam.mirror at a mirror that holds them, allow the hub (filter.decontam.source=hub), or "
-            "accept an unchecked run with filter.decontam.allow_empty=true")
+            "accept an unchecked run with filter.decontam.allow_empty=true"
+        )
     on = checks_run(fcfg)  # the one place that decides which checks run (the summary says the same)
-    semantic_prefix, semantic_info = (ensure_semantic_index(dc, work, index_info) if on["semantic_decontam"]
-                                      else (None, {}))
+    semantic_prefix, semantic_info = (
+        ensure_semantic_index(dc, work, index_info) if on["semantic_decontam"] else (None, {})
+    )
     cpu_dedup = dedup["backend"] == "cpu" and (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"])
     settings = DedupSettings.from_config(dedup)
-    settings_fp = shards.fingerprint(fcfg["validate"], {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
-                                     index_info.get("fingerprint"), dc.get("semantic") if needs_embeddings(fcfg) else None,
-                                     semantic_info.get("fingerprint"), dedup, fcfg["quality"], needs_embeddings(fcfg),
-                                     fcfg["verify"].get("families") or {}, task_kinds or {})
+    settings_fp = shards.fingerprint(
+        fcfg["validate"],
+        {k: dc[k] for k in ("enabled", "fields", "seed_fields")},
+        index_info.get("fingerprint"),
+        dc.get("semantic") if needs_embeddings(fcfg) else None,
+        semantic_info.get("fingerprint"),
+        dedup,
+        fcfg["quality"],
+        needs_embeddings(fcfg),
+        fcfg["verify"].get("families") or {},
+        task_kinds or {},
+    )
 
     embed = needs_embeddings(fcfg)
 
@@ -243,9 +291,20 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
             if not shards.is_done(work, shard, fp, outputs(shard, kind)):
                 tasks.append(_task(shard, path, fp, kind))
     planned = {s for s, _ in gen} | {s for s, _ in seeds}
-    shards.remove_unplanned(work, planned, (), (("frames", ".parquet"), ("dedup", ".keys.npz"), ("dedup", ".sig.npy"),
-                                          ("dedup", ".bands.npy"), ("drops", ".jsonl"), ("semantic", ".npy"),
-                                          ("semantic", ".json")))
+    shards.remove_unplanned(
+        work,
+        planned,
+        (),
+        (
+            ("frames", ".parquet"),
+            ("dedup", ".keys.npz"),
+            ("dedup", ".sig.npy"),
+            ("dedup", ".bands.npy"),
+            ("drops", ".jsonl"),
+            ("semantic", ".npy"),
+            ("semantic", ".json"),
+        ),
+    )
     families = dict(fcfg["verify"].get("families") or {})
     stages: list = [ReadFilterShardStage(max_record_bytes=int(fcfg["validate"].get("max_record_bytes") or 0))]
     if on["schema"]:
@@ -256,21 +315,37 @@ def _phase1(fcfg: dict, gen: list, seeds: list, work: Path, executor: str,
 
         build_checks(quality["checks"])  # a bad filter name or parameter fails here, before any shard runs
         if quality["enrichment_failure"] not in ("strip", "drop"):
-            raise UserError(f"filter.quality.enrichment_failure: expected strip or drop, got {quality['enrichment_failure']!r}")
-        stages.append(TextQualityStage(checks=list(quality["checks"]), enrichment_failure=quality["enrichment_failure"]))
+            raise UserError(
+                f"filter.quality.enrichment_failure: expected strip or drop, got {quality['enrichment_failure']!r}"
+            )
+        stages.append(
+            TextQualityStage(checks=list(quality["checks"]), enrichment_failure=quality["enrichment_failure"])
+        )
     if on["item_rules"]:
         stages.append(ItemRulesStage(families=families, task_kinds=dict(task_kinds or {})))
     if on["explanation"]:
-        stages.append(ExplanationStage(settings=dict(quality["explanation"]), families=families,
-                                       task_kinds=dict(task_kinds or {}), enrichment_failure=quality["enrichment_failure"]))
+        stages.append(
+            ExplanationStage(
+                settings=dict(quality["explanation"]),
+                families=families,
+                task_kinds=dict(task_kinds or {}),
+                enrichment_failure=quality["enrichment_failure"],
+            )
+        )
     if on["decontam"]:
-        stages.append(DecontaminationStage(index_path=index_path, fields=list(dc["fields"]),
-                                           seed_fields=list(dc["seed_fields"])))
+        stages.append(
+            DecontaminationStage(index_path=index_path, fields=list(dc["fields"]), seed_fields=list(dc["seed_fields"]))
+        )
     if on["semantic_decontam"] or embed:
         # Also when only semantic dedup or the diversity metrics are on: the stage embeds each kept
         # item once and saves the vectors for both.
-        stages.append(SemanticDecontaminationStage(index_prefix=semantic_prefix or "", settings=dict(dc.get("semantic") or {}),
-                                                   save_dir=str(work / "semantic") if embed else ""))
+        stages.append(
+            SemanticDecontaminationStage(
+                index_prefix=semantic_prefix or "",
+                settings=dict(dc.get("semantic") or {}),
+                save_dir=str(work / "semantic") if embed else "",
+            )
+        )
     if cpu_dedup:
         stages.append(DedupSignatureStage(settings=settings, work_dir=str(work)))
     stages.append(ScreenedShardWriterStage(work_dir=str(work)))
@@ -287,7 +362,9 @@ def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tu
     per_family: dict[str, int] = {}
     for m in seed_markers.values():
         shards.add_counts(per_family, (m or {}).get("seeds_per_family", {}))
-    dirty = {h["seed_id"]: h for h in contaminated} if dc["enabled"] and dc["drop_children_of_contaminated_seeds"] else {}
+    dirty = (
+        {h["seed_id"]: h for h in contaminated} if dc["enabled"] and dc["drop_children_of_contaminated_seeds"] else {}
+    )
 
     drops: dict[str, dict[str, dict]] = {s: {} for s, _ in gen}
     settings = DedupSettings.from_config(dedup)
@@ -310,16 +387,21 @@ def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tu
             for item_id, seed_id in zip(frame["item_id"], frame["seed_id"]):
                 if seed_id in dirty and item_id not in drops[shard]:
                     hit = dirty[seed_id]
-                    drops[shard][item_id] = {"stage": "decontam", "reason": "seed_contaminated",
-                                             "detail": {k: hit[k] for k in ("seed_id", "benchmark", "split", "row", "ngram")}}
+                    drops[shard][item_id] = {
+                        "stage": "decontam",
+                        "reason": "seed_contaminated",
+                        "detail": {k: hit[k] for k in ("seed_id", "benchmark", "split", "row", "ngram")},
+                    }
     for shard, items in drops.items():
-        write_jsonl(work / "drops" / f"{shard}.jsonl", ({"item_id": k, **v} for k, v in sorted(items.items())),
-                    sort_keys=True)
+        write_jsonl(
+            work / "drops" / f"{shard}.jsonl", ({"item_id": k, **v} for k, v in sorted(items.items())), sort_keys=True
+        )
     return contaminated, per_family, diversity
 
 
-def _semantic_phase2(fcfg: dict, gen: list, seeds: list, work: Path, drops: dict[str, dict[str, dict]],
-                     dirty: dict[str, Any]) -> dict[str, Any]:
+def _semantic_phase2(
+    fcfg: dict, gen: list, seeds: list, work: Path, drops: dict[str, dict[str, dict]], dirty: dict[str, Any]
+) -> dict[str, Any]:
     """Semantic dedup over every shard's saved item embeddings (items not already dropped, nor
     children of contaminated seeds), then the diversity metrics of what is left."""
     from nemo_taskseed.filter.semantic.dedup import semantic_duplicates
@@ -330,7 +412,9 @@ def _semantic_phase2(fcfg: dict, gen: list, seeds: list, work: Path, drops: dict
     parts = []
     for shard, _ in gen:
         part = Embedded.load(work / "semantic" / shard)
-        keep = [k for k, (i, sid) in enumerate(zip(part.ids, part.seed_ids)) if i not in drops[shard] and sid not in dirty]
+        keep = [
+            k for k, (i, sid) in enumerate(zip(part.ids, part.seed_ids)) if i not in drops[shard] and sid not in dirty
+        ]
         part = part.select(keep)
         owner.update((i, shard) for i in part.ids)
         parts.append(part)
@@ -355,7 +439,9 @@ def needs_embeddings(fcfg: dict) -> bool:
     return bool(on["semantic_decontam"] or on["semantic_dedup"] or (fcfg.get("diversity") or {}).get("enabled"))
 
 
-def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, drops: dict[str, dict[str, dict]]) -> None:
+def _gpu_dedup(
+    fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, drops: dict[str, dict[str, dict]]
+) -> None:
     """filter.dedup.backend=gpu: Curator's cudf workflows mark duplicates over the kept items of
     every shard and the seeds (input written from the phase-1 frames); we reject them with a reason."""
     from nemo_taskseed.filter.dedup import gpu
@@ -374,16 +460,30 @@ def _gpu_dedup(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path, dr
             owner[df.at[i, "item_id"]] = shard
             items.append((df.at[i, "item_id"], json.loads(df.at[i, "record"])))
     src = gpu.write_dedup_input(cache / "input", items, list(cfg["fields"]))
-    for kind, wf in (("exact", gpu.exact_workflow(src.parent, cache / "exact")),
-                     ("fuzzy", gpu.fuzzy_workflow(src.parent, cache / "fuzzy", cache / "fuzzy_cache", cfg["gpu"]))):
+    for kind, wf in (
+        ("exact", gpu.exact_workflow(src.parent, cache / "exact")),
+        ("fuzzy", gpu.fuzzy_workflow(src.parent, cache / "fuzzy", cache / "fuzzy_cache", cfg["gpu"])),
+    ):
         wf.run()
         for item_id in gpu.removal_ids(cache / kind):
             if item_id in owner and item_id not in drops[owner[item_id]]:
-                drops[owner[item_id]][item_id] = {"stage": f"{kind}_dedup", "reason": f"gpu_{kind}_duplicate", "detail": {}}
+                drops[owner[item_id]][item_id] = {
+                    "stage": f"{kind}_dedup",
+                    "reason": f"gpu_{kind}_duplicate",
+                    "detail": {},
+                }
 
 
-def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, executor: str, backend: Any,
-            task_kinds: dict[str, str] | None = None) -> int:
+def _phase3(
+    fcfg: dict,
+    full: dict,
+    gen: list,
+    work: Path,
+    out_dir: Path,
+    executor: str,
+    backend: Any,
+    task_kinds: dict[str, str] | None = None,
+) -> int:
     """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker."""
     from nemo_taskseed.filter.stages import (
         ApplyDropsStage,
@@ -399,20 +499,35 @@ def _phase3(fcfg: dict, full: dict, gen: list, work: Path, out_dir: Path, execut
     for shard, _ in gen:
         screened = shards.read_marker(work, shard) or {}
         drops = work / "drops" / f"{shard}.jsonl"
-        fp = shards.fingerprint(settings_fp, screened.get("fingerprint"), hashlib.sha256(drops.read_bytes()).hexdigest())
+        fp = shards.fingerprint(
+            settings_fp, screened.get("fingerprint"), hashlib.sha256(drops.read_bytes()).hexdigest()
+        )
         outputs = [shards.part_path(out_dir, k, shard) for k in ("curated", "rejected")]
         if not shards.is_done(out_dir, shard, fp, outputs):
-            tasks.append(DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}),
-                                       _metadata={"shard": shard, "fingerprint": fp}))
+            tasks.append(
+                DocumentBatch(
+                    dataset_name=shard,
+                    data=pd.DataFrame({"shard": [shard]}),
+                    _metadata={"shard": shard, "fingerprint": fp},
+                )
+            )
     shards.remove_unplanned(out_dir, {s for s, _ in gen}, ("curated", "rejected"))
     on = checks_run(fcfg)
     stages: list = [ApplyDropsStage(work_dir=str(work))]
     if on["verify"]:
-        stages.append(VerificationStage(vote=dict(vf["vote"]), code=dict(vf["code"]), families=dict(vf.get("families") or {}),
-                                        task_kinds=dict(task_kinds or {}), backend_config=backend_config, backend=backend,
-                                        keep_outputs=bool(vf.get("keep_outputs")),
-                                        panel=[dict(m) for m in vf.get("panel") or []],
-                                        drop_too_easy=bool(vf.get("drop_too_easy"))))
+        stages.append(
+            VerificationStage(
+                vote=dict(vf["vote"]),
+                code=dict(vf["code"]),
+                families=dict(vf.get("families") or {}),
+                task_kinds=dict(task_kinds or {}),
+                backend_config=backend_config,
+                backend=backend,
+                keep_outputs=bool(vf.get("keep_outputs")),
+                panel=[dict(m) for m in vf.get("panel") or []],
+                drop_too_easy=bool(vf.get("drop_too_easy")),
+            )
+        )
     if on["final_schema"]:
         # The records as written (with their `verification` annotation) are checked once more.
         stages.append(SchemaValidationStage(name="final_schema"))
@@ -431,7 +546,13 @@ def _executor(fcfg: dict, full: dict) -> str:
 
 @holds_output_lock("filter", "out_dir")
 def run_filter(
-    cfg: Any, in_dir: Path, out_dir: Path, seeds_dir: Path | None = None, *, backend: Any = None, progress: bool = True,
+    cfg: Any,
+    in_dir: Path,
+    out_dir: Path,
+    seeds_dir: Path | None = None,
+    *,
+    backend: Any = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Filter `in_dir`'s generated parts into `out_dir`; returns the counts and report paths."""
     from nemo_taskseed.filter.report import contamination_report, human_summary, quality_report
@@ -477,8 +598,12 @@ def run_filter(
         if not on and stage in stages:
             stages[stage]["off"] = True
     if "decontam" in stages and index_info:
-        stages["decontam"].update({"index_ngrams": index_info.get("index_ngrams"),
-                                   "index_short_strings": index_info.get("index_short_strings")})
+        stages["decontam"].update(
+            {
+                "index_ngrams": index_info.get("index_ngrams"),
+                "index_short_strings": index_info.get("index_short_strings"),
+            }
+        )
     if "semantic_decontam" in stages and index_info.get("semantic"):
         stages["semantic_decontam"]["index_rows"] = index_info["semantic"].get("rows")
     quality = quality_report(families, seeds_per_family, stages)
@@ -493,8 +618,11 @@ def run_filter(
     quality["warnings"] = warnings
     write_json(out_dir / "contamination_report.json", contamination)
     write_json(out_dir / "quality_report.json", quality)
-    summary = (human_summary(quality) + benchmark_lines(contamination["coverage"])
-               + "".join(f"\nWARNING: {w}" for w in warnings))
+    summary = (
+        human_summary(quality)
+        + benchmark_lines(contamination["coverage"])
+        + "".join(f"\nWARNING: {w}" for w in warnings)
+    )
     write_text_atomic(out_dir / "quality_summary.txt", summary + "\n")
     reasons: dict[str, int] = {}
     for stage, entry in stages.items():
@@ -502,15 +630,27 @@ def run_filter(
             if n:
                 reasons[f"{stage}:{reason}"] = reasons.get(f"{stage}:{reason}", 0) + n
     result = {
-        "in": kept + rejected, "kept": kept, "rejected": rejected, "rejected_by_reason": dict(sorted(reasons.items())),
-        "contaminated_seeds": len(contamination["seeds"]), "missing_benchmark_splits": len(contamination["missing_splits"]),
+        "in": kept + rejected,
+        "kept": kept,
+        "rejected": rejected,
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "contaminated_seeds": len(contamination["seeds"]),
+        "missing_benchmark_splits": len(contamination["missing_splits"]),
         "warnings": warnings,
         "cost": {stage: stage_cost(u) for stage, u in usage.items() if u},
-        "shards": {"total": len(gen), "seed_shards": len(seeds), "screened_now": index_info.get("shards_run", 0),
-                   "written_now": run_now, "by_node": dict(sorted(nodes.items()))},
-        "outputs": {"curated": str(out_dir / "curated" / "part-*.jsonl"), "rejected": str(out_dir / "rejected" / "part-*.jsonl"),
-                    "contamination": str(out_dir / "contamination_report.json"),
-                    "quality": str(out_dir / "quality_report.json")},
+        "shards": {
+            "total": len(gen),
+            "seed_shards": len(seeds),
+            "screened_now": index_info.get("shards_run", 0),
+            "written_now": run_now,
+            "by_node": dict(sorted(nodes.items())),
+        },
+        "outputs": {
+            "curated": str(out_dir / "curated" / "part-*.jsonl"),
+            "rejected": str(out_dir / "rejected" / "part-*.jsonl"),
+            "contamination": str(out_dir / "contamination_report.json"),
+            "quality": str(out_dir / "quality_report.json"),
+        },
     }
     for report in ("contamination_report.json", "quality_report.json", "quality_summary.txt"):
         files[report] = publish.file_entry(out_dir / report)
@@ -529,16 +669,21 @@ def run_filter(
 def checks_run(fcfg: dict) -> dict[str, bool]:
     """Which rejecting stages this configuration runs (stage name -> on)."""
     quality, dedup = fcfg["quality"], fcfg["dedup"]
-    return {"schema": bool(fcfg["validate"]["enabled"]), "text_quality": bool(quality["enabled"]),
-            "item_rules": bool(quality["enabled"]),
-            "explanation": bool(quality["enabled"] and quality["explanation"]["enabled"]),
-            "decontam": bool(fcfg["decontam"]["enabled"]),
-            "semantic_decontam": bool(fcfg["decontam"]["enabled"] and (fcfg["decontam"].get("semantic") or {}).get("enabled")),
-            "exact_dedup": bool(dedup["exact"]["enabled"]),
-            "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]),
-            "semantic_dedup": bool(dedup["backend"] == "cpu" and (dedup.get("semantic") or {}).get("enabled")),
-            "verify": bool(fcfg["verify"]["enabled"]),
-            "final_schema": bool(fcfg["verify"]["enabled"] and fcfg["validate"]["enabled"])}
+    return {
+        "schema": bool(fcfg["validate"]["enabled"]),
+        "text_quality": bool(quality["enabled"]),
+        "item_rules": bool(quality["enabled"]),
+        "explanation": bool(quality["enabled"] and quality["explanation"]["enabled"]),
+        "decontam": bool(fcfg["decontam"]["enabled"]),
+        "semantic_decontam": bool(
+            fcfg["decontam"]["enabled"] and (fcfg["decontam"].get("semantic") or {}).get("enabled")
+        ),
+        "exact_dedup": bool(dedup["exact"]["enabled"]),
+        "fuzzy_dedup": bool(dedup["fuzzy"]["enabled"]),
+        "semantic_dedup": bool(dedup["backend"] == "cpu" and (dedup.get("semantic") or {}).get("enabled")),
+        "verify": bool(fcfg["verify"]["enabled"]),
+        "final_schema": bool(fcfg["verify"]["enabled"] and fcfg["validate"]["enabled"]),
+    }
 
 
 def benchmark_lines(coverage: list[dict[str, Any]]) -> str:
@@ -552,7 +697,11 @@ def benchmark_lines(coverage: list[dict[str, Any]]) -> str:
     lines = ["", f"decontamination: {len(per)} benchmarks checked (scored splits loaded / missing)"]
     width = max(len(b) for b in per) + 2
     for bench, entry in per.items():
-        missing = f"   missing: {', '.join(entry['missing'][:4])}{' ...' if len(entry['missing']) > 4 else ''}" if entry["missing"] else ""
+        missing = (
+            f"   missing: {', '.join(entry['missing'][:4])}{' ...' if len(entry['missing']) > 4 else ''}"
+            if entry["missing"]
+            else ""
+        )
         lines.append(f"{bench.ljust(width)}{len(entry['loaded']):>4} / {len(entry['missing']):<4}{missing}".rstrip())
     return "\n".join(lines)
 
@@ -563,32 +712,42 @@ def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> li
     if not fcfg["verify"]["enabled"]:
         warnings.append("verification is off (filter.verify.enabled=false): answers were not checked")
     elif not fcfg["verify"].get("backend") and not fcfg["verify"].get("panel"):
-        warnings.append("verification uses the generator's own model (filter.verify.backend and filter.verify.panel "
-                        "unset): the model grades its own items; give verification a model of its own")
+        warnings.append(
+            "verification uses the generator's own model (filter.verify.backend and filter.verify.panel "
+            "unset): the model grades its own items; give verification a model of its own"
+        )
     if not fcfg["quality"]["enabled"]:
-        warnings.append("quality checks are off (filter.quality.enabled=false): text, item and explanation rules not applied")
+        warnings.append(
+            "quality checks are off (filter.quality.enabled=false): text, item and explanation rules not applied"
+        )
     elif not fcfg["quality"]["explanation"]["enabled"]:
         warnings.append("explanation checks are off (filter.quality.explanation.enabled=false)")
     if not fcfg["decontam"]["enabled"]:
         warnings.append("decontamination is off (filter.decontam.enabled=false)")
     else:
         if not (fcfg["decontam"].get("semantic") or {}).get("enabled"):
-            warnings.append("semantic decontamination is off (filter.decontam.semantic.enabled=false): "
-                            "paraphrased benchmark items are only caught when they share a 13-gram")
+            warnings.append(
+                "semantic decontamination is off (filter.decontam.semantic.enabled=false): "
+                "paraphrased benchmark items are only caught when they share a 13-gram"
+            )
         elif contamination.get("semantic", {}).get("index_rows") == 0:
             warnings.append("semantic decontamination ran on an empty index: no benchmark row was embedded")
         left_out = default_benchmarks_left_out(fcfg["decontam"])
         if left_out:
             # A list given in a config file or on the command line replaces the defaults (OmegaConf
             # merges lists by replacing them): say which ones are no longer checked.
-            warnings.append(f"decontamination does not check {len(left_out)} of the default benchmarks "
-                            f"({', '.join(left_out)}): filter.decontam.benchmarks was replaced; add benchmarks "
-                            "with filter.decontam.extra_benchmarks to keep the defaults")
+            warnings.append(
+                f"decontamination does not check {len(left_out)} of the default benchmarks "
+                f"({', '.join(left_out)}): filter.decontam.benchmarks was replaced; add benchmarks "
+                "with filter.decontam.extra_benchmarks to keep the defaults"
+            )
         coverage = contamination["coverage"]
         loaded = sum(1 for c in coverage if c.get("loaded"))
         if loaded < len(coverage):
-            warnings.append(f"decontamination indexed {loaded} of {len(coverage)} scored benchmark splits "
-                            "(the rest could not be loaded: see contamination_report.json missing_splits)")
+            warnings.append(
+                f"decontamination indexed {loaded} of {len(coverage)} scored benchmark splits "
+                "(the rest could not be loaded: see contamination_report.json missing_splits)"
+            )
     dedup = fcfg["dedup"]
     if not (dedup["exact"]["enabled"] or dedup["fuzzy"]["enabled"]):
         warnings.append("dedup is off")

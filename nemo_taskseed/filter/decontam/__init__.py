@@ -5,6 +5,13 @@ from nemo_taskseed.filter.decontam.build import BenchmarkCoverage, build_index
 from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow, NgramHit, NgramIndex
 
 __all__ = [
-    "Benchmark", "BenchmarkCoverage", "BenchmarkRow", "NgramHit", "NgramIndex", "ScoredSplit",
-    "build_index", "load_split_rows", "scored_splits",
+    "Benchmark",
+    "BenchmarkCoverage",
+    "BenchmarkRow",
+    "NgramHit",
+    "NgramIndex",
+    "ScoredSplit",
+    "build_index",
+    "load_split_rows",
+    "scored_splits",
 ]

@@ -150,7 +150,9 @@ def mirror_file(root: Path, split: ScoredSplit) -> Path:
     return Path(root) / split.dataset_path / (split.dataset_name or "default") / f"{split.split}.jsonl"
 
 
-def load_split_rows(split: ScoredSplit, source: str, mirror: Path | None) -> tuple[str, Iterator[dict[str, Any]] | None]:
+def load_split_rows(
+    split: ScoredSplit, source: str, mirror: Path | None
+) -> tuple[str, Iterator[dict[str, Any]] | None]:
     """(where the rows came from, the rows) or (why not, None).
 
     source: `mirror` (only the local mirror), `hub` (only `datasets.load_dataset`), `auto` (mirror

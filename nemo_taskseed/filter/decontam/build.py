@@ -97,6 +97,8 @@ def build_index(
     if missing:
         log.warning(
             "decontam: %d of %d scored splits not loaded (see the contamination report), e.g. %s",
-            len(missing), len(coverage), ", ".join(f"{c.benchmark} {c.split}" for c in missing[:3]),
+            len(missing),
+            len(coverage),
+            ", ".join(f"{c.benchmark} {c.split}" for c in missing[:3]),
         )
     return DecontamIndex(index, coverage, texts)

@@ -23,7 +23,9 @@ def write_dedup_input(path: Path, items: list[tuple[str, dict[str, Any]]], field
     out = path / "items.jsonl"
     with open(out, "w", encoding="utf-8") as fh:
         for item_id, record in items:
-            fh.write(json.dumps({"id": item_id, "text": normalize_text(" ".join(record_fields_text(record, fields)))}) + "\n")
+            fh.write(
+                json.dumps({"id": item_id, "text": normalize_text(" ".join(record_fields_text(record, fields)))}) + "\n"
+            )
     return out
 
 
@@ -33,8 +35,13 @@ def exact_workflow(input_path: Path, output_path: Path):
     except ImportError as exc:  # pragma: no cover - CPU machines
         raise UserError(f"filter.dedup.backend=gpu needs Curator's GPU extras (cudf): {exc}") from exc
     return ExactDeduplicationWorkflow(
-        input_path=str(input_path), output_path=str(output_path), input_filetype="jsonl",
-        text_field="text", id_field="id", assign_id=False, perform_removal=False,
+        input_path=str(input_path),
+        output_path=str(output_path),
+        input_filetype="jsonl",
+        text_field="text",
+        id_field="id",
+        assign_id=False,
+        perform_removal=False,
     )
 
 
@@ -44,9 +51,14 @@ def fuzzy_workflow(input_path: Path, output_path: Path, cache_path: Path, gpu_cf
     except ImportError as exc:  # pragma: no cover - CPU machines
         raise UserError(f"filter.dedup.backend=gpu needs Curator's GPU extras (cudf): {exc}") from exc
     return FuzzyDeduplicationWorkflow(
-        input_path=str(input_path), output_path=str(output_path), cache_path=str(cache_path),
-        input_filetype="jsonl", text_field="text", perform_removal=False,
-        char_ngrams=int(gpu_cfg.get("char_ngrams", 24)), num_bands=int(gpu_cfg.get("num_bands", 20)),
+        input_path=str(input_path),
+        output_path=str(output_path),
+        cache_path=str(cache_path),
+        input_filetype="jsonl",
+        text_field="text",
+        perform_removal=False,
+        char_ngrams=int(gpu_cfg.get("char_ngrams", 24)),
+        num_bands=int(gpu_cfg.get("num_bands", 20)),
         minhashes_per_band=int(gpu_cfg.get("minhashes_per_band", 13)),
     )
 

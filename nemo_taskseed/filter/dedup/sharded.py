@@ -61,9 +61,15 @@ class DedupSettings:
         threshold = float(dedup["fuzzy"]["threshold"])
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"filter.dedup.fuzzy.threshold must be in (0, 1], got {threshold}")
-        return cls(tuple(dedup["fields"]), bool(dedup["exact"]["enabled"]), bool(dedup["fuzzy"]["enabled"]),
-                   threshold, int(dedup["fuzzy"]["num_perm"]), int(dedup["fuzzy"]["ngram_size"]),
-                   int(dedup["fuzzy"]["seed"]))
+        return cls(
+            tuple(dedup["fields"]),
+            bool(dedup["exact"]["enabled"]),
+            bool(dedup["fuzzy"]["enabled"]),
+            threshold,
+            int(dedup["fuzzy"]["num_perm"]),
+            int(dedup["fuzzy"]["ngram_size"]),
+            int(dedup["fuzzy"]["seed"]),
+        )
 
     def bands(self) -> tuple[int, int]:
         """(bands, rows per band): datasketch's optimum for the threshold, as `MinHashLSH` picks it."""
@@ -116,7 +122,7 @@ def minhash_signatures(texts: Sequence[str], settings: DedupSettings, chunk: int
 
     out = np.zeros((len(texts), settings.num_perm), dtype=np.uint32)
     for start in range(0, len(texts), chunk):  # chunks: shingle lists of a whole shard alive at once slow the GC
-        sh = [shingles(t, settings.ngram_size) for t in texts[start:start + chunk]]
+        sh = [shingles(t, settings.ngram_size) for t in texts[start : start + chunk]]
         rows = [i for i, s in enumerate(sh) if s]
         if rows:
             for i, m in zip(rows, MinHash.bulk([sh[i] for i in rows], num_perm=settings.num_perm, seed=settings.seed)):
@@ -133,7 +139,7 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for b in range(bands):
             acc = np.full(n, np.uint64(b + 1) * _MIX, dtype=np.uint64)
-            for v in sig[:, b * rows:(b + 1) * rows].T.astype(np.uint64):
+            for v in sig[:, b * rows : (b + 1) * rows].T.astype(np.uint64):
                 acc = (acc ^ v) * _MIX
                 acc ^= acc >> np.uint64(29)
             out[b] = acc
@@ -165,8 +171,9 @@ class ShardSignatures:
         return paths
 
 
-def signatures_for(items: Sequence[tuple[str, str, dict[str, Any]]], settings: DedupSettings, *,
-                   seeds: bool = False) -> ShardSignatures:
+def signatures_for(
+    items: Sequence[tuple[str, str, dict[str, Any]]], settings: DedupSettings, *, seeds: bool = False
+) -> ShardSignatures:
     """`items` are (id, own seed id, record): one entry per item (or per seed with `seeds=True`)."""
     texts = [" ".join(record_fields_text(rec, settings.fields)) for _, _, rec in items]
     n = len(items)
@@ -197,6 +204,7 @@ class _Shards:
         keys = [np.load(f"{p}.keys.npz") for p in self.prefixes]
         self.sizes = np.array([len(k["key"]) for k in keys], dtype=np.int64)
         self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))
+
         def cat(name, dtype):
             return np.concatenate([k[name] for k in keys]) if keys else np.zeros(0, dtype)
 
@@ -208,8 +216,11 @@ class _Shards:
         return int(self.offsets[-1])
 
     def band(self, b: int) -> np.ndarray:
-        return np.concatenate([np.load(f"{p}.bands.npy", mmap_mode="r")[b] for p in self.prefixes]) \
-            if self.prefixes else np.zeros(0, np.uint64)
+        return (
+            np.concatenate([np.load(f"{p}.bands.npy", mmap_mode="r")[b] for p in self.prefixes])
+            if self.prefixes
+            else np.zeros(0, np.uint64)
+        )
 
     def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """MinHash Jaccard estimate (share of equal values, as datasketch's `MinHash.jaccard`) per pair."""
@@ -227,8 +238,9 @@ class _Shards:
         return int(np.searchsorted(self.offsets, index, side="right") - 1)
 
 
-def resolve(prefixes: Sequence[Path], settings: DedupSettings,
-            excluded_seed_keys: set[int] | frozenset[int] = frozenset()) -> dict[int, dict[int, Drop]]:
+def resolve(
+    prefixes: Sequence[Path], settings: DedupSettings, excluded_seed_keys: set[int] | frozenset[int] = frozenset()
+) -> dict[int, dict[int, Drop]]:
     """{shard position in `prefixes`: {item key: Drop}} for every generated item to drop.
 
     Items whose own seed is in `excluded_seed_keys` (contaminated seeds: dropped anyway) take no
@@ -273,8 +285,11 @@ def _exact(data: _Shards, alive: np.ndarray, drops: dict[int, Drop]) -> None:
             if len(seeds):
                 own = seeds[data.key[seeds] == data.seed_key[member]]
                 match = int((own if len(own) else seeds)[0])
-                drops[int(member)] = Drop("exact_copy_of_seed", "exact_dedup",
-                                          {"match_id": id_of(data.key[match]), "own_seed": bool(len(own))})
+                drops[int(member)] = Drop(
+                    "exact_copy_of_seed",
+                    "exact_dedup",
+                    {"match_id": id_of(data.key[match]), "own_seed": bool(len(own))},
+                )
                 alive[member] = False
             elif member != group[0]:
                 drops[int(member)] = Drop("exact_duplicate", "exact_dedup", {"match_id": id_of(data.key[group[0]])})
@@ -320,16 +335,30 @@ def _fuzzy(data: _Shards, alive: np.ndarray, drops: dict[int, Drop], settings: D
             neighbours[a].append((b, j))
             neighbours[b].append((a, j))
     for item, (j, own, _, seed) in seed_match.items():
-        drops[item] = Drop("near_copy_of_seed", "fuzzy_dedup", {"match_id": id_of(data.key[seed]), "jaccard": round(j, 4),
-                                                                "threshold": settings.threshold, "own_seed": own})
+        drops[item] = Drop(
+            "near_copy_of_seed",
+            "fuzzy_dedup",
+            {
+                "match_id": id_of(data.key[seed]),
+                "jaccard": round(j, 4),
+                "threshold": settings.threshold,
+                "own_seed": own,
+            },
+        )
         alive[item] = False
     for item in sorted(neighbours, key=lambda i: int(data.key[i])):
         if not alive[item]:
             continue
-        earlier = [(j, -int(data.key[other]), other) for other, j in neighbours[item]
-                   if alive[other] and int(data.key[other]) < int(data.key[item])]
+        earlier = [
+            (j, -int(data.key[other]), other)
+            for other, j in neighbours[item]
+            if alive[other] and int(data.key[other]) < int(data.key[item])
+        ]
         if earlier:
             j, _, other = max(earlier)
-            drops[item] = Drop("near_duplicate", "fuzzy_dedup", {"match_id": id_of(data.key[other]), "jaccard": round(j, 4),
-                                                                 "threshold": settings.threshold})
+            drops[item] = Drop(
+                "near_duplicate",
+                "fuzzy_dedup",
+                {"match_id": id_of(data.key[other]), "jaccard": round(j, 4), "threshold": settings.threshold},
+            )
             alive[item] = False

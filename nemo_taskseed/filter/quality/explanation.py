@@ -32,17 +32,22 @@ from typing import Any
 from nemo_taskseed.filter.quality.items import wrong_calculations
 from nemo_taskseed.registry import verifier_kind
 from nemo_taskseed.registry.extractors import (
-    LETTERS, extract_math_answer, normalize_math_answer, normalize_short_answer,
+    LETTERS,
+    extract_math_answer,
+    normalize_math_answer,
+    normalize_short_answer,
 )
 
 # Words that carry no content of their own: the restatement checks ignore them. Plain English
 # function words plus the phrases a template answer is made of ("the answer is option B").
-_FILLER = frozenset("""
+_FILLER = frozenset(
+    """
 a an the and or but if of to in on at by for with from as is are was were be been being it its this that these
 those there here which who whom what when where why how than then so such not no yes do does did can could will
 would should may might must shall has have had i you he she we they them their our your his her my me us
 answer answers correct option options choice choices because therefore thus hence since
-""".split())
+""".split()
+)
 
 # A stated pick: "answer is B", "answer: (B)", "option B", "B is correct", a reasoning that starts "B."
 _PICK_PATTERNS = (
@@ -61,11 +66,18 @@ class ExplanationSettings:
     task_kinds: Mapping[str, str] | None = None  # task -> the catalog's verifier kind (from the seeds)
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any], families: Mapping[str, str] | None = None,
-                    task_kinds: Mapping[str, str] | None = None) -> ExplanationSettings:
-        return cls(min_new_words=int(section.get("min_new_words", 3)),
-                   min_why_wrong_words=int(section.get("min_why_wrong_words", 3)), families=families,
-                   task_kinds=task_kinds)
+    def from_config(
+        cls,
+        section: Mapping[str, Any],
+        families: Mapping[str, str] | None = None,
+        task_kinds: Mapping[str, str] | None = None,
+    ) -> ExplanationSettings:
+        return cls(
+            min_new_words=int(section.get("min_new_words", 3)),
+            min_why_wrong_words=int(section.get("min_why_wrong_words", 3)),
+            families=families,
+            task_kinds=task_kinds,
+        )
 
 
 def _content_words(text: str) -> list[str]:
@@ -86,11 +98,15 @@ def picked_option(reasoning: str, options: list[str]) -> int | None:
     if not sentences:
         return None
     last = f" {normalize_short_answer(sentences[-1])} "
-    hits = [i for i, opt in enumerate(options)
-            if normalize_short_answer(opt) and f" {normalize_short_answer(opt)} " in last]
+    hits = [
+        i for i, opt in enumerate(options) if normalize_short_answer(opt) and f" {normalize_short_answer(opt)} " in last
+    ]
     # An option whose text contains another's (e.g. "oil" and "olive oil") is one hit, the longer.
-    hits = [i for i in hits if not any(j != i and normalize_short_answer(options[i]) in normalize_short_answer(options[j])
-                                       for j in hits)]
+    hits = [
+        i
+        for i in hits
+        if not any(j != i and normalize_short_answer(options[i]) in normalize_short_answer(options[j]) for j in hits)
+    ]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -120,8 +136,12 @@ def explanation_failures(record: Mapping[str, Any], settings: ExplanationSetting
     knowledge = str(enrichment.get("knowledge") or "")
     options = [str(o) for o in record.get("options") or []]
     label = record.get("answer_index")
-    kind = verifier_kind(str(record.get("family") or ""), str(record.get("format") or ""), settings.families,
-                         (settings.task_kinds or {}).get(str(record.get("task"))))
+    kind = verifier_kind(
+        str(record.get("family") or ""),
+        str(record.get("format") or ""),
+        settings.families,
+        (settings.task_kinds or {}).get(str(record.get("task"))),
+    )
 
     def fail(reason: str, **detail: Any) -> None:
         failures.append({"check": reason, **detail})
@@ -170,8 +190,9 @@ def explanation_failures(record: Mapping[str, Any], settings: ExplanationSetting
             fail("alternatives_repeat", where=f"alternatives[{i}]", same_as=f"alternatives[{seen[key]}]")
         seen.setdefault(key, i)
 
-    item_words = set(_content_words(" ".join([str(record.get("question") or ""), *options,
-                                              str(record.get("answer_text") or "")])))
+    item_words = set(
+        _content_words(" ".join([str(record.get("question") or ""), *options, str(record.get("answer_text") or "")]))
+    )
     new_words = {w for w in _content_words(knowledge) if w not in item_words}
     if len(new_words) < settings.min_new_words:
         fail("knowledge_restates_item", new_words=sorted(new_words), text=knowledge[:200])

@@ -109,8 +109,9 @@ class TextCheck:
         entry = dict(entry)
         unknown = set(entry) - {"filter", "fields", "params", "skip_below_words", "name", "formats"}
         if unknown or "filter" not in entry or "fields" not in entry:
-            raise UserError(f"{where}: expected keys filter, fields[, params, skip_below_words, name, formats]; "
-                            f"got {sorted(entry)}")
+            raise UserError(
+                f"{where}: expected keys filter, fields[, params, skip_below_words, name, formats]; got {sorted(entry)}"
+            )
         fields = tuple(entry["fields"])
         bad = [f for f in fields if f not in FIELDS]
         if bad:
@@ -121,9 +122,18 @@ class TextCheck:
             raise UserError(f"{where}.params: {exc}") from exc
         name = str(entry.get("name") or getattr(instance, "name", None) or entry["filter"])
         # Curator's word-based filters carry a `_word_splitter` (chosen by their `lang`).
-        word_based = hasattr(instance, "_word_splitter") and str((entry.get("params") or {}).get("lang", "en")) not in ("zh", "ja")
-        return cls(name=name, fields=fields, filter=instance, skip_below_words=int(entry.get("skip_below_words") or 0),
-                   word_based=word_based, formats=tuple(entry.get("formats") or ()))
+        word_based = hasattr(instance, "_word_splitter") and str((entry.get("params") or {}).get("lang", "en")) not in (
+            "zh",
+            "ja",
+        )
+        return cls(
+            name=name,
+            fields=fields,
+            filter=instance,
+            skip_below_words=int(entry.get("skip_below_words") or 0),
+            word_based=word_based,
+            formats=tuple(entry.get("formats") or ()),
+        )
 
     def failures(self, record: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         if self.formats and record.get("format") not in self.formats:
@@ -136,8 +146,13 @@ class TextCheck:
                     continue
                 score = self.filter.score_document(text)
                 if not self.filter.keep_document(score):
-                    yield {"check": self.name, "field": name, "where": label,
-                           "score": round(float(score), 4), "text": text[:200]}
+                    yield {
+                        "check": self.name,
+                        "field": name,
+                        "where": label,
+                        "score": round(float(score), 4),
+                        "text": text[:200],
+                    }
 
 
 def build_checks(entries: Sequence[Mapping[str, Any]]) -> list[TextCheck]:

@@ -104,23 +104,33 @@ def wrong_calculations(text: str) -> Iterator[str]:
     for m in _INLINE.finditer(plain):
         # Only a whole calculation: not the tail of a longer one ("8 x 1 1/2 = 12", "(3 + 4) * 2 = 14")
         # nor the head of a result with more after it ("192 / 1.2 = 1.2Y").
-        adjacent = plain[m.start() - 1:m.start()] if m.start() else ""
-        before = plain[:m.start()].rstrip()
-        after = plain[m.end():m.end() + 1]
-        if (adjacent and (adjacent.isalnum() or adjacent in ".)]}^")) \
-                or (before and (before[-1].isdigit() or before[-1] in ")]}+-*/×÷^" or before.endswith(" x"))) \
-                or (after and (after.isalnum() or after in "/^(*")):
+        adjacent = plain[m.start() - 1 : m.start()] if m.start() else ""
+        before = plain[: m.start()].rstrip()
+        after = plain[m.end() : m.end() + 1]
+        if (
+            (adjacent and (adjacent.isalnum() or adjacent in ".)]}^"))
+            or (before and (before[-1].isdigit() or before[-1] in ")]}+-*/×÷^" or before.endswith(" x")))
+            or (after and (after.isalnum() or after in "/^(*"))
+        ):
             continue
         value, result = _evaluate(m.group(1)), _number(m.group(2))
         if value is not None and result is not None and not _close(value, result):
             yield m.group(0)
 
 
-def item_failures(record: Mapping[str, Any], families: Mapping[str, str] | None = None,
-                  task_kinds: Mapping[str, str] | None = None, min_answer_words: int = 3) -> list[dict[str, Any]]:
+def item_failures(
+    record: Mapping[str, Any],
+    families: Mapping[str, str] | None = None,
+    task_kinds: Mapping[str, str] | None = None,
+    min_answer_words: int = 3,
+) -> list[dict[str, Any]]:
     failures: list[dict[str, Any]] = []
-    kind = verifier_kind(str(record.get("family") or ""), str(record.get("format") or ""), families,
-                         (task_kinds or {}).get(str(record.get("task"))))
+    kind = verifier_kind(
+        str(record.get("family") or ""),
+        str(record.get("format") or ""),
+        families,
+        (task_kinds or {}).get(str(record.get("task"))),
+    )
     options = [str(o) for o in record.get("options") or []]
     label = record.get("answer_index")
     if kind == "multiple_choice" and options:

@@ -82,7 +82,8 @@ def judge_pairs(backend: Any, pairs: list[tuple[str, str]], max_tokens: int = 4)
     is any `nemo_taskseed.llm.backends.Backend` (its `chat`)."""
     if not pairs:
         return []
-    conversations = [[{"role": "user", "content": JUDGE_PROMPT.format(item=item, benchmark=bench)}]
-                     for item, bench in pairs]
+    conversations = [
+        [{"role": "user", "content": JUDGE_PROMPT.format(item=item, benchmark=bench)}] for item, bench in pairs
+    ]
     answers = backend.chat(conversations, n=1, temperature=0.0, top_p=1.0, max_tokens=int(max_tokens))
     return [(parse_verdict(a[0] if a else ""), (a[0] if a else "")[:200]) for a in answers]

@@ -49,16 +49,26 @@ def semantic_duplicates(items: Embedded, seeds: Embedded, threshold: float) -> l
         for i, (s, j) in enumerate(zip(scores[:, 0], idx[:, 0])):
             score = round(float(s), SCORE_DECIMALS)
             if j >= 0 and score >= threshold:
-                drops.append(SemanticDrop(items.ids[i], "semantic_copy_of_seed", {
-                    "seed_id": seeds.ids[j], "own_seed": seeds.ids[j] == items.seed_ids[i], "score": score,
-                    "item_text": items.texts[i], "seed_text": seeds.texts[j]}))
+                drops.append(
+                    SemanticDrop(
+                        items.ids[i],
+                        "semantic_copy_of_seed",
+                        {
+                            "seed_id": seeds.ids[j],
+                            "own_seed": seeds.ids[j] == items.seed_ids[i],
+                            "score": score,
+                            "item_text": items.texts[i],
+                            "seed_text": seeds.texts[j],
+                        },
+                    )
+                )
             else:
                 alive.append(i)
     rest = items.select(alive)
     if len(rest.ids) < 2:
         return drops
     # Radius a hair below the threshold: the rounded score decides, as everywhere else.
-    lims, dist, nbr = _flat(rest.vectors).range_search(rest.vectors, float(threshold) - 10 ** -SCORE_DECIMALS)
+    lims, dist, nbr = _flat(rest.vectors).range_search(rest.vectors, float(threshold) - 10**-SCORE_DECIMALS)
     parent = list(range(len(rest.ids)))
 
     def find(a: int) -> int:
@@ -69,7 +79,7 @@ def semantic_duplicates(items: Embedded, seeds: Embedded, threshold: float) -> l
 
     best: dict[int, tuple[float, int]] = {}
     for a in range(len(rest.ids)):
-        for s, b in zip(dist[lims[a]:lims[a + 1]], nbr[lims[a]:lims[a + 1]]):
+        for s, b in zip(dist[lims[a] : lims[a + 1]], nbr[lims[a] : lims[a + 1]]):
             b, score = int(b), round(float(s), SCORE_DECIMALS)
             if b == a or score < threshold:
                 continue
@@ -82,7 +92,17 @@ def semantic_duplicates(items: Embedded, seeds: Embedded, threshold: float) -> l
         root = find(a)
         if root != a:
             score, b = best[a]
-            drops.append(SemanticDrop(rest.ids[a], "semantic_duplicate", {
-                "kept_item_id": rest.ids[root], "nearest_item_id": rest.ids[b], "score": score,
-                "item_text": rest.texts[a], "nearest_text": rest.texts[b]}))
+            drops.append(
+                SemanticDrop(
+                    rest.ids[a],
+                    "semantic_duplicate",
+                    {
+                        "kept_item_id": rest.ids[root],
+                        "nearest_item_id": rest.ids[b],
+                        "score": score,
+                        "item_text": rest.texts[a],
+                        "nearest_text": rest.texts[b],
+                    },
+                )
+            )
     return drops

@@ -48,8 +48,11 @@ def diversity_metrics(items: Embedded, seeds: Embedded) -> dict[str, dict[str, A
     for fam in sorted(by_family):
         idx = by_family[fam]
         vecs = items.vectors[idx]
-        entry: dict[str, Any] = {"items": len(idx), "distinct_1": distinct_n([items.texts[i] for i in idx], 1),
-                                 "distinct_2": distinct_n([items.texts[i] for i in idx], 2)}
+        entry: dict[str, Any] = {
+            "items": len(idx),
+            "distinct_1": distinct_n([items.texts[i] for i in idx], 1),
+            "distinct_2": distinct_n([items.texts[i] for i in idx], 2),
+        }
         if len(idx) >= 2:
             scores, nbrs = _flat(vecs).search(vecs, 2)
             # The nearest other item (an exact copy may come first in place of the item itself).
@@ -59,8 +62,7 @@ def diversity_metrics(items: Embedded, seeds: Embedded) -> dict[str, dict[str, A
         if own:
             sims = [float(vecs[k] @ seeds.vectors[j]) for k, j in own]
             entry["mean_seed_similarity"] = round(float(np.mean(sims)), 4)
-            entry["closer_to_other_seed"] = round(
-                sum(int(nearest_seed[idx[k]]) != j for k, j in own) / len(own), 4)
+            entry["closer_to_other_seed"] = round(sum(int(nearest_seed[idx[k]]) != j for k, j in own) / len(own), 4)
             entry["items_with_seed"] = len(own)
         out[fam] = entry
     return out
@@ -76,8 +78,12 @@ def plot_diversity(metrics: dict[str, dict[str, Any]], path: Path) -> Path | Non
     matplotlib.use("Agg")  # headless: no display on a cluster node
     import matplotlib.pyplot as plt
 
-    keys = [("mean_nn_similarity", "NN similarity in family"), ("mean_seed_similarity", "similarity to own seed"),
-            ("closer_to_other_seed", "share closer to another seed"), ("distinct_2", "distinct-2")]
+    keys = [
+        ("mean_nn_similarity", "NN similarity in family"),
+        ("mean_seed_similarity", "similarity to own seed"),
+        ("closer_to_other_seed", "share closer to another seed"),
+        ("distinct_2", "distinct-2"),
+    ]
     fams = list(metrics)
     x = np.arange(len(fams))
     width = 0.8 / len(keys)

@@ -26,8 +26,19 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Benchmark rows have no common schema: the first of these keys that holds a string is the
 # question (arc/mmlu/csqa/gsm8k: question, openbookqa: question_stem, piqa: goal, hellaswag: ctx,
 # winogrande: sentence, math: problem, humaneval: prompt, mbpp: text).
-QUESTION_KEYS = ("question", "question_stem", "Question", "goal", "ctx", "sentence", "problem", "prompt", "text",
-                 "query", "input")
+QUESTION_KEYS = (
+    "question",
+    "question_stem",
+    "Question",
+    "goal",
+    "ctx",
+    "sentence",
+    "problem",
+    "prompt",
+    "text",
+    "query",
+    "input",
+)
 # ...and the first of these that holds a list (or a dict with `text`) are the options.
 OPTION_KEYS = ("choices", "options", "endings", "mc1_targets")
 
@@ -114,6 +125,10 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vecs = _load(self.path, self.max_seq_length).encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False)
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.ascontiguousarray(vecs, dtype=np.float32)

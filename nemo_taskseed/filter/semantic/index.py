@@ -50,8 +50,10 @@ class SemanticIndex:
         scores, ids = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         out = []
         for srow, irow in zip(scores, ids):
-            hits = sorted(((round(float(s), SCORE_DECIMALS), int(i)) for s, i in zip(srow, irow) if i >= 0),
-                          key=lambda h: (-h[0], h[1]))
+            hits = sorted(
+                ((round(float(s), SCORE_DECIMALS), int(i)) for s, i in zip(srow, irow) if i >= 0),
+                key=lambda h: (-h[0], h[1]),
+            )
             out.append([SemanticHit(self.rows[i], self.texts[i], s) for s, i in hits])
         return out
 

@@ -37,14 +37,22 @@ class Embedded:
         parts = [p for p in parts if p.ids]
         if not parts:
             return cls()
-        return cls([i for p in parts for i in p.ids], [s for p in parts for s in p.seed_ids],
-                   [f for p in parts for f in p.families], [t for p in parts for t in p.texts],
-                   np.concatenate([p.vectors for p in parts]))
+        return cls(
+            [i for p in parts for i in p.ids],
+            [s for p in parts for s in p.seed_ids],
+            [f for p in parts for f in p.families],
+            [t for p in parts for t in p.texts],
+            np.concatenate([p.vectors for p in parts]),
+        )
 
     def select(self, keep: list[int]) -> Embedded:
-        return Embedded([self.ids[i] for i in keep], [self.seed_ids[i] for i in keep],
-                        [self.families[i] for i in keep], [self.texts[i] for i in keep],
-                        self.vectors[keep] if len(keep) else self.vectors[:0])
+        return Embedded(
+            [self.ids[i] for i in keep],
+            [self.seed_ids[i] for i in keep],
+            [self.families[i] for i in keep],
+            [self.texts[i] for i in keep],
+            self.vectors[keep] if len(keep) else self.vectors[:0],
+        )
 
     def sorted_by_id(self) -> Embedded:
         """Items in id order: what is decided from them never depends on shard or file order."""

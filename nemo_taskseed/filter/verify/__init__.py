@@ -12,6 +12,13 @@ from nemo_taskseed.filter.verify.vote import (
 )
 
 __all__ = [
-    "SandboxResult", "VoteResult", "VoteSettings", "choice_conversation", "decide",
-    "panel_vote", "run_code_tests", "vote_generative", "vote_multiple_choice",
+    "SandboxResult",
+    "VoteResult",
+    "VoteSettings",
+    "choice_conversation",
+    "decide",
+    "panel_vote",
+    "run_code_tests",
+    "vote_generative",
+    "vote_multiple_choice",
 ]

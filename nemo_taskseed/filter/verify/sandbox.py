@@ -49,7 +49,7 @@ from nemo_taskseed.errors import UserError
 
 # The value encoding both sides share: type-tagged JSON, so a list is not equal to a tuple, 1.5
 # survives exactly, and sets compare whatever their order.
-_ENCODER = r'''
+_ENCODER = r"""
 import json
 def _encode(v, depth=0):
     if depth > 50:
@@ -77,11 +77,13 @@ def _encode(v, depth=0):
         items = [[_encode(k, depth + 1), _encode(x, depth + 1)] for k, x in v.items()]
         return ["dict", items]
     raise TypeError(f"cannot report a value of type {type(v).__name__}")
-'''
+"""
 
 # Runs inside the sandbox: the solution, then each test's expression; one JSON line per value on
 # the reporting descriptor. The solution's own prints go to stderr.
-_HARNESS = _ENCODER + r'''
+_HARNESS = (
+    _ENCODER
+    + r"""
 import os, sys
 report = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
@@ -98,7 +100,8 @@ for i, expr in enumerate(payload["exprs"]):
         line = {"i": i, "error": f"{type(exc).__name__}: {exc}"[:300]}
     report.write(json.dumps(line) + "\n")
     report.flush()
-'''
+"""
+)
 
 _namespace: dict[str, Any] = {}
 exec(_ENCODER, _namespace)  # the same encoder on this side
@@ -137,13 +140,41 @@ def _freeze(v: Any) -> Any:
 
 # ---- the trusted side of a test -----------------------------------------------------------------
 
-_CONSTRUCTORS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict, "float": float,
-                 "int": int, "str": str, "complex": complex, "sorted": sorted, "abs": abs, "round": round}
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+_CONSTRUCTORS = {
+    "set": set,
+    "frozenset": frozenset,
+    "tuple": tuple,
+    "list": list,
+    "dict": dict,
+    "float": float,
+    "int": int,
+    "str": str,
+    "complex": complex,
+    "sorted": sorted,
+    "abs": abs,
+    "round": round,
+}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
 
 
 class _Untrusted(Exception):
@@ -172,12 +203,19 @@ def trusted_value(node: ast.AST) -> Any:
         left, right = trusted_value(node.left), trusted_value(node.right)
         if isinstance(node.op, ast.Pow) and (not isinstance(right, (int, float)) or abs(right) > 64):
             raise _Untrusted("large power")
-        if isinstance(node.op, ast.Mult) and any(isinstance(x, (str, bytes, list, tuple)) for x in (left, right)) \
-                and max(abs(x) for x in (left, right) if isinstance(x, int)) > 10_000:
+        if (
+            isinstance(node.op, ast.Mult)
+            and any(isinstance(x, (str, bytes, list, tuple)) for x in (left, right))
+            and max(abs(x) for x in (left, right) if isinstance(x, int)) > 10_000
+        ):
             raise _Untrusted("large repetition")
         return _BINOPS[type(node.op)](left, right)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CONSTRUCTORS \
-            and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _CONSTRUCTORS
+        and not node.keywords
+    ):
         return _CONSTRUCTORS[node.func.id](*[trusted_value(a) for a in node.args])
     raise _Untrusted(type(node).__name__)
 
@@ -265,16 +303,45 @@ def _sandbox_command(exe: str, python: str, workdir: str) -> list[str]:
     real = os.path.realpath(python)
     # The interpreter's own installation (its stdlib) only: not the venv, not the project.
     roots = {os.path.realpath(p) for p in (sys.base_prefix, str(Path(real).parent.parent))}
-    cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd = [
+        exe,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "PYTHONHASHSEED",
+        "0",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
     for system in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives"):
         cmd += ["--ro-bind-try", system, system]
     for root in sorted(roots):
         if not any(root.startswith(s + "/") for s in ("/usr", "/lib", "/lib64", "/bin")):
             cmd += ["--ro-bind", root, root]
-    cmd += ["--bind", workdir, "/sandbox", "--chdir", "/sandbox", real, "-I", "-B", "/sandbox/harness.py",
-            "/sandbox/payload.json"]
+    cmd += [
+        "--bind",
+        workdir,
+        "/sandbox",
+        "--chdir",
+        "/sandbox",
+        real,
+        "-I",
+        "-B",
+        "/sandbox/harness.py",
+        "/sandbox/payload.json",
+    ]
     return cmd
 
 
@@ -311,28 +378,43 @@ def run_code_tests(
         try:
             checks.append(split_test(test))
         except ValueError as exc:
-            return SandboxResult("unverifiable_test", None, 0.0, i, f"test {i} cannot be judged outside the sandbox: {exc}")
+            return SandboxResult(
+                "unverifiable_test", None, 0.0, i, f"test {i} cannot be judged outside the sandbox: {exc}"
+            )
     exe = bwrap_path()
     problem = "bwrap not found on PATH" if exe is None else _bwrap_works(exe)
     if problem is not None and not unsafe_no_sandbox:
-        raise UserError(f"code verification needs bubblewrap and cannot use it here ({problem}): install the "
-                        "`bubblewrap` package (scripts/setup.sh does), or set filter.verify.enabled=false, or accept "
-                        "running model-written code without isolation with filter.verify.code.unsafe_no_sandbox=true")
+        raise UserError(
+            f"code verification needs bubblewrap and cannot use it here ({problem}): install the "
+            "`bubblewrap` package (scripts/setup.sh does), or set filter.verify.enabled=false, or accept "
+            "running model-written code without isolation with filter.verify.code.unsafe_no_sandbox=true"
+        )
     python = python or getattr(sys, "_base_executable", None) or sys.executable
     with tempfile.TemporaryDirectory(prefix="taskseed-sandbox-") as tmp:
         with open(os.path.join(tmp, "payload.json"), "w", encoding="utf-8") as fh:
-            json.dump({"code": (setup_code + "\n" + code) if setup_code else code,
-                       "exprs": [c.expr for c in checks]}, fh)
+            json.dump(
+                {"code": (setup_code + "\n" + code) if setup_code else code, "exprs": [c.expr for c in checks]}, fh
+            )
         with open(os.path.join(tmp, "harness.py"), "w", encoding="utf-8") as fh:
             fh.write(_HARNESS)
         if problem is None:
             cmd, label = _sandbox_command(exe, python, tmp), "bwrap"
         else:  # explicitly unsafe: a plain subprocess in the temp folder
-            cmd, label = [python, "-I", "-B", os.path.join(tmp, "harness.py"), os.path.join(tmp, "payload.json")], "none"
+            cmd, label = (
+                [python, "-I", "-B", os.path.join(tmp, "harness.py"), os.path.join(tmp, "payload.json")],
+                "none",
+            )
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, preexec_fn=_limits(max(1, int(timeout_s) + 1), memory_mb))
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_limits(max(1, int(timeout_s) + 1), memory_mb),
+        )
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -341,8 +423,13 @@ def run_code_tests(
             except ProcessLookupError:
                 pass
             proc.communicate()
-            return SandboxResult("timeout", None, round(time.monotonic() - start, 3),
-                                 stderr_tail=f"killed after {timeout_s}s", sandbox=label)
+            return SandboxResult(
+                "timeout",
+                None,
+                round(time.monotonic() - start, 3),
+                stderr_tail=f"killed after {timeout_s}s",
+                sandbox=label,
+            )
     seconds = round(time.monotonic() - start, 3)
     tail = err.decode("utf-8", "replace")[-500:]
     values: dict[int, dict] = {}
@@ -358,10 +445,18 @@ def run_code_tests(
     for i, check in enumerate(checks):
         entry = values.get(i)
         if entry is None:
-            return SandboxResult("error", proc.returncode, seconds, i,
-                                 (tail + f"\nexited before test {i} reported a value")[-500:], label)
+            return SandboxResult(
+                "error",
+                proc.returncode,
+                seconds,
+                i,
+                (tail + f"\nexited before test {i} reported a value")[-500:],
+                label,
+            )
         if "error" in entry:
-            return SandboxResult("failed", proc.returncode, seconds, i, (tail + "\n" + str(entry["error"]))[-500:], label)
+            return SandboxResult(
+                "failed", proc.returncode, seconds, i, (tail + "\n" + str(entry["error"]))[-500:], label
+            )
         try:
             holds = check.holds(_decode(entry["v"]))
         except (TypeError, ValueError, KeyError) as exc:

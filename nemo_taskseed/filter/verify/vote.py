@@ -103,15 +103,20 @@ def generative_conversation(record: dict[str, Any], instruction: str) -> list[di
     return [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
 
 
-def vote_multiple_choice(backend: Backend, records: Sequence[dict[str, Any]], settings: VoteSettings) -> list[VoteResult]:
+def vote_multiple_choice(
+    backend: Backend, records: Sequence[dict[str, Any]], settings: VoteSettings
+) -> list[VoteResult]:
     """One vote per record, all records in one backend stream (its in-flight window keeps the
     engine full; no fixed chunks whose tails leave it idle)."""
     by_index: dict[int, VoteResult] = {}
     # The JSON schema's letter enum depends on the option count: one schema per record.
     n_opts = [len(r.get("options") or []) for r in records]
     outputs = backend.chat(
-        [choice_conversation(r) for r in records], n=settings.k, temperature=settings.temperature,
-        top_p=settings.top_p, max_tokens=settings.max_tokens_choice,
+        [choice_conversation(r) for r in records],
+        n=settings.k,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=settings.max_tokens_choice,
         json_schemas=[choice_schema(n) if settings.constrained_choice and n else None for n in n_opts],
     )
     for i, (rec, n_opt, outs) in enumerate(zip(records, n_opts, outputs)):
@@ -120,7 +125,9 @@ def vote_multiple_choice(backend: Backend, records: Sequence[dict[str, Any]], se
         label = rec.get("answer_index")
         target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
         majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
-        by_index[i] = VoteResult("multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs))
+        by_index[i] = VoteResult(
+            "multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs)
+        )
     return [by_index[i] for i in range(len(records))]
 
 
@@ -131,8 +138,11 @@ def vote_generative(
     extractor = get_extractor(kind)
     max_tokens = settings.max_tokens_math if kind == "math" else settings.max_tokens_short
     outputs = backend.chat(
-        [generative_conversation(r, extractor.instruction) for r in records], n=settings.k,
-        temperature=settings.temperature, top_p=settings.top_p, max_tokens=max_tokens,
+        [generative_conversation(r, extractor.instruction) for r in records],
+        n=settings.k,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=max_tokens,
     )
     results = []
     for rec, outs in zip(records, outputs):
@@ -150,8 +160,12 @@ def _vote(backend: Backend, records: Sequence[dict[str, Any]], kind: str, settin
 
 
 def panel_vote(
-    members: Sequence[tuple[str, Backend]], records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings,
-    *, too_easy: bool = False,
+    members: Sequence[tuple[str, Backend]],
+    records: Sequence[dict[str, Any]],
+    kind: str,
+    settings: VoteSettings,
+    *,
+    too_easy: bool = False,
 ) -> list[VoteResult]:
     """Every member votes k times on every record; the votes are pooled (k x members, same rule),
     and each member's own agreement is recorded. With `too_easy`, each member also answers once at
@@ -172,8 +186,10 @@ def panel_vote(
         target = per_member[0][1][i].target
         majority, agreement, passed = decide(votes, target, k_total, settings.threshold)
         result = VoteResult(per_member[0][1][i].method, k_total, votes, target, majority, agreement, passed, outputs)
-        result.members = [{"model": name, "agreement": results[i].agreement, "majority": results[i].majority}
-                          for name, results in per_member]
+        result.members = [
+            {"model": name, "agreement": results[i].agreement, "majority": results[i].majority}
+            for name, results in per_member
+        ]
         if greedy:
             answers = [results[i].votes[0] for _, results in greedy]
             result.greedy = [{"model": name, "answer": a} for (name, _), a in zip(greedy, answers)]
