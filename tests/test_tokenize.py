@@ -502,6 +502,13 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
             "blend.seq_length=256",
             "blend.max_epochs=null",
             "blend.plot=false",
+            # Mixed by size (what this test is about), not the paper's quotas and caps, which
+            # four ARC/CSQA/GSM8K groups of one kind each cannot meet.
+            "blend.max_share=null",
+            "blend.min_share=0",
+            "blend.group_quotas=null",
+            "blend.format_quotas=null",
+            "blend.variants=all",
         ],
     ).blend
     merged_plan = plan_from_config(blend_cfg)

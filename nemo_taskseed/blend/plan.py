@@ -211,12 +211,14 @@ def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[s
         if quota > 0 and group not in present:
             raise PlanError(
                 f"blend.{name}.{group} = {quota:g} but no synthetic prefix has "
-                f"{key} {group!r} (present: {sorted(present)})"
+                f"{key} {group!r} (present: {sorted(present)}); give every present {key} a quota "
+                f"(blend.{name}), or blend.{name}=null to mix by size"
             )
     for group, fams in present.items():
         if group not in quotas:
             raise PlanError(
-                f"{key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in blend.{name} {quotas}"
+                f"{key} {group!r} (families {sorted(f.name for f in fams)}) has no quota in blend.{name} {quotas}; "
+                f"add one, or blend.{name}=null to mix by size"
             )
 
 
