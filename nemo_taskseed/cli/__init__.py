@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         start_reaper()
     # Quiet terminal for a real command line; a test calling main([...]) keeps its own logging.
     args.quiet = argv is None and not args.verbose
-    if args.quiet and _log_folder(args) is not None:
+    log_folder = _log_folder(args) if args.quiet else None
+    if log_folder is not None:
         from nemo_taskseed.pipeline.logs import route_third_party_logs
 
-        route_third_party_logs(_log_folder(args))
+        route_third_party_logs(log_folder)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -15,7 +15,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from nemo_taskseed.generate.prompts import LETTERS
-from nemo_taskseed.utils.text import normalize_text
+from nemo_taskseed.utils.text import normalize_text as normalize  # copy/duplicate checks use the filter's rule
 
 # Reasons a candidate is dropped (summary keys; README (Generation) lists them).
 REASONS = (
@@ -136,11 +136,6 @@ def extract_json(text: str) -> dict | None:
         if isinstance(obj, dict):
             return obj
     return None
-
-
-def normalize(text: str) -> str:
-    """What "the same text" means for copy and duplicate checks: the filter's rule too (utils/text.py)."""
-    return normalize_text(text)
 
 
 def similar(a: str, b: str) -> float:

@@ -115,6 +115,8 @@ def route_third_party_logs(folder: str | Path) -> Path | None:
     os.environ["RAY_LOG_TO_DRIVER"] = "0"
     # loguru (Curator) in processes started from here: warnings only on their stderr.
     os.environ["LOGURU_LEVEL"] = "WARNING"
+    # Progress bars redraw at most once a second (tqdm reads TQDM_* defaults from the
+    # environment, in child processes too): a captured terminal then holds a few lines per bar.
     os.environ.setdefault("TQDM_MININTERVAL", "1")
 
     root = logging.getLogger()
