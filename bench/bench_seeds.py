@@ -54,6 +54,7 @@ def baseline(catalog_rows: list[dict], files: dict[str, Path], out: Path) -> int
     from lm_eval.api.task import ConfigurableTask
 
     from nemo_taskseed.compat import cache_lm_eval_templates
+    from nemo_taskseed.seeds.normalize import serve_rows_offline
     from nemo_taskseed.utils.lm_eval_yaml import template_config
 
     cache_lm_eval_templates()  # the upstream fix our stages use, so both sides render equally fast
@@ -63,21 +64,7 @@ def baseline(catalog_rows: list[dict], files: dict[str, Path], out: Path) -> int
             ds = datasets.load_dataset("json", data_files=str(files[cat["task"]]), split="train")
             cfg = template_config(cat["yaml_path"])
             split = cat["split"]
-            cfg.update(
-                {
-                    "custom_dataset": lambda ds=ds, split=split, **_: datasets.DatasetDict({split: ds}),
-                    "dataset_kwargs": None,
-                    "training_split": split,
-                    "test_split": split,
-                    "validation_split": None,
-                    "fewshot_split": None,
-                    "fewshot_config": None,
-                    "num_fewshot": 0,
-                    "metric_list": None,
-                    "filter_list": None,
-                    "process_results": None,
-                }
-            )
+            serve_rows_offline(cfg, split, datasets.DatasetDict({split: ds}))
             task = ConfigurableTask(config=cfg)
             for doc in task.test_docs():
                 rec = {"task": cat["task"], "prompt": task.doc_to_text(doc), "target": task.doc_to_target(doc)}

@@ -100,6 +100,29 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def serve_rows_offline(cfg: dict[str, Any], split: str, dataset: Any) -> dict[str, Any]:
+    """A task config that reads `dataset` (a DatasetDict holding `split`) as its only split, with
+    no few-shot and no scoring: what normalization (and bench/bench_seeds.py's baseline) hands lm-eval."""
+    cfg.update(
+        {
+            # Our rows, already read and conformed; lm-eval's own loader would need the hub.
+            "custom_dataset": lambda **_: dataset,
+            "dataset_kwargs": None,
+            "training_split": split,
+            "test_split": split,
+            "validation_split": None,
+            "fewshot_split": None,
+            "fewshot_config": None,
+            "num_fewshot": 0,
+            # Scoring config is irrelevant to normalization and may load metrics from the hub.
+            "metric_list": None,
+            "filter_list": None,
+            "process_results": None,
+        }
+    )
+    return cfg
+
+
 class LmEvalTemplates:
     """One subtask's lm-eval templates, built offline over rows we already read."""
 
@@ -122,24 +145,7 @@ class LmEvalTemplates:
         self._variables = {
             "question": _template_variables(cfg.get("doc_to_text")),
         }
-        dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(docs)})
-        cfg.update(
-            {
-                # Our rows, already read and conformed; lm-eval's own loader would need the hub.
-                "custom_dataset": lambda **_: dataset,
-                "dataset_kwargs": None,
-                "training_split": split,
-                "test_split": split,
-                "validation_split": None,
-                "fewshot_split": None,
-                "fewshot_config": None,
-                "num_fewshot": 0,
-                # Scoring config is irrelevant to normalization and may load metrics from the hub.
-                "metric_list": None,
-                "filter_list": None,
-                "process_results": None,
-            }
-        )
+        serve_rows_offline(cfg, split, datasets.DatasetDict({split: datasets.Dataset.from_list(docs)}))
         cfg.setdefault("metadata", {})
         self.task = ConfigurableTask(config=cfg)
         self.is_multiple_choice = catalog_row["format"] == "multiple_choice"
