@@ -14,7 +14,7 @@ from typing import Any
 
 from nemo_taskseed.catalog.guard import LEAK_RULES, DatasetKey, ScoredSplits, choose_seed_split
 from nemo_taskseed.catalog.verifiers import NOT_QA, verifier_for
-from nemo_taskseed.config import ConfigError, to_container
+from nemo_taskseed.config import ConfigError, resolve_config_path, to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
 
@@ -130,13 +130,10 @@ class CapabilityMap:
             return cls(None), None
         import yaml
 
-        from nemo_taskseed.paths import repo_configs_dir
-
-        path = Path(spec)
-        if not path.is_absolute() and not path.is_file():
-            path = repo_configs_dir() / spec
-        if not path.is_file():
-            raise ConfigError(f"catalog.capability_map: no such file {spec} (looked in configs/ too)")
+        try:
+            path = resolve_config_path(spec)
+        except ConfigError:
+            raise ConfigError(f"catalog.capability_map: no such file {spec} (looked in configs/ too)") from None
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
