@@ -123,31 +123,35 @@ def serve_rows_offline(cfg: dict[str, Any], split: str, dataset: Any) -> dict[st
     return cfg
 
 
+def offline_task(cfg: dict[str, Any], split: str, docs: list[dict[str, Any]]):
+    """lm-eval's own `ConfigurableTask` over rows we already read (`serve_rows_offline`): its
+    `test_docs()` are the rows after `process_docs`, and its `doc_to_*` render them as lm-eval does."""
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    from nemo_taskseed.compat import cache_lm_eval_templates
+
+    cache_lm_eval_templates()
+    cfg = {k: v for k, v in cfg.items() if k not in ("tag", "group", "task_list", "include")}
+    serve_rows_offline(cfg, split, datasets.DatasetDict({split: datasets.Dataset.from_list(docs)}))
+    cfg.setdefault("metadata", {})
+    return ConfigurableTask(config=cfg)
+
+
 class LmEvalTemplates:
     """One subtask's lm-eval templates, built offline over rows we already read."""
 
     def __init__(self, catalog_row: dict[str, Any], docs: list[dict[str, Any]], rules: FieldRules):
-        import datasets
-        from lm_eval.api.task import ConfigurableTask
-
-        from nemo_taskseed.compat import cache_lm_eval_templates
         from nemo_taskseed.utils.lm_eval_yaml import template_config
-
-        cache_lm_eval_templates()
 
         self.row = catalog_row
         self.rules = rules
-        split = catalog_row["split"]
         # Importing the task's template functions happens here, for collected tasks only.
         cfg = template_config(catalog_row["yaml_path"])
-        for key in ("tag", "group", "task_list", "include"):
-            cfg.pop(key, None)
         self._variables = {
             "question": _template_variables(cfg.get("doc_to_text")),
         }
-        serve_rows_offline(cfg, split, datasets.DatasetDict({split: datasets.Dataset.from_list(docs)}))
-        cfg.setdefault("metadata", {})
-        self.task = ConfigurableTask(config=cfg)
+        self.task = offline_task(cfg, catalog_row["split"], docs)
         self.is_multiple_choice = catalog_row["format"] == "multiple_choice"
 
     def processed_docs(self) -> list[dict[str, Any]]:
