@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from nemo_taskseed.catalog import build_catalog, load_catalog_rows
+from nemo_taskseed.catalog.build import LicenseTable
 from nemo_taskseed.catalog.guard import ScoredSplits, choose_seed_split
 from nemo_taskseed.config import load_config
 from nemo_taskseed.errors import UserError
@@ -25,8 +26,8 @@ def test_counts_meet_the_floor(catalog):
     counts = catalog.counts()
     declared = [r for r in catalog.eligible if r["split_role"] in ("training_split", "override")]
     # Families are capability families (configs/capabilities.yaml): ARC in arc/, arc_mt/, okapi/ and
-    # tinyBenchmarks/ is one. Measured with stock lm-eval 0.4.13: 5,215 subtasks in 67 families
-    # (86 lm-eval folders); declared training splits (plus overrides) only: 408 subtasks, 263
+    # tinyBenchmarks/ is one. Measured with stock lm-eval 0.4.13: 5,212 subtasks in 67 families
+    # (86 lm-eval folders); declared training splits (plus overrides) only: 405 subtasks, 260
     # distinct sources, 50 families (61 folders).
     assert counts["eligible_families"] >= 60 and counts["eligible_subtasks"] >= 5000
     assert len({r["folder"] for r in catalog.eligible}) >= 85
@@ -181,7 +182,7 @@ def test_subtasks_on_one_source_have_one_canonical_task(catalog):
     counts = catalog.counts()
     assert counts["distinct_sources"] == sum(r["canonical_task"] == r["task"] for r in catalog.eligible)
     declared = [r for r in catalog.eligible if r["split_role"] != "fewshot_split"]
-    # Measured with stock lm-eval 0.4.13: 408 training-split subtasks read 263 distinct sources.
+    # Measured with stock lm-eval 0.4.13: 405 training-split subtasks read 260 distinct sources.
     assert 250 <= sum(r["canonical_task"] == r["task"] for r in declared) < 300
 
 
@@ -244,8 +245,8 @@ def test_capability_map_errors_name_the_key(tmp_path):
 
 def test_paper_comparison_counts_the_training_split_catalog(catalog):
     """The numbers `taskseed catalog` puts next to the paper's (docs/catalog.md), measured with
-    stock lm-eval 0.4.13: 50 capability families (61 folders), 408 subtasks, 263 sources,
-    64 knowledge : 199 reasoning, 161 non-English sources, 24 of 92 dataset paths licensed."""
+    stock lm-eval 0.4.13: 50 capability families (61 folders), 405 subtasks, 260 sources,
+    64 knowledge : 196 reasoning, 158 non-English sources, 69 of 89 dataset paths licensed."""
     from nemo_taskseed.catalog.report import paper_comparison
 
     cfg = load_config().catalog
@@ -269,7 +270,14 @@ def test_paper_comparison_counts_the_training_split_catalog(catalog):
         "dataset card" in rows["arc_easy"]["license_source"]
         and "gives no license" in rows["openbookqa"]["license_source"]
     )
-    assert rows["drop"]["license_source"] is not None and rows["xnli_de"]["license_source"] is None
+    assert rows["drop"]["license_source"] is not None
+    assert rows["xnli_de"]["license"] == "cc-by-nc-4.0" and "facebookresearch/XNLI" in rows["xnli_de"]["license_source"]
+    # A path catalog.licenses does not list is unknown, with no source.
+    unlisted = LicenseTable({}, [])
+    assert unlisted("org/unlisted") == "unknown" and unlisted.source("org/unlisted") is None
+    # No-derivatives licenses found for issue 14 drop these Catalan subtasks from the default catalog.
+    excluded = {r["task"]: r for r in catalog.excluded}
+    assert all(excluded[t]["reason_code"] == "license" for t in ("coqcat", "parafraseja", "teca"))
     assert rows["paws_de"]["license"] == "other-free-use" and "Google" in rows["paws_de"]["license_source"]
     with pytest.raises(UserError, match="catalog.licenses.org/x: give both"):
         build_catalog(load_config(overrides=["catalog.licenses.org/x={license: mit}"]).catalog)
