@@ -400,6 +400,10 @@ def test_cli_plan_verify_and_run_step(tokenized_world, tmp_path, capsys):
     cfg = _cfg(root, "blend.verify.build=never")
     summary = run_step(cfg, root / "tok", tmp_path / "step")
     assert summary["datasets"] == 6 and summary["synthetic_datasets"] == 4
+    # Knowledge is all multiple choice here and reasoning all generative: at 1:1 kinds the default
+    # 60:40 format ratio cannot hold, and the summary (printed by `taskseed run`) says what was planned.
+    [warning] = summary["warnings"]
+    assert warning.startswith("blend.format_quotas relaxed") and "multiple_choice 50.00% / generative 50.00%" in warning
     assert summary["verified_samples"] >= summary["total_samples"] == 7813
     assert {
         "plan.json",

@@ -1,9 +1,14 @@
 """The default mixture (configs/base/blend.yaml) on a skewed manifest: family caps, floors,
-knowledge/reasoning quotas, one variant per item and the multiple-choice : generative ratio."""
+knowledge/reasoning quotas, one variant per item and the multiple-choice : generative ratio; the
+ratio also on real tokenize outputs of the default grouping (family, variant), whose prefixes
+count their tokens per format."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -134,8 +139,10 @@ def test_variants_all_weighs_each_variant_and_weights_pick_variants():
     by_variant = shares(weighted, "variant")
     assert by_variant["reasoning"] == pytest.approx(0.75, abs=1e-3) and "label" not in by_variant
     assert any("have no weight in blend.variants" in n for n in weighted["notes"])
-    # Without a format grouping the ratio is skipped, and the plan says so.
-    assert any("format_quotas not applied" in n for n in one["notes"])
+    # Without tokens per format (an older manifest, not grouped by format) the ratio is skipped,
+    # and the plan says so.
+    assert one["formats"]["status"] == "skipped" and one["formats"]["shares"] is None
+    assert any("format_quotas not applied" in w and "re-run `taskseed tokenize`" in w for w in one["warnings"])
     assert shares(one, "kind")["knowledge"] == pytest.approx(2 / 3, abs=1e-4)
 
 
@@ -144,3 +151,195 @@ def test_mixture_errors_name_the_key():
         PlanSettings.from_config(load_config(overrides=["blend.variants=each"]).blend)
     with pytest.raises(PlanError, match="blend.format_quotas sum to 0.9"):
         PlanSettings.from_config(load_config(overrides=["blend.format_quotas.generative=0.3"]).blend)
+
+
+def test_format_quotas_reject_an_unknown_format():
+    with pytest.raises(PlanError, match=r"unknown format\(s\) \['mc'\]"):
+        default_settings(format_quotas={"mc": 0.6, "generative": 0.4}).check()
+
+
+# --- real tokenize outputs, default grouping (family, variant) ------------------------------------
+
+
+def _rows(fixtures_hf: Path, rel: str) -> list[dict]:
+    with open(fixtures_hf / rel) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _mc(row: dict, question: str, answer_key: bool = False) -> str:
+    from test_tokenize import _mc_text
+
+    labels, options = row["choices"]["label"], row["choices"]["text"]
+    answer = row["answerKey"] if answer_key else options[labels.index(row["answerKey"])]
+    return _mc_text(question, labels, options, answer)
+
+
+def _answer(row: dict) -> str:
+    return row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
+
+
+def many_family_documents(fixtures_hf: Path) -> list[dict]:
+    """Real benchmark rows as 16 capability families, so that max_share 0.10 leaves the default
+    mixture room (at least 7 knowledge and 4 reasoning families are needed just to fill the kinds).
+
+    knowledge: arc_0..5 (ARC-Easy; `label` multiple choice, `answer` half multiple choice and half
+    generative: a mixed prefix), obqa_0..3 (OpenBookQA, generative); reasoning: csqa_0..2
+    (CommonsenseQA, multiple choice), gsm8k_0..1 and mbpp (generative).
+    """
+    docs = []
+    for i, row in enumerate(_rows(fixtures_hf, "allenai/ai2_arc/ARC-Easy/train.jsonl")):
+        base = {"family": f"arc_{i % 6}", "kind": "knowledge"}
+        docs.append({**base, "format": "multiple_choice", "variant": "label", "text": _mc(row, row["question"], True)})
+        if (i // 6) % 2:
+            docs.append({**base, "format": "multiple_choice", "variant": "answer", "text": _mc(row, row["question"])})
+        else:
+            text = f"Question: {row['question']}\nAnswer: {_answer(row)}"
+            docs.append({**base, "format": "generative", "variant": "answer", "text": text})
+    for i, row in enumerate(_rows(fixtures_hf, "allenai/openbookqa/main/train.jsonl")):
+        text = f"Question: {row['question_stem']}\nAnswer: {_answer(row)}"
+        docs.append(
+            {"family": f"obqa_{i % 4}", "kind": "knowledge", "format": "generative", "variant": "answer", "text": text}
+        )
+    for i, row in enumerate(_rows(fixtures_hf, "tau/commonsense_qa/default/train.jsonl")):
+        text = _mc(row, row["question"])
+        docs.append(
+            {
+                "family": f"csqa_{i % 3}",
+                "kind": "reasoning",
+                "format": "multiple_choice",
+                "variant": "answer",
+                "text": text,
+            }
+        )
+    for i, row in enumerate(_rows(fixtures_hf, "openai/gsm8k/main/train.jsonl")):
+        text = f"Question: {row['question']}\nAnswer: {row['answer']}"
+        docs.append(
+            {
+                "family": f"gsm8k_{i % 2}",
+                "kind": "reasoning",
+                "format": "generative",
+                "variant": "reasoning",
+                "text": text,
+            }
+        )
+    for row in _rows(fixtures_hf, "google-research-datasets/mbpp/full/train.jsonl"):
+        text = f"{row['text']}\n{row['code']}"
+        docs.append({"family": "mbpp", "kind": "reasoning", "format": "generative", "variant": "answer", "text": text})
+    return docs
+
+
+@pytest.fixture(scope="module")
+def real_manifests(tmp_path_factory, fixtures_hf, model_dir):
+    """Two tokenize outputs with the default settings (group_by [family, variant]):
+    `many`: 16 families, some prefixes mixing formats; `one_format_per_kind`: knowledge all
+    multiple choice (ARC-Easy, CommonsenseQA), reasoning all generative (GSM8K)."""
+    from test_tokenize import fixture_documents, write_jsonl
+
+    from nemo_taskseed.tokenize.step import tokenize_inputs
+
+    root = tmp_path_factory.mktemp("formats")
+    section = load_config(None, [f"tokenize.tokenizer={model_dir}", "tokenize.progress=false"]).tokenize
+    assert list(section.group_by) == ["family", "variant"]  # the default grouping: no format in it
+    for name, docs in (
+        ("many", many_family_documents(fixtures_hf)),
+        ("one_format_per_kind", fixture_documents(fixtures_hf, per_source=60)),
+    ):
+        write_jsonl(root / f"{name}.jsonl", docs)
+        tokenize_inputs(section, root / name, files=[root / f"{name}.jsonl"], run_executor="inline")
+    return root
+
+
+def _real_plan(manifest: Path, total_tokens: int) -> dict:
+    from nemo_taskseed.blend import plan_from_config
+
+    # Everything else is configs/base/blend.yaml: 2:1 kinds, 60:40 formats, caps, floors, one_per_item.
+    overrides = [f"blend.manifest={manifest}", f"blend.total_tokens={total_tokens}", "blend.seq_length=256"]
+    return plan_from_config(load_config(None, overrides).blend)
+
+
+def _measured_shares(plan: dict, manifest: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """(format, kind) shares of the planned synthetic tokens, from the plan's integer tokens and
+    the manifest's own per-prefix counts (not from the plan's summary)."""
+    prefixes = {p["path"]: p for p in json.loads((manifest / "manifest.json").read_text())["prefixes"]}
+    formats: dict[str, float] = defaultdict(float)
+    kinds: dict[str, float] = defaultdict(float)
+    total = plan["synthetic_tokens"]
+    for entry in plan["entries"]:
+        prefix = prefixes[Path(entry["prefix"]).name]
+        for fmt, tokens in prefix["format_tokens"].items():
+            formats[fmt] += entry["tokens"] * tokens / prefix["tokens"] / total
+        kinds[prefix["kind"]] += entry["tokens"] / total
+    return dict(formats), dict(kinds)
+
+
+def test_default_pipeline_plan_meets_60_40_with_mixed_prefixes(real_manifests):
+    manifest = real_manifests / "many"
+    prefixes = {p["name"]: p for p in json.loads((manifest / "manifest.json").read_text())["prefixes"]}
+    mixed = prefixes["arc_0__answer"]
+    assert mixed["format"] == "mixed" and set(mixed["format_tokens"]) == {"multiple_choice", "generative"}
+    assert prefixes["arc_0__label"]["format_tokens"] == {"multiple_choice": prefixes["arc_0__label"]["tokens"]}
+
+    plan = _real_plan(manifest, 40_000)
+    formats, kinds = _measured_shares(plan, manifest)
+    # Measured on the rounded plan (40,000 tokens over 22 prefixes): 59.998% multiple choice.
+    assert formats["multiple_choice"] == pytest.approx(0.6, abs=2e-4) and sum(formats.values()) == pytest.approx(1.0)
+    assert kinds["knowledge"] == pytest.approx(2 / 3, abs=2e-4) and kinds["reasoning"] == pytest.approx(1 / 3, abs=2e-4)
+    report = plan["formats"]
+    assert report["status"] == "met" and report["shares"] == pytest.approx(formats, abs=1e-9)
+    low, high = report["feasible"]["multiple_choice"]
+    assert low < 0.6 < high
+    assert plan["warnings"] == [] and not any("raised" in (e["bound"] or "") for e in plan["entries"])
+    # The caps still hold: no family above max_share, none beyond 4 passes over its items.
+    for name, fam in plan["families"].items():
+        assert fam["share_of_synthetic"] <= 0.10 + 1e-9 and fam["item_epochs"] <= 4 + 1e-9, name
+    # A mixed prefix is sampled as one: its multiple-choice and generative tokens go together.
+    entry = next(e for e in plan["entries"] if e["name"] == "arc_0__answer")
+    assert entry["format"] == "mixed" and entry["format_shares"]["generative"] == pytest.approx(
+        mixed["format_tokens"]["generative"] / mixed["tokens"]
+    )
+    # Without the quota the same data mixes further from 60:40 (the quota did the work).
+    from nemo_taskseed.blend import plan_from_config
+
+    free = plan_from_config(
+        load_config(None, [f"blend.manifest={manifest}", "blend.total_tokens=40000", "blend.format_quotas=null"]).blend
+    )
+    assert free["formats"]["status"] == "off" and abs(free["formats"]["shares"]["multiple_choice"] - 0.6) > 0.02
+
+
+def test_infeasible_format_quota_is_relaxed_to_the_closest_ratio_and_reported(real_manifests, tmp_path):
+    from nemo_taskseed.blend.emit import markdown_table
+
+    manifest = real_manifests / "one_format_per_kind"
+    plan = _real_plan(manifest, 10_000)
+    formats, kinds = _measured_shares(plan, manifest)
+    # Knowledge is all multiple choice: with 2:1 kinds, multiple choice is 2/3 whatever the weights.
+    # The kind quotas hold; the format ratio is the one relaxed, to the closest it can be.
+    assert kinds["knowledge"] == pytest.approx(2 / 3, abs=2e-4)
+    assert formats["multiple_choice"] == pytest.approx(2 / 3, abs=2e-4)
+    report = plan["formats"]
+    assert report["status"] == "relaxed" and report["shares"]["multiple_choice"] == pytest.approx(2 / 3, abs=2e-4)
+    assert report["feasible"]["multiple_choice"] == pytest.approx([2 / 3, 2 / 3], abs=1e-6)
+    assert report["feasible_by_group"] == {
+        "knowledge": {"multiple_choice": pytest.approx([1.0, 1.0])},
+        "reasoning": {"multiple_choice": pytest.approx([0.0, 0.0])},
+    }
+    [warning] = plan["warnings"]
+    assert warning.startswith("blend.format_quotas relaxed: multiple_choice 0.6 / generative 0.4 cannot hold")
+    assert "knowledge 100.00%-100.00%, reasoning 0.00%-0.00%" in warning
+    assert "Planned the closest: multiple_choice 66.67% / generative 33.33%" in warning
+    assert f"**Warning:** {warning}" in markdown_table(plan)
+
+
+def test_a_manifest_without_format_counts_still_plans_and_says_why_the_ratio_is_skipped(real_manifests, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(real_manifests / "one_format_per_kind", old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for entry in manifest["prefixes"]:  # as tokenize wrote it before it counted formats
+        del entry["format_tokens"], entry["format"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    plan = _real_plan(old, 10_000)
+    assert plan["formats"]["status"] == "skipped" and plan["formats"]["shares"] is None
+    [warning] = plan["warnings"]
+    assert warning.startswith("blend.format_quotas not applied: the tokenize manifest records no tokens per format")
+    assert "re-run `taskseed tokenize`" in warning
+    assert plan["groups"]["knowledge"]["share"] == pytest.approx(2 / 3, abs=2e-4)

@@ -136,6 +136,13 @@ def test_manifest_records_groups_kinds_and_checksums(tokenized, documents):
     assert by_name["gsm8k__reasoning"]["group"] == {"family": "gsm8k", "variant": "reasoning"}
     assert by_name["gsm8k__reasoning"]["kind"] == "reasoning"
     assert by_name["commonsense_qa__all"]["kind"] == "knowledge"
+    # Tokens per record format, next to those per kind: what blend.format_quotas weighs.
+    gsm8k = by_name["gsm8k__reasoning"]
+    assert gsm8k["format"] == "generative" and gsm8k["format_tokens"] == {"generative": gsm8k["tokens"]}
+    assert by_name["arc_easy__label"]["format_tokens"] == {"multiple_choice": by_name["arc_easy__label"]["tokens"]}
+    assert all(
+        sum(p["format_tokens"].values()) == sum(p["kind_tokens"].values()) == p["tokens"] for p in by_name.values()
+    )
     assert manifest["totals"]["documents"] == len(documents)
     assert manifest["totals"]["rejected"] == 0 and not (out / "rejects.jsonl").exists()
     on_disk, root = read_manifest(out)
@@ -456,6 +463,17 @@ def test_restart_skips_finished_shards_and_tokenizes_only_new_files(tmp_path, do
     assert _marker_mtimes(out) == markers
     assert [p["files"] for p in again["prefixes"]] == [p["files"] for p in first["prefixes"]]
 
+    # A shard marker written before prefixes counted their formats is redone, so the merged
+    # manifest never lacks (or undercounts) format_tokens.
+    old = json.loads((out / "shards" / "mix.00001.json").read_text())
+    for entry in old["prefixes"]:
+        del entry["format_tokens"]
+    (out / "shards" / "mix.00001.json").write_text(json.dumps(old))
+    redone, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
+    assert (run["run_now"], run["finished_before"]) == (1, 1)
+    assert [p["format_tokens"] for p in redone["prefixes"]] == [p["format_tokens"] for p in first["prefixes"]]
+    markers = _marker_mtimes(out)
+
     write_jsonl(src / "curated" / "part-mix.00002.jsonl", documents[60:90])
     third, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
     assert (run["run_now"], run["finished_before"]) == (1, 2)
@@ -530,6 +548,12 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
         "mix.00001": "mixed",
         "mix.00002": "mixed",
     }
+    # ... and its own tokens per format (the blend weighs each shard's formats as they are).
+    assert all(sum(e["format_tokens"].values()) == e["tokens"] for e in entries)
+    merged_formats = {p["name"]: p["format_tokens"] for p in merged["prefixes"]}
+    for name, formats in merged_formats.items():
+        shards = [e["format_tokens"] for e in entries if e["group_name"] == name]
+        assert {f: sum(s.get(f, 0) for s in shards) for f in formats} == formats
     assert verify_prefixes(out, manifest) == []
 
     plan = plan_from_config(blend_cfg)

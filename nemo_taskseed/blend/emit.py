@@ -126,6 +126,15 @@ def markdown_table(plan: dict) -> str:
     for group, g in sorted(plan["groups"].items()):
         quota = "" if g["quota"] is None else f"{g['quota']:.4g} of synthetic"
         lines.append(f"| {group} | {_tokens(g['tokens'])} | {100 * g['share']:.4g}% | {quota} |")
+    formats = plan.get("formats") or {}
+    if formats.get("shares"):
+        quotas = formats.get("quotas") or {}
+        lines += ["", f"| format | planned | share of synthetic | quota ({formats['status']}) |", "|---|---|---|---|"]
+        for fmt, share in formats["shares"].items():
+            quota = "" if fmt not in quotas else f"{quotas[fmt]:.4g}"
+            lines.append(f"| {fmt} | {_tokens(formats['tokens'][fmt])} | {100 * share:.4g}% | {quota} |")
+    for warning in plan.get("warnings", []):
+        lines += ["", f"**Warning:** {warning}"]
     return "\n".join(lines) + "\n"
 
 
@@ -143,6 +152,12 @@ def print_table(plan: dict, console=None) -> None:
     for row in table_rows(plan):
         table.add_row(*row)
     console.print(table)
+    formats = plan.get("formats") or {}
+    if formats.get("shares"):
+        shares = ", ".join(f"{fmt} {100 * share:.2f}%" for fmt, share in formats["shares"].items())
+        console.print(f"formats of the synthetic tokens: {shares} (format_quotas: {formats['status']})")
+    for warning in plan.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", soft_wrap=True)
 
 
 def plot_plan(plan: dict, path: Path) -> None:

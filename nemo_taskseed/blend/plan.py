@@ -21,11 +21,22 @@ content once: its size is its mean variant size, and max_epochs caps passes over
 (all variants together). A mapping {variant: weight} does the same and splits the family's
 tokens over its variants by those weights.
 
-Format quotas (`blend.format_quotas`, e.g. multiple_choice 0.6 / generative 0.4): applied when the
-tokenize manifest groups by `format` (tokenize.group_by [family, format, variant]); with kind quotas
-too, the (kind, format) cell budgets are fitted to both margins (iterative proportional fitting) and
-a family's formats are planned as separate units. Without a format grouping they are skipped, with
-a note in the plan.
+Format quotas (`blend.format_quotas`, e.g. multiple_choice 0.6 / generative 0.4) use the tokens per
+format that tokenize records for every prefix (`format_tokens`): a prefix gives its multiple-choice
+tokens to multiple choice and its generative tokens to generative, so a family's multiple-choice
+fraction is fixed by its prefixes (a mixed prefix counts for both) and the quota is one linear
+constraint on the families' tokens. It is met by the same water filling as the groups, with every
+family's weight tilted by exp(theta * its multiple-choice fraction), and theta found by bisection
+(the multiple-choice share only grows with theta). Water filling gives, of all plans within the
+floors and caps, the one closest to the weights in relative entropy; tilted, it gives the closest
+one that also meets the quota. When the manifest groups by format (tokenize.group_by [family,
+format, variant]), a family's formats are separate units and the tilt can move tokens between them.
+
+When the quota cannot hold together with the kind quotas, caps and floors, it is the one relaxed:
+the plan is the one for the nearest achievable ratio (theta at its extreme: the families leaning
+most to the wanted format get all their caps allow first) and says so in `formats` and `warnings`.
+Manifests without per-format tokens (older ones) or with records without a format skip it, with
+the reason.
 
 max_share is a share of the synthetic budget. When a group's families cannot fill its budget under
 it (few or small families), it is raised to the least share that can, and the plan's `bound`
@@ -39,8 +50,16 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from nemo_taskseed.blend.sources import ExistingEntry, SyntheticPrefix, count_prefix_tokens, prefix_exists
 from nemo_taskseed.schema.plan import PLAN_SCHEMA, PlanError
+from nemo_taskseed.schema.records import FORMATS
+
+MULTIPLE_CHOICE = "multiple_choice"  # the format the quota's tilt favours; the other is generative
+# The format tilt's reach: exp(THETA * 0.01) = e^100, so at +-THETA families whose multiple-choice
+# fractions differ by 1% or more are as far apart as floats go (the quota's extreme).
+THETA = 1e4
 
 
 @dataclass
@@ -129,6 +148,12 @@ class PlanSettings:
         for label, quotas in (("group_quotas", self.group_quotas), ("format_quotas", self.format_quotas)):
             if quotas and abs(sum(quotas.values()) - 1.0) > self.weight_sum_tolerance:
                 raise PlanError(f"blend.{label} sum to {sum(quotas.values()):.6g}, not 1: {quotas}")
+        unknown = sorted(set(self.format_quotas) - set(FORMATS))
+        if unknown:
+            raise PlanError(f"blend.format_quotas: unknown format(s) {unknown}; the formats are {list(FORMATS)}")
+        negative = {k: v for k, v in self.format_quotas.items() if v < 0}
+        if negative:
+            raise PlanError(f"blend.format_quotas must be >= 0, got {negative}")
 
     def default_limits(self) -> FamilyLimits:
         return FamilyLimits(self.max_epochs, self.max_share, self.min_share)
@@ -157,6 +182,9 @@ class _Family:
     base: str = ""  # the family name (units are family/format when format quotas apply)
     format: str = "all"
     variant_share: dict = field(default_factory=dict)
+    # Fraction of the unit's tokens that is multiple choice (fixed by its prefixes' format_tokens and
+    # how the unit's tokens are split over them); None without per-format counts.
+    multiple_choice: float | None = None
     base_fraction: float = 1.0  # this unit's part of its family's distinct tokens
     floor: float = 0.0
     cap: float = math.inf
@@ -183,25 +211,45 @@ def _variant_shares(fam: _Family, variants, notes: list[str]) -> dict:
     return {v: w / total for v, w in weights.items()}
 
 
-def _ipf(
-    cells: dict[tuple[str, str], float], rows: dict[str, float], cols: dict[str, float]
-) -> dict[tuple[str, str], float]:
-    """Scale `cells` so row sums match `rows` and column sums match `cols` (both sum to 1)."""
-    x = dict(cells)
-    for _ in range(1000):
-        for margin, index in ((rows, 0), (cols, 1)):
-            sums: dict[str, float] = defaultdict(float)
-            for c, v in x.items():
-                sums[c[index]] += v
-            x = {c: v * margin.get(c[index], 0.0) / sums[c[index]] if sums[c[index]] else 0.0 for c, v in x.items()}
-        row_err = max(abs(sum(v for c, v in x.items() if c[0] == r) - q) for r, q in rows.items())
-        col_err = max(abs(sum(v for c, v in x.items() if c[1] == k) - q) for k, q in cols.items())
-        if max(row_err, col_err) < 1e-9:
-            return x
-    raise PlanError(
-        f"the kind quotas {rows} and format quotas {cols} cannot both be met with the "
-        f"(kind, format) combinations present {sorted(cells)}"
-    )
+def _prefix_shares(fam: _Family) -> dict[str, float]:
+    """Share of a unit's planned tokens per prefix (by prefix path): its variant's share, split over
+    the variant's prefixes by size (equal epochs)."""
+    by_variant: dict = defaultdict(int)
+    for p in fam.prefixes:
+        by_variant[p.variant] += p.tokens
+    return {p.prefix: fam.variant_share[p.variant] * p.tokens / by_variant[p.variant] for p in fam.prefixes}
+
+
+def _format_fractions(prefix: SyntheticPrefix) -> dict[str, float] | None:
+    """Share of the prefix's tokens per format, or None when they were not counted."""
+    if prefix.format_tokens is None:
+        return None
+    total = sum(prefix.format_tokens.values())
+    return {f: t / total for f, t in sorted(prefix.format_tokens.items()) if t > 0} if total else None
+
+
+def _format_problem(synthetic: list[SyntheticPrefix]) -> str | None:
+    """Why these prefixes cannot be weighed by format (None: they can)."""
+    missing = [p.name for p in synthetic if p.format_tokens is None]
+    if missing:
+        return (
+            f"the tokenize manifest records no tokens per format (format_tokens) for {len(missing)} of "
+            f"{len(synthetic)} prefixes (e.g. {missing[0]}): it predates them; re-run `taskseed tokenize`"
+        )
+    other = defaultdict(list)
+    for p in synthetic:
+        for fmt, tokens in p.format_tokens.items():
+            if tokens > 0 and fmt not in FORMATS:
+                other[fmt].append(p.name)
+    if other:
+        detail = "; ".join(
+            f"{fmt!r} in {len(names)} prefixes (e.g. {names[0]})" for fmt, names in sorted(other.items())
+        )
+        return (
+            f"some records have no format or one outside {list(FORMATS)} ({detail}; 'unknown' = no `format` field), "
+            f"so the format shares are not known"
+        )
+    return None
 
 
 def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[str, list]) -> None:
@@ -222,53 +270,125 @@ def _check_quotas(name: str, key: str, quotas: dict[str, float], present: dict[s
             )
 
 
-def _cell_budgets(families: dict[str, _Family], settings: PlanSettings, synthetic_budget: float):
-    """Budget per planning group: kind quotas, format quotas, both (fitted), or one pool."""
-    by_kind: dict[str, list[_Family]] = defaultdict(list)
-    by_format: dict[str, list[_Family]] = defaultdict(list)
+def _group_budgets(
+    families: dict[str, _Family], settings: PlanSettings, synthetic_budget: float
+) -> dict[str, tuple[list[_Family], float]]:
+    """{group: (its units, its budget)}: one group per quota (by default per kind), or one pool."""
+    if not settings.group_quotas:
+        return {"all": (list(families.values()), synthetic_budget)}
+    by_group: dict[str, list[_Family]] = defaultdict(list)
     for fam in families.values():
-        by_kind[fam.group].append(fam)
-        by_format[fam.format].append(fam)
-    rows = settings.group_quotas or {"all": 1.0}
-    cols = {"all": 1.0}
-    if settings.group_quotas:
-        _check_quotas("group_quotas", settings.group_key, settings.group_quotas, by_kind)
-    if any(f.format != "all" for f in families.values()):
-        _check_quotas("format_quotas", "format", settings.format_quotas, by_format)
-        cols = settings.format_quotas
-    cells: dict[tuple[str, str], list[_Family]] = defaultdict(list)
-    for fam in families.values():
-        cells[(fam.group if settings.group_quotas else "all", fam.format)].append(fam)
-    start = {c: float(sum(f.tokens for f in fams)) for c, fams in cells.items()}
-    shares = (
-        _ipf(start, {k: v for k, v in rows.items() if v > 0}, {k: v for k, v in cols.items() if v > 0})
-        if len(cells) > 1
-        else {c: 1.0 for c in cells}
-    )
-    names = {c: c[0] if c[1] == "all" else (c[1] if c[0] == "all" else f"{c[0]}/{c[1]}") for c in cells}
-    return ({names[c]: synthetic_budget * shares[c] for c in cells}, {names[c]: fams for c, fams in cells.items()})
+        by_group[fam.group].append(fam)
+    _check_quotas("group_quotas", settings.group_key, settings.group_quotas, by_group)
+    return {group: (fams, synthetic_budget * settings.group_quotas[group]) for group, fams in by_group.items()}
 
 
-def water_fill(weights: list[float], lower: list[float], upper: list[float], budget: float) -> list[float]:
-    """x_i = clip(lam * w_i, lower_i, upper_i) with sum(x) == budget (callers check feasibility).
+def water_fill(
+    weights: list[float],
+    lower: list[float],
+    upper: list[float],
+    budget: float,
+    *,
+    tilt: list[float] | None = None,
+    theta: float = 0.0,
+) -> list[float]:
+    """x_i = clip(lam * w_i * exp(theta * tilt_i), lower_i, upper_i) with sum(x) == budget (callers
+    check feasibility).
 
-    sum(x) is continuous and non-decreasing in lam, so bisection finds it; 200 halvings take any
-    float range down to rounding error.
+    sum(x) is continuous and non-decreasing in lam, so bisection finds it. It bisects log(lam), so a
+    steep tilt (the format quota at its extremes) neither overflows nor underflows; 200 halvings
+    take the range down to rounding error.
     """
+    lo = np.asarray(lower, dtype=np.float64)
+    up = np.asarray(upper, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        scores = np.log(np.asarray(weights, dtype=np.float64))
+    if tilt is not None:
+        scores = scores + theta * np.asarray(tilt, dtype=np.float64)
+    finite = scores[np.isfinite(scores)]
+    if budget <= 0 or not finite.size:
+        return lo.tolist()
 
-    def filled(lam: float) -> list[float]:
-        return [min(max(lam * w, lo), up) for w, lo, up in zip(weights, lower, upper)]
+    def filled(log_lam: float) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return np.minimum(np.maximum(np.exp(log_lam + scores), lo), up)
 
-    lo_lam, hi_lam = 0.0, 1.0
-    while sum(filled(hi_lam)) < budget and hi_lam < 1e300:
-        hi_lam *= 2.0
+    # From every weighted term far below the budget (the floors alone) to every one at least the budget.
+    lo_lam, hi_lam = math.log(budget) - float(finite.max()) - 60.0, math.log(budget) - float(finite.min())
     for _ in range(200):
         mid = (lo_lam + hi_lam) / 2
-        if sum(filled(mid)) < budget:
+        if float(filled(mid).sum()) < budget:
             lo_lam = mid
         else:
             hi_lam = mid
-    return filled(hi_lam)
+    return filled(hi_lam).tolist()
+
+
+def _fill(groups: dict[str, tuple[list[_Family], float]], settings: PlanSettings, theta: float = 0.0) -> None:
+    """Water-fill every group's budget over its units (floors and caps set), tilted by `theta`."""
+    for families, budget in groups.values():
+        weights = [f.unique_tokens ** (1.0 / settings.temperature) for f in families]
+        tilt = [f.multiple_choice or 0.0 for f in families] if theta else None
+        allocation = water_fill(
+            weights, [f.floor for f in families], [f.cap for f in families], budget, tilt=tilt, theta=theta
+        )
+        for fam, tokens in zip(families, allocation):
+            fam.planned = tokens
+
+
+def _multiple_choice_share(families: list[_Family]) -> float:
+    total = sum(f.planned for f in families)
+    return sum(f.planned * f.multiple_choice for f in families) / total if total else 0.0
+
+
+def _meet_format_quota(groups: dict[str, tuple[list[_Family], float]], settings: PlanSettings) -> dict:
+    """Fill the groups so that multiple choice gets its quota of the synthetic tokens, or as close
+    to it as the rest of the plan allows; returns what was achievable and what was done.
+
+    Priority when they conflict: the budget, max_epochs, floors and the kind quotas hold, and
+    max_share is raised only to fill a kind's budget (never for the format ratio); the format
+    ratio gives way. A demanding data engineer wants it in this order: the kind split is the
+    paper's own measured mixture (~3.0M knowledge vs ~1.5M reasoning seeds) and the caps are what
+    keeps one family (or a few epochs-hungry ones) from dominating, while the format ratio is a
+    recipe figure (as cited in issue 14) that mostly restates which benchmarks exist (knowledge is
+    largely multiple choice). Relaxing it to the closest achievable ratio (rather than failing, or
+    dropping it for the size mix) keeps as much of it as the data allows; the plan's `formats`
+    and `warnings` say exactly how far it is from the quota and why.
+    """
+    target = settings.format_quotas.get(MULTIPLE_CHOICE, 0.0)
+    all_units = [f for fams, _ in groups.values() for f in fams]
+    extremes = {}
+    for theta in (-THETA, THETA):
+        _fill(groups, settings, theta)
+        extremes[theta] = (
+            _multiple_choice_share(all_units),
+            {g: _multiple_choice_share(fams) for g, (fams, budget) in groups.items() if budget > 0},
+        )
+    low, high = extremes[-THETA][0], extremes[THETA][0]
+    tolerance = 1e-9
+    if target < low - tolerance or target > high + tolerance:
+        theta = -THETA if target < low else THETA
+        _fill(groups, settings, theta)
+        status = "relaxed"
+    else:
+        lo_theta, hi_theta = -THETA, THETA
+        theta = 0.0
+        for _ in range(200):
+            _fill(groups, settings, theta)
+            share = _multiple_choice_share(all_units)
+            if abs(share - target) <= 1e-10:
+                break
+            lo_theta, hi_theta = (theta, hi_theta) if share < target else (lo_theta, theta)
+            theta = (lo_theta + hi_theta) / 2
+        status = "met"
+    return {
+        "status": status,
+        "theta": theta,
+        "feasible": {MULTIPLE_CHOICE: [low, high]},
+        "feasible_by_group": {
+            g: {MULTIPLE_CHOICE: [extremes[-THETA][1][g], extremes[THETA][1][g]]} for g in extremes[THETA][1]
+        },
+    }
 
 
 def _max_share_to_fill(families: list[_Family], budget: float, settings: PlanSettings, synthetic_budget: float):
@@ -306,7 +426,8 @@ def _max_share_to_fill(families: list[_Family], budget: float, settings: PlanSet
     return share_for
 
 
-def _plan_group(group: str, families: list[_Family], budget: float, settings: PlanSettings, synthetic_budget: float):
+def _bound_group(group: str, families: list[_Family], budget: float, settings: PlanSettings, synthetic_budget: float):
+    """Set the floor and cap of every unit in the group; errors when they cannot fill its budget."""
     share_of = _max_share_to_fill(families, budget, settings, synthetic_budget)
     for fam in families:
         limits = settings.limits_for(fam.base)
@@ -347,10 +468,6 @@ def _plan_group(group: str, families: list[_Family], budget: float, settings: Pl
             f"allowed [{detail}]. Raise blend.max_epochs/max_share, lower blend.synthetic_share or "
             f"blend.total_tokens, or add data"
         )
-    weights = [f.unique_tokens ** (1.0 / settings.temperature) for f in families]
-    allocation = water_fill(weights, [f.floor for f in families], [f.cap for f in families], budget)
-    for fam, tokens in zip(families, allocation):
-        fam.planned = tokens
 
 
 def _largest_remainder(values: list[float], total: int) -> list[int]:
@@ -423,21 +540,19 @@ def plan_blend(
     synthetic_budget = total * synthetic_share
     existing_budget = total - synthetic_budget
 
-    # Planning units: families (or family/format when format quotas apply), then groups.
+    # Planning units: families (family/format when the manifest groups by format), then groups.
     notes: list[str] = []
-    use_format = bool(settings.format_quotas) and all(p.format for p in synthetic)
-    if settings.format_quotas and not use_format:
-        notes.append(
-            "blend.format_quotas not applied: the tokenize manifest does not group by format "
-            "(set tokenize.group_by to [family, format, variant])"
-        )
+    format_problem = _format_problem(synthetic) if settings.format_quotas else None
+    use_format = bool(settings.format_quotas) and format_problem is None
+    split_format = use_format and all(p.format for p in synthetic)
+    fractions = {p.prefix: _format_fractions(p) for p in synthetic}
     families: dict[str, _Family] = {}
     for prefix in synthetic:
-        unit = f"{prefix.family}/{prefix.format}" if use_format else prefix.family
+        unit = f"{prefix.family}/{prefix.format}" if split_format else prefix.family
         fam = families.get(unit)
         if fam is None:
             fam = families[unit] = _Family(unit, prefix.group, 0, [])
-            fam.base, fam.format = prefix.family, prefix.format if use_format else "all"
+            fam.base, fam.format = prefix.family, prefix.format if split_format else "all"
         elif fam.group != prefix.group:
             raise PlanError(
                 f"family {prefix.family!r} spans groups {fam.group!r} and {prefix.group!r} "
@@ -460,16 +575,27 @@ def plan_blend(
             used = [v for v, share in fam.variant_share.items() if share > 0]
             fam.unique_tokens = sum(p.tokens for p in fam.prefixes if p.variant in used) / max(len(used), 1)
 
+        if all(fractions[p.prefix] is not None for p in fam.prefixes):
+            # Each prefix brings its own multiple-choice fraction, in the proportion the unit samples it.
+            fam.multiple_choice = sum(
+                share * fractions[prefix].get(MULTIPLE_CHOICE, 0.0) for prefix, share in _prefix_shares(fam).items()
+            )
+
     per_base: dict[str, float] = defaultdict(float)
     for fam in families.values():
         per_base[fam.base] += fam.unique_tokens
     for fam in families.values():
         fam.base_fraction = fam.unique_tokens / per_base[fam.base] if per_base[fam.base] else 1.0
 
-    group_budgets, by_group = _cell_budgets(families, settings, synthetic_budget)
-    for group, fams in by_group.items():
-        if group_budgets[group] > 0:
-            _plan_group(group, fams, group_budgets[group], settings, synthetic_budget)
+    groups = _group_budgets(families, settings, synthetic_budget)
+    for group, (fams, budget) in groups.items():
+        if budget > 0:
+            _bound_group(group, fams, budget, settings, synthetic_budget)
+    solved = None
+    if use_format:
+        solved = _meet_format_quota(groups, settings)
+    else:
+        _fill(groups, settings)
 
     # Entries in tokens (floats), then integers that add up to the budget exactly.
     rows: list[dict] = []
@@ -480,7 +606,9 @@ def plan_blend(
             bound = fam.cap_reason
         elif fam.floor > 0 and fam.planned <= fam.floor * (1 + 1e-9):
             bound = f"min_share={limits.min_share:g}"
+        prefix_shares = _prefix_shares(fam)
         for prefix in sorted(fam.prefixes, key=lambda p: p.name):
+            formats = fractions[prefix.prefix]
             rows.append(
                 {
                     "name": prefix.name,
@@ -492,12 +620,11 @@ def plan_blend(
                     "group": prefix.group,
                     "documents": prefix.documents,
                     "available_tokens": prefix.tokens,
-                    "_planned": fam.planned
-                    * fam.variant_share[prefix.variant]
-                    * prefix.tokens
-                    / sum(p.tokens for p in fam.prefixes if p.variant == prefix.variant),
+                    "_planned": fam.planned * prefix_shares[prefix.prefix],
                     "bound": bound,
-                    "format": prefix.format,
+                    # multiple_choice | generative | mixed (see format_shares); None: not counted.
+                    "format": prefix.format if not formats else next(iter(formats)) if len(formats) == 1 else "mixed",
+                    "format_shares": formats,
                 }
             )
     if existing:
@@ -549,9 +676,11 @@ def plan_blend(
             # Passes over the family's distinct items (all variants together).
             "item_epochs": fam.planned / fam.unique_tokens if fam.unique_tokens else None,
             "floor_tokens": fam.floor,
+            "multiple_choice_fraction": fam.multiple_choice,
         }
         for fam in families.values()
     }
+    formats, warnings = _format_report(rows, fractions, settings, format_problem, solved)
     return {
         "schema": PLAN_SCHEMA,
         "seq_length": settings.seq_length,
@@ -576,5 +705,63 @@ def plan_blend(
             "variants": settings.variants,
             "format_quotas": settings.format_quotas,
         },
+        "formats": formats,
         "notes": notes,
+        # What the settings asked for and the plan does not do (relaxed or skipped), with why.
+        "warnings": warnings,
     }
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.2f}%"
+
+
+def _format_report(
+    rows: list[dict],
+    fractions: dict[str, dict[str, float] | None],
+    settings: PlanSettings,
+    problem: str | None,
+    solved: dict | None,
+) -> tuple[dict, list[str]]:
+    """The plan's `formats` (tokens and share of the synthetic tokens per format, from the rounded
+    plan, whenever the manifest counts formats; the quota's status) and the warnings it raises."""
+    synthetic = [r for r in rows if r["source"] == "synthetic"]
+    report: dict = {"quotas": settings.format_quotas or None, "status": "off", "tokens": None, "shares": None}
+    if synthetic and all(fractions[r["prefix"]] is not None for r in synthetic):
+        tokens: dict[str, float] = defaultdict(float)
+        for row in synthetic:
+            for fmt, fraction in fractions[row["prefix"]].items():
+                tokens[fmt] += row["tokens"] * fraction
+        total = sum(r["tokens"] for r in synthetic)
+        report["tokens"] = {fmt: round(t) for fmt, t in sorted(tokens.items())}
+        report["shares"] = {fmt: t / total for fmt, t in sorted(tokens.items())}
+    warnings: list[str] = []
+    if not settings.format_quotas:
+        return report, warnings
+    if problem is not None:
+        report.update(status="skipped", reason=problem)
+        warnings.append(f"blend.format_quotas not applied: {problem}")
+        return report, warnings
+    report.update(solved)
+    if solved["status"] == "relaxed":
+        shares = report["shares"]
+        low, high = solved["feasible"][MULTIPLE_CHOICE]
+        limits = ["max_epochs, max_share and min_share"]
+        if settings.group_quotas:
+            quotas = ", ".join(f"{g} {q:.4g}" for g, q in settings.group_quotas.items())
+            limits.insert(0, f"the {settings.group_key} quotas ({quotas})")
+        by_group = ", ".join(
+            f"{g} {_percent(r[MULTIPLE_CHOICE][0])}-{_percent(r[MULTIPLE_CHOICE][1])}"
+            for g, r in sorted(solved["feasible_by_group"].items())
+        )
+        wanted = " / ".join(f"{f} {settings.format_quotas.get(f, 0.0):g}" for f in FORMATS)
+        got = " / ".join(f"{f} {_percent(shares.get(f, 0.0))}" for f in FORMATS)
+        report["reason"] = (
+            f"{' and '.join(limits)} leave multiple choice between {_percent(low)} and {_percent(high)} of the "
+            f"synthetic tokens (within each group: {by_group})"
+        )
+        warnings.append(
+            f"blend.format_quotas relaxed: {wanted} cannot hold; {report['reason']}. Planned the closest: {got} "
+            f"(the kind quotas and family limits come first; docs/blend.md)"
+        )
+    return report, warnings

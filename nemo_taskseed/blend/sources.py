@@ -24,8 +24,15 @@ class SyntheticPrefix:
     variant: str | None
     kind: str
     group: str
-    # multiple_choice | generative when the manifest groups by format (blend.format_quotas), else None.
+    # multiple_choice | generative when the manifest groups by format (tokenize.group_by), else None.
     format: str | None = None
+    # Tokens per record format (the manifest's `format_tokens`; "unknown": records without one).
+    # None: not recorded (a manifest older than format_tokens that does not group by format).
+    format_tokens: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.format_tokens is None and self.format:
+            self.format_tokens = {self.format: self.tokens}  # a format grouping: one format per prefix
 
 
 @dataclass
@@ -77,6 +84,9 @@ def synthetic_prefixes_from_manifest(
                 kind=entry.get("kind", "unknown"),
                 group=group,
                 format=group_values.get("format"),
+                format_tokens=(
+                    {str(k): int(v) for k, v in entry["format_tokens"].items()} if "format_tokens" in entry else None
+                ),
             )
         )
     if not prefixes:

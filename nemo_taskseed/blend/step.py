@@ -29,4 +29,6 @@ def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
         "built_samples": (report["build"] or {}).get("samples", 0),
         "artifacts": sorted(Path(p).name for p in written.values()),
         "notes": plan.get("notes", []),
+        # `taskseed run` prints these as WARNING lines: e.g. a relaxed or skipped format quota.
+        "warnings": plan.get("warnings", []),
     }

@@ -180,6 +180,7 @@ class _PrefixBuilder:
     documents: int = 0
     tokens: int = 0
     kinds: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)
     builder: object = None
 
     def open(self) -> None:
@@ -187,12 +188,13 @@ class _PrefixBuilder:
         # The builder wants the scalar type (np.uint16), not a dtype instance: it writes dtype.__name__.
         self.builder = builder_cls(str(self.partial_prefix) + ".bin", dtype=self.dtype.type)
 
-    def add(self, tokens: np.ndarray, kind: str | None) -> None:
+    def add(self, tokens: np.ndarray, kind: str | None, fmt: str | None) -> None:
         # One sequence per document: GPTDataset packs across documents, EOD marks the boundary.
         self.builder.add_document(tokens, [int(tokens.size)])
         self.documents += 1
         self.tokens += int(tokens.size)
         self.kinds[kind or "unknown"] += int(tokens.size)
+        self.formats[fmt or "unknown"] += int(tokens.size)
 
     def add_index(self, prefix: Path, entry: dict) -> None:
         """Append a whole shard prefix (its .idx entries, then its .bin bytes) without decoding it."""
@@ -200,6 +202,7 @@ class _PrefixBuilder:
         self.documents += int(entry["documents"])
         self.tokens += int(entry["tokens"])
         self.kinds.update({k: int(v) for k, v in entry["kind_tokens"].items()})
+        self.formats.update({k: int(v) for k, v in entry["format_tokens"].items()})
 
     def finalize(self) -> None:
         self.builder.finalize(str(self.partial_prefix) + ".idx")
@@ -209,8 +212,12 @@ class _PrefixBuilder:
             "name": self.name,
             "path": path,  # relative to the manifest's folder
             "group": dict(zip(self.group_keys, self.group)),
-            "kind": _dominant_kind(self.kinds),
+            "kind": _dominant(self.kinds),
             "kind_tokens": dict(sorted(self.kinds.items())),
+            # Tokens per record `format` (multiple_choice, generative; unknown: no format field):
+            # what blend.format_quotas weighs, also for a prefix that mixes formats.
+            "format": _dominant(self.formats),
+            "format_tokens": dict(sorted(self.formats.items())),
             "documents": self.documents,
             "tokens": self.tokens,
             "files": {suffix[1:]: _file_info(Path(str(self.partial_prefix) + suffix)) for suffix in (".bin", ".idx")},
@@ -221,10 +228,11 @@ def _file_info(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def _dominant_kind(kinds: Counter) -> str:
-    """The group's kind for blend quotas; "mixed" when a prefix holds more than one."""
-    known = [k for k in kinds if k != "unknown"]
-    if len(known) == 1 and len(kinds) == 1:
+def _dominant(tokens: Counter) -> str:
+    """A prefix's kind (or format) from its tokens per value: the one value it holds, "mixed" when
+    it holds more than one, "unknown" when its records carry none."""
+    known = [k for k in tokens if k != "unknown"]
+    if len(known) == 1 and len(tokens) == 1:
         return known[0]
     if not known:
         return "unknown"
@@ -263,7 +271,7 @@ def tokenize_shard(
     """Tokenize one input file into `<out>/shards/<shard>/<group>.bin/.idx`, then write its done
     marker `<out>/shards/<shard>.json`; returns the marker.
 
-    The marker records per prefix its group, document/token/kind counts and checksums, the file's
+    The marker records per prefix its group, document/token/kind/format counts and checksums, the file's
     accepted/rejected line counts, every reject (file, line, reason) and the node that ran it.
     """
     from tqdm import tqdm
@@ -311,7 +319,7 @@ def tokenize_shard(
                         name, doc.group, tuple(spec.group_by), partial_dir / name, dtype
                     )
                     builder.open()
-                builder.add(flat[offsets[i] : offsets[i + 1]], doc.kind)
+                builder.add(flat[offsets[i] : offsets[i + 1]], doc.kind, doc.format)
             bar.update(len(batch))
         bar.close()
         names = Counter(b.name for b in builders.values())
@@ -388,6 +396,8 @@ def _shard_done(out_dir: Path, shard: PlannedShard) -> bool:
     if marker is None or marker.get("fingerprint") != shard.fingerprint:
         return False
     for entry in marker.get("prefixes", []):
+        if "format_tokens" not in entry:
+            return False  # written before prefixes counted their formats: redo it, or the merge lacks them
         for kind, info in entry["files"].items():
             file = out_dir / f"{entry['path']}.{kind}"
             if not file.is_file() or file.stat().st_size != info["bytes"]:
@@ -504,13 +514,16 @@ def _publish(builder: _PrefixBuilder, out_dir: Path) -> dict:
 def _shard_entries(markers: list[dict]) -> list[dict]:
     """merge=false: every shard prefix as its own manifest entry, named `<group>@<shard>`.
 
-    `kind` is the whole group's (as the merged prefix would have it), so that a blend puts every
-    shard of a group in the same quota group; `kind_tokens` stays the shard's own.
+    `kind` (and `format`) is the whole group's (as the merged prefix would have it), so that a
+    blend puts every shard of a group in the same quota group; `kind_tokens` and `format_tokens`
+    stay the shard's own.
     """
     group_kinds: dict[str, Counter] = {}
+    group_formats: dict[str, Counter] = {}
     for marker in markers:
         for entry in marker["prefixes"]:
             group_kinds.setdefault(entry["name"], Counter()).update(entry["kind_tokens"])
+            group_formats.setdefault(entry["name"], Counter()).update(entry["format_tokens"])
     entries = []
     for marker in markers:
         for entry in marker["prefixes"]:
@@ -520,7 +533,8 @@ def _shard_entries(markers: list[dict]) -> list[dict]:
                     "name": f"{entry['name']}@{marker['shard']}",
                     "group_name": entry["name"],
                     "shard": marker["shard"],
-                    "kind": _dominant_kind(group_kinds[entry["name"]]),
+                    "kind": _dominant(group_kinds[entry["name"]]),
+                    "format": _dominant(group_formats[entry["name"]]),
                 }
             )
     return sorted(entries, key=lambda e: (e["group_name"], e["shard"]))

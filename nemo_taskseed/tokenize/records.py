@@ -20,6 +20,7 @@ class Document:
     text: str
     group: tuple[str, ...]
     kind: str | None
+    format: str | None  # multiple_choice | generative (the record's `format`), for blend.format_quotas
     source: str  # "file:line", for error messages further down
 
 
@@ -109,7 +110,11 @@ def read_documents(
             if missing is not None:
                 yield Reject(name, line_no, f"missing grouping field {missing!r}")
                 continue
-            kind = row.get("kind")
+            kind, fmt = row.get("kind"), row.get("format")
             yield Document(
-                text=text, group=tuple(group), kind=kind if isinstance(kind, str) else None, source=f"{name}:{line_no}"
+                text=text,
+                group=tuple(group),
+                kind=kind if isinstance(kind, str) else None,
+                format=fmt if isinstance(fmt, str) else None,
+                source=f"{name}:{line_no}",
             )
