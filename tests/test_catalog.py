@@ -281,3 +281,18 @@ def test_paper_comparison_counts_the_training_split_catalog(catalog):
     assert rows["paws_de"]["license"] == "other-free-use" and "Google" in rows["paws_de"]["license_source"]
     with pytest.raises(UserError, match="catalog.licenses.org/x: give both"):
         build_catalog(load_config(overrides=["catalog.licenses.org/x={license: mit}"]).catalog)
+
+
+def test_language_skips_variant_markers_after_the_code():
+    """The language is read from the task name's last code, past variant markers and numbers
+    (xnli_eu_mt is machine-translated Basque; it used to come out as English)."""
+    from nemo_taskseed.catalog.build import CapabilityMap
+
+    capabilities, _ = CapabilityMap.from_config("capabilities.yaml")
+    assert capabilities.language("xnli", "xnli_eu_mt", None) == "eu"
+    assert capabilities.language("xnli", "xnli_eu_native", None) == "eu"
+    assert capabilities.language("arc_mt", "arc_challenge_mt_fi", None) == "fi"
+    assert capabilities.language("afrimgsm", "afrimgsm_cot_amh_prompt_1", None) == "amh"
+    assert capabilities.language("xnli", "xnli_de", None) == "de"
+    assert capabilities.language("arc", "arc_easy", None) == "en"
+    assert capabilities.language("kobest", "kobest_boolq", None) == "ko"

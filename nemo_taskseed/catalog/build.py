@@ -106,6 +106,7 @@ class CapabilityMap:
             self.families.append((str(name), kind, str(entry.get("why") or ""), [str(p) for p in entry["match"]]))
         self.folder_languages = {str(k): str(v) for k, v in ((data or {}).get("folder_languages") or {}).items()}
         self.language_codes = {str(c) for c in (data or {}).get("language_codes") or []}
+        self.variant_suffixes = {str(c) for c in (data or {}).get("variant_suffixes") or []}
 
     def language(self, folder: str, task: str, dataset_name: str | None) -> str:
         """The data's language: the folder's, else a code ending the task name (before a prompt
@@ -113,11 +114,11 @@ class CapabilityMap:
         if folder in self.folder_languages:
             return self.folder_languages[folder]
         tokens = [t for t in task.replace("-", "_").split("_") if not t.startswith(("prompt", "p0", "p1", "p2"))]
-        for candidate in (
-            tokens[-1] if tokens else None,
-            (tokens[-2] if len(tokens) > 1 and tokens[-1].isdigit() else None),
-            dataset_name,
-        ):
+        # A language code may be followed by a variant marker (xnli_eu_mt: machine-translated
+        # Basque) or a number; those are skipped, not read as the language.
+        while len(tokens) > 1 and (tokens[-1].isdigit() or tokens[-1].lower() in self.variant_suffixes):
+            tokens.pop()
+        for candidate in (tokens[-1] if tokens else None, dataset_name):
             if candidate and candidate.lower() in self.language_codes:
                 code = candidate.lower()
                 return {"eng": "en", "fra": "fr", "swa": "sw"}.get(code, code)
