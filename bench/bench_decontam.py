@@ -20,6 +20,14 @@ depend on the content).
     python bench/bench_decontam.py --sizes 2000 --semantic-sizes 1000
     python bench/bench_decontam.py --semantic-sizes 10000 100000   # hours on 2 CPU cores
     python bench/bench_decontam.py --semantic-sizes                # n-grams only
+
+Semantic dedup (filter/semantic/dedup.py, block `bench:decontam.semdedup`): pair recall of the
+clustered path against the exact all-pairs path on ~2,900 real fixture items with reworded copies
+(embeddings cached), then time and peak RSS (a fresh process per run) of both paths over 10k-item
+shards of synthetic vectors (real embeddings plus noise, 5 % near copies) at 10k and 100k items.
+
+    python bench/bench_decontam.py --semdedup-only                 # ~6 min; exact at 100k is most of it
+    python bench/bench_decontam.py --semdedup-only --semdedup-sizes 10000 --semdedup-modes clustered
 """
 
 from __future__ import annotations
@@ -149,6 +157,312 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
     return out
 
 
+# -- semantic dedup: clustered (k-means buckets) vs exact all-pairs ---------------------------
+
+EDIT_SYNONYMS = {
+    "largest": "biggest",
+    "large": "big",
+    "small": "little",
+    "Which": "What",
+    "which": "what",
+    "people": "folks",
+    "buy": "purchase",
+    "uses": "utilizes",
+    "use": "utilize",
+    "makes": "produces",
+    "help": "assist",
+    "shows": "demonstrates",
+    "likely": "probably",
+    "student": "pupil",
+    "each": "every",
+    "total": "overall",
+    "many": "numerous",
+    "found": "discovered",
+    "made": "created",
+    "after": "following",
+    "because": "since",
+    "bought": "purchased",
+    "has": "has got",
+    "best": "most accurately",
+}
+FILLER = {"the", "a", "very", "that", "also", "really", "of"}
+
+
+def _edit(text: str, rng: random.Random) -> str:
+    """A light rewording of an item text: 1-3 edits (synonym, dropped filler word, changed number,
+    two neighbouring words swapped). Most copies land near the 0.95 threshold, some above, some below."""
+    question, sep, options = text.partition(" | ")
+    words = question.split()
+    for _ in range(rng.randint(1, 3)):
+        if len(words) < 4:
+            break
+        i = rng.randrange(len(words))
+        core = words[i].strip(".,?!:;")
+        kind = rng.random()
+        if core in EDIT_SYNONYMS:
+            words[i] = words[i].replace(core, EDIT_SYNONYMS[core])
+        elif core.isdigit():
+            words[i] = words[i].replace(core, str(int(core) + rng.randint(1, 9)))
+        elif core.lower() in FILLER or kind < 0.4:
+            del words[i]
+        elif i + 1 < len(words):
+            words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words) + sep + options
+
+
+def semdedup_texts(mirror: Path, share: float = 0.3, seed: int = 5) -> list[str]:
+    """Every row of every fixture split (~2,200 real benchmark/training items) as the item text the
+    semantic stage embeds, plus a reworded copy of `share` of them (~2,900 texts in all)."""
+    from nemo_taskseed.filter.semantic import benchmark_text
+
+    texts = []
+    for path in sorted(mirror.rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = benchmark_text(json.loads(line))
+            if text:
+                texts.append(text)
+    rng = random.Random(seed)
+    return texts + [_edit(t, rng) for t in texts if rng.random() < share]
+
+
+def _ids(n: int, salt: str = "") -> list[str]:
+    import hashlib
+
+    return [hashlib.blake2b(f"{salt}{i}".encode(), digest_size=8).hexdigest() for i in range(n)]
+
+
+def semdedup_recall(mirror: Path, threshold: float) -> list[dict]:
+    """Share of the exact path's duplicate pairs whose two items share a bucket in the clustered
+    path (pair recall), and whether the drops are the same, for a few cluster sizes and margins."""
+    import numpy as np
+
+    from nemo_taskseed.filter.semantic import Embedder
+    from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings, assign, semantic_duplicates, train_centroids
+    from nemo_taskseed.filter.semantic.store import Embedded
+    from nemo_taskseed.filter.step import cached_embeddings
+
+    texts = semdedup_texts(mirror)
+    t0 = time.perf_counter()
+    vectors, cached = cached_embeddings(Embedder(), texts)
+    print(
+        f"recall set: {len(texts)} real item texts (fixture rows + reworded copies), embedded in "
+        f"{time.perf_counter() - t0:.1f}s{' (cache)' if cached else ''}"
+    )
+    ids = _ids(len(texts))
+    items = Embedded(ids, ["s"] * len(ids), ["f"] * len(ids), texts, vectors).sorted_by_id()
+    lims, dist, nbr = _range(items.vectors, threshold)
+    rows = np.repeat(np.arange(len(items.ids)), np.diff(lims.astype(np.int64)))
+    ok = (rows < nbr) & (np.round(dist, 4) >= threshold)
+    pairs = np.stack([rows[ok], nbr[ok]], axis=1)
+    exact = semantic_duplicates(items, Embedded(), threshold)
+    print(f"exact all-pairs: {len(pairs)} pairs >= {threshold}, {len(exact)} items dropped")
+    out = []
+    for cluster_size in (1000, 500, 250, 100, 50):
+        for margin in (0.0, 0.02, 0.05) if cluster_size >= 250 else (0.0, 0.02):
+            s = SemanticDedupSettings(
+                threshold=threshold, exact_max_items=0, cluster_size=cluster_size, second_margin=margin
+            )
+            part = _Mem(items)
+            centroids = train_centroids([part], s)
+            first, second = assign(items.vectors, centroids, margin)
+            member = [{int(a)} | ({int(b)} if b >= 0 else set()) for a, b in zip(first, second)]
+            shared = sum(bool(member[a] & member[b]) for a, b in pairs.tolist())
+            drops = semantic_duplicates(items, Embedded(), settings=s)
+            same = {(d.item_id, d.reason) for d in drops} == {(d.item_id, d.reason) for d in exact}
+            out.append(
+                {
+                    "cluster_size": cluster_size,
+                    "clusters": len(centroids),
+                    "margin": margin,
+                    "placements_per_item": round(sum(map(len, member)) / len(member), 3),
+                    "pair_recall": round(shared / max(1, len(pairs)), 4),
+                    "pairs": len(pairs),
+                    "found": shared,
+                    "drops": len(drops),
+                    "exact_drops": len(exact),
+                    "same_drops": same,
+                }
+            )
+            r = out[-1]
+            print(
+                f"  cluster_size {cluster_size:>5} ({r['clusters']:>2} clusters) margin {margin:<4}: "
+                f"{r['placements_per_item']:.2f} placements/item, pair recall {r['found']}/{r['pairs']} = "
+                f"{r['pair_recall']:.2%}, drops {r['drops']} vs exact {r['exact_drops']}"
+                f"{' (same items)' if same else ''}",
+                flush=True,
+            )
+    return out
+
+
+class _Mem:
+    def __init__(self, emb):
+        import numpy as np
+
+        from nemo_taskseed.filter.dedup.sharded import key_of
+
+        self.count, self.keys = len(emb.ids), np.array([key_of(i) for i in emb.ids], dtype=np.uint64)
+        self.keep, self._v = np.ones(self.count, dtype=bool), emb.vectors
+
+    def vectors(self):
+        return self._v
+
+
+def _range(vectors, threshold: float):
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index.range_search(vectors, threshold - 1e-4)
+
+
+def synthetic_vectors(base, n: int, seed: int = 0):
+    """n unit vectors around real embeddings (`base`): each a base vector plus noise (cosine ~0.8
+    to it, ~0.65 to a sibling: distinct items on one topic), 5 % of them near copies of an earlier
+    one (cosine ~0.97-0.99)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        m = min(50_000, n - start)
+        v = base[rng.integers(0, len(base), m)] + rng.normal(scale=0.035, size=(m, base.shape[1]))
+        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    copies = rng.choice(np.arange(1, n), size=n // 20, replace=False)
+    src = (rng.random(len(copies)) * copies).astype(np.int64)
+    v = out[src] + rng.normal(scale=rng.uniform(0.004, 0.01, size=(len(copies), 1)), size=(len(copies), base.shape[1]))
+    out[copies] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process: unlike ru_maxrss (kept across exec, so a child started from a big
+    parent reports the parent's peak), it starts afresh with the new program."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def semdedup_child(folder: Path, mode: str) -> None:
+    """Run in a fresh process: semantic dedup over the shard files in `folder`; prints JSON with
+    seconds and peak RSS, so the peak is this run's and nothing else's. Modes: default (the
+    config: exact up to 20k items + seeds, clustered above), clustered (forced), exact (forced)."""
+    import faiss  # noqa: F401  (import cost is part of the baseline RSS)
+
+    from nemo_taskseed.filter.semantic import dedup as sd
+
+    base_rss = _peak_rss_mb()
+    items = sorted(folder.glob("items-*.json"))
+    seeds = sorted(folder.glob("seeds-*.json"))
+    prefixes = [p.with_suffix("") for p in items]
+    seed_prefixes = [p.with_suffix("") for p in seeds]
+    s = {
+        "default": sd.SemanticDedupSettings(),
+        "clustered": sd.SemanticDedupSettings(exact_max_items=0),
+        "exact": sd.SemanticDedupSettings(exact_max_items=10**12),
+    }[mode]
+    sd.LAST_STATS.clear()
+    t0 = time.perf_counter()
+    drops = sd.semantic_duplicates_sharded(prefixes, seed_prefixes, s, folder / "buckets")
+    seconds = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": _peak_rss_mb(),
+                "base_rss_mb": base_rss,
+                "drops": len(drops),
+                "ids": sorted(d.item_id for d in drops),
+                "digest": _digest(drops),
+                **{f"stat_{k}": v for k, v in sd.LAST_STATS.items()},
+            }
+        )
+    )
+
+
+def _digest(drops) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for d in sorted(drops, key=lambda d: d.item_id):
+        h.update(f"{d.item_id} {d.reason} {d.detail.get('kept_item_id') or d.detail.get('seed_id')}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def semdedup_bench(mirror: Path, sizes: list[int], modes: list[str], shard_size: int = 10_000) -> list[dict]:
+    """records/s and peak RSS of semantic dedup alone (embeddings given, as saved per shard) at each size."""
+    import subprocess
+    import tempfile
+
+    from nemo_taskseed.filter.semantic import Embedder
+    from nemo_taskseed.filter.semantic.store import Embedded
+    from nemo_taskseed.filter.step import cached_embeddings
+
+    base, _ = cached_embeddings(Embedder(), semdedup_texts(mirror))
+    out = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="semdedup-bench-") as tmp:
+            folder = Path(tmp)
+            vec = synthetic_vectors(base, n + n // 16, seed=n)
+            ids = _ids(n, "item")
+            seed_ids = _ids(n // 16, "seed")
+            for k in range(0, n, shard_size):
+                sl = slice(k, min(n, k + shard_size))
+                Embedded(
+                    ids[sl],
+                    [seed_ids[i % max(1, len(seed_ids))] for i in range(sl.start, sl.stop)],
+                    ["f"] * (sl.stop - sl.start),
+                    [f"item {i}" for i in range(sl.start, sl.stop)],
+                    vec[sl],
+                ).save(folder / f"items-{k // shard_size:05d}")
+            Embedded(
+                seed_ids, seed_ids, ["f"] * len(seed_ids), [f"seed {i}" for i in range(len(seed_ids))], vec[n:]
+            ).save(folder / "seeds-00000")
+            del vec
+            exact_ids = None
+            for mode in sorted(modes, key=lambda m: m != "exact"):  # exact first: the others are compared with it
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--semdedup-child", str(folder), mode],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                ids = set(r.pop("ids"))
+                if mode == "exact":
+                    exact_ids = ids
+                row = {
+                    "records": n,
+                    "seeds": len(seed_ids),
+                    "mode": mode,
+                    "seconds": round(r["seconds"], 1),
+                    "rps": round(n / r["seconds"]),
+                    "peak_rss_mb": round(r["peak_rss_mb"]),
+                    "base_rss_mb": round(r["base_rss_mb"]),
+                    "drops": r["drops"],
+                    "digest": r["digest"],
+                    "clusters": r.get("stat_centroids"),
+                    "largest_bucket": r.get("stat_largest_bucket"),
+                }
+                out.append(row)
+                extra = (
+                    f", {row['clusters']} clusters, largest bucket {row['largest_bucket']}" if row["clusters"] else ""
+                )
+                if mode != "exact" and exact_ids is not None:
+                    row["recall_vs_exact"] = round(len(ids & exact_ids) / max(1, len(exact_ids)), 4)
+                    row["not_in_exact"] = len(ids - exact_ids)
+                    extra += f"; drops {row['recall_vs_exact']:.2%} of exact's, {row['not_in_exact']} others"
+                print(
+                    f"{n:>8} items + {len(seed_ids)} seeds  {mode:<9} {row['seconds']:>7.1f}s {row['rps']:>7}/s  "
+                    f"peak RSS {row['peak_rss_mb']} MB (after imports {row['base_rss_mb']} MB)  "
+                    f"drops {row['drops']} [{row['digest']}]{extra}",
+                    flush=True,
+                )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -157,7 +471,27 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--semantic-sizes", type=int, nargs="*", default=[10_000])
     ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--semdedup-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument(
+        "--semdedup-modes", nargs="+", default=["clustered", "exact"], choices=["default", "clustered", "exact"]
+    )
+    ap.add_argument("--semdedup-only", action="store_true", help="only the semantic dedup block")
+    ap.add_argument("--semdedup-child", nargs=2, metavar=("FOLDER", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.semdedup_child:
+        semdedup_child(Path(args.semdedup_child[0]), args.semdedup_child[1])
+        return
+    if args.semdedup_sizes or args.semdedup_only:
+        from _results import publish_output
+
+        with publish_output("decontam.semdedup"):
+            print("Semantic dedup (filter/semantic/dedup.py), threshold 0.95.")
+            recall = semdedup_recall(args.mirror, 0.95)
+            speed = semdedup_bench(args.mirror, args.semdedup_sizes, args.semdedup_modes)
+        if args.semdedup_only:
+            if args.json:
+                args.json.write_text(json.dumps({"semdedup_recall": recall, "semdedup": speed}, indent=2))
+            return
 
     # The janitor prints a warning and a traceback when its C++ helper is missing.
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):

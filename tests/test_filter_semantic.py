@@ -259,7 +259,7 @@ def _embedded(records, embedder):
 
 def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     from nemo_taskseed.filter.semantic import Embedder
-    from nemo_taskseed.filter.semantic.dedup import semantic_duplicates
+    from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings, semantic_duplicates
     from nemo_taskseed.filter.semantic.store import Embedded
 
     _, clean = records
@@ -286,6 +286,14 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     a = semantic_duplicates(one, Embedded(), 0.95)
     b = semantic_duplicates(other, Embedded(), 0.95)
     assert [(d.item_id, d.reason, d.detail) for d in a] == [(d.item_id, d.reason, d.detail) for d in b]
+    # The clustered path (forced: 4 k-means buckets) on the same two batchings decides the same.
+    forced = SemanticDedupSettings(exact_max_items=0, cluster_size=32)
+    ca, cb = (
+        semantic_duplicates(one, Embedded(), settings=forced),
+        semantic_duplicates(other, Embedded(), settings=forced),
+    )
+    assert [(d.item_id, d.reason, d.detail) for d in ca] == [(d.item_id, d.reason, d.detail) for d in cb]
+    assert [(d.item_id, d.reason, d.detail) for d in ca] == [(d.item_id, d.reason, d.detail) for d in a]
     # Each copy and its original are one cluster; the smaller item id survives; nothing else is
     # merged among 120 real training items of four datasets.
     pairs = {frozenset((c["lineage"]["item_id"], r["lineage"]["item_id"])) for c, r in zip(copies, mc)}
@@ -298,6 +306,184 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     assert sorted(d.item_id for d in found if d.reason == "semantic_copy_of_seed") == sorted(
         c["lineage"]["item_id"] for c in copies[:2]
     )
+
+
+@pytest.fixture(scope="module")
+def dedup_set(records):
+    """~600 embedded items with real near copies: the 500 planted and clean items, a rule-made
+    paraphrase of 80 clean items and 20 clean items with their options reversed (a copy's seed is its
+    original's), plus 4 of the originals as seeds. Embeddings cached (`cached_embeddings`)."""
+    from nemo_taskseed.filter.semantic import Embedder, item_text
+    from nemo_taskseed.filter.semantic.store import Embedded
+    from nemo_taskseed.filter.step import cached_embeddings
+
+    planted, clean = records
+    rng = random.Random(7)
+    copies = []
+    for i, r in enumerate(clean[:100]):
+        fields = {k: r[k] for k in ("question", "answer_text", "options", "answer_index")}
+        if i < 80:
+            fields["question"] = paraphrase(r["question"], rng, word_problem=not r.get("options"))
+        elif r.get("options"):
+            fields.update(options=r["options"][::-1], answer_index=len(r["options"]) - 1 - r["answer_index"])
+        seed = {k: r[k] for k in ("family", "task", "kind", "license")} | {"id": r["seed_id"]}
+        copies.append(make_generated(seed, fields, sample_index=700 + i))
+    seen = {r["lineage"]["item_id"] for r in planted + clean}
+    recs = planted + clean + [c for c in copies if c["lineage"]["item_id"] not in seen]  # unchanged: same id
+    texts = [item_text(r) for r in recs]
+    vectors, _ = cached_embeddings(Embedder(), texts)
+    items = Embedded(
+        [r["lineage"]["item_id"] for r in recs],
+        [r["seed_id"] for r in recs],
+        [r["family"] for r in recs],
+        texts,
+        vectors,
+    )
+    seeds = items.select([280, 281, 282, 283])  # four originals of option-reversed copies, as seeds
+    seeds.ids = [f"seed-{k}" for k in range(4)]
+    return items, seeds
+
+
+def _exact_pairs(items, threshold=0.95):
+    from nemo_taskseed.filter.semantic.dedup import _flat
+
+    lims, dist, nbr = _flat(items.vectors).range_search(items.vectors, threshold - 1e-4)
+    return {
+        frozenset((items.ids[a], items.ids[int(b)]))
+        for a in range(len(items.ids))
+        for s, b in zip(dist[lims[a] : lims[a + 1]], nbr[lims[a] : lims[a + 1]])
+        if a != int(b) and round(float(s), 4) >= threshold
+    }
+
+
+def test_clustered_semantic_dedup_finds_what_the_exact_path_finds(dedup_set):
+    """k-means buckets (cluster_size 60: ~10 buckets for 600 items) against the exact all-pairs path."""
+    from nemo_taskseed.filter.semantic.dedup import (
+        LAST_STATS,
+        SemanticDedupSettings,
+        _exact,
+        assign,
+        semantic_duplicates,
+        train_centroids,
+    )
+
+    items, seeds = dedup_set
+    exact = _exact(items, seeds, 0.95)
+    # The default settings keep a run this small on the exact path: small runs decide as before.
+    assert semantic_duplicates(items, seeds, 0.95) == exact
+    pairs = _exact_pairs(items)
+    assert len(pairs) >= 60 and sum(d.reason == "semantic_copy_of_seed" for d in exact) >= 4
+    results = {}
+    for margin in (0.0, 0.02):
+        forced = SemanticDedupSettings(exact_max_items=0, cluster_size=60, second_margin=margin)
+        drops = semantic_duplicates(items, seeds, settings=forced)
+        assert LAST_STATS["centroids"] == 10 and LAST_STATS["largest_bucket"] < 0.4 * len(items.ids)
+        # pair recall: exact pairs whose items share a bucket
+        first, second = assign(items.vectors, train_centroids([_MemPart(items)], forced), margin)
+        where = {i: {int(a)} | ({int(b)} if b >= 0 else set()) for i, a, b in zip(items.ids, first, second)}
+        found = sum(bool(where[a] & where[b]) for a, b in map(tuple, pairs))
+        results[margin] = (found / len(pairs), drops)
+        print(
+            f"clustered semantic dedup, margin {margin}: pair recall {found}/{len(pairs)}, drops {len(drops)} vs {len(exact)}"
+        )
+    assert results[0.0][0] >= 0.9 and results[0.02][0] >= 0.97
+    # What the clustered path drops, the exact path drops too, for the same reason and with the same
+    # kept item (a missed pair can only keep an item, never drop a different one).
+    exact_by_id = {d.item_id: d for d in exact}
+    for d in results[0.02][1]:
+        assert d.item_id in exact_by_id and d.reason == exact_by_id[d.item_id].reason
+    assert len(results[0.02][1]) >= 0.95 * len(exact)
+
+
+class _MemPart:
+    def __init__(self, emb):
+        import numpy as np
+
+        from nemo_taskseed.filter.dedup.sharded import key_of
+
+        self.count, self.keep = len(emb.ids), np.ones(len(emb.ids), dtype=bool)
+        self.keys = np.array([key_of(i) for i in emb.ids], dtype=np.uint64)
+        self._vectors = emb.vectors
+
+    def vectors(self):
+        return self._vectors
+
+
+def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path):
+    """The same items saved as shards two ways (sizes 1 and 250 vs 37, in another order): the
+    clustered path over the files drops the same items with the same evidence; each drop names the
+    shard that holds the item; exclusions (items dropped already, children of a contaminated seed)
+    take no part."""
+    from nemo_taskseed.filter.semantic.dedup import (
+        SemanticDedupSettings,
+        semantic_duplicates,
+        semantic_duplicates_sharded,
+    )
+
+    items, seeds = dedup_set
+    seeds.save(tmp_path / "seeds")
+    n = len(items.ids)
+    layouts = {
+        "a": [list(range(k, k + 1)) for k in range(10)] + [list(range(k, min(n, k + 250))) for k in range(10, n, 250)],
+        "b": [list(range(k, min(n, k + 37))) for k in range(0, n, 37)][::-1],
+    }
+    excluded_item = items.ids[5]
+    dirty_seed = items.seed_ids[450]  # one family's seed: its children are out
+    results = {}
+    for name, layout in layouts.items():
+        prefixes, excluded = [], {}
+        for k, rows in enumerate(layout):
+            prefix = tmp_path / name / f"part-{k:05d}"
+            prefix.parent.mkdir(exist_ok=True)
+            items.select(rows[::-1]).save(prefix)
+            prefixes.append(prefix)
+            if 5 in rows:
+                excluded[k] = {excluded_item}
+        forced = SemanticDedupSettings(exact_max_items=0, cluster_size=60)
+        drops = semantic_duplicates_sharded(
+            prefixes,
+            [tmp_path / "seeds"],
+            forced,
+            tmp_path / name / "buckets",
+            excluded_items=excluded,
+            excluded_seeds={dirty_seed},
+        )
+        for d in drops:
+            assert d.item_id in json.loads(prefixes[d.part].with_suffix(".json").read_text())["ids"]
+        assert not (tmp_path / name / "buckets").exists()  # bucket files are removed
+        results[name] = [(d.item_id, d.reason, d.detail) for d in drops]
+    assert results["a"] == results["b"] and len(results["a"]) >= 40
+    dropped = {i for i, _, _ in results["a"]}
+    kept_as = {d["kept_item_id"] for _, r, d in results["a"] if r == "semantic_duplicate"}
+    children = {i for i, s in zip(items.ids, items.seed_ids) if s == dirty_seed}
+    assert excluded_item not in dropped | kept_as and not children & (dropped | kept_as)
+    # The exact path over the same files (the default for a run this small) = the in-memory exact path.
+    rest = items.select(
+        [k for k, (i, s) in enumerate(zip(items.ids, items.seed_ids)) if i != excluded_item and s != dirty_seed]
+    )
+    exact = semantic_duplicates_sharded(
+        [tmp_path / "b" / f"part-{k:05d}" for k in range(len(layouts["b"]))],
+        [tmp_path / "seeds"],
+        SemanticDedupSettings(),
+        tmp_path / "x",
+        excluded_items={k: {excluded_item} for k in range(len(layouts["b"]))},
+        excluded_seeds={dirty_seed},
+    )
+    assert [(d.item_id, d.reason, d.detail) for d in exact] == [
+        (d.item_id, d.reason, d.detail) for d in semantic_duplicates(rest, seeds, 0.95)
+    ]
+
+
+def test_semantic_dedup_settings_match_the_config():
+    from nemo_taskseed.config import load_config, to_container
+    from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
+
+    sem = to_container(load_config())["filter"]["dedup"]["semantic"]
+    assert SemanticDedupSettings.from_config(sem) == SemanticDedupSettings()
+    with pytest.raises(ValueError, match="unknown key"):
+        SemanticDedupSettings.from_config({"cluster_sise": 10})
+    with pytest.raises(ValueError, match="threshold must be in"):
+        SemanticDedupSettings.from_config({"threshold": 0})
 
 
 def test_diversity_metrics_and_plot(records, tmp_path):
