@@ -509,6 +509,37 @@ def test_diversity_metrics_and_plot(records, tmp_path):
     path = plot_diversity(metrics, tmp_path / "diversity.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # From per-shard files, one shard at a time (what the filter step does): the same figures for
+    # any sharding; with a cap per family, a sample chosen by id hash, whatever the sharding.
+    from nemo_taskseed.filter.semantic.diversity import diversity_from_shards
+
+    def shards(emb, size, name):
+        prefixes = []
+        for k in range(0, len(emb.ids), size):
+            prefix = tmp_path / f"{name}{size}.{k}"
+            emb.select(list(range(k, min(k + size, len(emb.ids))))).save(prefix)
+            prefixes.append(prefix)
+        return prefixes
+
+    def from_files(size, cap, dropped=frozenset()):
+        items = shards(both, size, "items")
+        return diversity_from_shards(
+            items,
+            shards(seeds, 3, "seeds"),
+            excluded_items=[set(dropped)] * len(items),
+            excluded_seeds=set(),
+            max_items_per_family=cap,
+        )
+
+    whole = from_files(7, 5000)
+    assert whole == {fam: {**entry, "sampled": False} for fam, entry in metrics.items()}
+    assert from_files(1, 5000) == whole
+    capped = from_files(7, 4)
+    assert capped == from_files(3, 4) and capped["arc"]["items"] == 4 and capped["arc"]["sampled"]
+    assert capped["arc"]["closer_to_other_seed"] == 1.0
+    # Dropped items (dedup, contaminated seeds) are left out.
+    assert from_files(7, 5000, {both.ids[0]})["arc"]["items"] == 9
+
 
 def test_semantic_settings_and_warnings_name_the_keys():
     from nemo_taskseed.config import load_config, to_container

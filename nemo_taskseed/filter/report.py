@@ -166,7 +166,12 @@ def human_summary(report: dict[str, Any]) -> str:
         ]
         for fam, entry in diversity.items():
             cells = ["-" if entry.get(key) is None else str(entry[key]) for key, _ in cols]
+            cells[0] += "*" if entry.get("sampled") else ""
             lines.append("".join([fam.ljust(width), *(c.rjust(12) for c in cells)]))
+        if any(entry.get("sampled") for entry in diversity.values()):
+            lines.append(
+                "* measured on a sample of this many items, chosen by id hash (filter.diversity.max_items_per_family)"
+            )
     for fam, entry in report["families"].items():
         notes = []
         if entry.get("rejected"):

@@ -403,34 +403,36 @@ def _semantic_phase2(
     fcfg: dict, gen: list, seeds: list, work: Path, drops: dict[str, dict[str, dict]], dirty: dict[str, Any]
 ) -> dict[str, Any]:
     """Semantic dedup over every shard's saved item embeddings (items not already dropped, nor
-    children of contaminated seeds), then the diversity metrics of what is left."""
-    from nemo_taskseed.filter.semantic.dedup import semantic_duplicates
-    from nemo_taskseed.filter.semantic.diversity import diversity_metrics
-    from nemo_taskseed.filter.semantic.store import Embedded
+    children of contaminated seeds), then the diversity metrics of what is left. Both read the
+    per-shard files one shard at a time (filter/semantic/dedup.py, diversity.py): memory does not
+    grow with the run."""
+    from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings, semantic_duplicates_sharded
+    from nemo_taskseed.filter.semantic.diversity import diversity_from_shards
 
-    owner: dict[str, str] = {}
-    parts = []
-    for shard, _ in gen:
-        part = Embedded.load(work / "semantic" / shard)
-        keep = [
-            k for k, (i, sid) in enumerate(zip(part.ids, part.seed_ids)) if i not in drops[shard] and sid not in dirty
-        ]
-        part = part.select(keep)
-        owner.update((i, shard) for i in part.ids)
-        parts.append(part)
-    items = Embedded.concat(parts)
-    seed_parts = Embedded.concat([Embedded.load(work / "semantic" / shard) for shard, _ in seeds])
-    seed_parts = seed_parts.select([k for k, i in enumerate(seed_parts.ids) if i not in dirty])
+    names = [shard for shard, _ in gen]
+    item_prefixes = [work / "semantic" / shard for shard in names]
+    seed_prefixes = [work / "semantic" / shard for shard, _ in seeds]
     sem = fcfg["dedup"].get("semantic") or {}
     if sem.get("enabled"):
-        dropped = set()
-        for d in semantic_duplicates(items, seed_parts, float(sem["threshold"])):
-            drops[owner[d.item_id]][d.item_id] = {"stage": "semantic_dedup", "reason": d.reason, "detail": d.detail}
-            dropped.add(d.item_id)
-        items = items.select([k for k, i in enumerate(items.ids) if i not in dropped])
-    if not (fcfg.get("diversity") or {}).get("enabled"):
+        for d in semantic_duplicates_sharded(
+            item_prefixes,
+            seed_prefixes,
+            SemanticDedupSettings.from_config(sem),
+            work / "semantic_buckets",
+            excluded_items={k: set(drops[shard]) for k, shard in enumerate(names)},
+            excluded_seeds=set(dirty),
+        ):
+            drops[names[d.part]][d.item_id] = {"stage": "semantic_dedup", "reason": d.reason, "detail": d.detail}
+    div = fcfg.get("diversity") or {}
+    if not div.get("enabled"):
         return {}
-    return diversity_metrics(items, seed_parts)
+    return diversity_from_shards(
+        item_prefixes,
+        seed_prefixes,
+        excluded_items=[set(drops[shard]) for shard in names],
+        excluded_seeds=set(dirty),
+        max_items_per_family=int(div.get("max_items_per_family") or 5000),
+    )
 
 
 def needs_embeddings(fcfg: dict) -> bool:

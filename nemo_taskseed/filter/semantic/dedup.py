@@ -301,7 +301,7 @@ class _FilePart:
         return full.select(np.flatnonzero(self.keep).tolist())
 
 
-def _mix64(keys: np.ndarray) -> np.ndarray:
+def mix64(keys: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a uniform hash of the id key (the sample must not follow id order)."""
     with np.errstate(over="ignore"):
         z = keys.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
@@ -335,7 +335,7 @@ def train_centroids(parts: Sequence[Any], settings: SemanticDedupSettings) -> np
     for p in parts:
         if not p.count:
             continue
-        take = np.flatnonzero(p.keep & (_mix64(p.keys) <= cutoff))
+        take = np.flatnonzero(p.keep & (mix64(p.keys) <= cutoff))
         if len(take):
             keys.append(p.keys[take])
             vecs.append(np.asarray(p.vectors()[take], dtype=np.float32))

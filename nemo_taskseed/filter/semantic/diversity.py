@@ -10,6 +10,13 @@
                            (the model drifted toward another seed's content)
 Computed on the items that passed screening and dedup (before verification), from the
 embeddings the semantic stage already made.
+
+At scale (`diversity_from_shards`) the metrics are computed on a deterministic sample of at most
+`max_items_per_family` items per family, chosen by a hash of the item id (so it depends neither on
+shard size nor on file order), and the nearest seed is searched one seed shard at a time: memory
+is the sample plus one shard, not every vector of the run. A family with fewer items is measured
+whole, so small runs get the exact figures. Sampled figures are estimates: the nearest neighbour
+inside a sample is farther than inside the whole family, so compare families at the same cap.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from nemo_taskseed.filter.dedup.sharded import key_of
+from nemo_taskseed.filter.semantic.dedup import mix64
 from nemo_taskseed.filter.semantic.store import Embedded
 from nemo_taskseed.filter.text import normalize_words, word_ngrams
 
@@ -38,12 +47,90 @@ def _flat(vectors: np.ndarray):
 
 
 def diversity_metrics(items: Embedded, seeds: Embedded) -> dict[str, dict[str, Any]]:
+    """The metrics over items and seeds held in memory."""
     items, seeds = items.sorted_by_id(), seeds.sorted_by_id()
+    seed_pos = {sid: j for j, sid in enumerate(seeds.ids)}
+    nearest = _flat(seeds.vectors).search(items.vectors, 1)[1][:, 0] if seeds.ids and items.ids else None
+    nearest_ids = [seeds.ids[j] if j >= 0 else None for j in nearest] if nearest is not None else []
+    own = {}
+    for k, sid in enumerate(items.seed_ids):
+        if sid in seed_pos:
+            own[k] = float(items.vectors[k] @ seeds.vectors[seed_pos[sid]])
+    return _metrics(items, own, nearest_ids)
+
+
+def _hash(ids: list[str]) -> np.ndarray:
+    return mix64(np.array([key_of(i) for i in ids], dtype=np.uint64))
+
+
+def diversity_from_shards(
+    item_prefixes: list[Path],
+    seed_prefixes: list[Path],
+    *,
+    excluded_items: list[set[str]],
+    excluded_seeds: set[str],
+    max_items_per_family: int,
+) -> dict[str, dict[str, Any]]:
+    """The metrics from the semantic stage's per-shard files, on a sample of at most
+    `max_items_per_family` items per family (smallest id hashes), reading one shard at a time."""
+    sample: dict[str, tuple[np.ndarray, Embedded]] = {}
+    for prefix, dropped in zip(item_prefixes, excluded_items):
+        part = Embedded.load(prefix)
+        keep = [
+            k for k, (i, s) in enumerate(zip(part.ids, part.seed_ids)) if i not in dropped and s not in excluded_seeds
+        ]
+        part = part.select(keep)
+        by_family: dict[str, list[int]] = defaultdict(list)
+        for k, fam in enumerate(part.families):
+            by_family[fam].append(k)
+        for fam, rows in by_family.items():
+            new = part.select(rows)
+            hashes = _hash(new.ids)
+            if fam in sample:
+                hashes = np.concatenate([sample[fam][0], hashes])
+                new = Embedded.concat([sample[fam][1], new])
+            if len(new.ids) > max_items_per_family:
+                chosen = np.sort(np.argsort(hashes, kind="stable")[:max_items_per_family])
+                hashes, new = hashes[chosen], new.select(chosen.tolist())
+            sample[fam] = (hashes, new)
+    items = Embedded.concat([sample[f][1] for f in sorted(sample)]).sorted_by_id()
+    if not items.ids:
+        return {}
+    # Nearest seed over every seed shard, one at a time (ties: the smaller seed id, as one search
+    # over id-sorted seeds would give); the own seed's similarity where its shard holds it.
+    best_score = np.full(len(items.ids), -np.inf)
+    best_id: list[str | None] = [None] * len(items.ids)
+    own: dict[int, float] = {}
+    wanted: dict[str, list[int]] = defaultdict(list)
+    for k, sid in enumerate(items.seed_ids):
+        wanted[sid].append(k)
+    for prefix in seed_prefixes:
+        seeds = Embedded.load(prefix)
+        seeds = seeds.select([k for k, i in enumerate(seeds.ids) if i not in excluded_seeds]).sorted_by_id()
+        if not seeds.ids:
+            continue
+        scores, idx = _flat(seeds.vectors).search(items.vectors, 1)
+        for k, (score, j) in enumerate(zip(scores[:, 0], idx[:, 0])):
+            if j < 0:
+                continue
+            sid = seeds.ids[j]
+            if score > best_score[k] or (score == best_score[k] and best_id[k] is not None and sid < best_id[k]):
+                best_score[k], best_id[k] = score, sid
+        for j, sid in enumerate(seeds.ids):
+            for k in wanted.get(sid, ()):
+                own[k] = float(items.vectors[k] @ seeds.vectors[j])
+    metrics = _metrics(items, own, best_id)
+    for fam, entry in metrics.items():
+        entry["sampled"] = len(sample[fam][1].ids) >= max_items_per_family
+    return metrics
+
+
+def _metrics(items: Embedded, own: dict[int, float], nearest_ids: list[str | None]) -> dict[str, dict[str, Any]]:
+    """Per family; `own` maps an item's position to its similarity to its own seed (items whose seed
+    is known), `nearest_ids` gives each item's nearest seed id."""
     by_family: dict[str, list[int]] = defaultdict(list)
     for i, fam in enumerate(items.families):
         by_family[fam].append(i)
-    seed_pos = {sid: j for j, sid in enumerate(seeds.ids)}
-    nearest_seed = _flat(seeds.vectors).search(items.vectors, 1)[1][:, 0] if seeds.ids and items.ids else None
     out: dict[str, dict[str, Any]] = {}
     for fam in sorted(by_family):
         idx = by_family[fam]
@@ -58,12 +145,12 @@ def diversity_metrics(items: Embedded, seeds: Embedded) -> dict[str, dict[str, A
             # The nearest other item (an exact copy may come first in place of the item itself).
             nn = [float(s[1] if n[0] == k else s[0]) for k, (s, n) in enumerate(zip(scores, nbrs))]
             entry["mean_nn_similarity"] = round(float(np.mean(nn)), 4)
-        own = [(k, seed_pos[items.seed_ids[i]]) for k, i in enumerate(idx) if items.seed_ids[i] in seed_pos]
-        if own:
-            sims = [float(vecs[k] @ seeds.vectors[j]) for k, j in own]
-            entry["mean_seed_similarity"] = round(float(np.mean(sims)), 4)
-            entry["closer_to_other_seed"] = round(sum(int(nearest_seed[idx[k]]) != j for k, j in own) / len(own), 4)
-            entry["items_with_seed"] = len(own)
+        with_seed = [i for i in idx if i in own]
+        if with_seed:
+            entry["mean_seed_similarity"] = round(float(np.mean([own[i] for i in with_seed])), 4)
+            closer = sum(nearest_ids[i] != items.seed_ids[i] for i in with_seed)
+            entry["closer_to_other_seed"] = round(closer / len(with_seed), 4)
+            entry["items_with_seed"] = len(with_seed)
         out[fam] = entry
     return out
 
