@@ -557,3 +557,20 @@ def test_semantic_settings_and_warnings_name_the_keys():
     assert any(
         w.startswith("semantic decontamination is off (filter.decontam.semantic.enabled=false)") for w in warnings
     )
+
+
+def test_embedding_device_follows_the_gpu_the_process_sees():
+    """device=auto embeds on CUDA where the process sees a GPU and on CPU here; cuda without a GPU is
+    a clear error; on Ray the stage declares `gpus` so its worker is given one."""
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
+    from nemo_taskseed.filter.semantic.embed import resolve_device
+    from nemo_taskseed.filter.stages import SemanticDecontaminationStage
+
+    assert resolve_device("auto") == "cpu"  # this machine has no GPU
+    with pytest.raises(UserError, match="device=cuda, but this process sees no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(UserError, match="filter.decontam.semantic.device must be auto, cpu or cuda"):
+        SemanticSettings.from_config({"device": "gpu"})
+    assert SemanticDecontaminationStage(settings={"gpus": 0.25}).resources.gpus == 0.25
+    assert SemanticDecontaminationStage(settings={}).resources.gpus == 0.0

@@ -353,6 +353,10 @@ class SemanticDecontaminationStage(_FilterStage):
     # Injected judge backend (tests, notebooks); else built from settings.judge.backend.
     judge_backend: Any = None
 
+    def __post_init__(self) -> None:
+        # On Ray a worker sees a GPU only when its stage declares one (settings.gpus).
+        self.resources = Resources(cpus=1.0, gpus=float((self.settings or {}).get("gpus") or 0.0))
+
     def setup(self, worker_metadata=None) -> None:
         from nemo_taskseed.filter.semantic import Embedder
         from nemo_taskseed.filter.semantic.check import SemanticSettings
@@ -363,7 +367,9 @@ class SemanticDecontaminationStage(_FilterStage):
             if self.index_prefix
             else None
         )
-        self._embedder = Embedder(self._settings.model, self._settings.max_seq_length, self._settings.batch_size)
+        self._embedder = Embedder(
+            self._settings.model, self._settings.max_seq_length, self._settings.batch_size, self._settings.device
+        )
 
     def _judge(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from nemo_taskseed.filter.semantic.check import judge_pairs

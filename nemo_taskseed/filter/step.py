@@ -161,7 +161,7 @@ def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, 
             rows.append(BenchmarkRow(bench, split, int(row)))
             texts.append(text)
     started = time.monotonic()
-    embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size)
+    embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size, sem.device)
     vectors, cached = cached_embeddings(embedder, texts)
     SemanticIndex(rows, texts, vectors).save(prefix)
     info = {

@@ -41,6 +41,11 @@ class SemanticSettings:
     top_k: int = 3
     max_seq_length: int = 128
     batch_size: int = 64
+    # Where the embedding model runs: auto (CUDA when this process sees a GPU, else CPU), cpu, cuda.
+    device: str = "auto"
+    # GPUs each embedding worker holds on Ray (a fraction shares one GPU); 0: none, so a Ray
+    # worker sees no GPU and `auto` embeds on CPU.
+    gpus: float = 0.0
     judge: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -55,6 +60,10 @@ class SemanticSettings:
             raise UserError(f"filter.decontam.semantic.threshold must be in (0, 1], got {out.threshold}")
         if int(out.top_k) < 1:
             raise UserError(f"filter.decontam.semantic.top_k must be >= 1, got {out.top_k}")
+        if out.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"filter.decontam.semantic.device must be auto, cpu or cuda, got {out.device!r}")
+        if float(out.gpus) < 0:
+            raise UserError(f"filter.decontam.semantic.gpus must be >= 0, got {out.gpus}")
         out.judge = dict(out.judge or {})
         return out
 
