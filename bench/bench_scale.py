@@ -13,7 +13,8 @@ is written once (`<workdir>/data-<N>`, reused by every configuration and by late
 --workdir) as `generated/part-<shard>.jsonl`, --records-per-shard records each.
 
 Then, per size and configuration, `taskseed filter` (verification off, smoke benchmark list against
-the fixture mirror) and `taskseed tokenize --in <filter out>` run as subprocesses:
+the fixture mirror, the embedding checks off unless --embeddings: their per-item model cost is
+bench_decontam.py's) and `taskseed tokenize --in <filter out>` run as subprocesses:
 
     ray x1   a local Ray cluster with --num-cpus 1 (`ray start --head --block`, a child of this
     ray x2   process, private ports and temp dir), steps with --executor ray_data and RAY_ADDRESS;
@@ -706,6 +707,12 @@ def main() -> int:
         "at the end unless --keep); an existing one's data is reused",
     )
     ap.add_argument("--keep", action="store_true", help="keep the step outputs (and the default workdir)")
+    ap.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="keep the embedding checks on (semantic decontamination and dedup, diversity): on CPU they "
+        "embed ~20 items/s per core, which turns this bench into hours; bench_decontam.py measures them",
+    )
     ap.add_argument("--max-minutes", type=float, default=90.0, help="time budget of the whole bench")
     ap.add_argument("--interval", type=float, default=0.5, help="process-tree polling interval, s")
     ap.add_argument("--seed", type=int, default=0)
@@ -731,6 +738,15 @@ def main() -> int:
     base_env.setdefault("TOKENIZERS_PARALLELISM", "true")
     mirror_args = ["--mirror", str(FIXTURES)] if FIXTURES.is_dir() else []
     filter_overrides = ["filter.verify.enabled=false"] + ([] if mirror_args else ["filter.decontam.enabled=false"])
+    if not args.embeddings:
+        # The embedding checks are the filter's one per-item model cost (measured on its own by
+        # bench_decontam.py, combined in docs/benchmarks.md's projection); this bench measures how
+        # the sharded steps scale with records and workers.
+        filter_overrides += [
+            "filter.decontam.semantic.enabled=false",
+            "filter.dedup.semantic.enabled=false",
+            "filter.diversity.enabled=false",
+        ]
     tok_note = ""
     results: list[dict] = []
     datasets: dict[int, dict] = {}
