@@ -87,7 +87,8 @@ def _plan(args) -> int:
         f"{plan['total_samples']:,} samples of {plan['seq_length']} tokens"
     )
     for key, path in written.items():
-        console.print(f"  {key:>20}: {path}")
+        # soft_wrap: a path stays on one line (copyable), however narrow the terminal.
+        console.print(f"  {key:>20}: {path}", soft_wrap=True)
     return 0
 
 
@@ -136,5 +137,5 @@ def _verify(args) -> int:
     problems = failures(report)
     for problem in problems:
         console.print(f"[red]{problem}[/red]")
-    console.print(f"verify.json -> {out / 'verify.json'}: {'OK' if report['ok'] else 'FAILED'}")
+    console.print(f"verify.json -> {out / 'verify.json'}: {'OK' if report['ok'] else 'FAILED'}", soft_wrap=True)
     return 0 if report["ok"] else 1
