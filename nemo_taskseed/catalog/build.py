@@ -17,6 +17,7 @@ from nemo_taskseed.catalog.verifiers import NOT_QA, verifier_for
 from nemo_taskseed.config import ConfigError, resolve_config_path, to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.paths import cache_dir
+from nemo_taskseed.utils.jsonl import atomic_path
 
 # 2: verifier kind per subtask, non-QA excluded; 3: denylist reasons, deny_licenses;
 # 4: source keys, canonical tasks and aliases, leak_rule with declared_eval_split;
@@ -336,9 +337,8 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             }
         )
     assign_canonical(eligible)
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"eligible": eligible, "excluded": excluded}))
-    tmp.replace(cache_file)
+    with atomic_path(cache_file) as tmp:  # a temp name per process: two scans may finish together
+        Path(tmp).write_text(json.dumps({"eligible": eligible, "excluded": excluded}))
     return CatalogResult(eligible, excluded, False, time.perf_counter() - start)
 
 

@@ -45,8 +45,25 @@ def prepare_model(name: str = DEFAULT_MODEL, out_dir: str | Path | None = None, 
     if name not in GGUF_MODELS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(GGUF_MODELS)}")
     out = Path(out_dir) if out_dir else cache_dir("models") / name
-    if (out / _DONE).is_file() and not force and json.loads((out / _DONE).read_text()).get("format") == _FORMAT:
+    if _prepared(out) and not force:
         return out
+    # Several processes may ask at once (parallel test workers, Ray workers): one converts, the
+    # others wait on the lock and then find the folder done, instead of replacing it under a reader.
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        if _prepared(out) and not force:
+            return out
+        return _convert(name, out)
+
+
+def _prepared(out: Path) -> bool:
+    return (out / _DONE).is_file() and json.loads((out / _DONE).read_text()).get("format") == _FORMAT
+
+
+def _convert(name: str, out: Path) -> Path:
     gguf = _gguf_path(name)
 
     import torch
