@@ -97,7 +97,7 @@ def make_plans(tmp: Path, token_sizes: list[float], build_sizes: list[float]) ->
     from nemo_taskseed.models import prepare_model
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
 
-    build_corpus(1200, tmp / "synthetic.jsonl")
+    build_corpus(1200, tmp / "synthetic.jsonl", tmp / "parts", 1)
     tokenize_files([tmp / "synthetic.jsonl"], tmp / "tok", TokenizeOptions(str(prepare_model()), progress=False))
     plans = {}
     for tokens in token_sizes:
