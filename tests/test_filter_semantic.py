@@ -534,6 +534,7 @@ def test_diversity_metrics_and_plot(records, tmp_path):
     whole = from_files(7, 5000)
     assert whole == {fam: {**entry, "sampled": False} for fam, entry in metrics.items()}
     assert from_files(1, 5000) == whole
+    assert not from_files(7, 10)["arc"]["sampled"]  # exactly at the cap: measured whole
     capped = from_files(7, 4)
     assert capped == from_files(3, 4) and capped["arc"]["items"] == 4 and capped["arc"]["sampled"]
     assert capped["arc"]["closer_to_other_seed"] == 1.0

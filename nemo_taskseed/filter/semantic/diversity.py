@@ -74,6 +74,7 @@ def diversity_from_shards(
     """The metrics from the semantic stage's per-shard files, on a sample of at most
     `max_items_per_family` items per family (smallest id hashes), reading one shard at a time."""
     sample: dict[str, tuple[np.ndarray, Embedded]] = {}
+    seen: dict[str, int] = defaultdict(int)  # kept items per family, sampled or not
     for prefix, dropped in zip(item_prefixes, excluded_items):
         part = Embedded.load(prefix)
         keep = [
@@ -84,6 +85,7 @@ def diversity_from_shards(
         for k, fam in enumerate(part.families):
             by_family[fam].append(k)
         for fam, rows in by_family.items():
+            seen[fam] += len(rows)
             new = part.select(rows)
             hashes = _hash(new.ids)
             if fam in sample:
@@ -121,7 +123,7 @@ def diversity_from_shards(
                 own[k] = float(items.vectors[k] @ seeds.vectors[j])
     metrics = _metrics(items, own, best_id)
     for fam, entry in metrics.items():
-        entry["sampled"] = len(sample[fam][1].ids) >= max_items_per_family
+        entry["sampled"] = seen[fam] > max_items_per_family
     return metrics
 
 
