@@ -308,11 +308,9 @@ class _Mem:
 
 
 def _range(vectors, threshold: float):
-    import faiss
+    from nemo_taskseed.filter.semantic.index import flat_index
 
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    return index.range_search(vectors, threshold - 1e-4)
+    return flat_index(vectors).range_search(vectors, threshold - 1e-4)
 
 
 def synthetic_vectors(base, n: int, seed: int = 0):

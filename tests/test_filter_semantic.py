@@ -345,9 +345,9 @@ def dedup_set(records):
 
 
 def _exact_pairs(items, threshold=0.95):
-    from nemo_taskseed.filter.semantic.dedup import _flat
+    from nemo_taskseed.filter.semantic.index import flat_index
 
-    lims, dist, nbr = _flat(items.vectors).range_search(items.vectors, threshold - 1e-4)
+    lims, dist, nbr = flat_index(items.vectors).range_search(items.vectors, threshold - 1e-4)
     return {
         frozenset((items.ids[a], items.ids[int(b)]))
         for a in range(len(items.ids))

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from nemo_taskseed.filter.dedup.sharded import key_of
-from nemo_taskseed.filter.semantic.index import SCORE_DECIMALS
+from nemo_taskseed.filter.semantic.index import SCORE_DECIMALS, flat_index
 from nemo_taskseed.filter.semantic.store import Embedded
 
 
@@ -97,14 +97,6 @@ class SemanticDedupSettings:
         if out.second_margin < 0:
             raise ValueError(f"filter.dedup.semantic.second_margin must be >= 0, got {out.second_margin}")
         return out
-
-
-def _flat(vectors: np.ndarray):
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
 
 
 def _rounded(score: float) -> float:
@@ -176,7 +168,7 @@ def _exact(items: Embedded, seeds: Embedded, threshold: float) -> list[SemanticD
     alive = list(range(len(items.ids)))
     if seeds.ids:
         seeds = seeds.sorted_by_id()
-        scores, idx = _flat(seeds.vectors).search(np.ascontiguousarray(items.vectors, dtype=np.float32), 1)
+        scores, idx = flat_index(seeds.vectors).search(np.ascontiguousarray(items.vectors, dtype=np.float32), 1)
         alive = []
         for i, (s, j) in enumerate(zip(scores[:, 0], idx[:, 0])):
             score = _rounded(s)
@@ -232,7 +224,7 @@ def _cluster_pairs(vectors: np.ndarray, threshold: float) -> tuple[list[int], di
     {member: (best rounded score, its neighbour)}), the smaller index always the root."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     # Radius a hair below the threshold: the rounded score decides, as everywhere else.
-    lims, dist, nbr = _flat(vectors).range_search(vectors, float(threshold) - 10**-SCORE_DECIMALS)
+    lims, dist, nbr = flat_index(vectors).range_search(vectors, float(threshold) - 10**-SCORE_DECIMALS)
     parent = list(range(len(vectors)))
     best: dict[int, tuple[float, int]] = {}
     rows = np.repeat(np.arange(len(vectors)), np.diff(lims.astype(np.int64)))
@@ -448,7 +440,7 @@ def _resolve_buckets(folder: Path, dim: int, threshold: float, found: _Found) ->
         sizes.append(len(items))
         if not len(seeds) or not len(items):
             continue
-        scores, idx = _flat(seeds["vec"]).search(np.ascontiguousarray(items["vec"]), 1)
+        scores, idx = flat_index(seeds["vec"]).search(np.ascontiguousarray(items["vec"]), 1)
         for i, (s, j) in enumerate(zip(scores[:, 0].tolist(), idx[:, 0].tolist())):
             if j < 0 or _rounded(s) < threshold:
                 continue

@@ -29,6 +29,7 @@ import numpy as np
 
 from nemo_taskseed.filter.dedup.sharded import key_of
 from nemo_taskseed.filter.semantic.dedup import mix64
+from nemo_taskseed.filter.semantic.index import flat_index
 from nemo_taskseed.filter.semantic.store import Embedded
 from nemo_taskseed.filter.text import normalize_words, word_ngrams
 
@@ -38,19 +39,11 @@ def distinct_n(texts: list[str], n: int) -> float | None:
     return round(len(set(grams)) / len(grams), 4) if grams else None
 
 
-def _flat(vectors: np.ndarray):
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
-
-
 def diversity_metrics(items: Embedded, seeds: Embedded) -> dict[str, dict[str, Any]]:
     """The metrics over items and seeds held in memory."""
     items, seeds = items.sorted_by_id(), seeds.sorted_by_id()
     seed_pos = {sid: j for j, sid in enumerate(seeds.ids)}
-    nearest = _flat(seeds.vectors).search(items.vectors, 1)[1][:, 0] if seeds.ids and items.ids else None
+    nearest = flat_index(seeds.vectors).search(items.vectors, 1)[1][:, 0] if seeds.ids and items.ids else None
     nearest_ids = [seeds.ids[j] if j >= 0 else None for j in nearest] if nearest is not None else []
     own = {}
     for k, sid in enumerate(items.seed_ids):
@@ -111,7 +104,7 @@ def diversity_from_shards(
         seeds = seeds.select([k for k, i in enumerate(seeds.ids) if i not in excluded_seeds]).sorted_by_id()
         if not seeds.ids:
             continue
-        scores, idx = _flat(seeds.vectors).search(items.vectors, 1)
+        scores, idx = flat_index(seeds.vectors).search(items.vectors, 1)
         for k, (score, j) in enumerate(zip(scores[:, 0], idx[:, 0])):
             if j < 0:
                 continue
@@ -143,7 +136,7 @@ def _metrics(items: Embedded, own: dict[int, float], nearest_ids: list[str | Non
             "distinct_2": distinct_n([items.texts[i] for i in idx], 2),
         }
         if len(idx) >= 2:
-            scores, nbrs = _flat(vecs).search(vecs, 2)
+            scores, nbrs = flat_index(vecs).search(vecs, 2)
             # The nearest other item (an exact copy may come first in place of the item itself).
             nn = [float(s[1] if n[0] == k else s[0]) for k, (s, n) in enumerate(zip(scores, nbrs))]
             entry["mean_nn_similarity"] = round(float(np.mean(nn)), 4)

@@ -20,6 +20,16 @@ from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
 SCORE_DECIMALS = 4
 
 
+def flat_index(vectors: np.ndarray):
+    """An exact faiss inner-product index over `vectors` (float32 [n, dim], normalized: scores are
+    cosine similarities): the one index semantic dedup, the diversity metrics and this module use."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
 @dataclass(frozen=True)
 class SemanticHit:
     row: BenchmarkRow
@@ -35,9 +45,7 @@ class SemanticIndex:
             raise ValueError("rows, texts and vectors differ in length")
         self.rows, self.texts = rows, texts
         self.dim = int(vectors.shape[1]) if len(vectors) else 0
-        self._index = faiss.IndexFlatIP(self.dim or 1)
-        if len(vectors):
-            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._index = flat_index(vectors) if len(vectors) else faiss.IndexFlatIP(1)
 
     def __len__(self) -> int:
         return len(self.rows)
