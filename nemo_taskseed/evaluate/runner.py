@@ -7,6 +7,7 @@ stderr, num_fewshot, limit, n_samples, backend, versions. `taskseed report` read
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -67,6 +68,16 @@ def _metric_value(results: dict, bench: Benchmark) -> tuple[float | None, float 
     raise UserError(f"lm-eval returned no {bench.metric!r} for {bench.task}; it has: {available}")
 
 
+@functools.cache
+def _task_manager():
+    """lm-eval's task index, built once per process. `simple_evaluate` builds a new one per call
+    when none is passed: it walks every task YAML lm-eval ships (seconds each time), and the
+    watcher calls it once per benchmark per checkpoint."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(metadata={})
+
+
 def evaluate_model(
     model_path: str | Path,
     eval_cfg: DictConfig,
@@ -108,6 +119,7 @@ def evaluate_model(
         out = simple_evaluate(
             model=lm,
             tasks=[_task_argument(bench)],
+            task_manager=_task_manager(),
             num_fewshot=bench.num_fewshot,
             limit=bench.limit,
             gen_kwargs=dict(bench.gen_kwargs) if bench.gen_kwargs else None,
