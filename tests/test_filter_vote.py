@@ -20,24 +20,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def backend(model_dir):
-    from nemo_taskseed.llm.backends import build_backend
-
-    b = build_backend(
-        {
-            "kind": "vllm",
-            "model": str(model_dir),
-            "vllm": {
-                "dtype": "float32",
-                "max_model_len": 1024,
-                "enforce_eager": True,
-                "seed": 0,
-                "kv_cache_space_gb": 1,
-            },
-        }
-    )
-    yield b
-    b.close()
+def backend(vllm_backend):
+    return vllm_backend  # the session's one engine (conftest.py)
 
 
 def test_multiple_choice_vote_with_real_model(backend, fixtures_hf):

