@@ -27,14 +27,22 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 def measure(eager: bool, max_tokens: int) -> dict:
     """One engine in this process: start time, then seconds per step at 2 and 20 sequences."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
+    from nemo_taskseed.llm.backends import VLLMBackend, VLLMSettings
     from nemo_taskseed.models import prepare_model
 
+    # The project's own engine construction (the KV cache and core binding as the CPU configs set them).
+    settings = VLLMSettings(
+        model=str(prepare_model()),
+        dtype="float32",
+        max_model_len=1024,
+        enforce_eager=eager,
+        kv_cache_space_gb=1,
+        cpu_threads_bind="all",
+    )
     t0 = time.perf_counter()
-    llm = LLM(model=str(prepare_model()), dtype="float32", max_model_len=1024, enforce_eager=eager, seed=0)
+    llm = VLLMBackend(settings).llm
     out = {"mode": "eager" if eager else "compile", "start_s": time.perf_counter() - t0}
     prompts = [[{"role": "user", "content": f"Write a short story about the number {i}."}] for i in range(10)]
     for requests in (1, 10):  # n=2: 2 and 20 sequences in the batch

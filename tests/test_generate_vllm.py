@@ -37,7 +37,7 @@ def backend(vllm_backend):
     """The session's one engine (conftest.py) with this module's window: fewer requests in flight
     than requests, so the window refills (generate.backend.vllm.max_in_flight in OVERRIDES)."""
     saved = vllm_backend.max_in_flight
-    vllm_backend.max_in_flight = 4
+    vllm_backend.max_in_flight = int(load_config(overrides=OVERRIDES).generate.backend.vllm.max_in_flight)
     yield vllm_backend
     vllm_backend.max_in_flight = saved
 
