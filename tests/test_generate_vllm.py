@@ -251,3 +251,49 @@ def test_a_request_the_engine_refuses_fails_alone(backend, fixtures_hf, tmp_path
     refused = [r for r in _read(tmp_path / "out", "rejected") if r["reason"] == "request_refused"]
     assert refused[0]["seed_id"] == seeds[0]["id"] and "refused by vLLM" in refused[0]["detail"]
     assert summary["requests"]["generate"]["refused"] == 1 and summary["requests"]["generate"]["sent"] == 1
+
+
+def test_follow_up_requests_run_while_the_first_pass_still_generates(backend, tmp_path):
+    """`run_requests` with a follow-up (how enrichment rides on generation): the request a short
+    generation leads to is sent at once and finishes before the long generations of the same call,
+    instead of after the whole first pass. A follow-up of a reply found in the cache (a restart) is
+    sent too, and the second pass's replies are committed to their own group's cache."""
+    from nemo_taskseed.llm.requests import Request, run_requests
+
+    def req(key: str, content: str, max_tokens: int) -> Request:
+        sampling = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "seed": None}
+        return Request(key, [{"role": "user", "content": content}], sampling, None, None)
+
+    count = "Count from 1 to 300, separated by commas."
+    first = [req("short", "Say hi.", 2), req("long-a", count, 96), req("long-b", count + " Go.", 96)]
+    restored = req("restored", "Name a color.", 2)  # answered by an earlier run: in the cache
+    caches = {g: RequestCache(tmp_path / f"{g}.sqlite") for g in ("first", "second")}
+    caches["first"].put_many({"restored": (["Blue."], "vllm")})
+    follow = {"short": req("after-short", "Say bye.", 2), "restored": req("after-restored", "Say yes.", 2)}
+    order: list[str] = []
+    stream = backend.stream
+
+    def recording(feed):
+        for done in stream(feed):
+            order.append(done.request.key)
+            yield done
+
+    def follow_up(group, request, reply):
+        return {"second": [follow[request.key]]} if group == "first" and request.key in follow else {}
+
+    backend.stream = recording
+    try:
+        answered = run_requests({"first": [*first, restored]}, backend, caches, follow_up=follow_up)
+    finally:
+        del backend.stream
+    assert answered["first"].stats.as_dict() == {"total": 4, "cached": 1, "sent": 3, "refused": 0}
+    assert answered["second"].stats.as_dict() == {"total": 2, "cached": 0, "sent": 2, "refused": 0}
+    assert set(order) == {"short", "long-a", "long-b", "after-short", "after-restored"}
+    long_chars = [len(answered["first"].results[k]["outputs"][0]) for k in ("long-a", "long-b")]
+    assert min(long_chars) > 40, long_chars  # the long ones really ran long (else this shows nothing)
+    assert order.index("after-short") < min(order.index("long-a"), order.index("long-b")), order
+    assert order.index("after-restored") < min(order.index("long-a"), order.index("long-b")), order
+    for cache in caches.values():
+        cache.close()
+    second = RequestCache(tmp_path / "second.sqlite")
+    assert set(second.get_many(["after-short", "after-restored"])) == {"after-short", "after-restored"}

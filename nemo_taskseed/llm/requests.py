@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.llm.backends import Backend, Request, Usage
+from nemo_taskseed.llm.backends import Backend, Request, RequestFeed, Usage
 from nemo_taskseed.llm.cache import RequestCache, request_key
 
 # One SQLite transaction (one fsync) per interval instead of per request: at GPU rates of hundreds
@@ -27,6 +28,7 @@ COMMIT_INTERVAL_S = 1.0
 
 __all__ = [
     "COMMIT_INTERVAL_S",
+    "FollowUp",
     "GroupResult",
     "Request",
     "RequestStats",
@@ -101,58 +103,103 @@ def _prefix_order(r: Request) -> str:
     return json.dumps(r.messages, sort_keys=True, ensure_ascii=False)
 
 
+# follow_up(group, request, reply) -> {group: [requests]}: what a finished request leads to.
+FollowUp = Callable[[Hashable, Request, dict], dict[Hashable, list[Request]]]
+
+
 def run_requests(
-    groups: dict[str, list[Request]],
+    groups: dict[Hashable, list[Request]],
     backend: Backend,
-    caches: dict[str, RequestCache],
+    caches: dict[Hashable, RequestCache],
     *,
     desc: str = "requests",
-) -> dict[str, GroupResult]:
-    """Every group's requests answered: {group: GroupResult}. Groups are shards, each with its own
-    cache; only requests missing from their group's cache are sent (a request two groups share is
-    sent once and committed to both), all through one stream, so a call over several small shards
-    keeps the engine as full as one large shard would."""
+    follow_up: FollowUp | None = None,
+) -> dict[Hashable, GroupResult]:
+    """Every group's requests answered: {group: GroupResult}, one per cache.
+
+    Groups are (shard, pass) pairs or shards, each with its own cache; only requests missing
+    from their group's cache are sent (a request two groups share is sent once and committed to
+    both), all through one stream, so a call over several small shards keeps the engine as full
+    as one large shard would.
+
+    `follow_up` is called once per group and request as soon as its reply is known (from the
+    cache, the engine, or a refusal, marked by "error"); the requests it returns join the same
+    stream at once. Enrichment of a seed's items thus starts while other seeds still generate,
+    instead of after the call's slowest generation.
+    """
     from tqdm import tqdm
 
-    out = {g: GroupResult() for g in groups}
-    wanted: dict[str, Request] = {}
-    owners: dict[str, list[str]] = {}
-    for g, requests in groups.items():
-        unique = {r.key: r for r in requests}
-        cached = caches[g].get_many(list(unique))
-        out[g].results.update(cached)
-        out[g].stats.total += len(unique)
-        out[g].stats.cached += len(cached)
-        for key, r in unique.items():
-            if key not in cached:
-                wanted.setdefault(key, r)
-                owners.setdefault(key, []).append(g)
-    if not wanted:
-        return out
-    todo = sorted(wanted.values(), key=_prefix_order)
-    buffer: dict[str, list[tuple[str, tuple[list[str], str]]]] = {}
+    out = {g: GroupResult() for g in caches}
+    asked: dict[Hashable, set[str]] = {g: set() for g in caches}
+    owners: dict[str, list[Hashable]] = {}  # requests queued or in flight -> groups waiting for them
+    finished: dict[str, dict] = {}  # replies this call got from the engine, for groups asking later
+    to_send: list[Request] = []
+    buffer: dict[Hashable, list[tuple[str, tuple[list[str], str]]]] = {}
+
+    def settle(g: Hashable, request: Request, reply: dict) -> None:
+        out[g].results[request.key] = reply
+        if follow_up is not None:
+            admit(follow_up(g, request, reply))
+
+    def record(g: Hashable, request: Request, reply: dict) -> None:
+        """A reply the engine produced in this call, for group g (not from g's cache)."""
+        if reply.get("error") is not None:
+            # Not cached: a rerun with other settings (a longer context) may succeed.
+            out[g].stats.refused += 1
+        else:
+            buffer.setdefault(g, []).append((request.key, (reply["outputs"], reply["backend"])))
+            out[g].stats.sent += 1
+        settle(g, request, reply)
+
+    def admit(new: dict[Hashable, list[Request]]) -> None:
+        for g, requests in new.items():
+            unique = {r.key: r for r in requests if r.key not in asked[g]}
+            asked[g].update(unique)
+            cached = caches[g].get_many(list(unique))
+            out[g].stats.total += len(unique)
+            out[g].stats.cached += len(cached)
+            for key, r in unique.items():
+                if key in cached:
+                    settle(g, r, cached[key])
+                elif key in finished:
+                    record(g, r, finished[key])
+                elif key in owners:
+                    owners[key].append(g)
+                else:
+                    owners[key] = [g]
+                    to_send.append(r)
+
+    def queued() -> list[Request]:
+        batch = sorted(to_send, key=_prefix_order)
+        to_send.clear()
+        return batch
 
     def flush() -> None:
         for g, entries in buffer.items():
             caches[g].put_many(dict(entries))
         buffer.clear()
 
+    admit(groups)
+    if not to_send:
+        return out
+    feed = RequestFeed(queued())
     last = time.monotonic()
     try:
-        with tqdm(total=len(todo), desc=desc, unit="req", leave=False, dynamic_ncols=True) as bar:
-            for done in backend.stream(todo):
+        with tqdm(total=len(owners), desc=desc, unit="req", leave=False, dynamic_ncols=True) as bar:
+            for done in backend.stream(feed):
                 key = done.request.key
-                for i, g in enumerate(owners[key]):
-                    if done.error is not None:
-                        # Not cached: a rerun with other settings (a longer context) may succeed.
-                        out[g].results[key] = {"outputs": [], "backend": backend.name, "error": done.error}
-                        out[g].stats.refused += 1
-                        continue
-                    buffer.setdefault(g, []).append((key, (done.texts, backend.name)))
-                    out[g].results[key] = {"outputs": done.texts, "backend": backend.name}
-                    out[g].stats.sent += 1
-                    if i == 0:  # tokens were spent once, whoever else shares the request
+                reply = {"outputs": done.texts, "backend": backend.name}
+                if done.error is not None:
+                    reply = {"outputs": [], "backend": backend.name, "error": done.error}
+                finished[key] = reply
+                for i, g in enumerate(owners.pop(key)):
+                    if i == 0 and done.error is None:  # tokens were spent once, whoever else shares the request
                         out[g].usage.add(done.usage)
+                    record(g, done.request, reply)
+                if to_send:
+                    bar.total += len(to_send)
+                    bar.refresh()
+                    feed.add(queued())
                 bar.update(1)
                 if time.monotonic() - last >= COMMIT_INTERVAL_S:
                     flush()
