@@ -3,9 +3,10 @@
 What it measures (output tokens per second of wall time, medians over `--repeats` rounds):
 
   bare    `vllm.LLM.generate` over ALL prompts at once: the stage's own chat messages (from
-          `SimilarQuestionStage.plan`) rendered with the model's chat template, and the stage's
+          `SimilarQuestions.plan`) rendered with the model's chat template, and the stage's
           own SamplingParams (`VLLMBackend._params`), JSON-schema structured outputs included.
-  stage   the real `SimilarQuestionStage` at its config defaults (`load_config()` with only the
+  stage   the real `GenerateAndEnrichStage`, enrichment off (its generation pass is what bare
+          vLLM is compared with), at its config defaults (`load_config()` with only the
           overrides that bound CPU time: sampling.max_tokens and, on CPU, sampling.n), fed the
           way the pipeline feeds it: seeds cut into shards by task (`generate.shard_size`),
           `process_batch` over `generate.shards_per_call` shards per call, requests streamed
@@ -158,14 +159,16 @@ class _Clock:
     """Where a stage round's wall time goes, measured from outside the stage (it runs unchanged):
     plan (templates, request keys), engine (waiting on `backend.stream` for the next completion),
     consumer (run_requests' loop body between completions: bookkeeping, cache commits, progress
-    bar), finish (strict parsing); the rest of the call is cache set-up/lookups and batch
-    building. Wraps the stage instance's methods and the backend's `stream` for one round."""
+    bar), finish (strict parsing of each reply, then the shard's duplicate check); the rest of the call is cache set-up/lookups and batch
+    building. Wraps the stage's passes' methods and the backend's `stream` for one round."""
 
     def __init__(self, stage, backend):
         self.t = {"plan": 0.0, "engine": 0.0, "consumer": 0.0, "finish": 0.0}
         self.stage, self.backend = stage, backend
-        self._timed("plan")
-        self._timed("finish")
+        self._timed(stage.questions, "plan", "plan")
+        self._timed(stage.questions, "parse", "finish")
+        self._timed(stage.questions, "finish", "finish")
+        self._timed(stage.answers, "finish", "finish")
         inner = backend.stream
 
         def stream(requests):
@@ -180,41 +183,52 @@ class _Clock:
                     return
                 now = time.perf_counter()
                 self.t["engine"] += now - t0
-                last = now
+                last, parsing = now, self.t["finish"]
                 yield item
-                self.t["consumer"] += time.perf_counter() - last
+                # Parsing a reply happens in the loop body (it starts its follow-ups): count it once.
+                self.t["consumer"] += time.perf_counter() - last - (self.t["finish"] - parsing)
 
         backend.stream = stream  # instance attribute: shadows the method for this round only
 
-    def _timed(self, name):
-        inner = getattr(self.stage, name)
+    def _timed(self, owner, name, bucket):
+        inner = getattr(owner, name)
 
         def wrapper(*a, **kw):
             t0 = time.perf_counter()
             try:
                 return inner(*a, **kw)
             finally:
-                self.t[name] += time.perf_counter() - t0
+                self.t[bucket] += time.perf_counter() - t0
 
-        setattr(self.stage, name, wrapper)
+        setattr(owner, name, wrapper)
 
     def close(self):
         del self.backend.stream
 
 
+def _stage(gen, backend, backend_config: dict, out_dir: str):
+    """The real model stage with enrichment off: its generation pass (stage 3) is what is measured."""
+    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerateAndEnrichStage
+
+    no_enrichment = EnrichmentSettings(enabled=False, template="enrich", sampling=gen.sampling, variants=("answer",))
+    stage = GenerateAndEnrichStage(
+        generation=gen,
+        enrichment=no_enrichment,
+        backend_config=backend_config,
+        out_dir=out_dir,
+        backend=backend,
+        shards_per_call=gen.shards_per_call,
+    )
+    stage.setup()
+    return stage
+
+
 def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
     """One round of the real stage over every shard task, fresh cache; tokens from backend usage."""
-    from nemo_taskseed.generate.stages import SimilarQuestionStage, from_batch
+    from nemo_taskseed.generate.stages import from_batch
 
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
-        stage = SimilarQuestionStage(
-            settings=gen,
-            backend_config=backend_config,
-            out_dir=tmp,
-            backend=backend,
-            shards_per_call=gen.shards_per_call,
-        )
-        stage.setup()
+        stage = _stage(gen, backend, backend_config, tmp)
         before = backend.usage.completion_tokens
         sent_before, prompt_before = backend.usage.requests, backend.usage.prompt_tokens
         cached_before = backend.usage.cached_prompt_tokens
@@ -230,7 +244,7 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
         finally:
             clock.close()
         stage.teardown()
-        kept = sum(1 for out in outs for kind, _ in from_batch(out) if kind == "item")
+        kept = len({rec["lineage"]["item_id"] for out in outs for kind, rec in from_batch(out) if kind == "generated"})
         calls = math.ceil(len(tasks) / stage.batch_size)
     tokens = backend.usage.completion_tokens - before
     parts = {k: round(v, 2) for k, v in clock.t.items()}
@@ -251,11 +265,10 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
 
 def stage_requests(gen, backend, backend_config: dict, tasks: list) -> list:
     """The requests the stage sends for these shards (its own plan), in order."""
-    from nemo_taskseed.generate.stages import SimilarQuestionStage
+    from nemo_taskseed.generate.stages import from_batch
 
-    stage = SimilarQuestionStage(settings=gen, backend_config=backend_config, out_dir=".", backend=backend)
-    stage.setup()
-    return [r for t in tasks for r in stage.plan(t)[1]]
+    stage = _stage(gen, backend, backend_config, ".")
+    return [p.request for t in tasks for p in stage.questions.plan([r for k, r in from_batch(t) if k == "seed"])]
 
 
 def bare_inputs(backend, requests: list) -> tuple[list[str], list]:

@@ -3,7 +3,8 @@
     prompts.py        prompt templates (configs/prompts/*.yaml) and their selection per seed
     parsers.py        reply schemas, strict/tolerant parsing, rejection reasons
     render.py         the `text` of each variant (label, answer, reasoning, context)
-    stages.py         SimilarQuestionStage, AnswerEnrichmentStage (NeMo Curator ProcessingStages)
+    stages.py         the shard reader and writer, and GenerateAndEnrichStage (NeMo Curator
+                      ProcessingStages) running SimilarQuestions and AnswerEnrichment on one engine
     step.py           run_step(cfg, in_dir, out_dir): `taskseed generate` and the `generate` step of `taskseed run`
     fixture_seeds.py  seeds from the test fixtures (tests and benches)
 

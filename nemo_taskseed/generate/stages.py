@@ -2,8 +2,10 @@
 
     shard task (seed file offsets)
       -> ReadSeedShardStage          the shard's seeds
-      -> SimilarQuestionStage        candidate items (kind=item) + rejections (kind=rejected)
-      -> AnswerEnrichmentStage       one record per variant (kind=generated) + rejections
+      -> GenerateAndEnrichStage      SimilarQuestions (stage 3): candidate items + rejections;
+                                     AnswerEnrichment (stage 4): one record per variant
+                                     (kind=generated) + rejections; both on one engine, one
+                                     request stream, enrichment starting per seed
       -> GeneratedShardWriterStage   generated/part-<shard>.jsonl, rejected/part-<shard>.jsonl,
                                      then the done marker shards/<shard>.json
 
@@ -11,10 +13,9 @@ Rows between stages are `id`, `kind` and `record` (the record as a JSON string):
 nested and differ per benchmark (`raw`, `source`), which neither Arrow nor pandas keeps intact
 across Ray's hand-offs as columns; a JSON column round-trips exactly.
 
-Each model stage builds its backend in `setup()` (one per worker, declaring GPUs for in-process
-vLLM) unless one is injected (`taskseed generate` inline shares one engine between both). Its
-request cache is the shard's own SQLite file (`cache/<shard>.<stage>.sqlite`, beside the
-shard's outputs), opened for that shard only: no two processes ever write one cache file, which
+The model stage builds its backend in `setup()` (one per worker, declaring GPUs for in-process
+vLLM) unless one is injected. Each pass's request cache is the shard's own SQLite file
+(`cache/<shard>.<pass>.sqlite`, beside the shard's outputs), opened for that shard only: no two processes ever write one cache file, which
 keeps it safe on NFS/Lustre, and a restart inside an unfinished shard re-sends nothing finished.
 """
 
@@ -138,7 +139,7 @@ def shard_task(
 
 def _light() -> Resources:
     # Reading and writing a shard is I/O: a fraction of a core lets Ray co-locate them with the
-    # model stages instead of holding a whole CPU per node for them.
+    # model stage instead of holding a whole CPU per node for them.
     return Resources(cpus=0.25)
 
 
@@ -257,128 +258,44 @@ def shard_counts(seeds: int, generated: list[dict], rejected: list[dict]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------
-# Model stages
+# The two passes (plain logic, no engine): stage 3 generation and stage 4 enrichment
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _BackendStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Shared plumbing: the backend (built in setup or injected), several shards per call, one
-    request stream over them, and each shard's own request cache.
+@dataclass(frozen=True)
+class SeedPlan:
+    """One seed's generation request and what its replies are judged against."""
 
-    A subclass says which requests a shard needs (`plan`) and what to make of the replies
-    (`finish`); the requests of every shard in the call go through one `run_requests` stream, so
-    many small shards (subtasks with a few seeds) keep the engine as full as one large shard.
-    """
-
-    backend_config: dict[str, Any] = field(default_factory=dict)  # the `generate.backend` section
-    out_dir: str = "."
-    prompts_dir: str | None = None
-    backend: Backend | None = None
-    # CPUs Ray reserves per worker of this stage; GPUs come from the backend config.
-    worker_cpus: float = 1.0
-    # Workers of this stage on Ray (e.g. one per GPU); None: Ray Data's autoscaling pool.
-    workers: int | None = None
-    # Shards handed to one process_batch call (Curator's batch_size).
-    shards_per_call: int = 8
-
-    cache_name: str = "abstract"
-    stage_key: str = "abstract"  # the key of this stage's requests/usage in a shard's marker
-
-    def num_workers(self) -> int | None:
-        return self.workers
-
-    def __post_init__(self) -> None:
-        self.resources = Resources(cpus=float(self.worker_cpus), gpus=engine_gpus(self.backend_config))
-        self.batch_size = int(self.shards_per_call)
-        self._owns_backend = self.backend is None
-
-    def setup(self, worker_metadata=None) -> None:
-        if self.backend is None:
-            self.backend = build_backend(self.backend_config)
-        self.templates = load_templates(self.prompts_dir)
-
-    def shard_cache(self, task: DocumentBatch) -> RequestCache:
-        """The shard's own cache file: one writer, for one shard, closed after the call."""
-        shard = task._metadata["shard"]
-        return RequestCache(Path(self.out_dir) / "cache" / f"{shard}.{self.cache_name}.sqlite")
-
-    def teardown(self) -> None:
-        if self._owns_backend and self.backend is not None:
-            self.backend.close()
-            self.backend = None
-
-    def inputs(self) -> tuple[list[str], list[str]]:
-        return ["data"], COLUMNS
-
-    def outputs(self) -> tuple[list[str], list[str]]:
-        return ["data"], COLUMNS
-
-    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
-        """(whatever `finish` needs, the requests this shard needs answered)."""
-        raise NotImplementedError
-
-    def finish(self, task: DocumentBatch, state: Any, replies: dict[str, dict]) -> list[tuple[str, str, dict]]:
-        """The shard's output rows, given {request key: {"outputs", "backend"}}."""
-        raise NotImplementedError
-
-    def process(self, task: DocumentBatch) -> DocumentBatch:
-        return self.process_batch([task])[0]
-
-    def process_batch(self, tasks: list[DocumentBatch]) -> list[DocumentBatch]:
-        names = [t._metadata["shard"] for t in tasks]
-        planned = {name: self.plan(t) for name, t in zip(names, tasks)}
-        caches = {name: self.shard_cache(t) for name, t in zip(names, tasks)}
-        started = time.monotonic()
-        try:
-            answered = run_requests(
-                {name: reqs for name, (_, reqs) in planned.items()}, self.backend, caches, desc=self.cache_name
-            )
-        finally:
-            for cache in caches.values():
-                cache.close()
-        seconds = time.monotonic() - started
-        node = shards.worker_identity()["node_id"]
-        out = []
-        for name, task in zip(names, tasks):
-            state, _ = planned[name]
-            rows = self.finish(task, state, answered[name].results)
-            meta = {
-                **task._metadata,
-                f"requests.{self.stage_key}": answered[name].stats.as_dict(),
-                f"usage.{self.stage_key}": _usage_with_time(answered, name, seconds, self.resources.gpus),
-                f"node.{self.stage_key}": node,
-            }
-            out.append(to_batch(rows, task.dataset_name, meta))
-        return out
+    seed: dict
+    template: Any
+    examples: list[dict]
+    request: Request
 
 
-def _usage_with_time(answered: dict[str, GroupResult], shard: str, seconds: float, gpus: float) -> dict[str, float]:
-    """The shard's token usage plus its share of the call's wall time and GPU time (by completion
-    tokens; shards share the engine, so this is the additive way to split it), for cost accounting."""
-    usage = answered[shard].usage.as_dict()
-    tokens = {g: r.usage.completion_tokens for g, r in answered.items()}
-    total = sum(tokens.values())
-    share = (
-        tokens[shard] / total
-        if total
-        else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
-    )
-    return {**usage, "seconds": round(seconds * share, 3), "gpu_seconds": round(seconds * share * float(gpus or 0), 3)}
+@dataclass(frozen=True)
+class Candidate:
+    """A parsed item of one seed, not yet checked against the shard's other items."""
+
+    item: dict
+    item_id: str
+    question_key: str
+    lineage: dict
 
 
 @dataclass
-class SimilarQuestionStage(_BackendStage):
-    """Seeds in; candidate items (kind=item) and rejections (kind=rejected) out.
+class SimilarQuestions:
+    """Stage 3 for one shard: for each seed, pick its prompt template and ask for `n` new items
+    exercising the same capability on different content; parse every reply strictly and drop
+    garbage with a reason.
 
-    For each seed: pick its prompt template, ask for `n` new items exercising the same capability
-    on different content, parse every reply strictly, drop garbage with a reason.
+    Replies are parsed per seed (`parse`) as each arrives, so its items can go to enrichment at
+    once; duplicates across seeds are decided at the end (`finish`), in seed order, so what is
+    kept does not depend on which reply came first.
     """
 
-    settings: GenerationSettings | None = None
-    name: str = "similar_question_generation"
-    cache_name: str = "generate"
-    stage_key: str = "generate"
+    settings: GenerationSettings
+    templates: dict[str, Any]
+    model: str
 
     def _template_for(self, seed: dict):
         tid = select_template_id(seed, self.settings.templates)
@@ -395,9 +312,8 @@ class SimilarQuestionStage(_BackendStage):
         others.sort(key=lambda s: content_id(seed["id"], s["id"]))
         return others[:k]
 
-    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
+    def plan(self, seeds: list[dict]) -> list[SeedPlan]:
         gen = self.settings
-        seeds = [rec for kind, rec in from_batch(task) if kind == "seed"]
         by_task: dict[str, list[dict]] = {}
         for s in seeds:
             by_task.setdefault(s["task"], []).append(s)
@@ -411,144 +327,137 @@ class SimilarQuestionStage(_BackendStage):
                 if gen.structured_outputs
                 else None
             )
-            plans.append((seed, template, examples, make_request(messages, self.backend.model, gen.sampling, schema)))
-        return plans, [p[3] for p in plans]
+            plans.append(SeedPlan(seed, template, examples, make_request(messages, self.model, gen.sampling, schema)))
+        return plans
 
-    def finish(self, task: DocumentBatch, plans: Any, results: dict[str, dict]) -> list[tuple[str, str, dict]]:
-        gen = self.settings
-        sampling = gen.sampling
-        task._metadata["seeds"] = len(plans)
+    def parse(self, plan: SeedPlan, result: dict) -> list[Candidate | tuple[str, str, dict]]:
+        """One seed's reply: its candidates and its rejected rows, in sample order."""
+        gen, seed, template, request = self.settings, plan.seed, plan.template, plan.request
+        if result.get("error"):
+            row = _reject(
+                "generate",
+                "request_refused",
+                result["error"],
+                seed_id=seed["id"],
+                template_id=template.id,
+                request_key=request.key,
+            )
+            return [(seed["id"], "rejected", row)]
+        entries: list[Candidate | tuple[str, str, dict]] = []
+        for index, raw in enumerate(result["outputs"]):
+            lineage = {
+                "seed_id": seed["id"],
+                "seed_task": seed["task"],
+                "template_id": template.id,
+                "template_version": template.version,
+                "model": self.model,
+                "backend": result["backend"],
+                "sampling": gen.sampling,
+                "request_key": request.key,
+                "sample_index": index,
+                "raw_output": raw,
+                "structured_outputs": gen.structured_outputs,
+                "example_seed_ids": [e["id"] for e in plan.examples],
+            }
+            parsed = parse_item(template.output, raw, seed, index, min_question_words=gen.min_question_words)
+            if isinstance(parsed, Rejected):
+                entries.append((seed["id"], "rejected", _reject("generate", parsed.reason, parsed.detail, **lineage)))
+                continue
+            mismatch = language_mismatch(seed, parsed) if gen.check_language else None
+            if mismatch:
+                entries.append((seed["id"], "rejected", _reject("generate", "wrong_language", mismatch, **lineage)))
+                continue
+            if is_copy(parsed, seed, gen.copy_similarity) or any(
+                is_copy(parsed, e, gen.copy_similarity) for e in plan.examples
+            ):
+                entries.append((seed["id"], "rejected", _reject("generate", "copy_of_seed", "", **lineage)))
+                continue
+            item = {"family": seed["family"], "task": seed["task"], "kind": seed["kind"], "license": seed["license"]}
+            item.update(parsed)
+            item_id = content_id(
+                item["family"],
+                item["task"],
+                item["question"],
+                item["context"],
+                item["options"],
+                item["answer_index"],
+                item["answer_text"],
+                item["reference"],
+                item["tests"],
+            )
+            entries.append(Candidate(item, item_id, normalize(item["question"]), lineage))
+        return entries
+
+    def finish(self, parsed: list[list[Candidate | tuple[str, str, dict]]]) -> list[tuple[str, str, dict]]:
+        """The shard's rows (kind=item or rejected) from every seed's `parse`, in seed order."""
         rows: list[tuple[str, str, dict]] = []
         seen_items: set[str] = set()
-        for seed, template, examples, request in plans:
-            result = results[request.key]
+        for entries in parsed:
             seen_questions: set[str] = set()
-            if result.get("error"):
-                rows.append(
-                    (
-                        seed["id"],
-                        "rejected",
-                        _reject(
-                            "generate",
-                            "request_refused",
-                            result["error"],
-                            seed_id=seed["id"],
-                            template_id=template.id,
-                            request_key=request.key,
-                        ),
+            for entry in entries:
+                if not isinstance(entry, Candidate):
+                    rows.append(entry)
+                    continue
+                if entry.item_id in seen_items or entry.question_key in seen_questions:
+                    rows.append(
+                        (entry.lineage["seed_id"], "rejected", _reject("generate", "duplicate", "", **entry.lineage))
                     )
-                )
-                continue
-            for index, raw in enumerate(result["outputs"]):
-                lineage = {
-                    "seed_id": seed["id"],
-                    "seed_task": seed["task"],
-                    "template_id": template.id,
-                    "template_version": template.version,
-                    "model": self.backend.model,
-                    "backend": result["backend"],
-                    "sampling": sampling,
-                    "request_key": request.key,
-                    "sample_index": index,
-                    "raw_output": raw,
-                    "structured_outputs": gen.structured_outputs,
-                    "example_seed_ids": [e["id"] for e in examples],
-                }
-                parsed = parse_item(template.output, raw, seed, index, min_question_words=gen.min_question_words)
-                if isinstance(parsed, Rejected):
-                    rows.append((seed["id"], "rejected", _reject("generate", parsed.reason, parsed.detail, **lineage)))
                     continue
-                mismatch = language_mismatch(seed, parsed) if gen.check_language else None
-                if mismatch:
-                    rows.append((seed["id"], "rejected", _reject("generate", "wrong_language", mismatch, **lineage)))
-                    continue
-                if is_copy(parsed, seed, gen.copy_similarity) or any(
-                    is_copy(parsed, e, gen.copy_similarity) for e in examples
-                ):
-                    rows.append((seed["id"], "rejected", _reject("generate", "copy_of_seed", "", **lineage)))
-                    continue
-                item = {
-                    "family": seed["family"],
-                    "task": seed["task"],
-                    "kind": seed["kind"],
-                    "license": seed["license"],
-                    **parsed,
-                }
-                item_id = content_id(
-                    item["family"],
-                    item["task"],
-                    item["question"],
-                    item["context"],
-                    item["options"],
-                    item["answer_index"],
-                    item["answer_text"],
-                    item["reference"],
-                    item["tests"],
-                )
-                question_key = normalize(item["question"])
-                if item_id in seen_items or question_key in seen_questions:
-                    rows.append((seed["id"], "rejected", _reject("generate", "duplicate", "", **lineage)))
-                    continue
-                seen_items.add(item_id)
-                seen_questions.add(question_key)
-                item["lineage"] = {**lineage, "item_id": item_id}
-                rows.append((item_id, "item", item))
+                seen_items.add(entry.item_id)
+                seen_questions.add(entry.question_key)
+                item = dict(entry.item, lineage={**entry.lineage, "item_id": entry.item_id})
+                rows.append((entry.item_id, "item", item))
         return rows
 
 
 @dataclass
-class AnswerEnrichmentStage(_BackendStage):
-    """Items in; one generated record per configured variant (kind=generated) and rejections out.
+class AnswerEnrichment:
+    """Stage 4: one generated record per configured variant for each item.
 
     Variants `reasoning` and `context` need an explanation (reasoning, why each alternative fails,
-    connecting knowledge) from a second generation pass; `label` and `answer` do not.
+    connecting knowledge) from a second request per item; `label` and `answer` do not.
     """
 
-    settings: EnrichmentSettings | None = None
-    structured_outputs: bool = True
-    name: str = "answer_enrichment"
-    cache_name: str = "enrich"
-    stage_key: str = "enrich"
+    settings: EnrichmentSettings
+    structured_outputs: bool
+    templates: dict[str, Any]
+    model: str
 
-    def plan(self, task: DocumentBatch) -> tuple[Any, list[Request]]:
-        rows_in = from_batch(task)
-        items = [rec for kind, rec in rows_in if kind == "item"]
-        rejected = [r for k, r in rows_in if k == "rejected"]
-        requests: dict[str, Request] = {}
-        if self.settings.needs_pass:
-            template = self.templates[self.settings.template]
-            for item in items:
-                messages = template.render(**enrich_fields(item))
-                schema = reply_schema("enrichment", len(item.get("options") or [])) if self.structured_outputs else None
-                requests[item["lineage"]["item_id"]] = make_request(
-                    messages, self.backend.model, self.settings.sampling, schema
-                )
-        return (items, rejected, requests), list(requests.values())
+    def request(self, item: dict) -> Request | None:
+        """The item's enrichment request (its content only: equal items ask the same), or None."""
+        if not self.settings.needs_pass:
+            return None
+        template = self.templates[self.settings.template]
+        schema = reply_schema("enrichment", len(item.get("options") or [])) if self.structured_outputs else None
+        return make_request(template.render(**enrich_fields(item)), self.model, self.settings.sampling, schema)
 
-    def finish(self, task: DocumentBatch, state: Any, results: dict[str, dict]) -> list[tuple[str, str, dict]]:
-        items, rejected, requests = state
+    def finish(self, rows_in: list[tuple[str, str, dict]], results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+        """Generation's rows (items and rejections) in; records (kind=generated) and rejections out."""
         enrich = self.settings
         variants = enrich.variants
-        need_enrichment = enrich.needs_pass
-        rows: list[tuple[str, str, dict]] = [(r.get("seed_id", ""), "rejected", r) for r in rejected]
+        items = [rec for _, kind, rec in rows_in if kind == "item"]
+        rows: list[tuple[str, str, dict]] = [
+            (r.get("seed_id", ""), "rejected", r) for _, k, r in rows_in if k == "rejected"
+        ]
 
         enrichments: dict[str, dict | Rejected] = {}
-        if requests:
+        if enrich.needs_pass:
             template = self.templates[enrich.template]
             for item in items:
                 item_id = item["lineage"]["item_id"]
-                req = requests[item_id]
-                raw = results[req.key]["outputs"][0] if results[req.key]["outputs"] else ""
-                if results[req.key].get("error"):
-                    parsed = Rejected("request_refused", results[req.key]["error"])
+                req = self.request(item)
+                result = results[req.key]
+                raw = result["outputs"][0] if result["outputs"] else ""
+                if result.get("error"):
+                    parsed = Rejected("request_refused", result["error"])
                 else:
                     parsed = parse_enrichment(raw, item)
                 if not isinstance(parsed, Rejected):
                     parsed["lineage"] = {
                         "template_id": template.id,
                         "template_version": template.version,
-                        "model": self.backend.model,
-                        "backend": results[req.key]["backend"],
+                        "model": self.model,
+                        "backend": result["backend"],
                         "sampling": enrich.sampling,
                         "request_key": req.key,
                         "raw_output": raw,
@@ -574,11 +483,11 @@ class AnswerEnrichmentStage(_BackendStage):
                             seed_id=item["lineage"]["seed_id"],
                             item_id=item_id,
                             variants=[v for v in variants if v in ENRICHED_VARIANTS],
-                            request_key=enrichment.key,
-                            raw_output=enrichment.raw,
+                            request_key=enrichment.key,  # type: ignore[attr-defined]
+                            raw_output=enrichment.raw,  # type: ignore[attr-defined]
                         ),
                     )
-                )  # type: ignore[attr-defined]
+                )
                 enrichment = None
             for variant in variants:
                 if variant == "label" and item["format"] != "multiple_choice":
@@ -620,12 +529,146 @@ class AnswerEnrichmentStage(_BackendStage):
                     "tests": item["tests"],
                     "license": item["license"],
                     "lineage": item["lineage"],
-                    "enrichment": enrichment if need_enrichment else None,
+                    "enrichment": enrichment if enrich.needs_pass else None,
                     "variant": variant,
                     "text": render_text(item, variant, enrichment),
                 }
                 rows.append((record["id"], "generated", record))
         return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The model stage
+# ---------------------------------------------------------------------------------------------
+
+PASSES = ("generate", "enrich")  # each has its own cache file and its key in a shard's marker
+
+
+@dataclass
+class GenerateAndEnrichStage(ProcessingStage[DocumentBatch, DocumentBatch]):
+    """Seed shards in; per shard, records (kind=generated) and rejections (kind=rejected) out.
+
+    Both passes run on one backend (one engine per worker, e.g. per GPU) through one request
+    stream per call: the moment a seed's generation reply is parsed, its items' enrichment
+    requests join the stream, so the engine stays full through the end of the generation pass
+    instead of draining to its slowest request and then refilling. Several shards go through
+    one call (`shards_per_call`), so subtasks with a handful of seeds still fill the engine.
+    The set of requests, and so what is written, is the same as running the passes one after
+    the other: replies are judged per seed, and duplicates across seeds in seed order at the end.
+    """
+
+    generation: GenerationSettings | None = None
+    enrichment: EnrichmentSettings | None = None
+    backend_config: dict[str, Any] = field(default_factory=dict)  # the `generate.backend` section
+    out_dir: str = "."
+    prompts_dir: str | None = None
+    backend: Backend | None = None
+    # CPUs Ray reserves per worker; GPUs come from the backend config.
+    worker_cpus: float = 1.0
+    # Workers on Ray (e.g. one per GPU); None: Ray Data's autoscaling pool.
+    workers: int | None = None
+    # Shards handed to one process_batch call (Curator's batch_size).
+    shards_per_call: int = 8
+    name: str = "generate_and_enrich"
+
+    def num_workers(self) -> int | None:
+        return self.workers
+
+    def __post_init__(self) -> None:
+        self.resources = Resources(cpus=float(self.worker_cpus), gpus=engine_gpus(self.backend_config))
+        self.batch_size = int(self.shards_per_call)
+        self._owns_backend = self.backend is None
+
+    def setup(self, worker_metadata=None) -> None:
+        if self.backend is None:
+            self.backend = build_backend(self.backend_config)
+        templates = load_templates(self.prompts_dir)
+        self.questions = SimilarQuestions(self.generation, templates, self.backend.model)
+        self.answers = AnswerEnrichment(
+            self.enrichment, self.generation.structured_outputs, templates, self.backend.model
+        )
+
+    def teardown(self) -> None:
+        if self._owns_backend and self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], COLUMNS
+
+    def shard_cache(self, shard: str, stage: str) -> RequestCache:
+        """The shard's own cache file per pass: one writer, for one shard, closed after the call."""
+        return RequestCache(Path(self.out_dir) / "cache" / f"{shard}.{stage}.sqlite")
+
+    def process(self, task: DocumentBatch) -> DocumentBatch:
+        return self.process_batch([task])[0]
+
+    def process_batch(self, tasks: list[DocumentBatch]) -> list[DocumentBatch]:
+        names = [t._metadata["shard"] for t in tasks]
+        plans = {
+            name: self.questions.plan([rec for kind, rec in from_batch(t) if kind == "seed"])
+            for name, t in zip(names, tasks)
+        }
+        seeds_asking: dict[tuple[str, str], list[int]] = {}  # (shard, request key) -> seed positions
+        for name in names:
+            for i, plan in enumerate(plans[name]):
+                seeds_asking.setdefault((name, plan.request.key), []).append(i)
+        parsed: dict[str, dict[int, list]] = {name: {} for name in names}
+
+        def enrich_when_generated(group, request, reply) -> dict:
+            shard, stage = group
+            if stage != "generate":
+                return {}
+            follow = []
+            for i in seeds_asking[(shard, request.key)]:
+                parsed[shard][i] = self.questions.parse(plans[shard][i], reply)
+                follow += [self.answers.request(c.item) for c in parsed[shard][i] if isinstance(c, Candidate)]
+            return {(shard, "enrich"): [r for r in follow if r is not None]}
+
+        caches = {(name, stage): self.shard_cache(name, stage) for name in names for stage in PASSES}
+        started = time.monotonic()
+        try:
+            answered = run_requests(
+                {(name, "generate"): [p.request for p in plans[name]] for name in names},
+                self.backend,
+                caches,
+                desc="generate+enrich",
+                follow_up=enrich_when_generated,
+            )
+        finally:
+            for cache in caches.values():
+                cache.close()
+        seconds = time.monotonic() - started
+        node = shards.worker_identity()["node_id"]
+        out = []
+        for name, task in zip(names, tasks):
+            items = self.questions.finish([parsed[name][i] for i in range(len(plans[name]))])
+            rows = self.answers.finish(items, answered[(name, "enrich")].results)
+            meta = {**task._metadata, "seeds": len(plans[name])}
+            for stage in PASSES:
+                meta[f"requests.{stage}"] = answered[(name, stage)].stats.as_dict()
+                meta[f"usage.{stage}"] = _usage_with_time(answered, (name, stage), seconds, self.resources.gpus)
+                meta[f"node.{stage}"] = node
+            out.append(to_batch(rows, task.dataset_name, meta))
+        return out
+
+
+def _usage_with_time(answered: dict[Any, GroupResult], group: Any, seconds: float, gpus: float) -> dict[str, float]:
+    """The group's (one shard's pass's) token usage plus its share of the call's wall time and GPU
+    time (by completion tokens; every pass of every shard shares the engine, so this is the
+    additive way to split it), for cost accounting."""
+    usage = answered[group].usage.as_dict()
+    tokens = {g: r.usage.completion_tokens for g, r in answered.items()}
+    total = sum(tokens.values())
+    share = (
+        tokens[group] / total
+        if total
+        else (1.0 / len(answered) if any(r.stats.sent for r in answered.values()) else 0.0)
+    )
+    return {**usage, "seconds": round(seconds * share, 3), "gpu_seconds": round(seconds * share * float(gpus or 0), 3)}
 
 
 def log_summary(summary: dict) -> None:

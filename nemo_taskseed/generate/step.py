@@ -9,7 +9,7 @@
 
 Seeds are cut into shards by subtask and position (`generate.shard_size` seeds each, named
 `<task>.<index>`), so appending seeds to a subtask adds shards and changes only its last one.
-Each shard is one Curator task through read -> generate -> enrich -> write; the writer commits
+Each shard is one Curator task through read -> generate and enrich (one stage, one engine) -> write; the writer commits
 the shard's files atomically and then its marker. A restart skips every shard whose marker
 matches its fingerprint (its seeds' bytes and every setting that shapes its output) and redoes
 the rest, where the shard's request cache keeps finished requests from being sent again.
@@ -29,16 +29,15 @@ from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.generate.prompts import prompts_dir
 from nemo_taskseed.generate.stages import (
-    AnswerEnrichmentStage,
     EnrichmentSettings,
+    GenerateAndEnrichStage,
     GeneratedShardWriterStage,
     GenerationSettings,
     ReadSeedShardStage,
-    SimilarQuestionStage,
     log_summary,
     shard_task,
 )
-from nemo_taskseed.llm.backends import Backend, build_backend
+from nemo_taskseed.llm.backends import Backend
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
@@ -156,19 +155,19 @@ def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
     gen = GenerationSettings.from_config(config)
     enrich = EnrichmentSettings.from_config(config)
     gcfg = config["generate"]
-    common = dict(
-        backend_config=dict(gcfg["backend"]),
-        out_dir=str(out_dir),
-        prompts_dir=gen.prompts_dir,
-        backend=backend,
-        worker_cpus=float(gcfg["worker_cpus"]),
-        workers=int(gcfg["workers"]) if gcfg.get("workers") else None,
-        shards_per_call=gen.shards_per_call,
-    )
     return [
         ReadSeedShardStage(),
-        SimilarQuestionStage(settings=gen, **common),
-        AnswerEnrichmentStage(settings=enrich, structured_outputs=gen.structured_outputs, **common),
+        GenerateAndEnrichStage(
+            generation=gen,
+            enrichment=enrich,
+            backend_config=dict(gcfg["backend"]),
+            out_dir=str(out_dir),
+            prompts_dir=gen.prompts_dir,
+            backend=backend,
+            worker_cpus=float(gcfg["worker_cpus"]),
+            workers=int(gcfg["workers"]) if gcfg.get("workers") else None,
+            shards_per_call=gen.shards_per_call,
+        ),
         GeneratedShardWriterStage(out_dir=str(out_dir)),
     ]
 
@@ -177,8 +176,8 @@ def build_stages(config: dict, out_dir: Path, backend: Backend | None) -> list:
 def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None) -> dict:
     """Generate and enrich for every seed in `in_dir`; returns the summary (also out_dir/summary.json).
 
-    `backend` lets callers (tests, notebooks) reuse a running engine; with the inline executor one
-    is built from `cfg.generate.backend` and shared by both stages; on Ray each worker builds its own.
+    `backend` lets callers (tests, notebooks) reuse a running engine (and runs inline); otherwise
+    the model stage builds one from `cfg.generate.backend` per worker (one in this process inline).
     """
     from nemo_curator.pipeline import Pipeline
 
@@ -210,16 +209,9 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     ]
     executor = gcfg["executor"] if backend is None else "inline"
     if todo:
-        own_backend = backend is None and executor == "inline"
-        if own_backend:
-            backend = build_backend(gcfg["backend"])  # one engine for both passes in this process
-        try:
-            tasks = [shard_task(s.name, fingerprints[s.name], files, list(s.file_index), list(s.offsets)) for s in todo]
-            pipeline = Pipeline(name="taskseed_generate", stages=build_stages(config, out_dir, backend))
-            pipeline.run(make_executor(executor, progress="generate shards"), initial_tasks=tasks)
-        finally:
-            if own_backend and backend is not None:
-                backend.close()
+        tasks = [shard_task(s.name, fingerprints[s.name], files, list(s.file_index), list(s.offsets)) for s in todo]
+        pipeline = Pipeline(name="taskseed_generate", stages=build_stages(config, out_dir, backend))
+        pipeline.run(make_executor(executor, progress="generate shards"), initial_tasks=tasks)
     summary = merge_summary(out_dir, [s.name for s in planned], {s.name for s in todo}, rejected_seeds, config)
     summary["shards"].update(
         {"run_now": len(todo), "finished_before": len(planned) - len(todo), "removed_stale": stale}
