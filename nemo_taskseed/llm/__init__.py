@@ -3,7 +3,8 @@
     backend = build_backend(cfg)     # in-process vLLM or OpenAI-compatible endpoint(s)
     backend.stream(requests)         # completions as they finish, max_in_flight at a time
     backend.chat(conversations, n=..., temperature=..., ...) -> list[list[str]]
-    run_requests(groups, backend, caches)   # cache misses only, one stream over several shards
+    run_requests(groups, backend, caches, follow_up=None)   # cache misses only, one stream over
+                                     # several shards; follow_up adds a reply's next requests
     RequestCache(path)               # finished requests by content hash, one SQLite file per shard
     cost.stage_cost / cost.project   # tokens, engine time, GPU-hours; projections to a full run
 

@@ -1,7 +1,9 @@
 """Requests through the cache: build keyed requests, send only the misses, commit as they finish.
 
-Every model-calling stage (generation, enrichment, verification) goes through `run_requests`, so
-resume, statistics and per-request seeds mean the same thing everywhere.
+Generation and enrichment go through `run_requests`, one stream per call in which each seed's
+enrichment requests follow its generation (`follow_up`), so resume, statistics and per-request
+seeds mean the same thing for both passes. (Verification votes through `Backend.chat` without a
+cache: a filter shard killed midway votes again.)
 
 Requests stream through the backend (`Backend.stream`): the engine holds up to `max_in_flight` of
 them and each finished one is committed to its cache within `COMMIT_INTERVAL_S`. A kill -9 loses
