@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from nemo_curator.backends.utils import RayStageSpecKeys
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
@@ -596,8 +595,8 @@ class VerificationStage(_FilterStage):
         self.resources = Resources(cpus=1.0, gpus=gpus)
 
     def ray_stage_spec(self) -> dict[str, Any]:
-        # An actor: the model (in-process vLLM) is built once per worker and kept.
-        return {**ProcessingStage.ray_stage_spec(self), RayStageSpecKeys.IS_ACTOR_STAGE.value: True}
+        # An actor: the model (in-process vLLM) is built once per worker and kept; spread over nodes.
+        return shards.ray_actor_spec(ProcessingStage.ray_stage_spec(self))
 
     def setup(self, worker_metadata=None) -> None:
         self._owns_backend = False

@@ -574,6 +574,9 @@ class GenerateAndEnrichStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     def num_workers(self) -> int | None:
         return self.workers
 
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return shards.ray_actor_spec(super().ray_stage_spec())  # workers on every node
+
     def __post_init__(self) -> None:
         self.resources = Resources(cpus=float(self.worker_cpus), gpus=engine_gpus(self.backend_config))
         self.batch_size = int(self.shards_per_call)

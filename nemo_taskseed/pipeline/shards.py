@@ -145,6 +145,17 @@ def ray_task_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: False, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
 
 
+def ray_actor_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`ray_stage_spec` for a model stage: an actor pool (each worker keeps its engine or client)
+    spread over the nodes. Ray's default placement packs actors onto one node until half its CPUs
+    are taken, so light workers (a client of remote servers at a quarter core each) would all
+    start on the driver's node and the other nodes would idle."""
+    from nemo_curator.backends.utils import RayStageSpecKeys
+
+    remote = {**(spec.get(RayStageSpecKeys.RAY_REMOTE_ARGS.value) or {}), "scheduling_strategy": "SPREAD"}
+    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: True, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
+
+
 def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     """Sum nested count dicts (the shape shard summaries use): {"a": 1, "b": {"c": 2}}."""
     for key, value in part.items():
