@@ -23,7 +23,9 @@ STAGES = ("generate", "enrich", "verify")
 
 
 def stage_cost(usage: dict[str, Any], requests_total: int | None = None) -> dict[str, Any]:
-    """One stage's accounting from its summed usage (see `_BackendStage.process_batch`).
+    """One pass's accounting from its summed usage (see `GenerateAndEnrichStage.process_batch`:
+    generation and enrichment run through one stream, so a call's engine time is split between
+    them, and between shards, by completion tokens).
 
     `usage` counts the requests the engine answered (`requests`); `requests_total` counts every
     request the outputs needed, including replies read from the cache (sent by an earlier run,
