@@ -139,10 +139,7 @@ def ray_task_spec(spec: dict[str, Any]) -> dict[str, Any]:
     stages fuse into one Ray Data operator that runs one shard per core. SPREAD scheduling sends
     shards to every node instead of packing short tasks onto the driver's node.
     """
-    from nemo_curator.backends.utils import RayStageSpecKeys
-
-    remote = {**(spec.get(RayStageSpecKeys.RAY_REMOTE_ARGS.value) or {}), "scheduling_strategy": "SPREAD"}
-    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: False, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
+    return _spread(spec, actor=False)
 
 
 def ray_actor_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -150,10 +147,15 @@ def ray_actor_spec(spec: dict[str, Any]) -> dict[str, Any]:
     spread over the nodes. Ray's default placement packs actors onto one node until half its CPUs
     are taken, so light workers (a client of remote servers at a quarter core each) would all
     start on the driver's node and the other nodes would idle."""
+    return _spread(spec, actor=True)
+
+
+def _spread(spec: dict[str, Any], *, actor: bool) -> dict[str, Any]:
+    """`spec` as a Ray task or actor stage with SPREAD scheduling, its other remote args kept."""
     from nemo_curator.backends.utils import RayStageSpecKeys
 
     remote = {**(spec.get(RayStageSpecKeys.RAY_REMOTE_ARGS.value) or {}), "scheduling_strategy": "SPREAD"}
-    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: True, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
+    return {**spec, RayStageSpecKeys.IS_ACTOR_STAGE.value: actor, RayStageSpecKeys.RAY_REMOTE_ARGS.value: remote}
 
 
 def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
