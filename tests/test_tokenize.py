@@ -5,6 +5,9 @@ two-node Ray cluster, byte for byte, is in test_multinode.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -569,3 +572,49 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
     written = write_plan(plan, tmp_path / "plan", blend_cfg)
     data_args = Path(written["data_args"]).read_text()
     assert all(str((out / e["path"]).resolve()) in data_args for e in entries)
+
+
+_THREADS_SCRIPT = """
+import json, os, sys, threading
+from dataclasses import asdict
+import pandas as pd
+from nemo_curator.tasks import DocumentBatch
+from nemo_taskseed.tokenize.encoder import load_hf_tokenizer, tokenizer_fingerprint
+from nemo_taskseed.tokenize.megatron import ShardSpec
+from nemo_taskseed.tokenize.stages import TASK_COLUMNS, TokenizeShardStage
+
+model, src, out = sys.argv[1:4]
+spec = ShardSpec(model, tokenizer_fingerprint(model), "text", ("family", "variant"), ("variant",), "all", False, 0, "int32")
+tokenizer = load_hf_tokenizer(model)  # loaded first: loading starts threads of its own (an allocator's, ...)
+native = lambda: len(os.listdir("/proc/self/task")) - threading.active_count()  # not Python's (tqdm's monitor)
+# Pinned first: the tokenizer's thread pool, once started, stays for the life of the process.
+for pinned in (True, False):
+    stage = TokenizeShardStage(out_dir=out, spec=asdict(spec), threads_per_reserved_cpu=pinned, hf_tokenizer=tokenizer)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"  # as a user may have set it
+    shard = "pinned" if pinned else "unpinned"
+    task = DocumentBatch(dataset_name=shard, data=pd.DataFrame([[shard, src, src, "fp"]], columns=TASK_COLUMNS))
+    before = native()
+    result = stage.process(task).to_pandas()
+    print(json.dumps({"pinned": pinned, "threads_added": native() - before, "documents": int(result["documents"][0])}))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the tokenizer starts no extra threads on one core")
+def test_a_ray_task_tokenizes_on_the_one_cpu_it_reserved(tmp_path, documents, model_dir):
+    """A shard task on Ray reserved one CPU (`tokenize.workers=1`). Pinned (what `run_tokenize`
+    asks of every executor but inline), it starts no tokenizer thread, even with
+    TOKENIZERS_PARALLELISM=true set by the user; unpinned, the fast tokenizer starts a native thread
+    per core of the node on its first batch. Both write every document. Observed in a fresh
+    process: this one's tokenizer threads may exist already."""
+    src = write_jsonl(tmp_path / "in.jsonl", documents)
+    proc = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, str(model_dir), str(src), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pinned, unpinned = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert pinned["pinned"] and pinned["threads_added"] == 0, pinned
+    assert not unpinned["pinned"] and unpinned["threads_added"] >= 2, unpinned
+    assert pinned["documents"] == unpinned["documents"] == len(documents)

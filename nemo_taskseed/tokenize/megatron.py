@@ -461,6 +461,7 @@ def _run_shards(
         workers=int(opts.workers),
         encode_batch_size=int(opts.batch_size),
         progress=bool(opts.progress and inline),
+        threads_per_reserved_cpu=not inline,
         hf_tokenizer=hf_tokenizer if inline else None,  # reuse the driver's copy in-process; workers load their own
     )
     progress = "tokenize shards" if opts.progress and len(todo) > 1 else None

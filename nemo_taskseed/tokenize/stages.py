@@ -8,6 +8,7 @@ summary, so no token or record ever travels back to the driver: the driver merge
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     # Ray Data uses to bundle shards (512 would put every shard into one task on one node).
     encode_batch_size: int = 512
     progress: bool = False
+    # On Ray a task reserved `workers` CPUs, but the fast tokenizer spreads every batch over all of
+    # the node's cores (Rust threads): tasks sharing a node would oversubscribe it, and a 1-CPU
+    # task would quietly borrow its neighbours' cores. True: one thread per reserved CPU (the
+    # encoder pool's processes are single-threaded already). The inline executor owns its process.
+    threads_per_reserved_cpu: bool = False
     hf_tokenizer: Any = field(default=None, repr=False)
     name: str = "tokenize_shard"
     resources: Resources = field(default_factory=lambda: Resources(cpus=1.0))
@@ -67,6 +73,8 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         from nemo_taskseed.tokenize.megatron import ShardSpec, tokenize_shard
 
         spec = ShardSpec.from_json(self.spec)
+        if self.threads_per_reserved_cpu:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read by the tokenizer on every call
         rows = []
         df = task.to_pandas()
         for shard, path, display, fingerprint in zip(df["shard"], df["path"], df["display"], df["fingerprint"]):
