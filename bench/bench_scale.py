@@ -46,6 +46,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -69,8 +70,9 @@ GEN_VERSION = 1
 LETTERS = string.ascii_uppercase
 WORD = re.compile(r"[a-z][a-z'-]{0,18}")
 VARIANTS = ("label", "answer", "reasoning", "context")
-# Ray >= 2.5x `ray start` turns token authentication on by default (token in ~/.ray/auth_token); a
-# driver in another process only sends the token when RAY_AUTH_MODE=token is in its environment.
+# Ray >= 2.5x `ray start` turns token authentication on when ~/.ray/auth_token exists, and a driver
+# in another process sends a token only with RAY_AUTH_MODE=token. Each bench cluster gets a token
+# of its own (RAY_AUTH_TOKEN, given to the cluster and the steps): a fresh machine has no token file.
 RAY_AUTH = {"RAY_AUTH_MODE": "token"}
 CONFIGS = {"ray1": ("ray x1", 1), "ray2": ("ray x2", 2), "inline": ("inline", 0)}
 
@@ -496,6 +498,7 @@ class RayCluster:
         self.tmp = Path(tempfile.mkdtemp(prefix="bsray-", dir="/tmp"))  # short: Ray's socket paths are limited
         self.address = ""
         self.seconds = 0.0
+        self.auth = {**RAY_AUTH, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # what a step needs to join
         self.pids: dict[int, int] = {}  # pid -> start time of every process seen in the cluster's tree
 
     def start(self, timeout: float = 180.0) -> None:
@@ -518,7 +521,7 @@ class RayCluster:
             "--disable-usage-stats",
             "--block",
         ]
-        env = dict(os.environ, RAY_TMPDIR=str(self.tmp), RAY_USAGE_STATS_ENABLED="0", **RAY_AUTH)
+        env = dict(os.environ, RAY_TMPDIR=str(self.tmp), RAY_USAGE_STATS_ENABLED="0", **self.auth)
         env.pop("RAY_ADDRESS", None)
         t0 = time.perf_counter()
         with open(self.log, "wb") as fh:  # fresh: readiness is read from this log
@@ -816,7 +819,7 @@ def main() -> int:
                     cluster = RayCluster(cpus, workdir / "logs" / f"{n}-{key}-ray.log")
                     clusters.append(cluster)
                     cluster.start()
-                    env.update(RAY_ADDRESS=cluster.address, RAY_TMPDIR=str(cluster.tmp), **RAY_AUTH)
+                    env.update(RAY_ADDRESS=cluster.address, RAY_TMPDIR=str(cluster.tmp), **cluster.auth)
                     executor = "ray_data"
                 row: dict[str, Any] = {
                     "records": n,

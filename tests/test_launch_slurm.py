@@ -8,6 +8,7 @@ downgrade packages the main env relies on, see README (Training)).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -209,6 +210,13 @@ def test_pipeline_with_vllm_serve_endpoint(tmp_path, capsys):
     assert "generate.executor=ray_data" in script and "generate.backend.kind=openai" in script
     assert "generate.backend.openai.base_url=$base_urls" in script
     assert "export RAY_AUTH_MODE=token" in script  # the driver joins a token-authenticated cluster
+    # The job makes its own token (a fresh cluster home has no ~/.ray/auth_token): 64 hex digits.
+    make_token = next(line for line in script.splitlines() if line.startswith("RAY_AUTH_TOKEN="))
+    assert "export RAY_AUTH_TOKEN" in script
+    token = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; {make_token}; echo $RAY_AUTH_TOKEN"], capture_output=True, text=True
+    )
+    assert token.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", token.stdout.strip()), token
     script_file = tmp_path / "pipeline.sbatch"
     script_file.write_text(script[script.index("#!/bin/bash") :])
     check = subprocess.run(["bash", "-n", str(script_file)], capture_output=True, text=True)
