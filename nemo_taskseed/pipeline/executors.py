@@ -77,7 +77,13 @@ def make_executor(name: str = "ray_data", config: dict[str, Any] | None = None, 
     """
     if name == "ray_data":
         from nemo_curator.backends.ray_data import RayDataExecutor
+        from ray.data import DataContext
 
+        # A shard is a long task (a model stage's can take minutes). Ray Data's default queues two
+        # per actor: the worker that is ready first takes a second shard while another worker sits
+        # idle (and at the tail of a run one worker holds two shards). One at a time spreads shards
+        # over every worker; the hand-over between two shards costs milliseconds.
+        DataContext.get_current().max_tasks_in_flight_per_actor = 1
         return RayDataExecutor(config=config)
     if name == "xenna":
         from nemo_curator.backends.xenna import XennaExecutor
