@@ -216,10 +216,11 @@ def assign_canonical(eligible: list[dict[str, Any]]) -> None:
 def scan_task_index(include_paths: list[str] | None = None) -> tuple[list[tuple[str, Path, dict[str, Any]]], Path]:
     """(task, yaml_path, config with includes merged and functions unresolved) for every YAML task."""
     import lm_eval.tasks
-    from lm_eval.tasks import TaskManager
+
+    from nemo_taskseed.utils.lm_eval_yaml import task_manager
 
     tasks_root = Path(lm_eval.tasks.__file__).parent
-    manager = TaskManager(include_path=include_paths or None)
+    manager = task_manager(tuple(str(p) for p in include_paths or ()))
     out = []
     for name, entry in manager.task_index.items():
         if entry.kind.name in ("TASK", "PY_TASK") and entry.cfg is not None and entry.yaml_path is not None:

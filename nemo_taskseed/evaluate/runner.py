@@ -7,7 +7,6 @@ stderr, num_fewshot, limit, n_samples, backend, versions. `taskseed report` read
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from omegaconf import DictConfig
 from nemo_taskseed.config import ConfigError
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.evaluate.tasks import Benchmark, local_task_config, selected_benchmarks
+from nemo_taskseed.utils.lm_eval_yaml import task_manager
 
 BACKENDS = ("vllm", "hf", "local-completions")
 
@@ -68,16 +68,6 @@ def _metric_value(results: dict, bench: Benchmark) -> tuple[float | None, float 
     raise UserError(f"lm-eval returned no {bench.metric!r} for {bench.task}; it has: {available}")
 
 
-@functools.cache
-def _task_manager():
-    """lm-eval's task index, built once per process. `simple_evaluate` builds a new one per call
-    when none is passed: it walks every task YAML lm-eval ships (seconds each time), and the
-    watcher calls it once per benchmark per checkpoint."""
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(metadata={})
-
-
 def evaluate_model(
     model_path: str | Path,
     eval_cfg: DictConfig,
@@ -119,7 +109,7 @@ def evaluate_model(
         out = simple_evaluate(
             model=lm,
             tasks=[_task_argument(bench)],
-            task_manager=_task_manager(),
+            task_manager=task_manager(),
             num_fewshot=bench.num_fewshot,
             limit=bench.limit,
             gen_kwargs=dict(bench.gen_kwargs) if bench.gen_kwargs else None,

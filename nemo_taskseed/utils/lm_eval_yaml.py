@@ -27,6 +27,17 @@ import yaml
 TEMPLATE_KEYS = ("process_docs", "doc_to_text", "doc_to_choice", "doc_to_target")
 
 
+@functools.cache
+def task_manager(include_paths: tuple[str, ...] = ()):
+    """lm-eval's `TaskManager`, built once per process and include-path list. Building its index
+    parses every task YAML lm-eval ships (~10 s here); the catalog (one build per rule set) and the
+    eval watcher (`simple_evaluate` builds a new one per call when none is passed: once per benchmark
+    per checkpoint) would otherwise pay that every time. Nothing here mutates it."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include_paths) or None, metadata={})
+
+
 @dataclass(frozen=True)
 class FunctionRef:
     base_dir: Path
