@@ -17,7 +17,7 @@ import nemo_curator.pipeline  # imports cosmos-xenna, which takes over loguru
 from loguru import logger
 from vllm.logger import _configure_vllm_root_logger, init_logger
 _configure_vllm_root_logger()  # what an engine does when it starts (env: VLLM_LOGGING_CONFIG_PATH)
-import ray._private.log
+import ray  # what a Ray executor imports
 logger.info("curator info line")
 logger.warning("curator warning line")
 init_logger("vllm.probe").info("vllm info line")

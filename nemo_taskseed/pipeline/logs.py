@@ -135,14 +135,13 @@ def route_third_party_logs(folder: str | Path) -> Path | None:
     py_warnings.propagate = False
     py_warnings.addHandler(to_file)
 
-    # Ray's core logger ("Started a local Ray instance ...") has its own stderr handler and does not
-    # propagate: set it up now, then keep its INFO for the file.
+    # Ray's core logger ("Started a local Ray instance ...") gets its own stderr handler, and stops
+    # propagating, when `ray` is imported: import it now, then keep its INFO for the file.
     try:
-        from ray._private.log import generate_logging_config
+        import ray  # noqa: F401 - imported for the logger set-up it does at import
     except ImportError:
         pass
     else:
-        generate_logging_config()
         ray_logger = logging.getLogger("ray")
         for handler in ray_logger.handlers:
             handler.setLevel(logging.WARNING)
