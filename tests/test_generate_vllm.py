@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from session_engine import ENGINE_OVERRIDES
 
 from nemo_taskseed.config import load_config
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
@@ -20,12 +21,7 @@ from nemo_taskseed.schema.generated import VARIANTS, validate_generated
 
 N = 2
 OVERRIDES = [
-    "generate.backend.vllm.dtype=float32",
-    "generate.backend.vllm.max_model_len=1024",
-    "generate.backend.vllm.enforce_eager=true",
-    "generate.backend.vllm.kv_cache_space_gb=1",
-    "generate.backend.vllm.cpu_threads_bind=all",
-    "generate.backend.vllm.engine_core_in_process=true",
+    *ENGINE_OVERRIDES,  # the session's engine (conftest.py), which these runs use
     f"generate.sampling.n={N}",
     "generate.sampling.max_tokens=160",
     "enrich.sampling.max_tokens=128",
