@@ -16,6 +16,7 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 from nemo_taskseed.filter.records import KEPT, records_to_frame
 from nemo_taskseed.filter.stages import SemanticDecontaminationStage
 from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
+from nemo_taskseed.llm.backends import Backend, Completion, Usage, as_feed
 
 SOURCES = [  # (family, dataset, config, scored split, training split, fields)
     ("arc", "allenai/ai2_arc", "ARC-Easy", "test", "train", mc_fields),
@@ -152,9 +153,9 @@ def records(fixtures_hf):
     return planted, clean
 
 
-def _run_stage(semantic, recs, shard="part-00000", judge=None) -> pd.DataFrame:
+def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> pd.DataFrame:
     stage = SemanticDecontaminationStage(
-        index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"], judge_backend=judge
+        index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"], judge_backend=judge, cache_dir=cache_dir
     )
     if judge is not None:
         stage.settings = {**stage.settings, "judge": {"enabled": True}}
@@ -205,21 +206,22 @@ def test_evidence_is_identical_across_runs_and_shardings(semantic, records):
     assert a == b and sum(s != KEPT for s, _, _ in a.values()) >= 0.9 * len(sample)
 
 
-class _AnswerNoBackend:
+class _AnswerNoBackend(Backend):
     """A judge that says "no" to every pair: the pairs must be kept and still reported. (The judge's
     plumbing is what is tested; a real model's verdicts are its own.)"""
 
-    model = "rule-judge"
+    name = "rule-judge"
 
     def __init__(self) -> None:
+        super().__init__("rule-judge")
         self.prompts: list[str] = []
 
-    def chat(self, conversations, *, n, temperature, top_p, max_tokens, **_):
-        self.prompts += [c[-1]["content"] for c in conversations]
-        return [["No."] for _ in conversations]
-
-    def close(self) -> None:
-        pass
+    def stream(self, requests):
+        feed = as_feed(requests)
+        while batch := feed.take(8):
+            for request in batch:
+                self.prompts.append(request.messages[-1]["content"])
+                yield from feed.hand_out(Completion(request, ["No."], Usage(requests=1, completions=1)))
 
 
 def test_judge_verdict_keeps_rejected_pairs_and_reports_them(semantic, records):
@@ -229,10 +231,27 @@ def test_judge_verdict_keeps_rejected_pairs_and_reports_them(semantic, records):
     judge = _AnswerNoBackend()
     df = _run_stage(semantic, planted[:6], judge=judge)
     assert (df["status"] == KEPT).all() and len(judge.prompts) >= 5
-    assert planted[0]["question"].split()[0] in judge.prompts[0]
+    assert any(planted[0]["question"].split()[0] in p for p in judge.prompts)
     rows = contamination_rows(df)
     assert len(rows) == len(judge.prompts)
     assert {r["verdict"] for r in rows} == {"judge_rejected"} and all(r["judge_answer"] == "No." for r in rows)
+
+
+def test_a_restarted_shard_does_not_ask_the_judge_again(semantic, records, tmp_path):
+    """The judge's verdicts are committed to the shard's own cache (`<cache_dir>/<shard>.judge.sqlite`):
+    the same shard run again (a restart after a kill) reads them instead of asking the judge, and
+    reaches the same verdicts; another shard has its own file."""
+    from nemo_taskseed.filter.report import contamination_rows
+
+    planted, _ = records
+    first, again, other = _AnswerNoBackend(), _AnswerNoBackend(), _AnswerNoBackend()
+    df = _run_stage(semantic, planted[:6], shard="s1", judge=first, cache_dir=str(tmp_path))
+    assert len(first.prompts) >= 5 and (tmp_path / "s1.judge.sqlite").is_file()
+    rerun = _run_stage(semantic, planted[:6], shard="s1", judge=again, cache_dir=str(tmp_path))
+    assert again.prompts == []
+    assert contamination_rows(rerun) == contamination_rows(df)
+    _run_stage(semantic, planted[:6], shard="s2", judge=other, cache_dir=str(tmp_path))
+    assert sorted(other.prompts) == sorted(first.prompts)
 
 
 def test_verdict_parsing():

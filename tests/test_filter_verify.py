@@ -127,6 +127,22 @@ def test_vote_rule():
     assert decide(["7", "7"], None, 2, 0.5)[2] is False  # no reference: never passes
 
 
+def test_vote_settings_vllm_would_refuse_are_config_errors_naming_the_field():
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.filter.verify import VoteSettings
+
+    assert VoteSettings.from_config({"k": 1, "temperature": 0}).k == 1  # one greedy vote is fine
+    for bad, field in (
+        ({"k": 5, "temperature": 0}, "filter.verify.vote.k=5 with filter.verify.vote.temperature=0"),
+        ({"k": 0}, "filter.verify.vote.k must be >= 1"),
+        ({"threshold": 1.5}, "filter.verify.vote.threshold"),
+        ({"max_tokens_choice": 0}, "filter.verify.vote.max_tokens_choice"),
+        ({"top_p": 0}, "filter.verify.vote.top_p"),
+    ):
+        with pytest.raises(UserError, match=field.replace(".", r"\.")):
+            VoteSettings.from_config(bad)
+
+
 @needs_bwrap
 def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixtures_hf, tmp_path):
     """Verification inside the step (code items need no model), then the final schema check."""

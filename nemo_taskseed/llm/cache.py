@@ -32,9 +32,13 @@ def request_key(messages: list[dict], model: str, sampling: dict[str, Any], json
 
 
 class RequestCache:
+    # SQLite's name for a database that lives in this connection only (nothing on disk).
+    IN_MEMORY = ":memory:"
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != self.IN_MEMORY:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: explicit BEGIN/COMMIT below, one transaction per chunk.
         # check_same_thread=False: Ray actors call setup() and process() on different threads;
         # calls never overlap (one batch at a time), and the lock keeps it that way.

@@ -2,8 +2,9 @@
 
 Generation and enrichment go through `run_requests`, one stream per call in which each seed's
 enrichment requests follow its generation (`follow_up`), so resume, statistics and per-request
-seeds mean the same thing for both passes. (Verification votes through `Backend.chat` without a
-cache: a filter shard killed midway votes again.)
+seeds mean the same thing for both passes. The filter's model calls (verification votes, the
+paraphrase judge) go through a `RequestSession`: the same function over one shard's cache, so a
+filter shard killed midway does not ask again what it already asked.
 
 Requests stream through the backend (`Backend.stream`): the engine holds up to `max_in_flight` of
 them and each finished one is committed to its cache within `COMMIT_INTERVAL_S`. A kill -9 loses
@@ -33,6 +34,7 @@ __all__ = [
     "FollowUp",
     "GroupResult",
     "Request",
+    "RequestSession",
     "RequestStats",
     "check_sampling",
     "make_request",
@@ -50,6 +52,10 @@ class RequestStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+    def add(self, other: RequestStats) -> None:
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass
@@ -209,3 +215,33 @@ def run_requests(
     finally:
         flush()  # what finished before a failure is kept
     return out
+
+
+class RequestSession:
+    """One shard's model calls outside generation (verification votes, judge verdicts): every
+    `ask` sends only the requests missing from the shard's cache, through `run_requests`, and the
+    counts and token usage add up over the calls. Without a cache (a notebook, a unit test) the
+    session keeps replies in memory for its own lifetime only."""
+
+    def __init__(self, cache: RequestCache | None = None, *, desc: str = "requests"):
+        self.cache = cache if cache is not None else RequestCache(RequestCache.IN_MEMORY)
+        self.desc = desc
+        self.stats = RequestStats()
+        self.usage = Usage()
+
+    def ask(self, backend: Backend, requests: list[Request]) -> list[dict]:
+        """Each request's reply, in request order: {"outputs": [...], "backend": ...} and, for a
+        request the engine refused, "error" (its outputs are then empty)."""
+        got = run_requests({0: list(requests)}, backend, {0: self.cache}, desc=self.desc)[0]
+        self.stats.add(got.stats)
+        self.usage.add(got.usage)
+        return [got.results[r.key] for r in requests]
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def __enter__(self) -> RequestSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -12,6 +12,7 @@ benchmark item by embedding does not. Verdicts:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ import numpy as np
 
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.semantic.index import SemanticHit, SemanticIndex
+from nemo_taskseed.llm.backends import Backend
+from nemo_taskseed.llm.requests import RequestSession, make_request
 
 DROP_VERDICTS = ("above_threshold", "judge_confirmed", "judge_unclear")
 
@@ -86,13 +89,26 @@ def parse_verdict(text: str) -> str:
     return "judge_unclear"
 
 
-def judge_pairs(backend: Any, pairs: list[tuple[str, str]], max_tokens: int = 4) -> list[tuple[str, str]]:
-    """(verdict, raw answer) per (item text, benchmark text) pair; greedy, one sample each. `backend`
-    is any `nemo_taskseed.llm.backends.Backend` (its `chat`)."""
+def judge_pairs(
+    backend: Backend, pairs: list[tuple[str, str]], max_tokens: int = 4, session: RequestSession | None = None
+) -> list[tuple[str, str]]:
+    """(verdict, raw answer) per (item text, benchmark text) pair; greedy, one sample each, asked
+    through `session` (the shard's request cache: a restarted shard does not ask again)."""
     if not pairs:
         return []
-    conversations = [
-        [{"role": "user", "content": JUDGE_PROMPT.format(item=item, benchmark=bench)}] for item, bench in pairs
+    sampling = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": int(max_tokens), "seed": None}
+    requests = [
+        make_request(
+            [{"role": "user", "content": JUDGE_PROMPT.format(item=item, benchmark=bench)}],
+            backend.model,
+            sampling,
+            None,
+        )
+        for item, bench in pairs
     ]
-    answers = backend.chat(conversations, n=1, temperature=0.0, top_p=1.0, max_tokens=int(max_tokens))
-    return [(parse_verdict(a[0] if a else ""), (a[0] if a else "")[:200]) for a in answers]
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(RequestSession(desc="judge"))
+        replies = session.ask(backend, requests)
+    answers = [(reply["outputs"] or [""])[0] for reply in replies]
+    return [(parse_verdict(a), a[:200]) for a in answers]

@@ -5,10 +5,11 @@ from nemo_taskseed.filter.verify.vote import (
     VoteResult,
     VoteSettings,
     choice_conversation,
+    count_votes,
     decide,
     panel_vote,
-    vote_generative,
-    vote_multiple_choice,
+    vote,
+    vote_request,
 )
 
 __all__ = [
@@ -16,9 +17,10 @@ __all__ = [
     "VoteResult",
     "VoteSettings",
     "choice_conversation",
+    "count_votes",
     "decide",
     "panel_vote",
     "run_code_tests",
-    "vote_generative",
-    "vote_multiple_choice",
+    "vote",
+    "vote_request",
 ]

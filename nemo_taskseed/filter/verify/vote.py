@@ -1,7 +1,9 @@
 """Answer verification by majority vote of k sampled answers, and code checks in the sandbox.
 
 The backend is a `nemo_taskseed.llm.Backend` (`build_backend(cfg)`: in-process vLLM or an
-OpenAI-compatible endpoint). The model never sees the proposed label.
+OpenAI-compatible endpoint). The model never sees the proposed label. Votes are asked through a
+`RequestSession` (one request per record and verifier, its k samples as `n`): given the shard's
+cache, a restarted shard asks only what it had not asked before.
 
 Rule: an item passes when the label (or reference answer) has at least `threshold * k` votes and
 strictly more votes than any other answer. Unparseable samples count as votes against. The
@@ -10,13 +12,16 @@ agreement rate (votes for the label / k) is recorded on every voted item, kept o
 
 from __future__ import annotations
 
+import contextlib
 import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nemo_taskseed.errors import UserError
 from nemo_taskseed.llm.backends import Backend
+from nemo_taskseed.llm.requests import Request, RequestSession, check_sampling, make_request
 from nemo_taskseed.registry import extract_choice_letter, get_extractor
 
 LETTERS = string.ascii_uppercase
@@ -33,11 +38,41 @@ class VoteSettings:
     max_tokens_math: int = 384
     max_tokens_short: int = 32
     constrained_choice: bool = True  # JSON-schema decoding of {"answer": <letter>}
+    # Base of the per-request seeds (where the platform honours them, see compat.py).
+    seed: int | None = 0
 
     @classmethod
     def from_config(cls, cfg: Any) -> VoteSettings:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in dict(cfg or {}).items() if k in known})
+        return cls(**{k: v for k, v in dict(cfg or {}).items() if k in known}).checked()
+
+    def checked(self) -> VoteSettings:
+        """Settings vLLM would refuse only once the engine is up, as a config error now."""
+        where = "filter.verify.vote"
+        if int(self.k) < 1:
+            raise UserError(f"{where}.k must be >= 1, got {self.k}")
+        if int(self.k) > 1 and float(self.temperature) == 0:
+            raise UserError(
+                f"{where}.k={self.k} with {where}.temperature=0 asks for {self.k} identical greedy "
+                "answers (vLLM refuses it): set k=1 or a temperature > 0"
+            )
+        if not 0 < float(self.threshold) <= 1:
+            raise UserError(f"{where}.threshold must be in (0, 1], got {self.threshold}")
+        for name in ("max_tokens_choice", "max_tokens_math", "max_tokens_short"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        check_sampling(self.sampling(1), where)  # temperature and top_p
+        return self
+
+    def sampling(self, max_tokens: int) -> dict[str, Any]:
+        """The request's sampling (part of its cache key): k samples of one prompt."""
+        return {
+            "n": int(self.k),
+            "temperature": float(self.temperature),
+            "top_p": float(self.top_p),
+            "max_tokens": int(max_tokens),
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -103,60 +138,58 @@ def generative_conversation(record: dict[str, Any], instruction: str) -> list[di
     return [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
 
 
-def vote_multiple_choice(
-    backend: Backend, records: Sequence[dict[str, Any]], settings: VoteSettings
-) -> list[VoteResult]:
-    """One vote per record, all records in one backend stream (its in-flight window keeps the
-    engine full; no fixed chunks whose tails leave it idle)."""
-    by_index: dict[int, VoteResult] = {}
-    # The JSON schema's letter enum depends on the option count: one schema per record.
-    n_opts = [len(r.get("options") or []) for r in records]
-    outputs = backend.chat(
-        [choice_conversation(r) for r in records],
-        n=settings.k,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=settings.max_tokens_choice,
-        json_schemas=[choice_schema(n) if settings.constrained_choice and n else None for n in n_opts],
-    )
-    for i, (rec, n_opt, outs) in enumerate(zip(records, n_opts, outputs)):
-        picks = [extract_choice_letter(o, n_opt, rec.get("options")) for o in outs]
-        votes = [LETTERS[p] if p is not None else None for p in picks]
-        label = rec.get("answer_index")
-        target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
-        majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
-        by_index[i] = VoteResult(
-            "multiple_choice_vote", settings.k, votes, target, majority, agreement, passed, list(outs)
+def vote_request(record: dict[str, Any], kind: str, settings: VoteSettings, verifier: str) -> Request:
+    """The one request that asks `verifier` (a model name, part of the cache key) k times."""
+    if kind == "multiple_choice":
+        n_opt = len(record.get("options") or [])
+        # The JSON schema's letter enum depends on the option count: one schema per record.
+        schema = choice_schema(n_opt) if settings.constrained_choice and n_opt else None
+        return make_request(
+            choice_conversation(record), verifier, settings.sampling(settings.max_tokens_choice), schema
         )
-    return [by_index[i] for i in range(len(records))]
-
-
-def vote_generative(
-    backend: Backend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings
-) -> list[VoteResult]:
-    """Majority of extracted answers vs the reference, for `math` and `short_answer` kinds."""
     extractor = get_extractor(kind)
     max_tokens = settings.max_tokens_math if kind == "math" else settings.max_tokens_short
-    outputs = backend.chat(
-        [generative_conversation(r, extractor.instruction) for r in records],
-        n=settings.k,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=max_tokens,
+    return make_request(
+        generative_conversation(record, extractor.instruction), verifier, settings.sampling(max_tokens), None
     )
-    results = []
-    for rec, outs in zip(records, outputs):
-        votes = [extractor.extract(o) for o in outs]
-        target = extractor.reference(rec)
-        majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
-        results.append(VoteResult(f"{kind}_vote", settings.k, votes, target, majority, agreement, passed, list(outs)))
-    return results
 
 
-def _vote(backend: Backend, records: Sequence[dict[str, Any]], kind: str, settings: VoteSettings) -> list[VoteResult]:
+def count_votes(record: dict[str, Any], kind: str, settings: VoteSettings, outputs: list[str]) -> VoteResult:
+    """The record's votes parsed from its k sampled answers, and the keep rule applied."""
     if kind == "multiple_choice":
-        return vote_multiple_choice(backend, records, settings)
-    return vote_generative(backend, records, kind, settings)
+        n_opt = len(record.get("options") or [])
+        picks = [extract_choice_letter(o, n_opt, record.get("options")) for o in outputs]
+        votes = [LETTERS[p] if p is not None else None for p in picks]
+        label = record.get("answer_index")
+        target = LETTERS[label] if isinstance(label, int) and 0 <= label < n_opt else None
+        method = "multiple_choice_vote"
+    else:
+        extractor = get_extractor(kind)
+        votes = [extractor.extract(o) for o in outputs]
+        target = extractor.reference(record)
+        method = f"{kind}_vote"
+    majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
+    return VoteResult(method, settings.k, votes, target, majority, agreement, passed, list(outputs))
+
+
+def vote(
+    backend: Backend,
+    records: Sequence[dict[str, Any]],
+    kind: str,
+    settings: VoteSettings,
+    session: RequestSession | None = None,
+    verifier: str | None = None,
+) -> list[VoteResult]:
+    """Each record's vote by one verifier (`kind`: multiple_choice, or a generative kind such as
+    math or short_answer, whose answers the registry's extractor compares with the reference),
+    all records in one stream (its in-flight window keeps the engine full; no fixed chunks whose
+    tails leave it idle). A request the engine refuses gets no votes, which count against."""
+    requests = [vote_request(r, kind, settings, verifier or backend.model) for r in records]
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(RequestSession(desc="verify"))
+        replies = session.ask(backend, requests)
+    return [count_votes(r, kind, settings, reply["outputs"]) for r, reply in zip(records, replies)]
 
 
 def panel_vote(
@@ -166,18 +199,21 @@ def panel_vote(
     settings: VoteSettings,
     *,
     too_easy: bool = False,
+    session: RequestSession | None = None,
 ) -> list[VoteResult]:
     """Every member votes k times on every record; the votes are pooled (k x members, same rule),
     and each member's own agreement is recorded. With `too_easy`, each member also answers once at
     temperature 0; an item every member answers right that way teaches nothing and is marked
     `too_easy` (as Nemotron's MCQ pipelines drop what every model gets right greedily).
 
-    One member (the usual setup) is a plain vote with `members` and `greedy` recorded."""
-    per_member = [(name, _vote(backend, records, kind, settings)) for name, backend in members]
+    Requests are keyed by the member's name, so two members that share one engine still vote
+    independently. One member (the usual setup) is a plain vote with `members` and `greedy`
+    recorded."""
+    per_member = [(name, vote(backend, records, kind, settings, session, name)) for name, backend in members]
     greedy: list[tuple[str, list[VoteResult]]] = []
     if too_easy:
         once = VoteSettings(**{**asdict(settings), "k": 1, "temperature": 0.0, "top_p": 1.0})
-        greedy = [(name, _vote(backend, records, kind, once)) for name, backend in members]
+        greedy = [(name, vote(backend, records, kind, once, session, name)) for name, backend in members]
     pooled = []
     k_total = settings.k * len(members)
     for i in range(len(records)):
@@ -191,7 +227,7 @@ def panel_vote(
             for name, results in per_member
         ]
         if greedy:
-            answers = [results[i].votes[0] for _, results in greedy]
+            answers = [results[i].votes[0] if results[i].votes else None for _, results in greedy]
             result.greedy = [{"model": name, "answer": a} for (name, _), a in zip(greedy, answers)]
             result.too_easy = target is not None and all(a == target for a in answers)
         pooled.append(result)
