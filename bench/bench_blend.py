@@ -98,7 +98,11 @@ def make_plans(tmp: Path, token_sizes: list[float], build_sizes: list[float]) ->
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
 
     build_corpus(1200, tmp / "synthetic.jsonl", tmp / "parts", 1)
-    tokenize_files([tmp / "synthetic.jsonl"], tmp / "tok", TokenizeOptions(str(prepare_model()), progress=False))
+    tokenize_files(
+        [tmp / "synthetic.jsonl"],
+        tmp / "tok",
+        TokenizeOptions.from_config(load_config(), str(prepare_model()), progress=False),
+    )
     plans = {}
     for tokens in token_sizes:
         # Against the example 3-dataset pretraining blend (cluster paths: indices only).

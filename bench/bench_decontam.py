@@ -259,7 +259,7 @@ def semdedup_recall(mirror: Path, threshold: float) -> list[dict]:
     out = []
     for cluster_size in (1000, 500, 250, 100, 50):
         for margin in (0.0, 0.02, 0.05) if cluster_size >= 250 else (0.0, 0.02):
-            s = SemanticDedupSettings(
+            s = SemanticDedupSettings.from_config(
                 threshold=threshold, exact_max_items=0, cluster_size=cluster_size, second_margin=margin
             )
             part = _Mem(items)
@@ -357,9 +357,9 @@ def semdedup_child(folder: Path, mode: str) -> None:
     prefixes = [p.with_suffix("") for p in items]
     seed_prefixes = [p.with_suffix("") for p in seeds]
     s = {
-        "default": sd.SemanticDedupSettings(),
-        "clustered": sd.SemanticDedupSettings(exact_max_items=0),
-        "exact": sd.SemanticDedupSettings(exact_max_items=10**12),
+        "default": sd.SemanticDedupSettings.from_config(),
+        "clustered": sd.SemanticDedupSettings.from_config(exact_max_items=0),
+        "exact": sd.SemanticDedupSettings.from_config(exact_max_items=10**12),
     }[mode]
     sd.LAST_STATS.clear()
     t0 = time.perf_counter()

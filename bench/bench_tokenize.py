@@ -120,6 +120,7 @@ def main() -> int:
 
     from _results import publish_output  # bench/_results.py (bench/ is on sys.path when run as a script)
 
+    from nemo_taskseed.config import load_config
     from nemo_taskseed.models import prepare_model
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
     from nemo_taskseed.tokenize.encoder import load_hf_tokenizer
@@ -145,8 +146,8 @@ def main() -> int:
             return n
 
         def ours(workers: int, files: list[Path], executor: str = "inline"):
-            opts = TokenizeOptions(
-                model_dir, batch_size=args.batch_size, workers=workers, progress=False, executor=executor
+            opts = TokenizeOptions.from_config(
+                load_config(), model_dir, batch_size=args.batch_size, workers=workers, progress=False, executor=executor
             )
             out = tmp / f"out-{workers}-{len(files)}"
 

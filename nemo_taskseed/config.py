@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,20 +120,37 @@ def to_container(cfg: DictConfig | dict | Any) -> Any:
     return cfg
 
 
-def section_settings(cls: type, cfg: Any, section: str) -> dict[str, Any]:
-    """The values of dataclass `cls`'s fields from config section `section`.
+def section_settings(
+    cls: type | None,
+    cfg: Any,
+    section: str,
+    names: Iterable[str] | None = None,
+    *,
+    strict: bool = False,
+    extra: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The values of dataclass `cls`'s fields (or of the keys `names`) from config section `section`.
 
-    `cfg` is the full config or the section itself. Defaults live in `configs/base/<section>.yaml`
-    only: a field the config does not set is an error naming the key, never a second default
-    written in code.
+    `section` is a dotted path (`generate`, `filter.verify.vote`); `cfg` is the full config or the
+    section itself. Defaults live in `configs/base/*.yaml` only: a field the config does not set is
+    an error naming the key, never a second default written in code. `strict`: a key of the
+    section that is neither read nor in `extra` (a typo in a dict built in code) is an error too.
     """
     import dataclasses
 
     data = to_container(cfg) or {}
-    if isinstance(data, dict) and isinstance(data.get(section), dict):
-        data = data[section]
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    path = section.split(".")
+    if isinstance(data, dict) and isinstance(data.get(path[0]), dict):
+        for key in path:
+            data = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config has no section {section} (configs/base sets it)")
+    wanted = list(names) if names is not None else [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(wanted) - set(extra)) if strict else []
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown}; known: {sorted(set(wanted) | set(extra))}")
+    missing = [name for name in wanted if name not in data]
     if missing:
         keys = ", ".join(f"{section}.{m}" for m in missing)
-        raise ConfigError(f"config is missing {keys} (configs/base/{section}.yaml sets the defaults)")
-    return {f.name: data[f.name] for f in dataclasses.fields(cls)}
+        raise ConfigError(f"config is missing {keys} (configs/base/{path[0]}.yaml sets the defaults)")
+    return {name: data[name] for name in wanted}

@@ -31,10 +31,25 @@ def synthetic(name: str, tokens: int, kind: str = "knowledge", family: str | Non
     )
 
 
+# A neutral mixture for the arithmetic tests: natural sizes, no caps, floors or quotas, every
+# variant (configs/base/blend.yaml's paper defaults are tested in test_blend_mixture.py).
+NEUTRAL = dict(
+    total_tokens=1_000_000,
+    seq_length=1000,
+    synthetic_share=1.0,
+    temperature=1.0,
+    max_epochs=None,
+    max_share=None,
+    min_share=0.0,
+    family_overrides={},
+    group_quotas={},
+    variants="all",
+    format_quotas={},
+)
+
+
 def settings(**kw) -> PlanSettings:
-    base = dict(total_tokens=1_000_000, seq_length=1000, synthetic_share=1.0, max_epochs=None)
-    base.update(kw)
-    return PlanSettings(**base)
+    return PlanSettings.from_config(load_config(), **{**NEUTRAL, **kw})
 
 
 def tokens_by_name(plan: dict) -> dict[str, int]:
@@ -254,7 +269,11 @@ def tokenized_world(tmp_path_factory, fixtures_hf, model_dir):
 
     root = tmp_path_factory.mktemp("blendworld")
     write_jsonl(root / "synthetic.jsonl", fixture_documents(fixtures_hf, per_source=40))
-    tokenize_files([root / "synthetic.jsonl"], root / "tok", TokenizeOptions(str(model_dir), progress=False))
+    tokenize_files(
+        [root / "synthetic.jsonl"],
+        root / "tok",
+        TokenizeOptions.from_config(load_config(), str(model_dir), progress=False),
+    )
     pretrain = []
     with open(fixtures_hf / "google-research-datasets/mbpp/full/train.jsonl") as handle:
         pretrain += [{"text": json.loads(line)["code"], "family": "code"} for line in handle]
@@ -262,7 +281,9 @@ def tokenized_world(tmp_path_factory, fixtures_hf, model_dir):
         pretrain += [{"text": " ".join(json.loads(line)["choices"]["text"]), "family": "science"} for line in handle]
     write_jsonl(root / "pretrain.jsonl", pretrain)
     tokenize_files(
-        [root / "pretrain.jsonl"], root / "pre", TokenizeOptions(str(model_dir), group_by=("family",), progress=False)
+        [root / "pretrain.jsonl"],
+        root / "pre",
+        TokenizeOptions.from_config(load_config(), str(model_dir), group_by=("family",), progress=False),
     )
     (root / "existing.yaml").write_text(
         f"name: local-pretraining\ndatasets:\n  - {{name: code, prefix: {root / 'pre' / 'code'}, weight: 0.6}}\n"

@@ -93,3 +93,42 @@ def test_unknown_keys_are_errors_with_a_suggestion(tmp_path):
         ],
     )
     assert cfg.filter.verify.families.my_family == "math" and cfg.train.lr == 1e-4
+
+
+def _settings_classes():
+    from nemo_taskseed.blend.plan import PlanSettings
+    from nemo_taskseed.blend.planner import VerifySettings
+    from nemo_taskseed.filter.quality.explanation import ExplanationSettings
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
+    from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
+    from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
+    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+    from nemo_taskseed.tokenize import TokenizeOptions
+
+    return [
+        (GenerationSettings.from_config, "generate", "structured_outputs"),
+        (EnrichmentSettings.from_config, "enrich", "variants"),
+        (VoteSettings.from_config, "filter.verify.vote", "threshold"),
+        (CodeSettings.from_config, "filter.verify.code", "memory_mb"),
+        (SemanticSettings.from_config, "filter.decontam.semantic", "threshold"),
+        (SemanticDedupSettings.from_config, "filter.dedup.semantic", "second_margin"),
+        (ExplanationSettings.from_config, "filter.quality.explanation", "min_new_words"),
+        (lambda section: TokenizeOptions.from_config(section, "tokenizer"), "tokenize", "max_document_chars"),
+        (PlanSettings.from_config, "blend", "synthetic_share"),
+        (VerifySettings.from_config, "blend.verify", "build"),
+    ]
+
+
+@pytest.mark.parametrize("build, section, key", _settings_classes(), ids=lambda v: v if isinstance(v, str) else "")
+def test_settings_defaults_live_in_the_config_only(build, section, key):
+    """Each stage's settings come from its config section: the base config builds them, and a
+    section without a key is an error naming the key, not a default written again in code (those
+    had drifted: tokenize.max_document_chars 0 vs 200000, blend.synthetic_share 0.1 vs 0.02)."""
+    from nemo_taskseed.config import to_container
+
+    data = to_container(load_config())
+    for part in section.split("."):
+        data = data[part]
+    build(data)  # the base section is complete
+    with pytest.raises(ConfigError, match=rf"config is missing .*{section}\.{key}\b"):
+        build({k: v for k, v in data.items() if k != key})

@@ -9,6 +9,7 @@ flawed items among real rows, per-variant verdicts) is in test_filter_pipeline.p
 from __future__ import annotations
 
 import copy
+import functools
 from fractions import Fraction
 
 import pytest
@@ -114,8 +115,13 @@ def _mc_item():
     }
 
 
+@functools.cache
+def _explanation_settings() -> ExplanationSettings:
+    return ExplanationSettings.from_config(load_config())  # configs/base/filter.yaml
+
+
 def _explanation(record):
-    return [f["check"] for f in explanation_failures(record, ExplanationSettings())]
+    return [f["check"] for f in explanation_failures(record, _explanation_settings())]
 
 
 def test_a_consistent_enrichment_passes_every_check(quality_config):

@@ -13,7 +13,9 @@ import pytest
 from nemo_curator.tasks import DocumentBatch
 from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields
 
+from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.filter.records import KEPT, records_to_frame
+from nemo_taskseed.filter.semantic.check import SemanticSettings
 from nemo_taskseed.filter.stages import SemanticDecontaminationStage
 from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
 from nemo_taskseed.llm.backends import Backend, Completion, Usage, as_feed
@@ -123,7 +125,7 @@ def semantic(fixtures_hf, tmp_path_factory):
         "include_paths": [],
         "ngram_size": 13,
         "short_min_words": 8,
-        "semantic": {"enabled": True, "threshold": 0.8},
+        "semantic": to_container(load_config())["filter"]["decontam"]["semantic"],  # the defaults
     }
     _, info = ensure_decontam_index(dc, work)
     prefix, sem_info = ensure_semantic_index(dc, work, info)
@@ -155,10 +157,11 @@ def records(fixtures_hf):
 
 def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> pd.DataFrame:
     stage = SemanticDecontaminationStage(
-        index_prefix=semantic["prefix"], settings=semantic["dc"]["semantic"], judge_backend=judge, cache_dir=cache_dir
+        index_prefix=semantic["prefix"],
+        settings=SemanticSettings.from_config(semantic["dc"]["semantic"], judge={"enabled": judge is not None}),
+        judge_backend=judge,
+        cache_dir=cache_dir,
     )
-    if judge is not None:
-        stage.settings = {**stage.settings, "judge": {"enabled": True}}
     stage.setup()
     task = DocumentBatch(dataset_name=shard, data=records_to_frame(recs), _metadata={"shard": shard})
     return stage.process(task).to_pandas()
@@ -306,7 +309,7 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     b = semantic_duplicates(other, Embedded(), 0.95)
     assert [(d.item_id, d.reason, d.detail) for d in a] == [(d.item_id, d.reason, d.detail) for d in b]
     # The clustered path (forced: 4 k-means buckets) on the same two batchings decides the same.
-    forced = SemanticDedupSettings(exact_max_items=0, cluster_size=32)
+    forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=32)
     ca, cb = (
         semantic_duplicates(one, Embedded(), settings=forced),
         semantic_duplicates(other, Embedded(), settings=forced),
@@ -394,7 +397,7 @@ def test_clustered_semantic_dedup_finds_what_the_exact_path_finds(dedup_set):
     assert len(pairs) >= 60 and sum(d.reason == "semantic_copy_of_seed" for d in exact) >= 4
     results = {}
     for margin in (0.0, 0.02):
-        forced = SemanticDedupSettings(exact_max_items=0, cluster_size=60, second_margin=margin)
+        forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=60, second_margin=margin)
         drops = semantic_duplicates(items, seeds, settings=forced)
         assert LAST_STATS["centroids"] == 10 and LAST_STATS["largest_bucket"] < 0.4 * len(items.ids)
         # pair recall: exact pairs whose items share a bucket
@@ -458,7 +461,7 @@ def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path
             prefixes.append(prefix)
             if 5 in rows:
                 excluded[k] = {excluded_item}
-        forced = SemanticDedupSettings(exact_max_items=0, cluster_size=60)
+        forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=60)
         drops = semantic_duplicates_sharded(
             prefixes,
             [tmp_path / "seeds"],
@@ -483,7 +486,7 @@ def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path
     exact = semantic_duplicates_sharded(
         [tmp_path / "b" / f"part-{k:05d}" for k in range(len(layouts["b"]))],
         [tmp_path / "seeds"],
-        SemanticDedupSettings(),
+        SemanticDedupSettings.from_config(),
         tmp_path / "x",
         excluded_items={k: {excluded_item} for k in range(len(layouts["b"]))},
         excluded_seeds={dirty_seed},
@@ -493,16 +496,19 @@ def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path
     ]
 
 
-def test_semantic_dedup_settings_match_the_config():
-    from nemo_taskseed.config import load_config, to_container
+def test_semantic_dedup_settings_come_from_the_config_and_name_bad_keys():
+    from nemo_taskseed.errors import UserError
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
 
     sem = to_container(load_config())["filter"]["dedup"]["semantic"]
-    assert SemanticDedupSettings.from_config(sem) == SemanticDedupSettings()
-    with pytest.raises(ValueError, match="unknown key"):
-        SemanticDedupSettings.from_config({"cluster_sise": 10})
-    with pytest.raises(ValueError, match="threshold must be in"):
-        SemanticDedupSettings.from_config({"threshold": 0})
+    assert SemanticDedupSettings.from_config(sem) == SemanticDedupSettings.from_config()  # section or full config
+    assert SemanticDedupSettings.from_config(None, cluster_size=10).cluster_size == 10
+    with pytest.raises(UserError, match=r"filter.dedup.semantic: unknown key\(s\) \['cluster_sise'\]"):
+        SemanticDedupSettings.from_config({**sem, "cluster_sise": 10})
+    with pytest.raises(UserError, match=r"config is missing filter.dedup.semantic.exact_max_items"):
+        SemanticDedupSettings.from_config({"threshold": 0.9})
+    with pytest.raises(UserError, match="threshold must be in"):
+        SemanticDedupSettings.from_config(threshold=0)
 
 
 def test_diversity_metrics_and_plot(records, tmp_path):
@@ -562,15 +568,14 @@ def test_diversity_metrics_and_plot(records, tmp_path):
 
 
 def test_semantic_settings_and_warnings_name_the_keys():
-    from nemo_taskseed.config import load_config, to_container
     from nemo_taskseed.errors import UserError
-    from nemo_taskseed.filter.semantic.check import SemanticSettings
     from nemo_taskseed.filter.step import checks_run, data_warnings
 
+    section = to_container(load_config())["filter"]["decontam"]["semantic"]
     with pytest.raises(UserError, match=r"filter.decontam.semantic: unknown key\(s\) \['treshold'\]"):
-        SemanticSettings.from_config({"treshold": 0.9})
+        SemanticSettings.from_config({**section, "treshold": 0.9})
     with pytest.raises(UserError, match="filter.decontam.semantic.threshold must be in"):
-        SemanticSettings.from_config({"threshold": 1.5})
+        SemanticSettings.from_config(section, threshold=1.5)
     fcfg = to_container(load_config(None, ["filter.decontam.semantic.enabled=false"]))["filter"]
     assert not checks_run(fcfg)["semantic_decontam"] and checks_run(fcfg)["semantic_dedup"]
     warnings = data_warnings(fcfg, {"coverage": [{"loaded": True}]}, None)
@@ -583,14 +588,15 @@ def test_embedding_device_follows_the_gpu_the_process_sees():
     """device=auto embeds on CUDA where the process sees a GPU and on CPU here; cuda without a GPU is
     a clear error; on Ray the stage declares `gpus` so its worker is given one."""
     from nemo_taskseed.errors import UserError
-    from nemo_taskseed.filter.semantic.check import SemanticSettings
     from nemo_taskseed.filter.semantic.embed import resolve_device
     from nemo_taskseed.filter.stages import SemanticDecontaminationStage
 
     assert resolve_device("auto") == "cpu"  # this machine has no GPU
     with pytest.raises(UserError, match="device=cuda, but this process sees no GPU"):
         resolve_device("cuda")
+    cfg = load_config()
     with pytest.raises(UserError, match="filter.decontam.semantic.device must be auto, cpu or cuda"):
-        SemanticSettings.from_config({"device": "gpu"})
-    assert SemanticDecontaminationStage(settings={"gpus": 0.25}).resources.gpus == 0.25
-    assert SemanticDecontaminationStage(settings={}).resources.gpus == 0.0
+        SemanticSettings.from_config(cfg, device="gpu")
+    quarter = SemanticSettings.from_config(cfg, gpus=0.25)
+    assert SemanticDecontaminationStage(settings=quarter).resources.gpus == 0.25
+    assert SemanticDecontaminationStage(settings=SemanticSettings.from_config(cfg)).resources.gpus == 0.0

@@ -8,9 +8,10 @@ import re
 import pytest
 from test_filter_fixtures import fixture_rows, make_generated, make_seed, mbpp_fields
 
+from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.records import records_to_frame
 from nemo_taskseed.filter.stages import VerificationStage, stage_counts
-from nemo_taskseed.filter.verify import decide, run_code_tests
+from nemo_taskseed.filter.verify import CodeSettings, decide, run_code_tests
 from nemo_taskseed.filter.verify.sandbox import bwrap_path
 from nemo_taskseed.registry import (
     extract_choice_letter,
@@ -84,7 +85,7 @@ def test_verification_stage_keeps_passing_code_and_rejects_failing(mbpp):
     bad = make_generated(seed, bad_fields)
     from nemo_curator.tasks import DocumentBatch
 
-    stage = VerificationStage(code={"timeout_s": 10, "memory_mb": 512})
+    stage = VerificationStage(code=CodeSettings.from_config(load_config()))
     stage.setup()
     good_label = make_generated(seed, mbpp_fields(mbpp[3]), variant="label")  # same item, other variant
     out = stage.process(DocumentBatch(dataset_name="t", data=records_to_frame([good, bad, good_label])))
@@ -131,7 +132,8 @@ def test_vote_settings_vllm_would_refuse_are_config_errors_naming_the_field():
     from nemo_taskseed.errors import UserError
     from nemo_taskseed.filter.verify import VoteSettings
 
-    assert VoteSettings.from_config({"k": 1, "temperature": 0}).k == 1  # one greedy vote is fine
+    cfg = load_config()
+    assert VoteSettings.from_config(cfg, k=1, temperature=0).k == 1  # one greedy vote is fine
     for bad, field in (
         ({"k": 5, "temperature": 0}, "filter.verify.vote.k=5 with filter.verify.vote.temperature=0"),
         ({"k": 0}, "filter.verify.vote.k must be >= 1"),
@@ -140,7 +142,10 @@ def test_vote_settings_vllm_would_refuse_are_config_errors_naming_the_field():
         ({"top_p": 0}, "filter.verify.vote.top_p"),
     ):
         with pytest.raises(UserError, match=field.replace(".", r"\.")):
-            VoteSettings.from_config(bad)
+            VoteSettings.from_config(cfg, **bad)
+    # Defaults live in configs/base/filter.yaml only: a section without a key names the key.
+    with pytest.raises(UserError, match=r"filter\.verify\.vote\.temperature"):
+        VoteSettings.from_config({"k": 3})
 
 
 @needs_bwrap
@@ -148,7 +153,6 @@ def test_run_filter_verifies_code_items_and_revalidates_final_records(mbpp, fixt
     """Verification inside the step (code items need no model), then the final schema check."""
     from test_filter_fixtures import write_jsonl
 
-    from nemo_taskseed.config import load_config
     from nemo_taskseed.filter.step import run_filter
     from nemo_taskseed.pipeline.shards import read_part_records
 

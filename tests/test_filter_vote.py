@@ -12,11 +12,17 @@ import json
 import pytest
 from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields
 
+from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.records import records_to_frame
 from nemo_taskseed.filter.stages import VerificationStage
 from nemo_taskseed.filter.verify import VoteSettings, decide, vote
 
 pytestmark = pytest.mark.model
+
+
+def vote_settings(**changed) -> VoteSettings:
+    """configs/base/filter.yaml's `filter.verify.vote`, with the fields a test changes."""
+    return VoteSettings.from_config(load_config(), **changed)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,7 @@ def test_multiple_choice_vote_with_real_model(backend, fixtures_hf):
     rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:3]
     seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
     records = [make_generated(seed, mc_fields(r)) for r in rows]
-    settings = VoteSettings(k=4, temperature=0.8, threshold=0.5)
+    settings = vote_settings(k=4, temperature=0.8, threshold=0.5)
     results = vote(backend, records, "multiple_choice", settings)
     assert len(results) == 3
     for rec, res in zip(records, results):
@@ -51,7 +57,7 @@ def test_verification_stage_records_votes_and_rejects_disagreement(backend, fixt
     records = [make_generated(seed, mc_fields(arc[5])), make_generated(gseed, gsm8k_fields(gsm[1]))]
     df = records_to_frame(records)
     stage = VerificationStage(
-        vote={"k": 2, "temperature": 0.7, "threshold": 0.5, "max_tokens_math": 96}, backend=backend
+        vote=vote_settings(k=2, temperature=0.7, threshold=0.5, max_tokens_math=96), backend=backend
     )
     from nemo_curator.tasks import DocumentBatch
 
@@ -80,7 +86,7 @@ def test_a_panel_pools_votes_records_each_member_and_drops_what_is_too_easy(back
     seed = make_seed("arc", "arc_easy", mc_fields(arc[0]), 0)
     records = [make_generated(seed, mc_fields(arc[i])) for i in (7, 8, 9, 10)]
     stage = VerificationStage(
-        vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
+        vote=vote_settings(k=2, temperature=0.8, threshold=0.5),
         panel_backends=[("judge-a", backend), ("judge-b", backend)],
         drop_too_easy=True,
     )
@@ -114,7 +120,7 @@ def test_a_shard_voted_again_reads_its_votes_from_its_cache(backend, fixtures_hf
 
     def run() -> tuple[dict, list]:
         stage = VerificationStage(
-            vote={"k": 2, "temperature": 0.8, "threshold": 0.5},
+            vote=vote_settings(k=2, temperature=0.8, threshold=0.5),
             panel_backends=[("judge-a", backend), ("judge-b", backend)],
             keep_outputs=True,
             cache_dir=str(tmp_path),

@@ -90,7 +90,7 @@ def tokenized(tmp_path_factory, documents, model_dir):
     """One tokenize run shared by the read-back tests (two input files, three families)."""
     root = tmp_path_factory.mktemp("tokenized")
     files = [write_jsonl(root / "part-0.jsonl", documents[::2]), write_jsonl(root / "part-1.jsonl", documents[1::2])]
-    opts = TokenizeOptions(tokenizer_path=str(model_dir), batch_size=16, progress=False)
+    opts = TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=16, progress=False)
     manifest = tokenize_files(files, root / "out", opts)
     return manifest, root / "out", files
 
@@ -183,7 +183,9 @@ def test_bad_lines_are_rejected_with_file_and_line_and_the_rest_tokenizes(tmp_pa
         handle.write(b'{"text": "no family here"}\n')  # line 7: no family
         for row in good[2:]:
             handle.write((json.dumps(row) + "\n").encode())
-    manifest = tokenize_files([path], tmp_path / "out", TokenizeOptions(str(model_dir), progress=False))
+    manifest = tokenize_files(
+        [path], tmp_path / "out", TokenizeOptions.from_config(load_config(), str(model_dir), progress=False)
+    )
     rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
         (2, "missing field 'text'"),
@@ -200,7 +202,7 @@ def test_bad_lines_are_rejected_with_file_and_line_and_the_rest_tokenizes(tmp_pa
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, documents, model_dir, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", documents)
     out = tmp_path / "out"
-    opts = TokenizeOptions(str(model_dir), batch_size=8, progress=False)
+    opts = TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=8, progress=False)
     tokenize_files([src], out, opts)  # a complete earlier run sits in `out`
     assert (out / "manifest.json").is_file()
 
@@ -230,9 +232,15 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, documents,
 
 def test_worker_processes_write_identical_datasets(tmp_path, documents, model_dir):
     src = write_jsonl(tmp_path / "in.jsonl", documents[:90])
-    one = tokenize_files([src], tmp_path / "one", TokenizeOptions(str(model_dir), batch_size=8, progress=False))
+    one = tokenize_files(
+        [src],
+        tmp_path / "one",
+        TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=8, progress=False),
+    )
     two = tokenize_files(
-        [src], tmp_path / "two", TokenizeOptions(str(model_dir), batch_size=8, workers=2, progress=False)
+        [src],
+        tmp_path / "two",
+        TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=8, workers=2, progress=False),
     )
     assert [p["files"] for p in one["prefixes"]] == [p["files"] for p in two["prefixes"]]
 
@@ -381,7 +389,7 @@ def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_pat
         input_files(section, tmp_path / "empty")
     # The output folder is never the input's: its shards/ would clash with the producing step's markers.
     with pytest.raises(TokenizeError, match="inside the output folder"):
-        tokenize_files(input_files(section, filt), filt, TokenizeOptions("unused"))
+        tokenize_files(input_files(section, filt), filt, TokenizeOptions.from_config(load_config(), "unused"))
     # Shard names: part-<shard> keeps its name, other files their stem; clashes get a suffix.
     assert shard_names(
         [
@@ -407,7 +415,10 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
     concat = tmp_path / "all.jsonl"
     concat.write_bytes(b"".join(f.read_bytes() for f in files))
     single = tokenize_files(
-        [concat], tmp_path / "single", TokenizeOptions(str(model_dir), progress=False), hf_tokenizer=tokenizer
+        [concat],
+        tmp_path / "single",
+        TokenizeOptions.from_config(load_config(), str(model_dir), progress=False),
+        hf_tokenizer=tokenizer,
     )
     summary = {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in manifest["prefixes"]}
     assert summary == {p["name"]: (p["documents"], p["tokens"], p["files"]) for p in single["prefixes"]}
@@ -454,7 +465,7 @@ def test_restart_skips_finished_shards_and_tokenizes_only_new_files(tmp_path, do
 
     src = _filter_folder(tmp_path / "filter", documents[:60], parts=2)
     section = _default_section()
-    opts = TokenizeOptions(str(model_dir), batch_size=16, progress=False)
+    opts = TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=16, progress=False)
     out = tmp_path / "out"
     first, run = run_tokenize(input_files(section, src), out, opts, hf_tokenizer=tokenizer)
     assert run["run_now"] == 2
@@ -513,7 +524,9 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
     src = _filter_folder(tmp_path / "filter", documents, parts=3)
     files = input_files(_default_section(), src)
     out = tmp_path / "tok"
-    merged = tokenize_files(files, out, TokenizeOptions(str(model_dir), progress=False), hf_tokenizer=tokenizer)
+    merged = tokenize_files(
+        files, out, TokenizeOptions.from_config(load_config(), str(model_dir), progress=False), hf_tokenizer=tokenizer
+    )
     blend_cfg = load_config(
         None,
         [
@@ -535,7 +548,10 @@ def test_merge_false_lists_shard_prefixes_and_the_blend_plans_them_as_one_group(
     merged_plan = plan_from_config(blend_cfg)
 
     manifest, run = run_tokenize(
-        files, out, TokenizeOptions(str(model_dir), progress=False, merge=False), hf_tokenizer=tokenizer
+        files,
+        out,
+        TokenizeOptions.from_config(load_config(), str(model_dir), progress=False, merge=False),
+        hf_tokenizer=tokenizer,
     )
     assert run["run_now"] == 0  # switching merge off reuses the shards
     assert not list(out.glob("*.bin")) and not list(out.glob("*.idx"))  # nothing merged is vouched for now

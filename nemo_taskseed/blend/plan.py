@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nemo_taskseed.blend.sources import ExistingEntry, SyntheticPrefix, count_prefix_tokens, prefix_exists
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.schema.plan import PLAN_SCHEMA, PlanError
 from nemo_taskseed.schema.records import FORMATS
 
@@ -71,53 +72,59 @@ class FamilyLimits:
 
 @dataclass
 class PlanSettings:
-    total_tokens: int = 100_000_000_000
-    seq_length: int = 4096
-    synthetic_share: float = 0.1
-    temperature: float = 1.0
-    max_epochs: float | None = 4.0
-    max_share: float | None = None
-    min_share: float = 0.0
-    family_overrides: dict[str, FamilyLimits] = field(default_factory=dict)
-    group_key: str = "kind"
-    group_quotas: dict[str, float] = field(default_factory=dict)
-    # "all" | "one_per_item" | {variant: weight}
-    variants: str | dict[str, float] = "all"
-    format_quotas: dict[str, float] = field(default_factory=dict)
-    normalize_existing_weights: bool = False
-    require_existing_prefixes: bool = True
-    weight_sum_tolerance: float = 1e-6
+    """`blend.*` (configs/base/blend.yaml holds the paper's mixture defaults and says why)."""
+
+    total_tokens: int
+    seq_length: int
+    synthetic_share: float
+    temperature: float
+    max_epochs: float | None
+    max_share: float | None
+    min_share: float
+    family_overrides: dict[str, FamilyLimits]
+    group_key: str
+    group_quotas: dict[str, float]
+    variants: str | dict[str, float]  # "all" | "one_per_item" | {variant: weight}
+    format_quotas: dict[str, float]
+    normalize_existing_weights: bool
+    require_existing_prefixes: bool
+    weight_sum_tolerance: float
 
     @classmethod
-    def from_config(cls, section) -> PlanSettings:
-        get = section.get
-        overrides = {}
+    def from_config(cls, cfg, **overrides) -> PlanSettings:
+        """From the full config or its `blend` section; `overrides` replace fields. A family's
+        override inherits the section's limits it does not set."""
+        get = {**section_settings(cls, cfg, "blend"), **overrides}.get
+        family_overrides = {}
         for family, limits in (get("family_overrides") or {}).items():
+            if isinstance(limits, FamilyLimits):
+                family_overrides[str(family)] = limits
+                continue
             limits = dict(limits)
             unknown = set(limits) - {"max_epochs", "max_share", "min_share"}
             if unknown:
                 raise PlanError(f"blend.family_overrides.{family}: unknown key(s) {sorted(unknown)}")
-            overrides[str(family)] = FamilyLimits(
+            family_overrides[str(family)] = FamilyLimits(
                 max_epochs=limits.get("max_epochs", get("max_epochs")),
                 max_share=limits.get("max_share", get("max_share")),
                 min_share=limits.get("min_share", get("min_share") or 0.0),
             )
         settings = cls(
-            total_tokens=int(float(get("total_tokens", 100e9))),
-            seq_length=int(get("seq_length", 4096)),
-            synthetic_share=float(get("synthetic_share", 0.1)),
-            temperature=float(get("temperature", 1.0)),
+            total_tokens=int(float(get("total_tokens"))),
+            seq_length=int(get("seq_length")),
+            synthetic_share=float(get("synthetic_share")),
+            temperature=float(get("temperature")),
             max_epochs=None if get("max_epochs") is None else float(get("max_epochs")),
             max_share=None if get("max_share") is None else float(get("max_share")),
             min_share=float(get("min_share") or 0.0),
-            family_overrides=overrides,
-            group_key=str(get("group_key", "kind")),
+            family_overrides=family_overrides,
+            group_key=str(get("group_key")),
             group_quotas={str(k): float(v) for k, v in (get("group_quotas") or {}).items()},
-            variants=_variants_setting(get("variants", "all")),
+            variants=_variants_setting(get("variants")),
             format_quotas={str(k): float(v) for k, v in (get("format_quotas") or {}).items()},
-            normalize_existing_weights=bool(get("normalize_existing_weights", False)),
-            require_existing_prefixes=bool(get("require_existing_prefixes", True)),
-            weight_sum_tolerance=float(get("weight_sum_tolerance", 1e-6)),
+            normalize_existing_weights=bool(get("normalize_existing_weights")),
+            require_existing_prefixes=bool(get("require_existing_prefixes")),
+            weight_sum_tolerance=float(get("weight_sum_tolerance")),
         )
         settings.check()
         return settings

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_taskseed.blend.emit import write_artifacts
 from nemo_taskseed.blend.plan import PlanSettings, plan_blend, resolve_existing
 from nemo_taskseed.blend.sources import load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.schema.plan import PlanError
 from nemo_taskseed.schema.plan import read_plan as read_plan_file
@@ -43,13 +45,8 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
 
 @holds_output_lock("blend", "out_dir")
 def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
-    return write_artifacts(
-        plan,
-        out_dir,
-        valid=section.get("valid", "train"),
-        test=section.get("test", "train"),
-        plot=bool(section.get("plot", True)),
-    )
+    emit = section_settings(None, section, "blend", ("valid", "test", "plot"))
+    return write_artifacts(plan, out_dir, valid=emit["valid"], test=emit["test"], plot=bool(emit["plot"]))
 
 
 def read_plan(path: str | Path) -> tuple[dict, Path]:
@@ -57,18 +54,40 @@ def read_plan(path: str | Path) -> tuple[dict, Path]:
     return read_plan_file(path, written_by_blend=True)
 
 
-def verify_from_config(plan: dict, section) -> dict:
-    v = section.get("verify", {})
-    tolerance = Tolerance(
-        absolute=float(v.get("tolerance_absolute", 5e-4)), relative=float(v.get("tolerance_relative", 0.01))
-    )
+@dataclass(frozen=True)
+class VerifySettings:
+    """`blend.verify` (configs/base/blend.yaml says what each key does)."""
+
+    tolerance_absolute: float
+    tolerance_relative: float
+    build: str  # always | auto | never
+    build_max_samples: int
+    read_samples: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> VerifySettings:
+        values = {**section_settings(cls, cfg, "blend.verify"), **overrides}
+        return cls(
+            float(values["tolerance_absolute"]),
+            float(values["tolerance_relative"]),
+            str(values["build"]),
+            int(values["build_max_samples"]),
+            int(values["read_samples"]),
+            int(values["seed"]),
+        )
+
+
+def verify_from_config(plan: dict, section, **overrides) -> dict:
+    """`verify_plan` with the settings of `section` (the `blend` section) `.verify`."""
+    v = VerifySettings.from_config(section["verify"], **overrides)
     tokenizer = (plan.get("tokenizer") or {}).get("path")
     return verify_plan(
         plan,
         tokenizer,
-        tolerance=tolerance,
-        build_max_samples=int(v.get("build_max_samples", 20000)),
-        read_samples=int(v.get("read_samples", 64)),
-        seed=int(v.get("seed", 1234)),
-        build=str(v.get("build", "auto")),
+        tolerance=Tolerance(absolute=v.tolerance_absolute, relative=v.tolerance_relative),
+        build_max_samples=v.build_max_samples,
+        read_samples=v.read_samples,
+        seed=v.seed,
+        build=v.build,
     )

@@ -33,6 +33,7 @@ from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, signatures_for
+from nemo_taskseed.filter.quality.explanation import ExplanationSettings
 from nemo_taskseed.filter.records import (
     COLUMNS,
     KEPT,
@@ -47,7 +48,9 @@ from nemo_taskseed.filter.records import (
     reject,
     split_frame,
 )
+from nemo_taskseed.filter.semantic.check import SemanticSettings
 from nemo_taskseed.filter.text import record_fields_text
+from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
 from nemo_taskseed.llm.backends import build_backend
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_lines_digest
@@ -251,17 +254,13 @@ class ExplanationStage(_ItemCheckStage):
     """The enrichment must explain the item's own answer (filter.quality.explanation)."""
 
     name: str = "explanation"
-    settings: dict[str, Any] = field(default_factory=dict)
-    families: dict[str, str] = field(default_factory=dict)
-    task_kinds: dict[str, str] = field(default_factory=dict)
+    settings: ExplanationSettings | None = None  # filter.quality.explanation (required)
     enrichment_failure: str = "strip"
 
     def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
-        from nemo_taskseed.filter.quality import ExplanationSettings, explanation_failures
+        from nemo_taskseed.filter.quality import explanation_failures
 
-        if not hasattr(self, "_settings"):
-            self._settings = ExplanationSettings.from_config(self.settings, self.families, self.task_kinds)
-        return [(f["check"], True, f) for f in explanation_failures(record, self._settings)]
+        return [(f["check"], True, f) for f in explanation_failures(record, self.settings)]
 
 
 @dataclass
@@ -347,7 +346,7 @@ class SemanticDecontaminationStage(_FilterStage):
 
     name: str = "semantic_decontam"
     index_prefix: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: SemanticSettings | None = None  # filter.decontam.semantic (required)
     save_dir: str = ""
     # Injected judge backend (tests, notebooks); else built from settings.judge.backend.
     judge_backend: Any = None
@@ -356,13 +355,14 @@ class SemanticDecontaminationStage(_FilterStage):
 
     def __post_init__(self) -> None:
         # On Ray a worker sees a GPU only when its stage declares one (settings.gpus).
-        self.resources = Resources(cpus=1.0, gpus=float((self.settings or {}).get("gpus") or 0.0))
+        if self.settings is None:
+            raise ValueError("SemanticDecontaminationStage needs settings (filter.decontam.semantic)")
+        self.resources = Resources(cpus=1.0, gpus=float(self.settings.gpus))
 
     def setup(self, worker_metadata=None) -> None:
         from nemo_taskseed.filter.semantic import Embedder
-        from nemo_taskseed.filter.semantic.check import SemanticSettings
 
-        self._settings = SemanticSettings.from_config(self.settings)
+        self._settings = self.settings
         self._index = (
             load_semantic_index(self.index_prefix, Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
             if self.index_prefix
@@ -583,8 +583,9 @@ class VerificationStage(_FilterStage):
     """
 
     name: str = "verify"
-    vote: dict[str, Any] = field(default_factory=dict)
-    code: dict[str, Any] = field(default_factory=dict)
+    # `filter.verify.vote` / `filter.verify.code`; required once a shard has items of that kind.
+    vote: VoteSettings | None = None
+    code: CodeSettings | None = None
     families: dict[str, str] = field(default_factory=dict)
     task_kinds: dict[str, str] = field(default_factory=dict)
     backend_config: dict[str, Any] | None = None
@@ -663,10 +664,9 @@ class VerificationStage(_FilterStage):
         return task
 
     def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.verify import VoteSettings, panel_vote, run_code_tests
+        from nemo_taskseed.filter.verify import panel_vote, run_code_tests
         from nemo_taskseed.registry import verifier_kind
 
-        settings = VoteSettings.from_config(self.vote)
         # One check per item (the representative row); all its variants share the verdict.
         reps, members = kept_items(df)
         records = parsed_records(df)
@@ -688,19 +688,23 @@ class VerificationStage(_FilterStage):
             if not code or not tests:
                 settle(rep, {"method": "code_tests", "status": "missing"}, "code_missing_solution_or_tests")
                 continue
+            if self.code is None:
+                raise ValueError("VerificationStage.code (filter.verify.code) is needed to check code items")
             res = run_code_tests(
                 code,
                 tests,
-                timeout_s=float(self.code.get("timeout_s", 10)),
-                memory_mb=int(self.code.get("memory_mb", 512)),
-                unsafe_no_sandbox=bool(self.code.get("unsafe_no_sandbox", False)),
+                timeout_s=self.code.timeout_s,
+                memory_mb=self.code.memory_mb,
+                unsafe_no_sandbox=self.code.unsafe_no_sandbox,
             )
             settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
+        if groups and self.vote is None:
+            raise ValueError("VerificationStage.vote (filter.verify.vote) is needed to vote on items")
         for kind, idxs in groups.items():
             batch = [records[df.index.get_loc(i)] for i in idxs]
             results = panel_vote(
-                self._members(), batch, kind, settings, too_easy=self.drop_too_easy, session=self._session
+                self._members(), batch, kind, self.vote, too_easy=self.drop_too_easy, session=self._session
             )
             for rep, res in zip(idxs, results):
                 info = res.to_dict(keep_outputs=self.keep_outputs)

@@ -33,6 +33,9 @@ from nemo_curator.tasks import DocumentBatch
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
+from nemo_taskseed.filter.quality.explanation import ExplanationSettings
+from nemo_taskseed.filter.semantic.check import SemanticSettings
+from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
@@ -145,9 +148,8 @@ def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, 
     settings are unchanged); returns the faiss index's path prefix and its description."""
     from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
     from nemo_taskseed.filter.semantic import Embedder, SemanticIndex
-    from nemo_taskseed.filter.semantic.check import SemanticSettings
 
-    sem = SemanticSettings.from_config(dc.get("semantic"))
+    sem = SemanticSettings.from_config(dc["semantic"])
     fp = shards.fingerprint(index_info.get("fingerprint"), sem.model, sem.max_seq_length)
     prefix, info_path = work / "semantic_index", work / "semantic_index.info.json"
     if prefix.with_suffix(".faiss").is_file() and info_path.is_file():
@@ -326,9 +328,7 @@ def _phase1(
     if on["explanation"]:
         stages.append(
             ExplanationStage(
-                settings=dict(quality["explanation"]),
-                families=families,
-                task_kinds=dict(task_kinds or {}),
+                settings=ExplanationSettings.from_config(quality["explanation"], families, task_kinds),
                 enrichment_failure=quality["enrichment_failure"],
             )
         )
@@ -342,7 +342,7 @@ def _phase1(
         stages.append(
             SemanticDecontaminationStage(
                 index_prefix=semantic_prefix or "",
-                settings=dict(dc.get("semantic") or {}),
+                settings=SemanticSettings.from_config(dc["semantic"]),
                 save_dir=str(work / "semantic") if embed else "",
                 cache_dir=str(work.parent / "cache"),  # the filter folder's, beside verify's
             )
@@ -521,8 +521,8 @@ def _phase3(
     if on["verify"]:
         stages.append(
             VerificationStage(
-                vote=dict(vf["vote"]),
-                code=dict(vf["code"]),
+                vote=VoteSettings.from_config(vf["vote"]),
+                code=CodeSettings.from_config(vf["code"]),
                 families=dict(vf.get("families") or {}),
                 task_kinds=dict(task_kinds or {}),
                 backend_config=backend_config,
@@ -564,10 +564,9 @@ def run_filter(
 
     full = to_container(cfg)
     fcfg = full["filter"]
-    if fcfg["verify"]["enabled"]:
-        from nemo_taskseed.filter.verify import VoteSettings
-
-        VoteSettings.from_config(fcfg["verify"]["vote"])  # a bad vote setting fails before any work
+    if fcfg["verify"]["enabled"]:  # a bad verify setting fails before any work
+        VoteSettings.from_config(full)
+        CodeSettings.from_config(full)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     publish.begin(out_dir)  # the reports below and the parts are replaced; nothing claims a finished set

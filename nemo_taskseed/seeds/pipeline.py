@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from nemo_taskseed.config import to_container
+from nemo_taskseed.config import section_settings, to_container
 from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.schema import content_id
 from nemo_taskseed.schema.rejected import rejected as rejected_line
@@ -52,8 +52,8 @@ def build_seed_pipeline(seeds_cfg: dict[str, Any], out_dir: Path, mirror: str | 
         stages=[
             SeedSplitReaderStage(
                 mirror=mirror,
-                max_per_subtask=seeds_cfg.get("max_per_subtask"),
-                sample_seed=int(seeds_cfg.get("sample_seed", 0)),
+                max_per_subtask=seeds_cfg["max_per_subtask"],
+                sample_seed=int(seeds_cfg["sample_seed"]),
             ),
             NormalizeSeedsStage(field_rules={k: list(seeds_cfg[k]) for k in FIELD_RULE_KEYS}),
             ValidateSeedSchemaStage(),
@@ -79,13 +79,15 @@ def collect_seeds(
 
     start = time.perf_counter()
     seeds_cfg = to_container(seeds_cfg)
-    mirror = mirror or seeds_cfg.get("mirror")
+    # Defaults live in configs/base/seeds.yaml: a section without these keys is a config error.
+    section_settings(None, seeds_cfg, "seeds", ("mirror", "max_per_subtask", "sample_seed", "resume", "dedup_content"))
+    mirror = mirror or seeds_cfg["mirror"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(seeds_cfg, mirror)
     # Volume targets (seeds.targets): a quota per subtask; subtasks given none are not read.
     catalog_rows, allocation = plan_rows(catalog_rows, seeds_cfg, mirror)
-    resume = bool(seeds_cfg.get("resume", True))
+    resume = bool(seeds_cfg["resume"])
     todo = [r for r in catalog_rows if not (resume and _is_done(r, out_dir, settings, mirror))]
     skipped = len(catalog_rows) - len(todo)
     if todo:
@@ -95,7 +97,7 @@ def collect_seeds(
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
         pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
     task_names = [r["task"] for r in catalog_rows]
-    duplicates = publish_seeds(out_dir, task_names, dedup_content=bool(seeds_cfg.get("dedup_content", True)))
+    duplicates = publish_seeds(out_dir, task_names, dedup_content=bool(seeds_cfg["dedup_content"]))
     summary = summarize(out_dir, task_names, duplicates)
     # The filter checks each task's generated items with the catalog's answer check (catalog/verifiers.py).
     for r in catalog_rows:

@@ -33,11 +33,13 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.pipeline import shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
@@ -64,32 +66,36 @@ class TokenizeError(UserError):
 
 @dataclass
 class TokenizeOptions:
+    """`tokenize.*` (configs/base/tokenize.yaml holds the defaults and says why), and the tokenizer."""
+
     tokenizer_path: str
-    text_field: str = "text"
-    group_by: Sequence[str] = ("family", "variant")
-    optional_group_keys: Sequence[str] = ("variant",)
-    missing_group_value: str = "all"
-    append_eod: bool = True
-    eod_token_id: int | None = None  # None: the tokenizer's eos token
-    add_special_tokens: bool = False
-    dtype: str = "auto"  # auto: uint16 when the vocabulary fits (megatron's DType.optimal_dtype)
-    workers: int = 1  # encoder processes inside one shard's task
-    batch_size: int = 512
-    progress: bool = True
+    text_field: str
+    group_by: Sequence[str]
+    optional_group_keys: Sequence[str]
+    missing_group_value: str
+    append_eod: bool
+    eod_token_id: int | None  # None: the tokenizer's eos token
+    add_special_tokens: bool
+    dtype: str  # auto: uint16 when the vocabulary fits (megatron's DType.optimal_dtype)
+    workers: int  # encoder processes inside one shard's task
+    batch_size: int
+    progress: bool
     # Curator executor for the per-shard tasks: inline, ray_data, xenna, or inherit (run.executor
     # in `taskseed run`; inline when there is none, e.g. `taskseed tokenize`).
-    executor: str = "inherit"
-    merge: bool = True  # false: the manifest lists the per-shard prefixes instead of merged ones
-    max_document_chars: int = 0  # longer texts are rejects (file, line, reason); 0: no limit
+    executor: str
+    merge: bool  # false: the manifest lists the per-shard prefixes instead of merged ones
+    max_document_chars: int  # longer texts are rejects (file, line, reason); 0: no limit
 
     @classmethod
-    def from_config(cls, section, tokenizer_path: str, run_executor: str | None = None) -> TokenizeOptions:
-        known = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in dict(section).items() if k in known}
+    def from_config(
+        cls, cfg: Any, tokenizer_path: str, run_executor: str | None = None, **overrides: Any
+    ) -> TokenizeOptions:
+        """From the full config or its `tokenize` section; `overrides` replace fields."""
+        names = [f.name for f in fields(cls) if f.name != "tokenizer_path"]
+        values = {**section_settings(cls, cfg, "tokenize", names), **overrides}
         values["tokenizer_path"] = str(tokenizer_path)
         for key in ("group_by", "optional_group_keys"):
-            if key in values:
-                values[key] = tuple(values[key])
+            values[key] = tuple(values[key])
         opts = cls(**values)
         if run_executor and opts.executor in (None, "inherit"):
             opts.executor = str(run_executor)

@@ -57,9 +57,9 @@ def fuzzy_workflow(input_path: Path, output_path: Path, cache_path: Path, gpu_cf
         input_filetype="jsonl",
         text_field="text",
         perform_removal=False,
-        char_ngrams=int(gpu_cfg.get("char_ngrams", 24)),
-        num_bands=int(gpu_cfg.get("num_bands", 20)),
-        minhashes_per_band=int(gpu_cfg.get("minhashes_per_band", 13)),
+        char_ngrams=int(gpu_cfg["char_ngrams"]),  # configs/base/filter.yaml: filter.dedup.gpu
+        num_bands=int(gpu_cfg["num_bands"]),
+        minhashes_per_band=int(gpu_cfg["minhashes_per_band"]),
     )
 
 

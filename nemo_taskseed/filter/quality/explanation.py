@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.filter.quality.items import wrong_calculations
 from nemo_taskseed.registry import verifier_kind
 from nemo_taskseed.registry.extractors import (
@@ -60,23 +61,29 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 @dataclass(frozen=True)
 class ExplanationSettings:
-    min_new_words: int = 3  # knowledge must add at least this many content words
-    min_why_wrong_words: int = 3  # content words a why_wrong has beyond its option's own text
+    """`filter.quality.explanation` (configs/base/filter.yaml), plus what decides an item's
+    verifier kind."""
+
+    min_new_words: int  # knowledge must add at least this many content words
+    min_why_wrong_words: int  # content words a why_wrong has beyond its option's own text
     families: Mapping[str, str] | None = None  # filter.verify.families (family -> verifier kind)
     task_kinds: Mapping[str, str] | None = None  # task -> the catalog's verifier kind (from the seeds)
 
     @classmethod
     def from_config(
         cls,
-        section: Mapping[str, Any],
+        cfg: Any,
         families: Mapping[str, str] | None = None,
         task_kinds: Mapping[str, str] | None = None,
     ) -> ExplanationSettings:
+        """From the full config or its `filter.quality.explanation` section."""
+        names = ("min_new_words", "min_why_wrong_words")
+        values = section_settings(cls, cfg, "filter.quality.explanation", names, strict=True, extra=("enabled",))
         return cls(
-            min_new_words=int(section.get("min_new_words", 3)),
-            min_why_wrong_words=int(section.get("min_why_wrong_words", 3)),
-            families=families,
-            task_kinds=task_kinds,
+            int(values["min_new_words"]),
+            int(values["min_why_wrong_words"]),
+            dict(families or {}),
+            dict(task_kinds or {}),
         )
 
 

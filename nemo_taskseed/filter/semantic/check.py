@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.semantic.index import SemanticHit, SemanticIndex
 from nemo_taskseed.llm.backends import Backend
@@ -34,31 +35,28 @@ JUDGE_PROMPT = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SemanticSettings:
-    """`filter.decontam.semantic` (configs/base/filter.yaml)."""
+    """`filter.decontam.semantic` (configs/base/filter.yaml holds the defaults and says why)."""
 
-    enabled: bool = True
-    model: str | None = None
-    threshold: float = 0.8
-    top_k: int = 3
-    max_seq_length: int = 128
-    batch_size: int = 64
+    enabled: bool
+    model: str | None
+    threshold: float
+    top_k: int
+    max_seq_length: int
+    batch_size: int
     # Where the embedding model runs: auto (CUDA when this process sees a GPU, else CPU), cpu, cuda.
-    device: str = "auto"
+    device: str
     # GPUs each embedding worker holds on Ray (a fraction shares one GPU); 0: none, so a Ray
     # worker sees no GPU and `auto` embeds on CPU.
-    gpus: float = 0.0
-    judge: dict[str, Any] = field(default_factory=dict)
+    gpus: float
+    judge: dict[str, Any]  # enabled, backend (a backend section), max_tokens
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> SemanticSettings:
-        cfg = dict(cfg or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(cfg) - known
-        if unknown:
-            raise UserError(f"filter.decontam.semantic: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        out = cls(**cfg)
+    def from_config(cls, cfg: Any, **overrides: Any) -> SemanticSettings:
+        """From the full config or its `filter.decontam.semantic` section; `overrides` replace fields."""
+        values = {**section_settings(cls, cfg, "filter.decontam.semantic", strict=True), **overrides}
+        out = cls(**{**values, "judge": dict(values["judge"] or {})})
         if not 0.0 < float(out.threshold) <= 1.0:
             raise UserError(f"filter.decontam.semantic.threshold must be in (0, 1], got {out.threshold}")
         if int(out.top_k) < 1:
@@ -67,7 +65,6 @@ class SemanticSettings:
             raise UserError(f"filter.decontam.semantic.device must be auto, cpu or cuda, got {out.device!r}")
         if float(out.gpus) < 0:
             raise UserError(f"filter.decontam.semantic.gpus must be >= 0, got {out.gpus}")
-        out.judge = dict(out.judge or {})
         return out
 
     @property

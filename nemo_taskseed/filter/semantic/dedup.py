@@ -48,12 +48,14 @@ import math
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nemo_taskseed.config import section_settings
+from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import key_of
 from nemo_taskseed.filter.semantic.index import SCORE_DECIMALS, flat_index
 from nemo_taskseed.filter.semantic.store import Embedded
@@ -69,33 +71,42 @@ class SemanticDrop:
 
 @dataclass(frozen=True)
 class SemanticDedupSettings:
-    """`filter.dedup.semantic.*` (configs/base/filter.yaml says why each default)."""
+    """`filter.dedup.semantic.*` (configs/base/filter.yaml holds the defaults and says why)."""
 
-    threshold: float = 0.95
-    exact_max_items: int = 20_000
-    cluster_size: int = 0  # 0: ceil(sqrt(items)) clusters
-    sample_per_cluster: int = 40
-    second_margin: float = 0.02
-    kmeans_iterations: int = 20
-    seed: int = 1
+    threshold: float
+    exact_max_items: int
+    cluster_size: int  # 0: ceil(sqrt(items)) clusters
+    sample_per_cluster: int
+    second_margin: float
+    kmeans_iterations: int
+    seed: int
 
     @classmethod
-    def from_config(cls, sem: Mapping[str, Any] | None) -> SemanticDedupSettings:
-        sem = dict(sem or {})
-        sem.pop("enabled", None)
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(sem) - known)
-        if unknown:
-            raise ValueError(f"filter.dedup.semantic: unknown key(s) {unknown}")
-        out = cls(**{k: type(getattr(cls, k))(v) for k, v in sem.items()})
+    def from_config(cls, cfg: Any = None, **overrides: Any) -> SemanticDedupSettings:
+        """From the full config or its `filter.dedup.semantic` section (None: the base config);
+        `overrides` replace fields."""
+        if cfg is None:
+            from nemo_taskseed.config import load_config
+
+            cfg = load_config()
+        values = {**section_settings(cls, cfg, "filter.dedup.semantic", strict=True, extra=("enabled",)), **overrides}
+        out = cls(
+            float(values["threshold"]),
+            int(values["exact_max_items"]),
+            int(values["cluster_size"]),
+            int(values["sample_per_cluster"]),
+            float(values["second_margin"]),
+            int(values["kmeans_iterations"]),
+            int(values["seed"]),
+        )
         if not 0.0 < out.threshold <= 1.0:
-            raise ValueError(f"filter.dedup.semantic.threshold must be in (0, 1], got {out.threshold}")
+            raise UserError(f"filter.dedup.semantic.threshold must be in (0, 1], got {out.threshold}")
         if out.cluster_size == 1 or out.cluster_size < 0 or out.sample_per_cluster < 1 or out.kmeans_iterations < 1:
-            raise ValueError(
+            raise UserError(
                 "filter.dedup.semantic: cluster_size 0 (auto) or >= 2, sample_per_cluster >= 1, kmeans_iterations >= 1"
             )
         if out.second_margin < 0:
-            raise ValueError(f"filter.dedup.semantic.second_margin must be >= 0, got {out.second_margin}")
+            raise UserError(f"filter.dedup.semantic.second_margin must be >= 0, got {out.second_margin}")
         return out
 
 
@@ -116,9 +127,9 @@ def semantic_duplicates(
 ) -> list[SemanticDrop]:
     """Drops among `items` (vectors in memory): the exact path up to `settings.exact_max_items`
     items + seeds, the clustered one above (bucket files in `work_dir`, else a temporary folder)."""
-    settings = settings or SemanticDedupSettings()
+    settings = settings or SemanticDedupSettings.from_config()
     if threshold is not None:
-        settings = SemanticDedupSettings(**{**settings.__dict__, "threshold": float(threshold)})
+        settings = replace(settings, threshold=float(threshold))
     if len(items.ids) + len(seeds.ids) <= settings.exact_max_items:
         return _exact(items, seeds, settings.threshold)
     return _clustered([_MemoryPart(items)], [_MemoryPart(seeds)], settings, work_dir)

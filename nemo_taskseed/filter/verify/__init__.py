@@ -1,6 +1,6 @@
 """Answer verification: majority vote (multiple choice, math, short answer) and sandboxed code tests."""
 
-from nemo_taskseed.filter.verify.sandbox import SandboxResult, run_code_tests
+from nemo_taskseed.filter.verify.sandbox import CodeSettings, SandboxResult, run_code_tests
 from nemo_taskseed.filter.verify.vote import (
     VoteResult,
     VoteSettings,
@@ -13,6 +13,7 @@ from nemo_taskseed.filter.verify.vote import (
 )
 
 __all__ = [
+    "CodeSettings",
     "SandboxResult",
     "VoteResult",
     "VoteSettings",

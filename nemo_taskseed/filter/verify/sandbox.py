@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 
 # The value encoding both sides share: type-tagged JSON, so a list is not equal to a tuple, 1.5
@@ -357,6 +358,26 @@ def _limits(cpu_seconds: int, memory_mb: int):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
+
+
+@dataclass(frozen=True)
+class CodeSettings:
+    """`filter.verify.code` (configs/base/filter.yaml): limits of one check, and the opt-out of
+    the sandbox (a plain subprocess, no isolation)."""
+
+    timeout_s: float
+    memory_mb: int
+    unsafe_no_sandbox: bool
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> CodeSettings:
+        values = {**section_settings(cls, cfg, "filter.verify.code"), **overrides}
+        out = cls(float(values["timeout_s"]), int(values["memory_mb"]), bool(values["unsafe_no_sandbox"]))
+        if out.timeout_s <= 0 or out.memory_mb < 1:
+            raise UserError(
+                f"filter.verify.code: timeout_s must be > 0 and memory_mb >= 1, got {out.timeout_s}, {out.memory_mb}"
+            )
+        return out
 
 
 def run_code_tests(

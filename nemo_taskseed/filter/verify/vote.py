@@ -16,9 +16,10 @@ import contextlib
 import string
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.llm.backends import Backend
 from nemo_taskseed.llm.requests import Request, RequestSession, check_sampling, make_request
@@ -27,24 +28,25 @@ from nemo_taskseed.registry import extract_choice_letter, get_extractor
 LETTERS = string.ascii_uppercase
 
 
-@dataclass
+@dataclass(frozen=True)
 class VoteSettings:
-    k: int = 5
-    temperature: float = 0.7
-    top_p: float = 0.95
-    threshold: float = 0.6
-    # Room for the JSON object: the 135M model pads it with newlines and spaces.
-    max_tokens_choice: int = 32
-    max_tokens_math: int = 384
-    max_tokens_short: int = 32
-    constrained_choice: bool = True  # JSON-schema decoding of {"answer": <letter>}
-    # Base of the per-request seeds (where the platform honours them, see compat.py).
-    seed: int | None = 0
+    """`filter.verify.vote` (configs/base/filter.yaml holds the defaults and says why)."""
+
+    k: int
+    temperature: float
+    top_p: float
+    threshold: float
+    max_tokens_choice: int
+    max_tokens_math: int
+    max_tokens_short: int
+    constrained_choice: bool  # JSON-schema decoding of {"answer": <letter>}
+    seed: int | None  # base of the per-request seeds (where the platform honours them)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> VoteSettings:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in dict(cfg or {}).items() if k in known}).checked()
+    def from_config(cls, cfg: Any, **overrides: Any) -> VoteSettings:
+        """From the full config or its `filter.verify.vote` section; `overrides` replace fields."""
+        values = {**section_settings(cls, cfg, "filter.verify.vote"), **overrides}
+        return cls(**values).checked()
 
     def checked(self) -> VoteSettings:
         """Settings vLLM would refuse only once the engine is up, as a config error now."""
@@ -212,7 +214,7 @@ def panel_vote(
     per_member = [(name, vote(backend, records, kind, settings, session, name)) for name, backend in members]
     greedy: list[tuple[str, list[VoteResult]]] = []
     if too_easy:
-        once = VoteSettings(**{**asdict(settings), "k": 1, "temperature": 0.0, "top_p": 1.0})
+        once = replace(settings, k=1, temperature=0.0, top_p=1.0)
         greedy = [(name, vote(backend, records, kind, once, session, name)) for name, backend in members]
     pooled = []
     k_total = settings.k * len(members)
