@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,34 @@ def write_jsonl(path: Path, records: list[dict[str, Any]], extra_lines: list[str
         for line in extra_lines:
             fh.write(line + "\n")
     return path
+
+
+# The embedding-model stages (semantic decontamination and dedup, diversity) add ~5 s a run; tests
+# of resume and publication pass these to leave them out.
+NO_EMBEDDING_STAGES = (
+    "filter.decontam.semantic.enabled=false",
+    "filter.dedup.semantic.enabled=false",
+    "filter.diversity.enabled=false",
+)
+
+
+def filter_command(gen: Path, out: Path, fixtures_hf: Path, *overrides: str) -> list[str]:
+    """`taskseed filter` over `gen`, in-process, decontaminated against the fixture mirror's
+    benchmarks (configs/benchmarks/smoke.yaml)."""
+    return [
+        sys.executable,
+        "-m",
+        "nemo_taskseed",
+        "filter",
+        "--in",
+        str(gen),
+        "--out",
+        str(out),
+        "--executor",
+        "inline",
+        "--mirror",
+        str(fixtures_hf),
+        "--config",
+        "benchmarks/smoke",
+        *overrides,
+    ]

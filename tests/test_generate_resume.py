@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_filter_fixtures import fixture_rows, make_generated, make_seed, mc_fields, write_jsonl
+from test_filter_fixtures import (
+    NO_EMBEDDING_STAGES,
+    filter_command,
+    fixture_rows,
+    make_generated,
+    make_seed,
+    mc_fields,
+    write_jsonl,
+)
 
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.llm.server import free_port, http_get, local_vllm_server
@@ -87,6 +95,11 @@ def _run(cmd, env: dict | None = None) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+def _start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+    """A run the test will kill -9: its own process group (the engine and helpers die with it)."""
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+
+
 def _rows(out: Path, pattern: str = "*.sqlite") -> int:
     """Finished requests over every shard's cache file."""
     total = 0
@@ -150,12 +163,7 @@ def test_kill_9_midway_then_restart_equals_uninterrupted_run(server, model_dir, 
     out = tmp_path / "resumed"
     window = 2  # requests in flight; the server runs one at a time, so replies stay byte-comparable
     received_before = _received(server)
-    victim = subprocess.Popen(
-        _cli(seeds_dir, out, server, model_dir, window),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    victim = _start(_cli(seeds_dir, out, server, model_dir, window))
     while _rows(out) < 1 and victim.poll() is None:
         time.sleep(0.1)
     os.killpg(victim.pid, signal.SIGKILL)
@@ -201,21 +209,10 @@ def _filter_cli(gen: Path, out: Path, base: str, model_dir, fixtures_hf) -> list
     temperature 0, so a reply is a function of its prompt), one request in flight, a 4-token
     answer (unconstrained: the 135M model pads a JSON answer to its token limit, ~1.6 s a vote
     here instead of ~0.5 s). The embedding-model stages are off: they add time, not resume paths."""
-    return [
-        sys.executable,
-        "-m",
-        "nemo_taskseed",
-        "filter",
-        "--in",
-        str(gen),
-        "--out",
-        str(out),
-        "--executor",
-        "inline",
-        "--mirror",
-        str(fixtures_hf),
-        "--config",
-        "benchmarks/smoke",
+    return filter_command(
+        gen,
+        out,
+        fixtures_hf,
         "generate.backend.kind=openai",
         f"generate.backend.model={model_dir}",
         f"generate.backend.openai.base_url={base}/v1",
@@ -224,10 +221,8 @@ def _filter_cli(gen: Path, out: Path, base: str, model_dir, fixtures_hf) -> list
         "filter.verify.vote.temperature=0",
         "filter.verify.vote.constrained_choice=false",
         "filter.verify.vote.max_tokens_choice=4",
-        "filter.decontam.semantic.enabled=false",
-        "filter.dedup.semantic.enabled=false",
-        "filter.diversity.enabled=false",
-    ]
+        *NO_EMBEDDING_STAGES,
+    )
 
 
 def _filter_parts(out: Path) -> dict[str, bytes]:
@@ -258,12 +253,7 @@ def test_a_filter_killed_while_voting_resumes_without_voting_again(server, model
 
     out = tmp_path / "resumed"
     received_before = _received(server)
-    victim = subprocess.Popen(
-        _filter_cli(gen, out, server, model_dir, fixtures_hf),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    victim = _start(_filter_cli(gen, out, server, model_dir, fixtures_hf))
     second = out / "cache" / "generated-00001.verify.sqlite"
     # Kill once the second shard has committed votes (the first is finished by then).
     while _rows(out, second.name) < 1 and victim.poll() is None:
@@ -326,13 +316,7 @@ def test_two_nodes_survive_kill_9_of_the_driver_and_equal_in_process(
     total = reference["requests"]["generate"]["total"] + reference["requests"]["enrich"]["total"]
 
     out = tmp_path / "resumed"
-    victim = subprocess.Popen(
-        _ray_cli(seeds_dir, out, server, model_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
+    victim = _start(_ray_cli(seeds_dir, out, server, model_dir), env)
     while len(list((out / "shards").glob("*.json"))) < 1 and victim.poll() is None:
         time.sleep(0.2)
     os.killpg(victim.pid, signal.SIGKILL)

@@ -7,11 +7,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from test_filter_fixtures import fixture_rows, make_generated, make_seed, mc_fields, write_jsonl
+from test_filter_fixtures import (
+    NO_EMBEDDING_STAGES,
+    filter_command,
+    fixture_rows,
+    make_generated,
+    make_seed,
+    mc_fields,
+    write_jsonl,
+)
 
 from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.errors import UserError
@@ -19,27 +26,7 @@ from nemo_taskseed.tokenize.step import input_files
 
 
 def _filter_cmd(gen, out, fixtures_hf):
-    return [
-        sys.executable,
-        "-m",
-        "nemo_taskseed",
-        "filter",
-        "--in",
-        str(gen),
-        "--out",
-        str(out),
-        "--executor",
-        "inline",
-        "--mirror",
-        str(fixtures_hf),
-        "--config",
-        "benchmarks/smoke",
-        "filter.verify.enabled=false",
-        # The embedding-model stages add ~5 s a run and nothing to what is published.
-        "filter.decontam.semantic.enabled=false",
-        "filter.dedup.semantic.enabled=false",
-        "filter.diversity.enabled=false",
-    ]
+    return filter_command(gen, out, fixtures_hf, "filter.verify.enabled=false", *NO_EMBEDDING_STAGES)
 
 
 def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures_hf):
