@@ -156,6 +156,10 @@ def records(fixtures_hf):
 
 
 def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> pd.DataFrame:
+    return _run_stage_task(semantic, recs, shard, judge, cache_dir).to_pandas()
+
+
+def _run_stage_task(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> DocumentBatch:
     stage = SemanticDecontaminationStage(
         index_prefix=semantic["prefix"],
         settings=SemanticSettings.from_config(semantic["dc"]["semantic"], judge={"enabled": judge is not None}),
@@ -164,7 +168,7 @@ def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> 
     )
     stage.setup()
     task = DocumentBatch(dataset_name=shard, data=records_to_frame(recs), _metadata={"shard": shard})
-    return stage.process(task).to_pandas()
+    return stage.process(task)
 
 
 def test_paraphrases_of_test_items_are_caught_and_clean_items_kept(semantic, records):
@@ -248,11 +252,15 @@ def test_a_restarted_shard_does_not_ask_the_judge_again(semantic, records, tmp_p
 
     planted, _ = records
     first, again, other = _AnswerNoBackend(), _AnswerNoBackend(), _AnswerNoBackend()
-    df = _run_stage(semantic, planted[:6], shard="s1", judge=first, cache_dir=str(tmp_path))
-    assert len(first.prompts) >= 5 and (tmp_path / "s1.judge.sqlite").is_file()
-    rerun = _run_stage(semantic, planted[:6], shard="s1", judge=again, cache_dir=str(tmp_path))
+    task = _run_stage_task(semantic, planted[:6], shard="s1", judge=first, cache_dir=str(tmp_path))
+    asked = len(first.prompts)
+    assert asked >= 5 and (tmp_path / "s1.judge.sqlite").is_file()
+    # The counts travel with the shard to its phase-1 marker and the step's summary.
+    assert task._metadata["requests.judge"] == {"total": asked, "cached": 0, "sent": asked, "refused": 0}
+    again_task = _run_stage_task(semantic, planted[:6], shard="s1", judge=again, cache_dir=str(tmp_path))
     assert again.prompts == []
-    assert contamination_rows(rerun) == contamination_rows(df)
+    assert again_task._metadata["requests.judge"] == {"total": asked, "cached": asked, "sent": 0, "refused": 0}
+    assert contamination_rows(again_task.to_pandas()) == contamination_rows(task.to_pandas())
     _run_stage(semantic, planted[:6], shard="s2", judge=other, cache_dir=str(tmp_path))
     assert sorted(other.prompts) == sorted(first.prompts)
 

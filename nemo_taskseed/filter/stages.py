@@ -389,6 +389,7 @@ class SemanticDecontaminationStage(_FilterStage):
         cache = RequestCache(Path(self.cache_dir) / f"{shard}.judge.sqlite") if self.cache_dir else None
         with RequestSession(cache, desc="judge") as session:
             verdicts = judge_pairs(self.judge_backend, pairs, int(self._settings.judge.get("max_tokens", 4)), session)
+        self._judge_requests = session.stats.as_dict()  # for the shard's marker (process())
         return verdicts
 
     def teardown(self) -> None:
@@ -401,8 +402,11 @@ class SemanticDecontaminationStage(_FilterStage):
             embedded.save(Path(self.save_dir) / shard)
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
-        self._shard = task.dataset_name
-        return super().process(task)
+        self._shard, self._judge_requests = task.dataset_name, None
+        task = super().process(task)
+        if self._judge_requests is not None:
+            task._metadata["requests.judge"] = self._judge_requests
+        return task
 
     def process_seeds(self, task: DocumentBatch) -> DocumentBatch:
         from nemo_taskseed.filter.semantic import item_text
@@ -539,6 +543,8 @@ class ScreenedShardWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             with atomic_path(Path(self.work_dir) / "frames" / f"{shard}.parquet") as tmp:
                 df[COLUMNS].to_parquet(tmp, index=False)
             summary = {"kind": "generated", "rows": len(df)}
+            if meta.get("requests.judge"):
+                summary["requests"] = {"judge": meta["requests.judge"]}
         shards.write_marker(self.work_dir, shard, meta["fingerprint"], summary)
         return DocumentBatch(dataset_name=shard, data=pd.DataFrame({"shard": [shard]}), _metadata={"shard": shard})
 

@@ -351,7 +351,8 @@ def _phase1(
         stages.append(DedupSignatureStage(settings=settings, work_dir=str(work)))
     stages.append(ScreenedShardWriterStage(work_dir=str(work)))
     _run(stages, tasks, executor, "filter 1/2 (screen)")
-    return {**index_info, "semantic": semantic_info, "shards_run": len(tasks)}
+    screened = {t.dataset_name for t in tasks}
+    return {**index_info, "semantic": semantic_info, "shards_run": len(tasks), "screened": screened}
 
 
 def _phase2(fcfg: dict, gen: list, seeds: list, work: Path, out_dir: Path) -> tuple[list[dict], dict[str, int], dict]:
@@ -577,6 +578,7 @@ def run_filter(
 
     task_kinds = task_verifiers(seeds_dir)
     index_info = _phase1(fcfg, gen, seeds, work, executor, task_kinds)
+    screened_now = index_info.pop("screened")
     contaminated, seeds_per_family, diversity = _phase2(fcfg, gen, seeds, work, out_dir)
     run_now = _phase3(fcfg, full, gen, work, out_dir, executor, backend, task_kinds)
 
@@ -597,6 +599,8 @@ def run_filter(
         shards.add_counts(usage, m.get("usage") or {})
         if shard in run_now:
             shards.add_counts(requests, m.get("requests") or {})
+        if shard in screened_now:  # the judge's requests, from phase 1's marker
+            shards.add_counts(requests, (shards.read_marker(work, shard) or {}).get("requests") or {})
         shards.add_counts(stages, m["stages"])
         shards.add_counts(families, m["families"])
         records.extend(m["contaminated_records"])
@@ -649,8 +653,8 @@ def run_filter(
         "missing_benchmark_splits": len(contamination["missing_splits"]),
         "warnings": warnings,
         "cost": {stage: stage_cost(u) for stage, u in usage.items() if u},
-        # The model requests of the shards this invocation wrote (a resumed run shows what it
-        # sent, not what earlier runs did): sent, read from the shard's cache, refused.
+        # The model requests (verify; judge, when on) of the shards this invocation ran (a
+        # resumed run shows what it sent, not what earlier runs did): sent, cached, refused.
         "requests": {stage: r for stage, r in requests.items() if r},
         "shards": {
             "total": len(gen),
