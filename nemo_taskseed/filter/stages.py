@@ -362,33 +362,29 @@ class SemanticDecontaminationStage(_FilterStage):
     def setup(self, worker_metadata=None) -> None:
         from nemo_taskseed.filter.semantic import Embedder
 
-        self._settings = self.settings
         self._index = (
             load_semantic_index(self.index_prefix, Path(self.index_prefix).with_suffix(".faiss").stat().st_mtime_ns)
             if self.index_prefix
             else None
         )
         self._embedder = Embedder(
-            self._settings.model, self._settings.max_seq_length, self._settings.batch_size, self._settings.device
+            self.settings.model, self.settings.max_seq_length, self.settings.batch_size, self.settings.device
         )
 
     def _judge(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from nemo_taskseed.filter.semantic.check import judge_pairs
 
         if self.judge_backend is None:
-            backend_cfg = self._settings.judge.get("backend")
+            backend_cfg = self.settings.judge.get("backend")
             if not backend_cfg:
                 raise ValueError("filter.decontam.semantic.judge.enabled is true but judge.backend is not set")
             self.judge_backend = build_backend(backend_cfg)
             self._owns_judge = True
-        from nemo_taskseed.llm.cache import RequestCache
         from nemo_taskseed.llm.requests import RequestSession
 
-        # The shard's own cache (one writer: this worker), so a restarted shard does not ask again.
-        shard = getattr(self, "_shard", "shard")
-        cache = RequestCache(Path(self.cache_dir) / f"{shard}.judge.sqlite") if self.cache_dir else None
-        with RequestSession(cache, desc="judge") as session:
-            verdicts = judge_pairs(self.judge_backend, pairs, int(self._settings.judge.get("max_tokens", 4)), session)
+        # The shard's own cache, so a restarted shard does not ask again.
+        with RequestSession.for_shard(self.cache_dir, getattr(self, "_shard", "shard"), "judge") as session:
+            verdicts = judge_pairs(self.judge_backend, pairs, int(self.settings.judge.get("max_tokens", 4)), session)
         self._judge_requests = session.stats.as_dict()  # for the shard's marker (process())
         return verdicts
 
@@ -439,11 +435,11 @@ class SemanticDecontaminationStage(_FilterStage):
         vectors = self._embedder.embed(texts)
         dropped: set[Any] = set()
         if self._index is not None and len(self._index) and reps:
-            hits = flagged(self._index, vectors, self._settings.threshold, self._settings.top_k)
+            hits = flagged(self._index, vectors, self.settings.threshold, self.settings.top_k)
             found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
             verdicts = (
                 self._judge([(t, h.text) for _, t, h in found])
-                if self._settings.judge_enabled and found
+                if self.settings.judge_enabled and found
                 else [("above_threshold", None)] * len(found)
             )
             for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
@@ -452,7 +448,7 @@ class SemanticDecontaminationStage(_FilterStage):
                     "split": hit.row.split,
                     "row": hit.row.row,
                     "score": hit.score,
-                    "threshold": self._settings.threshold,
+                    "threshold": self.settings.threshold,
                     "verdict": verdict,
                     "item_text": text,
                     "benchmark_text": hit.text,
@@ -653,12 +649,10 @@ class VerificationStage(_FilterStage):
         """The shard's votes go through its own request cache (`<cache_dir>/<shard>.verify.sqlite`,
         one writer: this worker), so a shard killed midway asks only what it had not asked; its
         request counts, token usage and model time go to the step's summary and cost."""
-        from nemo_taskseed.llm.cache import RequestCache
         from nemo_taskseed.llm.requests import RequestSession
 
-        cache = RequestCache(Path(self.cache_dir) / f"{task.dataset_name}.verify.sqlite") if self.cache_dir else None
         started = time.monotonic()
-        with RequestSession(cache, desc="verify") as self._session:
+        with RequestSession.for_shard(self.cache_dir, task.dataset_name, "verify") as self._session:
             task = super().process(task)
         seconds = time.monotonic() - started
         task._metadata["requests.verify"] = self._session.stats.as_dict()

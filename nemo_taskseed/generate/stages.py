@@ -604,7 +604,7 @@ class GenerateAndEnrichStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
     def shard_cache(self, shard: str, stage: str) -> RequestCache:
         """The shard's own cache file per pass: one writer, for one shard, closed after the call."""
-        return RequestCache(Path(self.out_dir) / "cache" / f"{shard}.{stage}.sqlite")
+        return RequestCache.for_shard(Path(self.out_dir) / "cache", shard, stage)
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
         return self.process_batch([task])[0]

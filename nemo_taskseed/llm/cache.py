@@ -51,6 +51,12 @@ class RequestCache:
             " key TEXT PRIMARY KEY, outputs TEXT NOT NULL, backend TEXT NOT NULL, created REAL NOT NULL)"
         )
 
+    @classmethod
+    def for_shard(cls, folder: str | Path, shard: str, purpose: str) -> RequestCache:
+        """A shard's own cache for one purpose (`<folder>/<shard>.<purpose>.sqlite`): one writer,
+        the worker that has the shard, so no SQLite file is shared between processes."""
+        return cls(Path(folder) / f"{shard}.{purpose}.sqlite")
+
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         with self._lock:
             return self._get_many(keys)

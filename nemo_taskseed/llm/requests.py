@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "RequestSession",
     "RequestStats",
+    "ask",
     "check_sampling",
     "make_request",
     "run_requests",
@@ -229,6 +230,13 @@ class RequestSession:
         self.stats = RequestStats()
         self.usage = Usage()
 
+    @classmethod
+    def for_shard(cls, cache_dir: str | None, shard: str, purpose: str) -> RequestSession:
+        """The session of `shard`'s `purpose` requests, over its cache in `cache_dir` (None or
+        "": no cache)."""
+        cache = RequestCache.for_shard(cache_dir, shard, purpose) if cache_dir else None
+        return cls(cache, desc=purpose)
+
     def ask(self, backend: Backend, requests: list[Request]) -> list[dict]:
         """Each request's reply, in request order: {"outputs": [...], "backend": ...} and, for a
         request the engine refused, "error" (its outputs are then empty)."""
@@ -245,3 +253,11 @@ class RequestSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def ask(backend: Backend, requests: list[Request], session: RequestSession | None = None, *, desc: str) -> list[dict]:
+    """`session.ask`, or, without a session (a notebook, a unit test), a throwaway uncached one."""
+    if session is not None:
+        return session.ask(backend, requests)
+    with RequestSession(desc=desc) as once:
+        return once.ask(backend, requests)

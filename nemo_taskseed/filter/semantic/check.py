@@ -12,7 +12,6 @@ benchmark item by embedding does not. Verdicts:
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.semantic.index import SemanticHit, SemanticIndex
 from nemo_taskseed.llm.backends import Backend
-from nemo_taskseed.llm.requests import RequestSession, make_request
+from nemo_taskseed.llm.requests import RequestSession, ask, make_request
 
 DROP_VERDICTS = ("above_threshold", "judge_confirmed", "judge_unclear")
 
@@ -103,9 +102,6 @@ def judge_pairs(
         )
         for item, bench in pairs
     ]
-    with contextlib.ExitStack() as stack:
-        if session is None:
-            session = stack.enter_context(RequestSession(desc="judge"))
-        replies = session.ask(backend, requests)
+    replies = ask(backend, requests, session, desc="judge")
     answers = [(reply["outputs"] or [""])[0] for reply in replies]
     return [(parse_verdict(a), a[:200]) for a in answers]

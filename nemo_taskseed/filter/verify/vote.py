@@ -12,7 +12,6 @@ agreement rate (votes for the label / k) is recorded on every voted item, kept o
 
 from __future__ import annotations
 
-import contextlib
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from typing import Any
 from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.llm.backends import Backend
-from nemo_taskseed.llm.requests import Request, RequestSession, check_sampling, make_request
+from nemo_taskseed.llm.requests import Request, RequestSession, ask, check_sampling, make_request
 from nemo_taskseed.registry import extract_choice_letter, get_extractor
 
 LETTERS = string.ascii_uppercase
@@ -187,10 +186,7 @@ def vote(
     all records in one stream (its in-flight window keeps the engine full; no fixed chunks whose
     tails leave it idle). A request the engine refuses gets no votes, which count against."""
     requests = [vote_request(r, kind, settings, verifier or backend.model) for r in records]
-    with contextlib.ExitStack() as stack:
-        if session is None:
-            session = stack.enter_context(RequestSession(desc="verify"))
-        replies = session.ask(backend, requests)
+    replies = ask(backend, requests, session, desc="verify")
     return [count_votes(r, kind, settings, reply["outputs"]) for r, reply in zip(records, replies)]
 
 
