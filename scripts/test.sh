@@ -7,4 +7,4 @@ bash scripts/setup.sh
 export TASKSEED_CACHE_DIR="$PWD/.cache"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -X faulthandler -m pytest -q -p no:cacheprovider "$@"

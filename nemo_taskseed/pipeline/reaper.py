@@ -93,10 +93,10 @@ def start_reaper() -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    atexit.register(_stop)
+    atexit.register(stop_reaper)
 
 
-def _stop() -> None:
+def stop_reaper() -> None:
     # Normal exit: the children are shut down by their owners (engine close, ray.shutdown); the
     # watcher itself must not outlive us and reap what a successor process owns.
     if _WATCHER is not None and _WATCHER.poll() is None:
