@@ -407,7 +407,12 @@ def measure_openai(overrides: list[str], model: str, engine: dict, tasks: list, 
     log = Path(tempfile.mkdtemp(prefix="bench_gen_server_")) / "server.log"
     t0 = time.perf_counter()
     with local_vllm_server(
-        model, log, dtype=engine["dtype"], max_model_len=engine["max_model_len"], enforce_eager=engine["enforce_eager"]
+        model,
+        log,
+        dtype=engine["dtype"],
+        max_model_len=engine["max_model_len"],
+        enforce_eager=engine["enforce_eager"],
+        cpu_threads_bind=engine.get("cpu_threads_bind"),  # the in-process side's cores
     ) as base:
         print(f"[openai] server up in {time.perf_counter() - t0:.1f}s at {base} (log {log})", flush=True)
         extra = (

@@ -55,6 +55,7 @@ def server(model_dir, tmp_path_factory):
         max_model_len=1024,
         enforce_eager=True,
         extra_args=["--max-num-seqs", "1", "--enable-log-requests"],
+        cpu_threads_bind="all",  # as the session engine (both cores)
     ) as base:
         SERVER_LOGS[base] = log
         yield base

@@ -240,7 +240,7 @@ class VLLMSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _cpu_bind(value: str) -> str:
+def vllm_cpu_bind(value: str) -> str:
     """VLLM_CPU_OMP_THREADS_BIND from config: "all" becomes this process's usable cores ("0,1")."""
     if value != "all":
         return value
@@ -269,7 +269,7 @@ class VLLMBackend(Backend):
             # vllm-cpu parses it with int(): "1.0" crashes the engine, so whole GiB, rounded up.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(float(settings.kv_cache_space_gb)))))
         if settings.cpu_threads_bind is not None:
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(str(settings.cpu_threads_bind)))
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", vllm_cpu_bind(str(settings.cpu_threads_bind)))
         self.per_request_seed = (
             compat.per_request_seed_supported("vllm")
             if settings.per_request_seed is None
