@@ -101,8 +101,10 @@ def _settings_classes():
     from nemo_taskseed.filter.quality.explanation import ExplanationSettings
     from nemo_taskseed.filter.semantic.check import SemanticSettings
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
+    from nemo_taskseed.filter.step import step_executor as filter_executor
     from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
     from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+    from nemo_taskseed.llm.requests import sampling_of
     from nemo_taskseed.tokenize import TokenizeOptions
 
     return [
@@ -116,6 +118,9 @@ def _settings_classes():
         (lambda section: TokenizeOptions.from_config(section, "tokenizer"), "tokenize", "max_document_chars"),
         (PlanSettings.from_config, "blend", "synthetic_share"),
         (VerifySettings.from_config, "blend.verify", "build"),
+        (lambda section: sampling_of(section, "enrich.sampling"), "enrich.sampling", "max_tokens"),
+        (lambda section: filter_executor({"filter": section, "run": {"executor": "inline"}}), "filter", "executor"),
+        (lambda section: filter_executor({"filter": {"executor": "inherit"}, "run": section}), "run", "executor"),
     ]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from nemo_curator.tasks import DocumentBatch
 
-from nemo_taskseed.config import to_container
+from nemo_taskseed.config import section_settings, to_container
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, resolve
 from nemo_taskseed.filter.quality.explanation import ExplanationSettings
@@ -538,16 +538,17 @@ def _phase3(
         # The records as written (with their `verification` annotation) are checked once more.
         stages.append(SchemaValidationStage(name="final_schema"))
     stages.append(CuratedShardWriterStage(out_dir=str(out_dir)))
-    verify_executor = vf.get("executor", "inline")
+    verify_executor = section_settings(None, vf, "filter.verify", ["executor"])["executor"]
     if verify_executor == "inherit" or not vf["enabled"]:
         verify_executor = executor
     _run(stages, tasks, verify_executor, "filter 2/2 (verify, write)")
     return {t.dataset_name for t in tasks}
 
 
-def _executor(fcfg: dict, full: dict) -> str:
-    executor = fcfg.get("executor", "inherit")
-    return (full.get("run") or {}).get("executor", "ray_data") if executor == "inherit" else executor
+def step_executor(full: dict) -> str:
+    """filter.executor, or run.executor where it says inherit (both set in configs/base)."""
+    executor = section_settings(None, full, "filter", ["executor"])["executor"]
+    return section_settings(None, full, "run", ["executor"])["executor"] if executor == "inherit" else executor
 
 
 @holds_output_lock("filter", "out_dir")
@@ -573,7 +574,7 @@ def run_filter(
     publish.begin(out_dir)  # the reports below and the parts are replaced; nothing claims a finished set
     work = out_dir / WORK
     start = time.monotonic()
-    executor = _executor(fcfg, full)
+    executor = step_executor(full)
     gen, seeds = input_parts(Path(in_dir)), seed_parts(seeds_dir)
 
     task_kinds = task_verifiers(seeds_dir)

@@ -75,7 +75,7 @@ class GenerationSettings:
         values = section_settings(cls, cfg, "generate")
         if int(values["shards_per_call"]) < 1:
             raise UserError(f"generate.shards_per_call must be >= 1, got {values['shards_per_call']}")
-        sampling = check_sampling(sampling_of(values["sampling"]), "generate.sampling")
+        sampling = check_sampling(sampling_of(values["sampling"], "generate.sampling"), "generate.sampling")
         return cls(**{**values, "sampling": sampling, "templates": dict(values["templates"] or {})})
 
 
@@ -100,7 +100,7 @@ class EnrichmentSettings:
         return cls(
             **{
                 **values,
-                "sampling": check_sampling(sampling_of(values["sampling"]), "enrich.sampling"),
+                "sampling": check_sampling(sampling_of(values["sampling"], "enrich.sampling"), "enrich.sampling"),
                 "variants": variants,
             }
         )

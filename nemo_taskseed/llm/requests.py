@@ -68,14 +68,18 @@ class GroupResult:
     usage: Usage = field(default_factory=Usage)
 
 
-def sampling_of(section: dict) -> dict[str, Any]:
-    """The sampling parameters that shape a reply (and therefore belong in the request key)."""
+def sampling_of(section: dict, where: str) -> dict[str, Any]:
+    """The sampling parameters that shape a reply (and therefore belong in the request key), from
+    config section `where` (`generate.sampling`, `enrich.sampling`; configs/base sets them all)."""
+    from nemo_taskseed.config import section_settings
+
+    values = section_settings(None, section, where, ["n", "temperature", "top_p", "max_tokens", "seed"])
     return {
-        "n": int(section.get("n", 1)),
-        "temperature": float(section.get("temperature", 0.0)),
-        "top_p": float(section.get("top_p", 1.0)),
-        "max_tokens": int(section.get("max_tokens", 512)),
-        "seed": section.get("seed"),
+        "n": int(values["n"]),
+        "temperature": float(values["temperature"]),
+        "top_p": float(values["top_p"]),
+        "max_tokens": int(values["max_tokens"]),
+        "seed": values["seed"],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nemo_taskseed.config import section_settings
 from nemo_taskseed.pipeline import publish
 from nemo_taskseed.tokenize.megatron import TokenizeError, TokenizeOptions, run_tokenize
 
@@ -52,7 +53,7 @@ def input_files(section, in_dir: Path) -> list[Path]:
 
 
 def _input_files(section, in_dir: Path) -> list[Path]:
-    patterns = section.get("input_glob", "*.jsonl")
+    patterns = section_settings(None, section, "tokenize", ["input_glob"])["input_glob"]
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     if any(not isinstance(p, str) for p in patterns):
         groups = [[p] if isinstance(p, str) else [str(x) for x in p] for p in patterns]
@@ -102,7 +103,7 @@ def check_rejects(section, manifest: dict, out_dir: Path) -> None:
 
 
 def run_step(cfg, in_dir: Path, out_dir: Path) -> dict:
-    run_executor = (cfg.get("run") or {}).get("executor")
+    run_executor = section_settings(None, cfg, "run", ["executor"])["executor"]
     manifest, run = tokenize_inputs(cfg.tokenize, out_dir, in_dir=in_dir, run_executor=run_executor)
     check_rejects(cfg.tokenize, manifest, out_dir)
     return {
