@@ -74,19 +74,20 @@ def ray_cluster():
 # process ends here with pytest's exit status and skips finalization. This hides nothing of the
 # product's own exits: every `taskseed` command the tests run is a separate process whose exit code
 # the test asserts.
-_EXIT_STATUS: int | None = None
+_SESSION: pytest.Session | None = None
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session, exitstatus):
-    global _EXIT_STATUS
-    _EXIT_STATUS = int(exitstatus)
+def pytest_sessionfinish(session):
+    global _SESSION
+    _SESSION = session
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    if _EXIT_STATUS is None or os.environ.get("TASKSEED_TEST_FINALIZE") == "1":
+    if _SESSION is None or os.environ.get("TASKSEED_TEST_FINALIZE") == "1":
         return  # TASKSEED_TEST_FINALIZE=1: exit normally (to look into a crash at exit)
+    status = int(_SESSION.exitstatus)  # what pytest's main would return
     import logging
     import sys
 
@@ -99,4 +100,4 @@ def pytest_unconfigure(config):
             stream.flush()
         except (AttributeError, ValueError, OSError):
             pass
-    os._exit(_EXIT_STATUS)
+    os._exit(status)
