@@ -162,7 +162,9 @@ def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> 
 def _run_stage_task(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> DocumentBatch:
     stage = SemanticDecontaminationStage(
         index_prefix=semantic["prefix"],
-        settings=SemanticSettings.from_config(semantic["dc"]["semantic"], judge={"enabled": judge is not None}),
+        settings=SemanticSettings.from_config(
+            semantic["dc"]["semantic"], judge={**semantic["dc"]["semantic"]["judge"], "enabled": judge is not None}
+        ),
         judge_backend=judge,
         cache_dir=cache_dir,
     )

@@ -375,7 +375,7 @@ class SemanticDecontaminationStage(_FilterStage):
         from nemo_taskseed.filter.semantic.check import judge_pairs
 
         if self.judge_backend is None:
-            backend_cfg = self.settings.judge.get("backend")
+            backend_cfg = self.settings.judge["backend"]
             if not backend_cfg:
                 raise ValueError("filter.decontam.semantic.judge.enabled is true but judge.backend is not set")
             self.judge_backend = build_backend(backend_cfg)
@@ -384,7 +384,7 @@ class SemanticDecontaminationStage(_FilterStage):
 
         # The shard's own cache, so a restarted shard does not ask again.
         with RequestSession.for_shard(self.cache_dir, getattr(self, "_shard", "shard"), "judge") as session:
-            verdicts = judge_pairs(self.judge_backend, pairs, int(self.settings.judge.get("max_tokens", 4)), session)
+            verdicts = judge_pairs(self.judge_backend, pairs, int(self.settings.judge["max_tokens"]), session)
         self._judge_requests = session.stats.as_dict()  # for the shard's marker (process())
         return verdicts
 

@@ -55,7 +55,10 @@ class SemanticSettings:
     def from_config(cls, cfg: Any, **overrides: Any) -> SemanticSettings:
         """From the full config or its `filter.decontam.semantic` section; `overrides` replace fields."""
         values = {**section_settings(cls, cfg, "filter.decontam.semantic", strict=True), **overrides}
-        out = cls(**{**values, "judge": dict(values["judge"] or {})})
+        judge = section_settings(
+            None, values["judge"], "filter.decontam.semantic.judge", ("enabled", "backend", "max_tokens"), strict=True
+        )
+        out = cls(**{**values, "judge": judge})
         if not 0.0 < float(out.threshold) <= 1.0:
             raise UserError(f"filter.decontam.semantic.threshold must be in (0, 1], got {out.threshold}")
         if int(out.top_k) < 1:
@@ -68,7 +71,7 @@ class SemanticSettings:
 
     @property
     def judge_enabled(self) -> bool:
-        return bool(self.judge.get("enabled"))
+        return bool(self.judge["enabled"])
 
 
 def flagged(index: SemanticIndex, vectors: np.ndarray, threshold: float, top_k: int = 3) -> list[list[SemanticHit]]:
