@@ -79,15 +79,18 @@ def collect_seeds(
 
     start = time.perf_counter()
     seeds_cfg = to_container(seeds_cfg)
-    # Defaults live in configs/base/seeds.yaml: a section without these keys is a config error.
-    section_settings(None, seeds_cfg, "seeds", ("mirror", "max_per_subtask", "sample_seed", "resume", "dedup_content"))
-    mirror = mirror or seeds_cfg["mirror"]
+    # Defaults live in configs/base/seeds.yaml: a section without these keys is a config error
+    # (max_per_subtask and sample_seed are read by build_seed_pipeline).
+    keys = section_settings(
+        None, seeds_cfg, "seeds", ("mirror", "max_per_subtask", "sample_seed", "resume", "dedup_content")
+    )
+    mirror = mirror or keys["mirror"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(seeds_cfg, mirror)
     # Volume targets (seeds.targets): a quota per subtask; subtasks given none are not read.
     catalog_rows, allocation = plan_rows(catalog_rows, seeds_cfg, mirror)
-    resume = bool(seeds_cfg["resume"])
+    resume = bool(keys["resume"])
     todo = [r for r in catalog_rows if not (resume and _is_done(r, out_dir, settings, mirror))]
     skipped = len(catalog_rows) - len(todo)
     if todo:
@@ -97,7 +100,7 @@ def collect_seeds(
         pipeline = build_seed_pipeline(seeds_cfg, out_dir, mirror)
         pipeline.run(executor or make_executor(executor_name), initial_tasks=tasks)
     task_names = [r["task"] for r in catalog_rows]
-    duplicates = publish_seeds(out_dir, task_names, dedup_content=bool(seeds_cfg["dedup_content"]))
+    duplicates = publish_seeds(out_dir, task_names, dedup_content=bool(keys["dedup_content"]))
     summary = summarize(out_dir, task_names, duplicates)
     # The filter checks each task's generated items with the catalog's answer check (catalog/verifiers.py).
     for r in catalog_rows:
