@@ -245,10 +245,10 @@ def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
         _, rows = load_split_rows(split, "mirror", fixtures_hf)
         if rows is None:
             continue
-        for strings in rendered_rows(template_config(split.renderings[0]["path"]), list(rows)):
-            if raw.index.check([strings[0]]) is None:  # the prompt alone, as lm-eval shows it
+        for doc in rendered_rows(template_config(split.renderings[0]["path"]), list(rows)):
+            if raw.index.check(doc.prompt[:1]) is None:  # the prompt alone, as lm-eval shows it
                 escaped += 1
-                caught += full.index.check([strings[0]]) is not None
+                caught += full.index.check(doc.prompt[:1]) is not None
     # Measured on the fixture rows: 36 of 1,200 rendered prompts share nothing with the raw index
     # (short questions wrapped in "Question: ... Answer:"); 14 of them are caught through the view.
     assert (escaped, caught) == (36, 14)

@@ -203,7 +203,8 @@ def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
                 }
             )
         elif row.status == KEPT and row.annotations and "semantic_match" in row.annotations:
-            # A pair the judge kept: still reported, with both texts and the verdict.
+            # A pair in the review band that the judge or the band rule kept: still reported, with
+            # both texts and the verdict.
             match = json.loads(row.annotations).get("semantic_match")
             if match:
                 rows.append(
@@ -212,7 +213,7 @@ def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
                         "seed_id": row.seed_id or None,
                         "family": row.family,
                         "stage": "semantic_decontam",
-                        "reason": "kept_by_judge",
+                        "reason": "kept_in_review",
                         **match,
                     }
                 )
@@ -227,8 +228,8 @@ def contamination_report(
     per_bench: dict[str, Counter] = defaultdict(Counter)
     verdicts: Counter = Counter()
     for r in records:
-        if r.get("reason") == "kept_by_judge":
-            per_bench[r.get("benchmark", "?")]["records_kept_by_judge"] += 1
+        if r.get("reason") == "kept_in_review":
+            per_bench[r.get("benchmark", "?")]["records_kept_in_review"] += 1
         else:
             per_bench[r.get("benchmark", "?")]["records_dropped"] += 1
         if r.get("stage") == "semantic_decontam":
@@ -254,3 +255,85 @@ def contamination_report(
         "coverage": coverage,
         "missing_splits": [f"{c['benchmark']} {c['split']} ({c['source']})" for c in coverage if not c.get("loaded")],
     }
+
+
+def _quote(text: Any, limit: int = 600) -> str:
+    text = " ".join(str(text or "").split())
+    text = text if len(text) <= limit else text[:limit] + " ..."
+    return "> " + text.replace("|", "\\|")
+
+
+def contamination_markdown(report: dict[str, Any], limit: int = 500) -> str:
+    """`contamination.md`: every flagged record a person can review, worst first (in the style of
+    allenai/decon's reports): the benchmark row, the test text that matched, the item's window that
+    matched it, the score and the verdict. Items are grouped (an item's variants share one match);
+    at most `limit` items are written, the JSON report holds them all."""
+    by_item: dict[tuple, dict[str, Any]] = {}
+    for r in report.get("records", []):
+        key = (r.get("stage"), r.get("benchmark"), r.get("split"), r.get("row"), r.get("item_text") or r.get("ngram"))
+        entry = by_item.setdefault(key, {**r, "ids": []})
+        entry["ids"].append(r.get("id"))
+
+    def severity(r: dict[str, Any]) -> tuple:
+        # n-gram overlaps first (verbatim text), then by score; pairs that were kept last.
+        kept = r.get("reason") == "kept_in_review"
+        return (kept, r.get("stage") != "decontam", -float(r.get("score") or r.get("n_matching_ngrams") or 0))
+
+    entries = sorted(by_item.values(), key=severity)
+    semantic = report.get("semantic") or {}
+    lines = [
+        "# Contamination report",
+        "",
+        f"{len(entries)} flagged items ({len(report.get('records', []))} records), "
+        f"{len(report.get('seeds', []))} contaminated seeds. Worst first: n-gram overlaps, then embedding "
+        "matches by score; pairs kept after review come last. Everything is also in contamination_report.json.",
+        "",
+    ]
+    if semantic:
+        lines += [
+            f"Embedding index: {semantic.get('index_rows')} benchmark rows, model {semantic.get('model')}; "
+            f"verdicts {semantic.get('verdicts')}.",
+            "",
+        ]
+    totals = report.get("totals_per_benchmark") or {}
+    if totals:
+        lines += ["| benchmark | records dropped | kept after review | seeds contaminated |", "|---|---:|---:|---:|"]
+        for bench, c in totals.items():
+            lines.append(
+                f"| {bench} | {c.get('records_dropped', 0)} | {c.get('records_kept_in_review', 0)} "
+                f"| {c.get('seeds_contaminated', 0)} |"
+            )
+        lines.append("")
+    for n, r in enumerate(entries[:limit], 1):
+        where = f"{r.get('benchmark')} {r.get('split')} row {r.get('row')}"
+        if r.get("stage") == "decontam":
+            lines += [
+                f"## {n}. n-gram overlap with {where}" + (f" ({r['view']})" if r.get("view") else ""),
+                "",
+                f"- records: {', '.join(map(str, r['ids'][:5]))}{' ...' if len(r['ids']) > 5 else ''} ({r.get('family')})",
+                f"- {r.get('n_matching_ngrams')} matching n-grams; the first:",
+                "",
+                _quote(r.get("ngram")),
+                "",
+            ]
+            continue
+        verdict = r.get("verdict")
+        lines += [
+            f"## {n}. {verdict}: score {r.get('score')} against {where} ({r.get('benchmark_view', 'prompt')})",
+            "",
+            f"- records: {', '.join(map(str, r['ids'][:5]))}{' ...' if len(r['ids']) > 5 else ''} ({r.get('family')})",
+            f"- levels: drop at {r.get('threshold')}, review from {r.get('review_threshold')}"
+            + (f"; anchor share {r['anchor_share']}" if "anchor_share" in r else "")
+            + (f"; judge said {r['judge_answer']!r}" if r.get("judge_answer") is not None else ""),
+            f"- item window `{r.get('window', 'item')}`:",
+            "",
+            _quote(r.get("item_text")),
+            "",
+            "- benchmark text:",
+            "",
+            _quote(r.get("benchmark_text")),
+            "",
+        ]
+    if len(entries) > limit:
+        lines.append(f"... {len(entries) - limit} more items in contamination_report.json")
+    return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
@@ -422,36 +423,59 @@ class SemanticDecontaminationStage(_FilterStage):
             )
         return task
 
+    def embed_windows(self, records: list[dict[str, Any]]) -> tuple[list[list[tuple[str, str]]], list[Any]]:
+        """Every item's windows (views.item_windows, `item` first) and their vectors: one embedding
+        pass over the shard's distinct window texts."""
+        from nemo_taskseed.filter.semantic.views import item_windows
+
+        windows = [item_windows(r or {}, self.settings.windows) for r in records]
+        position: dict[str, int] = {}
+        for item in windows:
+            for _, text in item:
+                position.setdefault(text, len(position))
+        vectors = self._embedder.embed(list(position))
+        if not len(vectors):
+            return windows, [np.zeros((0, 0), dtype=np.float32) for _ in windows]
+        return windows, [vectors[[position[t] for _, t in item]] for item in windows]
+
     def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.semantic import item_text
-        from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, flagged
+        from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, best_matches, decide
         from nemo_taskseed.filter.semantic.store import Embedded
 
         if not hasattr(self, "_embedder"):
             self.setup()
         reps, members = kept_items(df)
-        records = parsed_records(df)
-        texts = [item_text(records[df.index.get_loc(i)] or {}) for i in reps]
-        vectors = self._embedder.embed(texts)
+        parsed = parsed_records(df)
+        records = [parsed[df.index.get_loc(i)] or {} for i in reps]
+        windows, vectors = self.embed_windows(records)
         dropped: set[Any] = set()
         if self._index is not None and len(self._index) and reps:
-            hits = flagged(self._index, vectors, self.settings.threshold, self.settings.top_k)
-            found = [(rep, text, h[0]) for rep, text, h in zip(reps, texts, hits) if h]
-            verdicts = (
-                self._judge([(t, h.text) for _, t, h in found])
-                if self.settings.judge_enabled and found
-                else [("above_threshold", None)] * len(found)
+            matches = best_matches(self._index, windows, vectors, self.settings.top_k)
+            found = [(rep, d) for rep, m in zip(reps, matches) if (d := decide(m, self.settings)) is not None]
+            judged = [k for k, (_, (_, verdict, _)) in enumerate(found) if verdict == "band"]
+            answers = (
+                self._judge([(found[k][1][0].window_text, found[k][1][0].hit.text) for k in judged]) if judged else []
             )
-            for (rep, text, hit), (verdict, answer) in zip(found, verdicts):
+            verdicts = {k: v for k, v in zip(judged, answers)}
+            for k, (rep, (match, verdict, extra)) in enumerate(found):
+                answer = None
+                if k in verdicts:
+                    verdict, answer = verdicts[k]
+                hit = match.hit
+                high, low = self.settings.levels(hit.row.benchmark)
                 detail = {
                     "benchmark": hit.row.benchmark,
                     "split": hit.row.split,
                     "row": hit.row.row,
                     "score": hit.score,
-                    "threshold": self.settings.threshold,
+                    "threshold": high,
+                    "review_threshold": low,
                     "verdict": verdict,
-                    "item_text": text,
+                    "item_text": match.window_text,
+                    "window": match.window,
                     "benchmark_text": hit.text,
+                    "benchmark_view": hit.view,
+                    **extra,
                 }
                 if answer is not None:
                     detail["judge_answer"] = answer
@@ -463,6 +487,7 @@ class SemanticDecontaminationStage(_FilterStage):
                     else:
                         annotate(df, idx, "semantic_match", detail)
         if self.save_dir:
+            # The `item` window (question + sorted options) is what semantic dedup and diversity compare.
             keep = [k for k, rep in enumerate(reps) if rep not in dropped]
             self._save(
                 getattr(self, "_shard", "shard"),
@@ -470,8 +495,8 @@ class SemanticDecontaminationStage(_FilterStage):
                     [str(df.at[reps[k], "item_id"]) for k in keep],
                     [str(df.at[reps[k], "seed_id"]) for k in keep],
                     [str(df.at[reps[k], "family"]) for k in keep],
-                    [texts[k] for k in keep],
-                    vectors[keep],
+                    [windows[k][0][1] for k in keep],
+                    np.stack([vectors[k][0] for k in keep]) if keep else np.zeros((0, self._embedder.dim), np.float32),
                 ),
             )
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import pickle
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,12 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
             "short_min_words",
         )
     }
-    settings["index_views"] = ["raw", "rendered"]  # an index built before rendered prompts were indexed is rebuilt
+    # An index built before rendered prompts were indexed, or before the semantic views, is rebuilt.
+    settings["index_views"] = ["raw", "rendered", "semantic:prompt,core,qa"]
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
-    texts_path = work / "decontam_texts.json"
-    if pkl.is_file() and info_path.is_file() and texts_path.is_file():
+    views_path = work / "decontam_views.json"
+    if pkl.is_file() and info_path.is_file() and views_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == fp:
             return str(pkl), info
@@ -130,9 +132,8 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
     work.mkdir(parents=True, exist_ok=True)
     with atomic_path(pkl) as tmp, open(tmp, "wb") as handle:
         pickle.dump(built.index, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    # The rows' question+options texts, for the semantic index (built from them without reading
-    # the benchmarks again).
-    write_json(texts_path, {"rows": [[r.benchmark, r.split, r.row] for r in built.index.rows], "texts": built.texts})
+    # The rows' views, for the semantic index (built from them without reading the benchmarks again).
+    write_json(views_path, {"views": built.views})
     info = {
         "fingerprint": fp,
         "index_ngrams": len(built.index),
@@ -156,20 +157,20 @@ def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, 
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == fp:
             return str(prefix), info
-    meta = json.loads((work / "decontam_texts.json").read_text(encoding="utf-8"))
-    rows, texts = [], []
-    for (bench, split, row), text in zip(meta["rows"], meta["texts"]):
-        if text:
-            rows.append(BenchmarkRow(bench, split, int(row)))
-            texts.append(text)
+    entries = json.loads((work / "decontam_views.json").read_text(encoding="utf-8"))["views"]
+    rows = [BenchmarkRow(bench, split, int(row)) for bench, split, row, *_ in entries]
+    texts = [e[4] for e in entries]
     started = time.monotonic()
     embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size, sem.device)
     vectors, cached = cached_embeddings(embedder, texts)
-    SemanticIndex(rows, texts, vectors).save(prefix)
+    SemanticIndex(rows, texts, vectors, [e[3] for e in entries], [e[5] for e in entries]).save(prefix)
+    scored_rows = sum(c.get("rows", 0) for c in index_info.get("coverage", []))
     info = {
         "fingerprint": fp,
-        "rows": len(rows),
-        "rows_without_text": len(meta["rows"]) - len(rows),
+        "rows": len(set(rows)),
+        "vectors": len(rows),
+        "views": dict(Counter(e[3] for e in entries)),
+        "rows_without_text": scored_rows - len(set(rows)),
         "model": embedder.model,
         "embed_seconds": round(time.monotonic() - started, 1),
         "from_cache": cached,
@@ -562,7 +563,12 @@ def run_filter(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Filter `in_dir`'s generated parts into `out_dir`; returns the counts and report paths."""
-    from nemo_taskseed.filter.report import contamination_report, human_summary, quality_report
+    from nemo_taskseed.filter.report import (
+        contamination_markdown,
+        contamination_report,
+        human_summary,
+        quality_report,
+    )
 
     full = to_container(cfg)
     fcfg = full["filter"]
@@ -633,6 +639,7 @@ def run_filter(
     warnings = data_warnings(fcfg, contamination, seeds_dir)
     quality["warnings"] = warnings
     write_json(out_dir / "contamination_report.json", contamination)
+    write_text_atomic(out_dir / "contamination.md", contamination_markdown(contamination))
     write_json(out_dir / "quality_report.json", quality)
     summary = (
         human_summary(quality)
@@ -668,10 +675,11 @@ def run_filter(
             "curated": str(out_dir / "curated" / "part-*.jsonl"),
             "rejected": str(out_dir / "rejected" / "part-*.jsonl"),
             "contamination": str(out_dir / "contamination_report.json"),
+            "contamination_review": str(out_dir / "contamination.md"),
             "quality": str(out_dir / "quality_report.json"),
         },
     }
-    for report in ("contamination_report.json", "quality_report.json", "quality_summary.txt"):
+    for report in ("contamination_report.json", "contamination.md", "quality_report.json", "quality_summary.txt"):
         files[report] = publish.file_entry(out_dir / report)
     if plot is not None:
         files[plot.name] = publish.file_entry(plot)

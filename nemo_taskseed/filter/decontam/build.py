@@ -41,9 +41,10 @@ class BenchmarkCoverage:
 class DecontamIndex:
     index: NgramIndex
     coverage: list[BenchmarkCoverage] = field(default_factory=list)
-    # Per indexed row (parallel to `index.rows`): its question + options as the semantic check
-    # embeds them (filter/semantic/embed.py), or None for a row without a question-like string.
-    texts: list[str | None] = field(default_factory=list)
+    # Per scored row, the texts the semantic check embeds (filter/semantic/views.py): one entry per
+    # (row, view): [benchmark, split, row, view, text, gold answer]. Made from the same lm-eval
+    # rendering the n-gram index holds (the raw row only where the task cannot be rendered).
+    views: list[list[Any]] = field(default_factory=list)
 
     @property
     def missing(self) -> list[BenchmarkCoverage]:
@@ -62,11 +63,11 @@ def build_index(
     rendered: bool = True,
 ) -> DecontamIndex:
     benches = [b if isinstance(b, Benchmark) else Benchmark.from_config(b) for b in benchmarks]
-    from nemo_taskseed.filter.semantic.embed import benchmark_text
+    from nemo_taskseed.filter.semantic.views import benchmark_views
 
     index = NgramIndex(ngram_size, short_min_words)
     coverage = []
-    texts: list[str | None] = []
+    views: list[list[Any]] = []
     mirror = Path(mirror) if mirror else None
     splits = scored_splits(benches, include_paths)
     for split in tqdm(splits, desc="decontam index", unit="split", disable=not progress):
@@ -77,19 +78,25 @@ def build_index(
             rows = list(rows)
             for i, row in enumerate(rows):
                 index.add(BenchmarkRow(split.benchmark, split.label, i), string_leaves(row))
-                texts.append(benchmark_text(row))
                 cov.rows += 1
             # Raw rows first: a tie in the evidence goes to the raw row (the earliest indexed).
+            first_docs = None  # the first rendering that keeps one document per row: what we embed
             for view in split.renderings if rendered else ():
                 try:  # the task's template functions are imported here, for indexed tasks only
                     docs = list(rendered_rows(template_config(view["path"]), rows))
                 except Exception as exc:  # a task module that needs more than the row: raw rows only
                     cov.render_errors[view["task"]] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     continue
-                for i, strings in enumerate(docs):
-                    index.add(BenchmarkRow(split.benchmark, split.label, i, f"rendered:{view['task']}"), strings)
-                    texts.append(None)  # the semantic index embeds the raw question once
+                for i, doc in enumerate(docs):
+                    index.add(BenchmarkRow(split.benchmark, split.label, i, f"rendered:{view['task']}"), doc.strings)
                 cov.rendered.append(view["task"])
+                if first_docs is None and len(docs) == len(rows):
+                    first_docs = docs
+            for i, row in enumerate(rows):
+                row_views = benchmark_views(row, first_docs[i] if first_docs else None)
+                views.extend(
+                    [split.benchmark, split.label, i, name, text, row_views.answer] for name, text in row_views.views
+                )
         else:
             log.debug("decontam: %s %s not loaded (%s)", split.benchmark, split.label, where)
         coverage.append(cov)
@@ -101,4 +108,4 @@ def build_index(
             len(coverage),
             ", ".join(f"{c.benchmark} {c.split}" for c in missing[:3]),
         )
-    return DecontamIndex(index, coverage, texts)
+    return DecontamIndex(index, coverage, views)

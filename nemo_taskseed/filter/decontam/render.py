@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,27 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def rendered_rows(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> Iterator[list[str]]:
-    """Per document (after `process_docs`): [prompt, *choices, target text]. Raises when the task
-    cannot be rendered; the caller skips the task."""
+@dataclass(frozen=True)
+class RenderedDoc:
+    """One document as lm-eval shows it: the prompt, the choices, the target as text."""
+
+    prompt: list[str]
+    choices: list[str]
+    target: list[str]
+
+    @property
+    def strings(self) -> list[str]:
+        # The prompt is followed by the answer as the model is scored on it (prompt + " " + choice).
+        return self.prompt + self.choices + self.target
+
+    @property
+    def answer(self) -> str:
+        return self.target[0] if self.target else ""
+
+
+def rendered_rows(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> Iterator[RenderedDoc]:
+    """Per document (after `process_docs`), its rendering. Raises when the task cannot be rendered;
+    the caller skips the task."""
     import datasets
 
     from nemo_taskseed.seeds.normalize import offline_task
@@ -54,5 +73,4 @@ def rendered_rows(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> Iterator[l
             target_strings = [choices[target]]
         else:
             target_strings = _strings(target if not isinstance(target, int) else str(target))
-        # The prompt is followed by the answer as the model is scored on it (prompt + " " + choice).
-        yield text + choices + target_strings
+        yield RenderedDoc(text, choices, target_strings)

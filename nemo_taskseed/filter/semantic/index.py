@@ -33,36 +33,63 @@ def flat_index(vectors: np.ndarray):
 @dataclass(frozen=True)
 class SemanticHit:
     row: BenchmarkRow
-    text: str  # the benchmark item as embedded
+    text: str  # the benchmark item as embedded (the view that matched)
     score: float  # cosine similarity, rounded
+    view: str = "prompt"  # which view of the row matched (filter/semantic/views.py)
+    answer: str = ""  # the row's gold answer as lm-eval scores it ("" when unknown)
 
 
 class SemanticIndex:
-    def __init__(self, rows: list[BenchmarkRow], texts: list[str], vectors: np.ndarray):
+    """One vector per (benchmark row, view); a search answers with distinct rows, each by its best view."""
+
+    def __init__(
+        self,
+        rows: list[BenchmarkRow],
+        texts: list[str],
+        vectors: np.ndarray,
+        views: list[str] | None = None,
+        answers: list[str] | None = None,
+    ):
         import faiss
 
-        if len(rows) != len(texts) or len(rows) != len(vectors):
-            raise ValueError("rows, texts and vectors differ in length")
-        self.rows, self.texts = rows, texts
+        views = views if views is not None else ["prompt"] * len(rows)
+        answers = answers if answers is not None else [""] * len(rows)
+        if not len(rows) == len(texts) == len(vectors) == len(views) == len(answers):
+            raise ValueError("rows, texts, views, answers and vectors differ in length")
+        self.rows, self.texts, self.views, self.answers = rows, texts, views, answers
         self.dim = int(vectors.shape[1]) if len(vectors) else 0
         self._index = flat_index(vectors) if len(vectors) else faiss.IndexFlatIP(1)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def n_rows(self) -> int:
+        return len(set(self.rows))
+
     def search(self, vectors: np.ndarray, k: int = 1) -> list[list[SemanticHit]]:
-        """The k nearest benchmark items of each vector, best first (ties: the earlier row)."""
+        """The k nearest benchmark rows of each vector, best first, each row once with its best view
+        (ties: the earlier indexed vector)."""
         if not len(self.rows) or not len(vectors):
             return [[] for _ in range(len(vectors))]
-        k = min(int(k), len(self.rows))
-        scores, ids = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        # A row has up to three views: ask for enough vectors to return k distinct rows.
+        want = min(int(k) * 3, len(self.rows))
+        scores, ids = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), want)
         out = []
         for srow, irow in zip(scores, ids):
-            hits = sorted(
+            ranked = sorted(
                 ((round(float(s), SCORE_DECIMALS), int(i)) for s, i in zip(srow, irow) if i >= 0),
                 key=lambda h: (-h[0], h[1]),
             )
-            out.append([SemanticHit(self.rows[i], self.texts[i], s) for s, i in hits])
+            hits, seen = [], set()
+            for s, i in ranked:
+                if self.rows[i] in seen:
+                    continue
+                seen.add(self.rows[i])
+                hits.append(SemanticHit(self.rows[i], self.texts[i], s, self.views[i], self.answers[i]))
+                if len(hits) == k:
+                    break
+            out.append(hits)
         return out
 
     def save(self, prefix: Path) -> None:
@@ -74,7 +101,13 @@ class SemanticIndex:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(prefix.with_suffix(".faiss")) as tmp:
             faiss.write_index(self._index, str(tmp))
-        meta = {"rows": [[r.benchmark, r.split, r.row] for r in self.rows], "texts": self.texts, "dim": self.dim}
+        meta = {
+            "rows": [[r.benchmark, r.split, r.row] for r in self.rows],
+            "texts": self.texts,
+            "views": self.views,
+            "answers": self.answers,
+            "dim": self.dim,
+        }
         with atomic_path(prefix.with_suffix(".json")) as tmp:
             Path(tmp).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
@@ -87,6 +120,8 @@ class SemanticIndex:
         self = cls.__new__(cls)
         self.rows = [BenchmarkRow(b, s, int(r)) for b, s, r in meta["rows"]]
         self.texts = list(meta["texts"])
+        self.views = list(meta["views"])
+        self.answers = list(meta["answers"])
         self.dim = int(meta["dim"])
         self._index = faiss.read_index(str(prefix.with_suffix(".faiss")))
         return self

@@ -1,0 +1,379 @@
+"""Calibrate and report the semantic decontamination check on realistic data.
+
+    python bench/bench_contamination.py                       # default model, ~3 min on 2 cores
+    python bench/bench_contamination.py --models default /path/to/all-mpnet-base-v2
+    python bench/bench_contamination.py --judge               # + the LLM judge on the review band (SmolLM2-135M)
+
+Data (bench/calibration.py): hand-written rewrites of real scored rows of eight benchmarks (five
+styles, far from their sources in words) as positives; real training rows and the project's own
+generated records as negatives; split by id hash into a calibration half and a report half.
+Also planted copies (verbatim, case and punctuation changed, light edits of 1-3 words) of real
+scored rows inside real generated records between a new lead-in and closing sentence, checked by
+both the n-gram and the semantic check.
+
+The benchmark index is built exactly as `taskseed filter` builds it (ensure_decontam_index and
+ensure_semantic_index over the fixture mirror); items go through the stage's own windows, search
+and decision (views.item_windows, check.best_matches, check.decide). Thresholds are chosen on the
+calibration half only (highest recall with at most `--max-fpr` of its negatives flagged), then
+recall and false positives are reported on the report half, for the chosen levels and for the
+levels configs/base ships. The printed tables replace the `bench:contamination` block of
+docs/decontamination.md, and the plot is written to docs/decontamination_calibration.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import pickle
+import random
+import sys
+import tempfile
+import time
+from contextlib import redirect_stderr
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _results import publish_output  # noqa: E402
+from calibration import (  # noqa: E402
+    CALIBRATION_DIR,
+    Item,
+    half_of,
+    load_negatives,
+    load_positives,
+)
+
+DOCS_PAGE = REPO / "docs" / "decontamination.md"
+PLOT = REPO / "docs" / "decontamination_calibration.png"
+# The benchmarks whose scored rows the fixture mirror holds (names and folders as configs/base).
+BENCHMARKS = ["arc", "boolq", "commonsense_qa", "gsm8k", "mbpp", "mmlu", "openbookqa", "piqa"]
+LEAD_INS = [
+    "Here is a question from a practice worksheet.",
+    "Consider the following problem carefully.",
+    "A student brought this question to a study group.",
+    "The next item tests your understanding.",
+    "Read the item below and think it through.",
+]
+CLOSINGS = [
+    "Explain your reasoning before you answer.",
+    "Choose the best response.",
+    "Show how you reached your conclusion.",
+    "Give a short justification.",
+    "Think about each possibility in turn.",
+]
+
+
+def default_mirror() -> Path:
+    return (REPO.parent / "shared" / "fixtures" / "hf").resolve()
+
+
+def build_index(mirror: Path, work: Path, model: str | None):
+    from nemo_taskseed.config import load_config, to_container
+    from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
+
+    base = to_container(load_config())["filter"]["decontam"]
+    dc = {
+        **base,
+        "benchmarks": [b for b in base["benchmarks"] if b["name"] in BENCHMARKS],
+        "source": "mirror",
+        "mirror": str(mirror),
+        "semantic": {**base["semantic"], "model": model},
+    }
+    pkl, info = ensure_decontam_index(dc, work)
+    prefix, sem_info = ensure_semantic_index(dc, work, info)
+    return dc, pkl, prefix, sem_info
+
+
+def plants(mirror: Path, generated: list[Item], per_benchmark: int = 5) -> list[Item]:
+    """Real scored rows planted in real generated records (their own options), between a new lead-in
+    and a new closing sentence: verbatim, case and punctuation changed, and light edits."""
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
+    from nemo_taskseed.filter.semantic.views import raw_row_text
+
+    rng = random.Random(7)
+    hosts = [g for g in generated if g.record.get("options")] or generated
+    benches = [Benchmark.from_config(b) for b in load_config().filter.decontam.benchmarks if b["name"] in BENCHMARKS]
+    out: list[Item] = []
+    for split in scored_splits(benches):
+        _, rows = load_split_rows(split, "mirror", mirror)
+        if rows is None:
+            continue
+        rows = list(rows)
+        for r in rng.sample(range(len(rows)), min(per_benchmark, len(rows))):
+            text = (raw_row_text(rows[r]) or ("", []))[0]
+            words = text.split()
+            for style in ("verbatim", "case_punct", "light_edit"):
+                if style == "verbatim":
+                    planted = text
+                elif style == "case_punct":
+                    planted = " ".join("".join(ch if ch.isalnum() else " " for ch in text.upper()).split())
+                else:
+                    edited = list(words)
+                    for _ in range(rng.randint(1, 3)):
+                        i = rng.randrange(max(1, len(edited) - 1))
+                        if i + 1 < len(edited):
+                            edited[i], edited[i + 1] = edited[i + 1], edited[i]
+                    planted = " ".join(edited).lower()
+                host = rng.choice(hosts).record if hosts else {}
+                record = {
+                    **host,
+                    "question": f"{rng.choice(LEAD_INS)} {planted} {rng.choice(CLOSINGS)}",
+                    "family": split.benchmark,
+                }
+                item_id = f"plant:{style}:{split.label}:{r}"
+                source = {"benchmark": split.benchmark, "split": split.label, "row": r}
+                out.append(Item(item_id, "plant", half_of(item_id), split.benchmark, style, record, source))
+    return out
+
+
+def match_items(items: list[Item], settings, index_prefix: str):
+    """Per item: its windows' best matches (check.best_matches), and the embedding time."""
+    from nemo_taskseed.filter.semantic import Embedder, SemanticIndex
+    from nemo_taskseed.filter.semantic.check import best_matches
+    from nemo_taskseed.filter.semantic.views import item_windows
+    from nemo_taskseed.filter.step import cached_embeddings
+
+    index = SemanticIndex.load(Path(index_prefix))
+    embedder = Embedder(settings.model, settings.max_seq_length, settings.batch_size, settings.device)
+    windows = [item_windows(i.record, settings.windows) for i in items]
+    texts = sorted({t for w in windows for _, t in w})
+    embedder.embed(texts[:8])  # load the model outside the timing
+    # Cost: the windows of a fixed sample of items embedded afresh; all vectors from the user cache
+    # (a rerun of the bench embeds nothing twice).
+    sample = [w for w in windows[:: max(1, len(windows) // 300)]]
+    sample_texts = sorted({t for w in sample for _, t in w})
+    started = time.perf_counter()
+    embedder.embed(sample_texts)
+    seconds = time.perf_counter() - started
+    vectors, _ = cached_embeddings(embedder, texts)
+    pos = {t: k for k, t in enumerate(texts)}
+    per_item = [vectors[[pos[t] for _, t in w]] for w in windows]
+    matches = best_matches(index, windows, per_item, settings.top_k)
+    cost = {"items": len(sample), "windows": len(sample_texts), "seconds": seconds}
+    cost["plain_windows"] = len({w[0][1] for w in sample})
+    return matches, cost
+
+
+def flagged(matches, settings) -> list[tuple[bool, str]]:
+    from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, decide
+
+    out = []
+    for m in matches:
+        d = decide(m, settings)
+        out.append((d is not None and d[1] in DROP_VERDICTS, d[1] if d else ""))
+    return out
+
+
+def grid(settings):
+    for high in [round(0.70 + 0.025 * k, 3) for k in range(11)]:
+        for gap in (0.0, 0.05, 0.1, 0.15):
+            for share in (0.3, 0.4, 0.5, 0.6, 0.7) if gap else (1.0,):
+                yield dataclasses.replace(
+                    settings, threshold=high, review_threshold=round(high - gap, 3), band_min_anchor_share=share
+                )
+
+
+def rates(items, matches, settings, half):
+    sel = [k for k, i in enumerate(items) if i.half == half]
+    verdict = flagged([matches[k] for k in sel], settings)
+    pos = [v for k, v in zip(sel, verdict) if items[k].label == "positive"]
+    neg = [v for k, v in zip(sel, verdict) if items[k].label == "negative"]
+    recall = sum(f for f, _ in pos) / max(1, len(pos))
+    fpr = sum(f for f, _ in neg) / max(1, len(neg))
+    return recall, fpr, len(pos), len(neg)
+
+
+def choose(items, matches, base, max_fpr):
+    best = None
+    for s in grid(base):
+        recall, fpr, _, _ = rates(items, matches, s, "calibration")
+        if fpr <= max_fpr:
+            key = (recall, -fpr, s.review_threshold, s.threshold, s.band_min_anchor_share)
+            if best is None or key > best[0]:
+                best = (key, s)
+    return best[1] if best else base
+
+
+def describe(s) -> str:
+    return f"threshold {s.threshold:.3f}, review {s.review_threshold:.3f}, anchor share {s.band_min_anchor_share:.1f}"
+
+
+def table(items, matches, s, half: str) -> str:
+    """Per group: caught / total (positives) or flagged / total (negatives) on one half."""
+    sel = [k for k, i in enumerate(items) if i.half == half]
+    verdict = dict(zip(sel, flagged([matches[k] for k in sel], s)))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for k in sel:
+        groups.setdefault((items[k].label, items[k].group), []).append(k)
+        if items[k].label == "positive":
+            groups.setdefault(("style", items[k].style), []).append(k)
+    lines = [f"{'':10} {'group':32} {'flagged':>9} {'of':>5} {'share':>7}"]
+    for (label, group), ks in sorted(groups.items()):
+        n = sum(verdict[k][0] for k in ks)
+        lines.append(f"{label:10} {group:32} {n:9d} {len(ks):5d} {n / len(ks):7.1%}")
+    return "\n".join(lines)
+
+
+def plant_table(items, matches, s, ngram_hits) -> str:
+    verdict = flagged(matches, s)
+    by: dict[str, list[int]] = {}
+    for k, i in enumerate(items):
+        by.setdefault(i.style, []).append(k)
+    lines = [f"{'plant':12} {'n-gram':>7} {'semantic':>9} {'either':>7} {'of':>4}"]
+    for style, ks in by.items():
+        ng = sum(ngram_hits[k] for k in ks)
+        se = sum(verdict[k][0] for k in ks)
+        either = sum(ngram_hits[k] or verdict[k][0] for k in ks)
+        lines.append(f"{style:12} {ng:7d} {se:9d} {either:7d} {len(ks):4d}  ({either / len(ks):.1%})")
+    return "\n".join(lines)
+
+
+def judge_band(items, matches, s, model_dir: str) -> str:
+    """The LLM judge on every calibration pair in the review band: how often it was right."""
+    from nemo_taskseed.filter.semantic.check import judge_pairs
+    from nemo_taskseed.llm.backends import build_backend
+
+    band = []
+    for k, m in enumerate(matches):
+        for match in m:
+            high, low = s.levels(match.hit.row.benchmark)
+            if low <= match.hit.score < high:
+                band.append((k, match))
+                break
+            if match.hit.score >= high:
+                break
+    if not band:
+        return "judge: no pair in the review band"
+    backend = build_backend(
+        {"kind": "vllm", "model": model_dir, "vllm": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True}}
+    )
+    try:
+        verdicts = judge_pairs(backend, [(m.window_text, m.hit.text) for _, m in band], 4)
+    finally:
+        backend.close()
+    right = sum((v == "judge_confirmed") == (items[k].label == "positive") for (k, _), (v, _) in zip(band, verdicts))
+    pos = sum(items[k].label == "positive" for k, _ in band)
+    return (
+        f"judge ({Path(model_dir).name}): {len(band)} pairs in the band ({pos} positives, {len(band) - pos} negatives); "
+        f"verdict right for {right} ({right / len(band):.0%}); said yes to {sum(v == 'judge_confirmed' for v, _ in verdicts)}"
+    )
+
+
+def plot(curves: dict[str, list[tuple[float, float, float]]], chosen: dict[str, tuple[float, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in curves.items():
+        pts = sorted(pts)
+        ax.plot([p[1] * 100 for p in pts], [p[2] * 100 for p in pts], marker="o", label=f"{name}: threshold only")
+        for thr, fpr, rec in pts[::2]:
+            ax.annotate(f"{thr:.2f}", (fpr * 100, rec * 100), fontsize=7)
+        if name in chosen:
+            ax.scatter([chosen[name][0] * 100], [chosen[name][1] * 100], marker="*", s=150, label=f"{name}: chosen")
+    ax.set_xlabel("negatives flagged, % (report half)")
+    ax.set_ylabel("rewrites caught, % (report half)")
+    ax.set_xlim(left=-0.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Semantic decontamination: recall vs false positives")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mirror", type=Path, default=default_mirror())
+    parser.add_argument("--calibration-dir", type=Path, default=CALIBRATION_DIR)
+    parser.add_argument(
+        "--models", nargs="+", default=["default"], help="`default` or local sentence-transformers folders"
+    )
+    parser.add_argument(
+        "--max-fpr", type=float, default=0.005, help="negatives flagged allowed on the calibration half"
+    )
+    parser.add_argument("--judge", action="store_true", help="also run the 135M judge on the review band")
+    args = parser.parse_args()
+    os.environ.setdefault("TASKSEED_CACHE_DIR", str(REPO / ".cache"))
+
+    from nemo_taskseed.config import load_config, to_container
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
+
+    positives = load_positives(args.mirror, args.calibration_dir)
+    negatives = load_negatives(args.mirror)
+    generated = [n for n in negatives if n.group == "generated"]
+    planted = plants(args.mirror, generated)
+    items = positives + negatives
+    base_cfg = to_container(load_config())["filter"]["decontam"]["semantic"]
+    curves, chosen_pts, out = {}, {}, []
+    with publish_output("contamination", page=DOCS_PAGE):
+        halves = {h: sum(i.half == h for i in positives) for h in ("calibration", "report")}
+        print(
+            f"positives: {len(positives)} rewrites of {len({i.group for i in positives})} benchmarks "
+            f"(calibration half {halves['calibration']}, report half {halves['report']}); "
+            f"negatives: {len(negatives)} ({len(generated)} generated records); plants: {len(planted)}"
+        )
+        for model in args.models:
+            name = "all-MiniLM-L6-v2 (default)" if model == "default" else Path(model).name
+            with tempfile.TemporaryDirectory() as tmp, redirect_stderr(io.StringIO()):
+                dc, pkl, prefix, sem_info = build_index(args.mirror, Path(tmp), None if model == "default" else model)
+                base = SemanticSettings.from_config({**base_cfg, "model": None if model == "default" else model})
+                matches, cost = match_items(items, base, prefix)
+                plant_matches, _ = match_items(planted, base, prefix)
+                with open(pkl, "rb") as handle:
+                    ngram = pickle.load(handle)
+            from nemo_taskseed.filter.text import record_fields_text
+
+            fields = dc["fields"]
+            ngram_hits = [ngram.check(record_fields_text(p.record, fields)) is not None for p in planted]
+            chosen = choose(items, matches, base, args.max_fpr)
+            if os.environ.get("TASKSEED_BENCH_DUMP"):
+                with open(os.environ["TASKSEED_BENCH_DUMP"], "wb") as handle:
+                    pickle.dump((items, matches, planted, plant_matches, ngram_hits), handle)
+            print(
+                f"\n== {name}: index {sem_info['rows']} scored rows, {sem_info['vectors']} vectors {sem_info['views']}"
+            )
+            print(
+                f"embedding cost: {cost['windows']} window texts for {cost['items']} items "
+                f"({cost['windows'] / cost['items']:.2f} per item; {cost['plain_windows']} texts without windows), "
+                f"{cost['seconds']:.1f} s = {cost['items'] / cost['seconds']:.1f} items/s on {os.cpu_count()} cores"
+            )
+            for label, s in (("configs/base", base), ("chosen on the calibration half", chosen)):
+                cal = rates(items, matches, s, "calibration")
+                rep = rates(items, matches, s, "report")
+                print(
+                    f"{label}: {describe(s)}\n"
+                    f"  calibration half: caught {cal[0]:.1%} of {cal[2]}, flagged {cal[1]:.2%} of {cal[3]}\n"
+                    f"  report half:      caught {rep[0]:.1%} of {rep[2]}, flagged {rep[1]:.2%} of {rep[3]}"
+                )
+            print("\nreport half at configs/base:")
+            print(table(items, matches, base, "report"))
+            print("\nplants (both halves) at configs/base:")
+            print(plant_table(planted, plant_matches, base, ngram_hits))
+            print("\nthreshold only (no band), report half:")
+            pts = []
+            for thr in [round(0.6 + 0.025 * k, 3) for k in range(15)]:
+                s = dataclasses.replace(base, threshold=thr, review_threshold=thr)
+                rec, fpr, _, _ = rates(items, matches, s, "report")
+                pts.append((thr, fpr, rec))
+                print(f"  threshold {thr:.3f}: caught {rec:6.1%}  flagged {fpr:6.2%}")
+            curves[name] = pts
+            rep = rates(items, matches, base, "report")
+            chosen_pts[name] = (rep[1], rep[0])
+            if args.judge:
+                from nemo_taskseed.models.prepare import prepare_model
+
+                print(judge_band(items, matches, base, str(prepare_model())))
+            out.append((name, chosen))
+    plot(curves, chosen_pts)
+    print(f"plot -> {PLOT}")
+
+
+if __name__ == "__main__":
+    main()
