@@ -98,7 +98,9 @@ def test_decide_uses_per_benchmark_levels_and_the_band_rule():
     got = decide([match("gsm8k", 0.75, window="Tom buys 4 apples and 9 pears")], s)
     assert got[1] == "band_kept" and got[2]["anchor_share"] == 0.0
     assert anchor_share("Janet has 16 ducks and 3 hens", "16 ducks, 3 hens") == 1.0
-    judged = _settings(judge={**_base()["judge"], "enabled": True, "backend": {"kind": "openai", "model": "m"}})
+    judged = _settings(
+        review_threshold=0.7, judge={**_base()["judge"], "enabled": True, "backend": {"kind": "openai", "model": "m"}}
+    )
     assert decide([match("arc", 0.75)], judged)[1] == "band"
 
 

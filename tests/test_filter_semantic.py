@@ -16,6 +16,7 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 from nemo_taskseed.config import load_config, to_container
 from nemo_taskseed.filter.records import KEPT, records_to_frame
 from nemo_taskseed.filter.semantic.check import SemanticSettings
+from nemo_taskseed.filter.semantic.views import item_windows
 from nemo_taskseed.filter.stages import SemanticDecontaminationStage
 from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
 from nemo_taskseed.llm.backends import Backend, Completion, Usage, as_feed
@@ -160,10 +161,15 @@ def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> 
 
 
 def _run_stage_task(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> DocumentBatch:
+    # With a judge, every pair from 0.6 up is in the review band (the judge decides it); without,
+    # the configured levels.
+    levels = {"threshold": 0.99, "review_threshold": 0.6} if judge is not None else {}
     stage = SemanticDecontaminationStage(
         index_prefix=semantic["prefix"],
         settings=SemanticSettings.from_config(
-            semantic["dc"]["semantic"], judge={**semantic["dc"]["semantic"]["judge"], "enabled": judge is not None}
+            semantic["dc"]["semantic"],
+            judge={**semantic["dc"]["semantic"]["judge"], "enabled": judge is not None},
+            **levels,
         ),
         judge_backend=judge,
         cache_dir=cache_dir,
@@ -195,7 +201,11 @@ def test_paraphrases_of_test_items_are_caught_and_clean_items_kept(semantic, rec
     for row in rejected[rejected["id"].isin(planted_ids)].itertuples():
         detail = json.loads(row.detail)
         assert detail["verdict"] == "above_threshold" and detail["score"] >= 0.8
-        assert detail["item_text"].startswith(" ".join(by_question[row.id]["question"].split()))
+        # The evidence names the item's window that matched, and its text.
+        windows = dict(
+            item_windows(by_question[row.id], SemanticSettings.from_config(semantic["dc"]["semantic"]).windows)
+        )
+        assert windows[detail["window"]] == detail["item_text"]
         assert detail["benchmark"] in {f for f, *_ in SOURCES} and detail["benchmark_text"]
     # The paraphrase of the first ARC test item is matched to that very row.
     first = json.loads(df[df["id"] == planted[0]["id"]]["detail"].iloc[0])

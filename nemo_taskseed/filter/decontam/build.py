@@ -80,7 +80,9 @@ def build_index(
                 index.add(BenchmarkRow(split.benchmark, split.label, i), string_leaves(row))
                 cov.rows += 1
             # Raw rows first: a tie in the evidence goes to the raw row (the earliest indexed).
-            first_docs = None  # the first rendering that keeps one document per row: what we embed
+            # What we embed: the rendering of the plainest task of the split (the shortest task name:
+            # gsm8k, not gsm8k_cot_llama with its instruction preamble) that keeps one document per row.
+            first_docs, first_name = None, None
             for view in split.renderings if rendered else ():
                 try:  # the task's template functions are imported here, for indexed tasks only
                     docs = list(rendered_rows(template_config(view["path"]), rows))
@@ -90,8 +92,8 @@ def build_index(
                 for i, doc in enumerate(docs):
                     index.add(BenchmarkRow(split.benchmark, split.label, i, f"rendered:{view['task']}"), doc.strings)
                 cov.rendered.append(view["task"])
-                if first_docs is None and len(docs) == len(rows):
-                    first_docs = docs
+                if len(docs) == len(rows) and (first_name is None or len(view["task"]) < len(first_name)):
+                    first_docs, first_name = docs, view["task"]
             for i, row in enumerate(rows):
                 row_views = benchmark_views(row, first_docs[i] if first_docs else None)
                 views.extend(
