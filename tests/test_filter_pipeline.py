@@ -217,10 +217,18 @@ def planted(tmp_path_factory, fixtures_hf):
 
     # ARC-Easy train row 105 asks what ARC-Challenge test row 14 asks, in other words (the most
     # abundant greenhouse gas; cosine 0.83): no shared 13-gram, caught by the semantic check.
+    restated_too: list = []
     restated = next(r for r in clean if r["question"] == mc_fields(arc_train[105])["question"])
     clean.remove(restated)
     plant(restated, "semantic_decontam", "benchmark_paraphrase")
-    generated = clean + [r for r in (*loser, near_copy, restated) if r not in clean]
+    # Since the question alone is embedded too (new options do not hide a test item): an ARC-Easy
+    # train item "Typically, sedimentary rocks are formed" asks what ARC-Challenge test row 97 asks
+    # ("How are sedimentary rocks made?", 0.847; same answer), both of its records.
+    for r in [r for r in clean if r["question"] == "Typically, sedimentary rocks are formed"]:
+        clean.remove(r)
+        plant(r, "semantic_decontam", "benchmark_paraphrase")
+        restated_too.append(r)
+    generated = clean + [r for r in (*loser, near_copy, restated, *restated_too) if r not in clean]
     generated += [seed_copy, near_seed, arc_item, gsm_item, csqa_item, child, broken]
     generated += [r for recs, _ in flawed for r in recs if r["variant"] in ("reasoning", "context")]
     generated += dup_options + bad_arithmetic
@@ -261,11 +269,14 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert benches == {"arc", "gsm8k", "commonsense_qa"}
     arc_hit = next(r for r in report["records"] if r["benchmark"] == "arc" and r["reason"] == "benchmark_overlap")
     restated = [r for r in report["records"] if r["reason"] == "benchmark_paraphrase"]
-    assert [(r["split"], r["row"], r["verdict"]) for r in restated] == [
-        ("allenai/ai2_arc/ARC-Challenge:test", 14, "above_threshold")
+    assert sorted((r["split"], r["row"], r["verdict"]) for r in restated) == [
+        ("allenai/ai2_arc/ARC-Challenge:test", 14, "above_threshold"),
+        ("allenai/ai2_arc/ARC-Challenge:test", 97, "above_threshold"),
+        ("allenai/ai2_arc/ARC-Challenge:test", 97, "above_threshold"),
     ]
-    assert restated[0]["item_text"].startswith("Which gas accounts") and restated[0]["score"] >= 0.8
-    assert report["semantic"]["verdicts"] == {"above_threshold": 1}
+    gas = next(r for r in restated if r["row"] == 14)
+    assert gas["item_text"].startswith("Which gas accounts") and gas["score"] >= 0.8
+    assert report["semantic"]["verdicts"] == {"above_threshold": 3}
     assert arc_hit["split"] == "allenai/ai2_arc/ARC-Easy:test"
     assert len(arc_hit["ngram"].split()) == 13 and arc_hit["ngram"] in " ".join(
         planted["arc_test_q"].lower().replace("?", "").split()
@@ -283,7 +294,8 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert arc["parsed"] == arc["generated"] - 1
     # 15 plain records, the clean enriched item's 4 documents, the label/answer documents of the 4
     # items whose enrichment failed.
-    assert arc["kept"] == 15 + 4 + 4 * 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
+    # - 2: the sedimentary-rocks item (two records) restates an ARC-Challenge test row (see _planted).
+    assert arc["kept"] == 15 + 4 + 4 * 2 - 2 and arc["kept"] <= arc["deduped"] <= arc["decontaminated"] <= arc["parsed"]
     assert sum(arc["answer_positions"]["kept"]["counts"].values()) == arc["kept"]
     assert "arc" in result["summary"] and "TOTAL" in result["summary"]
     # The benchmarks checked, each with its scored splits loaded / missing.
@@ -291,7 +303,7 @@ def _check_outputs(out: Path, planted: dict, result: dict) -> None:
     assert re.search(r"^openbookqa +1 / 1 +missing: allenai/openbookqa/main:validation$", result["summary"], re.M)
     # Diversity per family of the items kept before verification (19 arc items), with its plot.
     div = quality["diversity"]["arc"]
-    assert div["items"] == 19 and 0 < div["mean_nn_similarity"] < 1 and 0 <= div["closer_to_other_seed"] <= 1
+    assert div["items"] == 18 and 0 < div["mean_nn_similarity"] < 1 and 0 <= div["closer_to_other_seed"] <= 1
     assert (out / "diversity.png").read_bytes()[:4] == b"\x89PNG" and "diversity.png" in result["files"]
     assert quality["stages"]["semantic_dedup"]["dropped"] == {}
 
@@ -328,7 +340,7 @@ def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf,
     )
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "TOTAL" in printed and '"kept": 32' in printed
+    assert "TOTAL" in printed and '"kept": 30' in printed
     assert {p.name for p in out.iterdir()} >= {
         "curated",
         "rejected",
