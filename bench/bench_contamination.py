@@ -245,22 +245,18 @@ def plant_table(items, matches, s, ngram_hits) -> str:
     return "\n".join(lines)
 
 
-def judge_band(items, matches, s, model_dir: str) -> str:
-    """The LLM judge on every calibration pair in the review band: how often it was right."""
-    from nemo_taskseed.filter.semantic.check import judge_pairs
+def judge_band(items, matches, s, model_dir: str, review: float) -> str:
+    """The judge path: pairs in [review, threshold) go to the LLM judge (as the stage sends them:
+    check.decide with the judge on, one pair per item); how often it was right, and recall / false
+    positives on the report half with it."""
+    from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, decide, judge_pairs
     from nemo_taskseed.llm.backends import build_backend
 
-    band = []
-    for k, m in enumerate(matches):
-        for match in m:
-            high, low = s.levels(match.hit.row.benchmark)
-            if low <= match.hit.score < high:
-                band.append((k, match))
-                break
-            if match.hit.score >= high:
-                break
+    judged = dataclasses.replace(s, review_threshold=review, judge={**s.judge, "enabled": True})
+    decided = [decide(m, judged) for m in matches]
+    band = [(k, d[0]) for k, d in enumerate(decided) if d is not None and d[1] == "band"]
     if not band:
-        return "judge: no pair in the review band"
+        return f"judge: no pair in the review band [{review}, {s.threshold})"
     backend = build_backend(
         {"kind": "vllm", "model": model_dir, "vllm": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True}}
     )
@@ -268,11 +264,18 @@ def judge_band(items, matches, s, model_dir: str) -> str:
         verdicts = judge_pairs(backend, [(m.window_text, m.hit.text) for _, m in band], 4)
     finally:
         backend.close()
-    right = sum((v == "judge_confirmed") == (items[k].label == "positive") for (k, _), (v, _) in zip(band, verdicts))
+    said = dict(zip((k for k, _ in band), (v for v, _ in verdicts)))
+    dropped = [d is not None and (said.get(k, d[1]) in DROP_VERDICTS) for k, d in enumerate(decided)]
+    right = sum((said[k] in DROP_VERDICTS) == (items[k].label == "positive") for k, _ in band)
     pos = sum(items[k].label == "positive" for k, _ in band)
+    rep = [k for k, i in enumerate(items) if i.half == "report"]
+    rp = [dropped[k] for k in rep if items[k].label == "positive"]
+    rn = [dropped[k] for k in rep if items[k].label == "negative"]
     return (
-        f"judge ({Path(model_dir).name}): {len(band)} pairs in the band ({pos} positives, {len(band) - pos} negatives); "
-        f"verdict right for {right} ({right / len(band):.0%}); said yes to {sum(v == 'judge_confirmed' for v, _ in verdicts)}"
+        f"judge ({Path(model_dir).name}) on the band [{review}, {s.threshold}): {len(band)} pairs "
+        f"({pos} rewrites, {len(band) - pos} negatives); verdict right for {right} ({right / len(band):.0%}), "
+        f"yes to {sum(v in DROP_VERDICTS for v, _ in verdicts)}.\n"
+        f"  report half with the judge: caught {sum(rp) / len(rp):.1%} of {len(rp)}, flagged {sum(rn) / len(rn):.2%} of {len(rn)}"
     )
 
 
@@ -289,7 +292,13 @@ def plot(curves: dict[str, list[tuple[float, float, float]]], chosen: dict[str, 
         for thr, fpr, rec in pts[::2]:
             ax.annotate(f"{thr:.2f}", (fpr * 100, rec * 100), fontsize=7)
         if name in chosen:
-            ax.scatter([chosen[name][0] * 100], [chosen[name][1] * 100], marker="*", s=150, label=f"{name}: chosen")
+            ax.scatter(
+                [chosen[name][0] * 100],
+                [chosen[name][1] * 100],
+                marker="*",
+                s=150,
+                label=f"{name}: configs/base levels",
+            )
     ax.set_xlabel("negatives flagged, % (report half)")
     ax.set_ylabel("rewrites caught, % (report half)")
     ax.set_xlim(left=-0.2)
@@ -310,7 +319,8 @@ def main() -> None:
     parser.add_argument(
         "--max-fpr", type=float, default=0.005, help="negatives flagged allowed on the calibration half"
     )
-    parser.add_argument("--judge", action="store_true", help="also run the 135M judge on the review band")
+    parser.add_argument("--judge", action="store_true", help="also run the 135M judge on a review band")
+    parser.add_argument("--judge-review", type=float, default=0.7, help="the review band's lower level for --judge")
     args = parser.parse_args()
     os.environ.setdefault("TASKSEED_CACHE_DIR", str(REPO / ".cache"))
 
@@ -384,7 +394,7 @@ def main() -> None:
             if args.judge:
                 from nemo_taskseed.models.prepare import prepare_model
 
-                print(judge_band(items, matches, base, str(prepare_model())))
+                print(judge_band(items, matches, base, str(prepare_model()), args.judge_review))
             out.append((name, chosen))
     plot(curves, chosen_pts)
     print(f"plot -> {PLOT}")

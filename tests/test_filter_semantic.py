@@ -28,6 +28,7 @@ SOURCES = [  # (family, dataset, config, scored split, training split, fields)
     ("openbookqa", "allenai/openbookqa", "main", "test", "train", mc_fields),
 ]
 PLANTED_PER_BENCHMARK = 50
+JUDGED = slice(2 * PLANTED_PER_BENCHMARK, 2 * PLANTED_PER_BENCHMARK + 6)  # six GSM8K paraphrases
 CLEAN_PER_FAMILY = 75
 
 # Rule-made paraphrases: synonym swaps, changed numbers and names, dropped words, clause reordering.
@@ -163,6 +164,8 @@ def _run_stage(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> 
 def _run_stage_task(semantic, recs, shard="part-00000", judge=None, cache_dir="") -> DocumentBatch:
     # With a judge, every pair from 0.6 up is in the review band (the judge decides it); without,
     # the configured levels.
+    # GSM8K paraphrases are used there (JUDGED): their numbers changed, so no window copies a test row
+    # exactly (an unchanged ARC question scores 1.0 and is dropped without asking).
     levels = {"threshold": 0.99, "review_threshold": 0.6} if judge is not None else {}
     stage = SemanticDecontaminationStage(
         index_prefix=semantic["prefix"],
@@ -248,9 +251,9 @@ def test_judge_verdict_keeps_rejected_pairs_and_reports_them(semantic, records):
 
     planted, _ = records
     judge = _AnswerNoBackend()
-    df = _run_stage(semantic, planted[:6], judge=judge)
+    df = _run_stage(semantic, planted[JUDGED], judge=judge)
     assert (df["status"] == KEPT).all() and len(judge.prompts) >= 5
-    assert any(planted[0]["question"].split()[0] in p for p in judge.prompts)
+    assert any(planted[JUDGED][0]["question"].split()[0] in p for p in judge.prompts)
     rows = contamination_rows(df)
     assert len(rows) == len(judge.prompts)
     assert {r["verdict"] for r in rows} == {"judge_rejected"} and all(r["judge_answer"] == "No." for r in rows)
@@ -264,16 +267,16 @@ def test_a_restarted_shard_does_not_ask_the_judge_again(semantic, records, tmp_p
 
     planted, _ = records
     first, again, other = _AnswerNoBackend(), _AnswerNoBackend(), _AnswerNoBackend()
-    task = _run_stage_task(semantic, planted[:6], shard="s1", judge=first, cache_dir=str(tmp_path))
+    task = _run_stage_task(semantic, planted[JUDGED], shard="s1", judge=first, cache_dir=str(tmp_path))
     asked = len(first.prompts)
     assert asked >= 5 and (tmp_path / "s1.judge.sqlite").is_file()
     # The counts travel with the shard to its phase-1 marker and the step's summary.
     assert task._metadata["requests.judge"] == {"total": asked, "cached": 0, "sent": asked, "refused": 0}
-    again_task = _run_stage_task(semantic, planted[:6], shard="s1", judge=again, cache_dir=str(tmp_path))
+    again_task = _run_stage_task(semantic, planted[JUDGED], shard="s1", judge=again, cache_dir=str(tmp_path))
     assert again.prompts == []
     assert again_task._metadata["requests.judge"] == {"total": asked, "cached": asked, "sent": 0, "refused": 0}
     assert contamination_rows(again_task.to_pandas()) == contamination_rows(task.to_pandas())
-    _run_stage(semantic, planted[:6], shard="s2", judge=other, cache_dir=str(tmp_path))
+    _run_stage(semantic, planted[JUDGED], shard="s2", judge=other, cache_dir=str(tmp_path))
     assert sorted(other.prompts) == sorted(first.prompts)
 
 
