@@ -84,8 +84,9 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
     from nemo_taskseed.config import load_config
     from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
     from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
-    from nemo_taskseed.filter.semantic import Embedder, SemanticIndex, benchmark_text, item_text
+    from nemo_taskseed.filter.semantic import Embedder, SemanticIndex, item_text
     from nemo_taskseed.filter.semantic.check import flagged
+    from nemo_taskseed.filter.semantic.views import raw_item_text
     from nemo_taskseed.filter.step import cached_embeddings
 
     benches = [Benchmark.from_config(b) for b in load_config().filter.decontam.benchmarks]
@@ -93,7 +94,7 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
     for split in scored_splits(benches):
         _, it = load_split_rows(split, "mirror", mirror)
         for i, row in enumerate(it or ()):
-            text = benchmark_text(row)
+            text = raw_item_text(row)
             if text:
                 rows.append(BenchmarkRow(split.benchmark, split.label, i))
                 texts.append(text)
@@ -213,12 +214,12 @@ def _edit(text: str, rng: random.Random) -> str:
 def semdedup_texts(mirror: Path, share: float = 0.3, seed: int = 5) -> list[str]:
     """Every row of every fixture split (~2,200 real benchmark/training items) as the item text the
     semantic stage embeds, plus a reworded copy of `share` of them (~2,900 texts in all)."""
-    from nemo_taskseed.filter.semantic import benchmark_text
+    from nemo_taskseed.filter.semantic.views import raw_item_text
 
     texts = []
     for path in sorted(mirror.rglob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            text = benchmark_text(json.loads(line))
+            text = raw_item_text(json.loads(line))
             if text:
                 texts.append(text)
     rng = random.Random(seed)

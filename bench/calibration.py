@@ -62,19 +62,11 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
 
 
-def _leaves(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for v in value for s in _leaves(v)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _leaves(v)]
-    return []
-
-
 def distance(row: dict[str, Any], texts: list[str]) -> tuple[bool, float]:
     """(shares an 8-word sequence with the row, word Jaccard with the row)."""
-    src = [words(s) for k, v in row.items() if k not in NOT_REWRITTEN for s in _leaves(v)]
+    from nemo_taskseed.filter.text import string_leaves
+
+    src = [words(s) for k, v in row.items() if k not in NOT_REWRITTEN for s in string_leaves(v)]
     new = [words(t) for t in texts]
     grams = {tuple(w[i : i + 8]) for w in src for i in range(len(w) - 7)}
     shared = any(tuple(w[i : i + 8]) in grams for w in new for i in range(len(w) - 7))

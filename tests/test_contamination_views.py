@@ -44,7 +44,7 @@ def test_boolq_is_embedded_with_its_passage_as_lm_eval_shows_it(fixtures_hf):
     rows = _rows(fixtures_hf, "aps", "super_glue", "boolq", "validation.jsonl")[:3]
     split = scored_splits([Benchmark("boolq", ("super_glue/boolq",))])[0]
     docs = list(rendered_rows(template_config(split.renderings[0]["path"]), rows))
-    views = dict(benchmark_views(rows[0], docs[0]).views)
+    views = dict(benchmark_views(rows[0], docs[0]))
     assert rows[0]["passage"][:40] in views["prompt"] and rows[0]["question"] in views["prompt"]
     assert "Question:" not in views["prompt"] and not views["prompt"].endswith("Answer:")
     assert "qa" not in views  # a yes/no answer makes no question specific
@@ -52,17 +52,15 @@ def test_boolq_is_embedded_with_its_passage_as_lm_eval_shows_it(fixtures_hf):
 
 def test_mmlu_core_view_drops_the_lettered_options_and_short_rows_get_their_answer():
     doc = RenderedDoc(["What is 2 + 2 in base 3?\nA. 11\nB. 4\nC. 10\nD. 2\nAnswer:"], ["A", "B", "C", "D"], ["A"])
-    views = dict(benchmark_views({"question": "What is 2 + 2 in base 3?"}, doc).views)
+    views = dict(benchmark_views({"question": "What is 2 + 2 in base 3?"}, doc))
     assert views["prompt"] == "What is 2 + 2 in base 3? A. 11 B. 4 C. 10 D. 2"
     assert views["core"] == "What is 2 + 2 in base 3?"
     assert "qa" not in views  # the answer is a letter
     nq = RenderedDoc(["Q: who wrote the novel moby dick\nA:"], [], ["Herman Melville"])
-    views = dict(benchmark_views({"question": "who wrote the novel moby dick"}, nq).views)
+    views = dict(benchmark_views({"question": "who wrote the novel moby dick"}, nq))
     assert views["qa"] == "who wrote the novel moby dick Herman Melville"
     # Without a rendering, the raw row: passage first, then the question, options sorted.
-    raw = dict(
-        benchmark_views({"context": "Sasha gave the dog a bath.", "question": "How would you describe Sasha?"}).views
-    )
+    raw = dict(benchmark_views({"context": "Sasha gave the dog a bath.", "question": "How would you describe Sasha?"}))
     assert raw["prompt"] == "Sasha gave the dog a bath. How would you describe Sasha?"
 
 

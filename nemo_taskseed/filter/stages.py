@@ -423,31 +423,18 @@ class SemanticDecontaminationStage(_FilterStage):
             )
         return task
 
-    def embed_windows(self, records: list[dict[str, Any]]) -> tuple[list[list[tuple[str, str]]], list[Any]]:
-        """Every item's windows (views.item_windows, `item` first) and their vectors: one embedding
-        pass over the shard's distinct window texts."""
-        from nemo_taskseed.filter.semantic.views import item_windows
-
-        windows = [item_windows(r or {}, self.settings.windows) for r in records]
-        position: dict[str, int] = {}
-        for item in windows:
-            for _, text in item:
-                position.setdefault(text, len(position))
-        vectors = self._embedder.embed(list(position))
-        if not len(vectors):
-            return windows, [np.zeros((0, 0), dtype=np.float32) for _ in windows]
-        return windows, [vectors[[position[t] for _, t in item]] for item in windows]
-
     def filter_frame(self, df: pd.DataFrame) -> None:
-        from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, best_matches, decide
+        from nemo_taskseed.filter.semantic.check import DROP_VERDICTS, best_matches, decide, window_vectors
         from nemo_taskseed.filter.semantic.store import Embedded
+        from nemo_taskseed.filter.semantic.views import item_windows
 
         if not hasattr(self, "_embedder"):
             self.setup()
         reps, members = kept_items(df)
         parsed = parsed_records(df)
         records = [parsed[df.index.get_loc(i)] or {} for i in reps]
-        windows, vectors = self.embed_windows(records)
+        windows = [item_windows(r, self.settings.windows) for r in records]
+        vectors = window_vectors(windows, self._embedder.embed)
         dropped: set[Any] = set()
         if self._index is not None and len(self._index) and reps:
             matches = best_matches(self._index, windows, vectors, self.settings.top_k)

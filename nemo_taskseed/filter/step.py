@@ -163,14 +163,15 @@ def ensure_semantic_index(dc: dict[str, Any], work: Path, index_info: dict[str, 
     started = time.monotonic()
     embedder = Embedder(sem.model, sem.max_seq_length, sem.batch_size, sem.device)
     vectors, cached = cached_embeddings(embedder, texts)
-    SemanticIndex(rows, texts, vectors, [e[3] for e in entries], [e[5] for e in entries]).save(prefix)
+    SemanticIndex(rows, texts, vectors, [e[3] for e in entries]).save(prefix)
     scored_rows = sum(c.get("rows", 0) for c in index_info.get("coverage", []))
+    distinct_rows = len(set(rows))
     info = {
         "fingerprint": fp,
-        "rows": len(set(rows)),
+        "rows": distinct_rows,
         "vectors": len(rows),
         "views": dict(Counter(e[3] for e in entries)),
-        "rows_without_text": scored_rows - len(set(rows)),
+        "rows_without_text": scored_rows - distinct_rows,
         "model": embedder.model,
         "embed_seconds": round(time.monotonic() - started, 1),
         "from_cache": cached,

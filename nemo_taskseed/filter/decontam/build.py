@@ -42,7 +42,7 @@ class DecontamIndex:
     index: NgramIndex
     coverage: list[BenchmarkCoverage] = field(default_factory=list)
     # Per scored row, the texts the semantic check embeds (filter/semantic/views.py): one entry per
-    # (row, view): [benchmark, split, row, view, text, gold answer]. Made from the same lm-eval
+    # (row, view): [benchmark, split, row, view, text]. Made from the same lm-eval
     # rendering the n-gram index holds (the raw row only where the task cannot be rendered).
     views: list[list[Any]] = field(default_factory=list)
 
@@ -96,9 +96,7 @@ def build_index(
                     first_docs, first_name = docs, view["task"]
             for i, row in enumerate(rows):
                 row_views = benchmark_views(row, first_docs[i] if first_docs else None)
-                views.extend(
-                    [split.benchmark, split.label, i, name, text, row_views.answer] for name, text in row_views.views
-                )
+                views.extend([split.benchmark, split.label, i, name, text] for name, text in row_views)
         else:
             log.debug("decontam: %s %s not loaded (%s)", split.benchmark, split.label, where)
         coverage.append(cov)

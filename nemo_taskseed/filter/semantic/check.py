@@ -86,14 +86,12 @@ class SemanticSettings:
             )
         per_benchmark = {str(k): dict(v or {}) for k, v in (values["per_benchmark"] or {}).items()}
         out = cls(**{**values, "judge": judge, "windows": windows, "per_benchmark": per_benchmark})
-        for name, levels in [("", {"threshold": out.threshold, "review_threshold": out.review_threshold})] + list(
-            per_benchmark.items()
-        ):
+        for name, own in [("", {}), *per_benchmark.items()]:
             where = f"filter.decontam.semantic{'.per_benchmark.' + name if name else ''}"
-            unknown = sorted(set(levels) - {"threshold", "review_threshold"})
+            unknown = sorted(set(own) - {"threshold", "review_threshold"})
             if unknown:
                 raise UserError(f"{where}: unknown key(s) {unknown}; known: ['review_threshold', 'threshold']")
-            high, low = out.levels(name) if name else (float(out.threshold), float(out.review_threshold))
+            high, low = out.levels(name)
             if not 0.0 < high <= 1.0:
                 raise UserError(f"{where}.threshold must be in (0, 1], got {high}")
             if not 0.0 < low <= high:
@@ -121,10 +119,6 @@ class SemanticSettings:
         own = self.per_benchmark.get(benchmark) or {}
         return float(own.get("threshold", self.threshold)), float(own.get("review_threshold", self.review_threshold))
 
-    @property
-    def lowest_level(self) -> float:
-        return min(self.levels(name)[1] for name in ["", *self.per_benchmark])
-
 
 @dataclass(frozen=True)
 class Match:
@@ -133,6 +127,19 @@ class Match:
     hit: SemanticHit
     window: str  # the window's name (views.item_windows)
     window_text: str
+
+
+def window_vectors(windows: list[list[tuple[str, str]]], embed: Any) -> list[np.ndarray]:
+    """Per item, the vectors of its windows (views.item_windows), from one call of `embed` over the
+    distinct window texts of all items (an item's variants and repeated windows are embedded once)."""
+    position: dict[str, int] = {}
+    for item in windows:
+        for _, text in item:
+            position.setdefault(text, len(position))
+    vectors = embed(list(position))
+    if not len(vectors):
+        return [np.zeros((0, 0), dtype=np.float32) for _ in windows]
+    return [vectors[[position[t] for _, t in item]] for item in windows]
 
 
 def best_matches(

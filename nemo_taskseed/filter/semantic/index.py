@@ -36,7 +36,6 @@ class SemanticHit:
     text: str  # the benchmark item as embedded (the view that matched)
     score: float  # cosine similarity, rounded
     view: str = "prompt"  # which view of the row matched (filter/semantic/views.py)
-    answer: str = ""  # the row's gold answer as lm-eval scores it ("" when unknown)
 
 
 class SemanticIndex:
@@ -48,24 +47,18 @@ class SemanticIndex:
         texts: list[str],
         vectors: np.ndarray,
         views: list[str] | None = None,
-        answers: list[str] | None = None,
     ):
         import faiss
 
         views = views if views is not None else ["prompt"] * len(rows)
-        answers = answers if answers is not None else [""] * len(rows)
-        if not len(rows) == len(texts) == len(vectors) == len(views) == len(answers):
-            raise ValueError("rows, texts, views, answers and vectors differ in length")
-        self.rows, self.texts, self.views, self.answers = rows, texts, views, answers
+        if not len(rows) == len(texts) == len(vectors) == len(views):
+            raise ValueError("rows, texts, views and vectors differ in length")
+        self.rows, self.texts, self.views = rows, texts, views
         self.dim = int(vectors.shape[1]) if len(vectors) else 0
         self._index = flat_index(vectors) if len(vectors) else faiss.IndexFlatIP(1)
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @property
-    def n_rows(self) -> int:
-        return len(set(self.rows))
 
     def search(self, vectors: np.ndarray, k: int = 1) -> list[list[SemanticHit]]:
         """The k nearest benchmark rows of each vector, best first, each row once with its best view
@@ -86,7 +79,7 @@ class SemanticIndex:
                 if self.rows[i] in seen:
                     continue
                 seen.add(self.rows[i])
-                hits.append(SemanticHit(self.rows[i], self.texts[i], s, self.views[i], self.answers[i]))
+                hits.append(SemanticHit(self.rows[i], self.texts[i], s, self.views[i]))
                 if len(hits) == k:
                     break
             out.append(hits)
@@ -105,7 +98,6 @@ class SemanticIndex:
             "rows": [[r.benchmark, r.split, r.row] for r in self.rows],
             "texts": self.texts,
             "views": self.views,
-            "answers": self.answers,
             "dim": self.dim,
         }
         with atomic_path(prefix.with_suffix(".json")) as tmp:
@@ -121,7 +113,6 @@ class SemanticIndex:
         self.rows = [BenchmarkRow(b, s, int(r)) for b, s, r in meta["rows"]]
         self.texts = list(meta["texts"])
         self.views = list(meta["views"])
-        self.answers = list(meta["answers"])
         self.dim = int(meta["dim"])
         self._index = faiss.read_index(str(prefix.with_suffix(".faiss")))
         return self

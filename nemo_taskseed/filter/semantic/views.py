@@ -104,6 +104,12 @@ def raw_row_text(row: dict[str, Any]) -> tuple[str, list[str]] | None:
     return " ".join([*context, squash(question)]), _options_of(row)
 
 
+def raw_item_text(row: dict[str, Any]) -> str | None:
+    """A raw row as an item text (passage + question, options sorted), or None without a question."""
+    raw = raw_row_text(row)
+    return join_options(*raw) if raw else None
+
+
 def strip_template(prompt: str) -> tuple[str, str]:
     """(the prompt without labels, the same without option lines), each squashed."""
     lines, core = [], []
@@ -117,23 +123,14 @@ def strip_template(prompt: str) -> tuple[str, str]:
     return squash(" ".join(lines)), squash(" ".join(core))
 
 
-@dataclass(frozen=True)
-class RowViews:
-    """One benchmark row's texts to embed: [(view name, text)], plus its gold answer (for the report
-    and the band rule)."""
-
-    views: list[tuple[str, str]]
-    answer: str = ""
-
-
-def benchmark_views(
-    row: dict[str, Any], rendered: Any = None, qa_max_words: int = 16, answer: str | None = None
-) -> RowViews:
-    """The row's views (see the module doc). `rendered`: its lm-eval rendering (`RenderedDoc`) or None."""
+def benchmark_views(row: dict[str, Any], rendered: Any = None, qa_max_words: int = 16) -> list[tuple[str, str]]:
+    """The row's texts to embed, [(view name, text)] (see the module doc). `rendered`: its lm-eval
+    rendering (`RenderedDoc`) or None; only a rendering has a gold answer (the `qa` view)."""
     views: list[tuple[str, str]] = []
+    answer = ""
     if rendered is not None and rendered.prompt:
         prompt, core = strip_template("\n".join(rendered.prompt))
-        answer = rendered.answer if answer is None else answer
+        answer = rendered.answer
         if prompt:
             views.append(("prompt", prompt))
         if core and core != prompt:
@@ -141,12 +138,12 @@ def benchmark_views(
     if not views:
         raw = raw_row_text(row)
         if raw is None:
-            return RowViews([])
+            return []
         text, options = raw
         views.append(("prompt", join_options(text, options)))
         if options:
             views.append(("core", squash(text)))
-    answer = squash(answer or "")
+    answer = squash(answer)
     core_text = views[-1][1]
     # A short question is only specific with its answer; an answer of one letter or a bare yes/no
     # adds nothing a neighbour would not share.
@@ -157,7 +154,7 @@ def benchmark_views(
         and answer.casefold() not in core_text.casefold()
     ):
         views.append(("qa", f"{core_text} {answer}"))
-    return RowViews(views, answer)
+    return views
 
 
 def sentences(text: str) -> list[str]:
