@@ -55,6 +55,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+# The shared mirror of real benchmark rows beside the checkout (../shared/fixtures/hf).
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hf"
+
 GOAL = 0.95
 # On 2 CPU cores (fp32, structured outputs) a round is dominated by prefill: measured, 96 requests
 # (~20k prompt tokens, n=4, 16 tokens each) took 291 s bare, 306 s through the stage. The default
@@ -105,7 +108,7 @@ def bench_seeds(requests: int) -> list[dict]:
     (different messages, different request key): the stage dedups identical requests, which a
     plain repeat would turn into cache hits instead of work.
     """
-    from nemo_taskseed.generate.fixture_seeds import FIXTURE_TASKS, default_fixtures_dir, fixture_seeds
+    from nemo_taskseed.generate.fixture_seeds import FIXTURE_TASKS, fixture_seeds
     from nemo_taskseed.schema.records import content_id
 
     tasks = list(FIXTURE_TASKS)
@@ -113,10 +116,10 @@ def bench_seeds(requests: int) -> list[dict]:
     seeds: list[dict] = []
     for task, count in zip(tasks, per):
         _, dataset_path, config, split, _, _ = FIXTURE_TASKS[task]
-        path = default_fixtures_dir() / dataset_path / config / f"{split}.jsonl"
+        path = FIXTURES / dataset_path / config / f"{split}.jsonl"
         with open(path, encoding="utf-8") as fh:
             available = sum(1 for line in fh if line.strip())
-        base = fixture_seeds({task: min(count, available)})
+        base = fixture_seeds({task: min(count, available)}, fixtures_dir=FIXTURES)
         for i in range(count):
             seed = dict(base[i % len(base)])
             k = i // len(base)

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.paths import repo_configs_dir
+from nemo_taskseed.paths import config_dirs, config_files, find_config, packaged_configs_dir
 
 
 class ConfigError(UserError):
@@ -17,26 +17,33 @@ class ConfigError(UserError):
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """Accept a path, or a name under `configs/` (with or without `.yaml`)."""
+    """Accept a path, or a config name (with or without `.yaml`) in the project's `configs/` or the
+    package's (`taskseed run default` works from any directory)."""
     p = Path(path)
     if p.is_file():
         return p
-    for candidate in (repo_configs_dir() / p, repo_configs_dir() / f"{p}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"config file not found: {path} (looked in . and {repo_configs_dir()})")
+    found = find_config(p)
+    if found is not None:
+        return found
+    looked = ", ".join(str(d) for d in config_dirs())
+    raise ConfigError(f"config file not found: {path} (looked in ., {looked})")
 
 
 def base_config() -> DictConfig:
-    """Every stage's defaults: `configs/base/<section>.yaml` holds the `<section>:` key of one stage."""
-    base_dir = repo_configs_dir() / "base"
+    """Every stage's defaults: `configs/base/<section>.yaml` holds the `<section>:` key of one stage.
+
+    The package's files first, then a project's `configs/base/*.yaml` (from `taskseed init`) over them.
+    """
     parts = []
-    for f in sorted(base_dir.glob("*.yaml")):
-        part = OmegaConf.load(f)
-        if set(part.keys()) != {f.stem}:
-            raise ConfigError(f"{f}: must hold exactly one top-level key, {f.stem!r}")
-        parts.append(part)
-    return OmegaConf.merge(*parts) if parts else OmegaConf.create({})
+    for base_dir in reversed(config_dirs()):
+        for f in sorted((base_dir / "base").glob("*.yaml")):
+            part = OmegaConf.load(f)
+            if set(part.keys()) != {f.stem}:
+                raise ConfigError(f"{f}: must hold exactly one top-level key, {f.stem!r}")
+            parts.append(part)
+    if not parts:
+        raise ConfigError(f"no stage defaults found under {packaged_configs_dir() / 'base'}: a broken install?")
+    return OmegaConf.merge(*parts)
 
 
 # Maps whose keys are data, not settings (dataset paths, task names, benchmark names): any key is
@@ -66,7 +73,7 @@ def known_keys(base: DictConfig | None = None) -> dict[str, Any]:
     """Every key a config may set: the stage defaults (`base`, read if not given) plus what the
     training presets (`configs/recipes/*.yaml`, layered between the defaults and the user's file)
     define, as a plain dict."""
-    presets = [OmegaConf.load(f) for f in sorted((repo_configs_dir() / "recipes").glob("*.yaml"))]
+    presets = [OmegaConf.load(f) for f in config_files("recipes")]
     return OmegaConf.to_container(OmegaConf.merge(base if base is not None else base_config(), *presets))
 
 

@@ -20,6 +20,7 @@ LAYERS = [
     "paths",
     "compat",
     "config",
+    "project",  # `taskseed init`: copies the packaged configs
     "utils",
     "schema",  # foundations
     "models",
@@ -33,10 +34,14 @@ LAYERS = [
     "filter",
     "tokenize",
     "blend",  # data stages
+    "export",  # the curated set as a Hugging Face dataset with its card
     "train",
     "launch",
-    "evaluate",  # hand-off to training
+    "evaluate",
+    "recipes",  # hand-off to training; recipes: the entry points run on the nodes
     "run",  # `taskseed run`: the step sequence
+    "dryrun",  # `taskseed run --dry-run`
+    "preview",  # a few seeds through generate and filter, side by side
     "cli",
     "__main__",  # the thin CLI
 ]

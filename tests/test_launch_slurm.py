@@ -62,8 +62,8 @@ def test_sbatch_dry_run_has_resources_container_data_and_iterations(tmp_path, ca
     assert "--container-image=nvcr.io/nvidia/nemo:25.11" in sbatch
     assert "--container-mounts=/lustre:/lustre" in sbatch
     assert "torchrun --nnodes=2 --nproc-per-node=8" in sbatch
-    assert "export PYTHONPATH=/opt/taskseed" in sbatch
-    assert "/opt/taskseed/recipes/bridge_continued_pretraining.py --spec " in sbatch
+    assert "export PYTHONPATH" not in sbatch  # the image has the package (launch.package_dir unset)
+    assert "-m nemo_taskseed.recipes.bridge_continued_pretraining --spec " in sbatch
     assert "23842 iterations x 512 x 8192 tokens" in sbatch
     spec = json.loads(Path(report["files"]["spec"]).read_text())
     assert spec["train_iters"] == 23842 and spec["nodes"] == 2
@@ -82,13 +82,13 @@ def test_torchrun_script_for_one_node(tmp_path, capsys):
     )
     script = Path(report["files"]["torchrun"]).read_text()
     assert "torchrun --standalone --nnodes=1 --nproc-per-node=8" in script
-    assert "recipes/bridge_continued_pretraining.py --spec" in script
+    assert "-m nemo_taskseed.recipes.bridge_continued_pretraining --spec" in script
     assert report["train_iters"] == 47684  # 100B / (256 x 8192), the 1B preset's batch
 
 
 def test_nemo2_framework_points_the_job_at_the_nemo2_recipe(tmp_path, capsys):
     report = _launch_train(tmp_path, capsys, "--backend", "sbatch", "--framework", "nemo2", "--recipe", "llama31_8b")
-    assert "recipes/nemo2_continued_pretraining.py --spec" in Path(report["files"]["sbatch"]).read_text()
+    assert "-m nemo_taskseed.recipes.nemo2_continued_pretraining --spec" in Path(report["files"]["sbatch"]).read_text()
 
 
 def test_eval_watcher_job_is_written_next_to_training(tmp_path, capsys):
@@ -137,7 +137,17 @@ def test_bad_slurm_time_is_a_user_error(tmp_path, capsys):
     "urllib3, httpx, anyio in the main env; create it as README (Training) says",
 )
 def test_nemo_run_slurm_executor_dry_run_writes_sbatch(tmp_path, capsys):
-    report = _launch_train(tmp_path, capsys, "--backend", "nemo_run", overrides=("launch.env={HF_HOME: /lustre/hf}",))
+    report = _launch_train(
+        tmp_path,
+        capsys,
+        "--backend",
+        "nemo_run",
+        overrides=(
+            "launch.env={HF_HOME: /lustre/hf}",
+            "launch.package_dir=/lustre/sw/taskseed",
+            f"launch.nemo_run_python={LAUNCH_PYTHON}",
+        ),
+    )
     result = report["nemo_run"]
     assert result["dry_run"] is True
     assert result["executor"]["nodes"] == 2 and result["executor"]["gpus_per_node"] == 8
@@ -153,9 +163,9 @@ def test_nemo_run_slurm_executor_dry_run_writes_sbatch(tmp_path, capsys):
         assert line in sbatch
     assert "--container-image nvcr.io/nvidia/nemo:25.11" in sbatch
     assert "/lustre:/lustre" in sbatch
-    assert "export HF_HOME=/lustre/hf" in sbatch and "export PYTHONPATH=/opt/taskseed" in sbatch
+    assert "export HF_HOME=/lustre/hf" in sbatch and "export PYTHONPATH=/lustre/sw/taskseed" in sbatch
     assert "torchrun" in sbatch and "--nnodes 2 --nproc-per-node 8" in sbatch
-    assert "/opt/taskseed/recipes/bridge_continued_pretraining.py --spec " in sbatch
+    assert "-m nemo_taskseed.recipes.bridge_continued_pretraining --spec " in sbatch
 
 
 def test_pipeline_dry_run_is_a_multinode_ray_job(tmp_path, capsys):
@@ -183,7 +193,7 @@ def test_pipeline_dry_run_is_a_multinode_ray_job(tmp_path, capsys):
         "generate.executor=ray_data generate.backend.kind=vllm generate.backend.gpus=2 generate.backend.vllm.tensor_parallel_size=2"
         in script
     )
-    assert "taskseed run configs/default.yaml run.executor=ray_data" in script
+    assert "python -m nemo_taskseed run default run.executor=ray_data" in script
     assert "--container-mounts=/lustre:/lustre" in script
 
 

@@ -202,7 +202,8 @@ def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, t
     out = subprocess.run(
         [
             sys.executable,
-            str(REPO / "recipes" / "bridge_continued_pretraining.py"),
+            "-m",
+            "nemo_taskseed.recipes.bridge_continued_pretraining",
             "--spec",
             str(spec_path),
             "--dry-run",
@@ -242,7 +243,8 @@ def test_nemo2_recipe_is_built_with_the_same_blend_and_budget(tmp_path):
     out = subprocess.run(
         [
             str(NEMO2_PYTHON),
-            str(REPO / "recipes" / "nemo2_continued_pretraining.py"),
+            "-m",
+            "nemo_taskseed.recipes.nemo2_continued_pretraining",
             "--spec",
             str(spec_path),
             "--dry-run",

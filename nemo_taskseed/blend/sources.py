@@ -142,12 +142,11 @@ def load_existing_blend(spec, *, base_dir: Path | None = None) -> tuple[str, lis
     if isinstance(spec, (str, Path)):
         path = Path(spec)
         if not path.is_file():
-            from nemo_taskseed.paths import repo_configs_dir
+            from nemo_taskseed.paths import find_config
 
-            for candidate in (repo_configs_dir() / "blends" / path, repo_configs_dir() / "blends" / f"{path}.yaml"):
-                if candidate.is_file():
-                    path = candidate
-                    break
+            found = find_config(Path("blends") / path)
+            if found is not None:
+                path = found
             else:
                 raise PlanError(f"existing pretraining blend not found: {spec} (also looked in configs/blends/)")
         if path.suffix in {".yaml", ".yml", ".json"}:

@@ -25,7 +25,8 @@ SUBCOMMANDS = [
     "report",  # training and its evaluation
     "estimate",
     "model",
-    "demo",  # tools
+    "demo",
+    "init",  # tools
 ]
 
 

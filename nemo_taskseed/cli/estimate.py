@@ -14,10 +14,27 @@ def register(subparsers) -> None:
             "tokens per seed each model stage spent and, from a GPU run, its tokens/s per GPU. Prints, per stage, "
             "GPU-hours per 1M seeds and per 1B output tokens and the total for --seeds, with the arithmetic. "
             "A CPU run measures tokens per seed but no GPU rate: give one with --gpu-tokens-per-s (and say where "
-            "it comes from)."
+            "it comes from). With no finished run, state both: --tokens-per-seed and --gpu-tokens-per-s."
         ),
     )
-    parser.add_argument("run", metavar="RUN", help="a `taskseed run` workdir, or a `taskseed generate` output folder")
+    parser.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="a `taskseed run` workdir, or a `taskseed generate` output folder (omit with --tokens-per-seed)",
+    )
+    parser.add_argument(
+        "--tokens-per-seed",
+        type=float,
+        default=None,
+        help="with no RUN: output tokens per seed of generation + enrichment, as you state it (e.g. from a pilot)",
+    )
+    parser.add_argument(
+        "--verify-tokens-per-seed",
+        type=float,
+        default=None,
+        help="with no RUN: output tokens per seed of answer verification (all voters together)",
+    )
     parser.add_argument("--seeds", type=float, default=4.5e6, help="seeds of the full run (default: the paper's 4.5M)")
     parser.add_argument(
         "--gpu-tokens-per-s",
@@ -32,9 +49,18 @@ def register(subparsers) -> None:
 def _estimate(args) -> int:
     from pathlib import Path
 
-    from nemo_taskseed.llm.cost import format_projection, project, read_costs
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.llm.cost import format_projection, project, read_costs, stated_costs
 
-    seeds, costs = read_costs(Path(args.run))
+    stated = args.tokens_per_seed is not None or args.verify_tokens_per_seed is not None
+    if args.run and stated:
+        raise UserError("give either RUN (measured rates) or --tokens-per-seed (stated), not both")
+    if args.run:
+        seeds, costs = read_costs(Path(args.run))
+    else:
+        seeds, costs = stated_costs({"generate": args.tokens_per_seed, "verify": args.verify_tokens_per_seed})
     projection = project(seeds, costs, args.seeds, args.gpu_tokens_per_s)
+    if not args.run:
+        projection["basis"] = "tokens per seed as stated (--tokens-per-seed), not measured"
     print(json.dumps(projection, indent=2) if args.json else format_projection(projection))
     return 0

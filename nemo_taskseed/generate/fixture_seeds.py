@@ -1,10 +1,10 @@
-"""Seed records built from the shared mirror of real benchmark rows, for tests and the benchmark.
+"""Seed records built from a mirror of real benchmark rows (Hugging Face folder layout), for tests and benches.
 
 The seeds stage (`nemo_taskseed.seeds`) is the real producer of seeds (it needs the task catalog
 and a Ray pipeline); this small reader mirrors its output shape for four tasks and covers
 four training splits (arc_easy, commonsense_qa, gsm8k, mbpp) so generation can be exercised on
-real rows without it. Rows are read from `../shared/fixtures/hf/<dataset_path>/<config>/<split>.jsonl`
-and never copied into the repository.
+real rows without it. Rows are read from `<mirror>/<dataset_path>/<config>/<split>.jsonl`; the caller
+names the mirror (tests and benches pass the shared fixtures), the package knows no such folder.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ FIXTURE_TASKS = {
     "gsm8k": ("gsm8k", "openai/gsm8k", "main", "train", "mit", "reasoning"),
     "mbpp": ("mbpp", "google-research-datasets/mbpp", "full", "train", "cc-by-4.0", "reasoning"),
 }
-
-
-def default_fixtures_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "hf"
 
 
 def _seed(task: str, row_index: int, row: dict, path: Path) -> dict:
@@ -81,12 +77,11 @@ def _seed(task: str, row_index: int, row: dict, path: Path) -> dict:
     return seed
 
 
-def fixture_seeds(
-    per_task: dict[str, int] | None = None, *, offset: int = 0, fixtures_dir: str | Path | None = None
-) -> list[dict]:
-    """Valid seed records: `per_task[task]` rows of each task, starting at row `offset`."""
+def fixture_seeds(per_task: dict[str, int] | None = None, *, offset: int = 0, fixtures_dir: str | Path) -> list[dict]:
+    """Valid seed records: `per_task[task]` rows of each task, starting at row `offset`, from the mirror
+    `fixtures_dir`."""
     per_task = per_task or {t: 1 for t in FIXTURE_TASKS}
-    root = Path(fixtures_dir) if fixtures_dir else default_fixtures_dir()
+    root = Path(fixtures_dir)
     seeds = []
     for task, count in per_task.items():
         _, dataset_path, config, split, _, _ = FIXTURE_TASKS[task]

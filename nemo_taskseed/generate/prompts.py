@@ -1,9 +1,10 @@
 """Prompt templates are data: YAML files under `configs/prompts/`, rendered with `string.Template`.
 
 A template file holds `id`, `version`, `output` (which parser reads the reply), `system` and `user`.
-`$placeholders` are filled from the seed here; everything a prompt says lives in the file, so
-changing wording means changing the file and bumping its `version`, which changes every request
-key and therefore re-generates (the request cache never serves a stale prompt).
+`$placeholders` are filled from the seed here; everything a prompt says lives in the file. Request
+keys hash the rendered messages, so changed wording re-generates (the request cache never serves a
+stale prompt); `version` goes into each record's lineage (which wording made it) and is bumped with
+the wording, but alone changes no request key.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.paths import repo_configs_dir
+from nemo_taskseed.paths import config_dirs
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BOOLEAN_WORDS = {"yes", "no", "true", "false"}
@@ -54,7 +55,11 @@ class PromptTemplate:
 
 
 def prompts_dir(cfg_dir: str | Path | None = None) -> Path:
-    return Path(cfg_dir) if cfg_dir else repo_configs_dir() / "prompts"
+    """`cfg_dir`, else `prompts/` of the first config tree that has one (a `taskseed init` project's, then
+    the package's)."""
+    if cfg_dir:
+        return Path(cfg_dir)
+    return next(d / "prompts" for d in config_dirs() if (d / "prompts").is_dir())
 
 
 def load_templates(cfg_dir: str | Path | None = None) -> dict[str, PromptTemplate]:

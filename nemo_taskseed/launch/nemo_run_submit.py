@@ -5,7 +5,7 @@ README (Training)). Input: the request JSON written by `nemo_taskseed.launch.slu
 Output: `nemo_run_result.json` next to it and, for a dry run, the sbatch script NeMo-Run would
 submit (`nemo_run_train.sbatch`). Imports nothing from the main env beyond the standard library.
 
-    python -m nemo_taskseed.launch.nemo_run_submit runs/launch/taskseed-train/nemo_run_request.json
+    python <package>/launch/nemo_run_submit.py runs/launch/taskseed-train/nemo_run_request.json
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ def build_executor(launch: dict, out_dir: str):
         time=str(launch["time"]),
         container_image=launch["container_image"],
         container_mounts=list(launch.get("container_mounts") or []),
-        # The recipes import nemo_taskseed from the mounted repo (launch.code_dir).
-        env_vars={"PYTHONPATH": launch["code_dir"], **{str(k): str(v) for k, v in (launch.get("env") or {}).items()}},
+        # The recipe is a module of nemo_taskseed, installed in the image or (launch.package_dir) a
+        # mounted `pip install --target` folder put on the path here.
+        env_vars={
+            **({"PYTHONPATH": launch["package_dir"]} if launch.get("package_dir") else {}),
+            **{str(k): str(v) for k, v in (launch.get("env") or {}).items()},
+        },
         job_name_prefix=f"{launch['job_name']}-",
-        # The repo is mounted into the container (launch.code_dir): nothing to package. The default
+        # The package is installed (image or launch.package_dir): nothing to package. The default
         # GitArchivePackager would also need the caller to sit in a git checkout.
         packager=run.Packager(),
         tunnel=run.LocalTunnel(job_dir=str(Path(out_dir) / "nemo_run_jobs")),
@@ -53,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     launch = dict(request["launch"], nodes=spec["nodes"], gpus_per_node=spec["gpus_per_node"])
     out_dir = request["out_dir"]
     executor = build_executor(launch, out_dir)
-    script_path, *script_args = request["command"]
-    task = run.Script(path=script_path, args=script_args, entrypoint="python")
+    flag, module, *script_args = request["command"]  # ["-m", "nemo_taskseed.recipes....", "--spec", ...]
+    if flag != "-m":
+        raise SystemExit(f"{request_path}: command must start with -m MODULE, got {request['command'][:2]}")
+    task = run.Script(path=module, args=script_args, entrypoint="python", m=True)
     result = {
         "dry_run": request["dry_run"],
         "executor": {

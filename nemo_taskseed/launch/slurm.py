@@ -1,4 +1,4 @@
-"""Slurm launch artefacts: training spec, sbatch scripts from `launch/templates/`, torchrun for one node.
+"""Slurm launch artefacts: training spec, sbatch scripts from the packaged `launch/templates/`, torchrun for one node.
 
 Everything here is plain Python + Jinja2 (runs in the main env). NeMo-Run submission lives in
 `nemo_taskseed.launch.nemo_run_submit`, which needs nemo-run (its own env, see docs).
@@ -7,7 +7,6 @@ Everything here is plain Python + Jinja2 (runs in the main env). NeMo-Run submis
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -19,11 +18,16 @@ from omegaconf import DictConfig
 
 from nemo_taskseed.config import ConfigError, to_container
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.paths import package_data
 from nemo_taskseed.train.bridge import bridge_settings
 from nemo_taskseed.train.spec import TrainingSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = REPO_ROOT / "launch" / "templates"
+TEMPLATES_DIR = package_data("launch", "templates")
+# The continued-pretraining entry points, run as modules of the installed package on the nodes.
+RECIPE_MODULES = {
+    "bridge": "nemo_taskseed.recipes.bridge_continued_pretraining",
+    "nemo2": "nemo_taskseed.recipes.nemo2_continued_pretraining",
+}
 LAUNCH_BACKENDS = ("nemo_run", "sbatch", "torchrun")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 
@@ -42,7 +46,8 @@ class SlurmResources:
     container_mounts: list[str]
     env: dict[str, str]
     job_name: str
-    code_dir: str
+    workdir: str | None
+    package_dir: str | None
 
     @property
     def container_flags(self) -> str:
@@ -50,7 +55,8 @@ class SlurmResources:
         flags = [f"--container-image={shlex.quote(self.container_image)}"]
         if self.container_mounts:
             flags.append(f"--container-mounts={shlex.quote(','.join(self.container_mounts))}")
-        flags.append(f"--container-workdir={shlex.quote(self.code_dir)}")
+        if self.workdir:
+            flags.append(f"--container-workdir={shlex.quote(self.workdir)}")
         return " ".join(flags)
 
 
@@ -76,7 +82,8 @@ def slurm_resources(launch: DictConfig, *, nodes: int, gpus_per_node: int, time:
         container_mounts=mounts,
         env={str(k): str(v) for k, v in (to_container(launch.env) or {}).items()},
         job_name=str(job_name),
-        code_dir=str(launch.code_dir),
+        workdir=str(launch.workdir) if launch.workdir else None,
+        package_dir=str(launch.package_dir) if launch.package_dir else None,
     )
 
 
@@ -94,18 +101,9 @@ def render_template(name: str, **context) -> str:
     return env.get_template(name).render(**context)
 
 
-def container_path(cfg: DictConfig, relative: str) -> str:
-    return f"{cfg.launch.code_dir}/{relative}"
-
-
-def recipe_command(spec: TrainingSpec, cfg: DictConfig, spec_path: str) -> list[str]:
-    """The per-rank command (after `torchrun ...`)."""
-    script = (
-        "recipes/bridge_continued_pretraining.py"
-        if spec.framework == "bridge"
-        else "recipes/nemo2_continued_pretraining.py"
-    )
-    return [container_path(cfg, script), "--spec", spec_path]
+def recipe_command(spec: TrainingSpec, spec_path: str) -> list[str]:
+    """The per-rank command after `torchrun ...`: the recipe as a module of the installed package."""
+    return ["-m", RECIPE_MODULES[spec.framework], "--spec", spec_path]
 
 
 def job_folder(cfg: DictConfig, kind: str) -> Path:
@@ -134,7 +132,7 @@ def write_train_artifacts(spec: TrainingSpec, cfg: DictConfig) -> dict[str, Path
         time=cfg.launch.time,
         job_name=f"{cfg.launch.job_name}-train",
     )
-    command = recipe_command(spec, cfg, spec_in_job)
+    command = recipe_command(spec, spec_in_job)
     sbatch = render_template(
         "train.sbatch.j2",
         r=resources,
@@ -142,11 +140,11 @@ def write_train_artifacts(spec: TrainingSpec, cfg: DictConfig) -> dict[str, Path
         spec=spec,
         command=command,
         log_dir=str(folder.resolve()),
-        code_dir=cfg.launch.code_dir,
+        package_dir=resources.package_dir,
     )
     sbatch_path = folder / "train.sbatch"
     sbatch_path.write_text(sbatch)
-    torchrun = render_template("torchrun_local.sh.j2", spec=spec, command=command, code_dir=str(REPO_ROOT))
+    torchrun = render_template("torchrun_local.sh.j2", spec=spec, command=command)
     torchrun_path = folder / "torchrun_local.sh"
     torchrun_path.write_text(torchrun)
     torchrun_path.chmod(0o755)
@@ -176,7 +174,7 @@ def write_pipeline_sbatch(cfg: DictConfig, config_path: str | None) -> Path:
         r=resources,
         container_flags=resources.container_flags,
         p=p,
-        code_dir=cfg.launch.code_dir,
+        package_dir=resources.package_dir,
         run_config=str(config_path or p.run_config),
         run_overrides=[str(o) for o in p.run_overrides],
         log_dir=str(folder.resolve()),
@@ -200,7 +198,7 @@ def write_eval_watcher_sbatch(cfg: DictConfig, checkpoints: str, results: str) -
         "eval_watcher.sbatch.j2",
         r=resources,
         container_flags=resources.container_flags,
-        code_dir=cfg.launch.code_dir,
+        package_dir=resources.package_dir,
         checkpoints=checkpoints,
         results=results,
         baseline=w.baseline,
@@ -223,14 +221,14 @@ def nemo_run_python(cfg: DictConfig) -> str:
         return sys.executable
     except ImportError:
         pass
-    candidate = REPO_ROOT / ".venv-launch" / "bin" / "python"
+    # A checkout's own launch environment (scripts/setup.sh makes it), found from the working folder.
+    candidate = Path(".venv-launch") / "bin" / "python"
     if candidate.is_file():
-        return str(candidate)
+        return str(candidate.resolve())
     raise UserError(
-        "nemo-run is not importable here and .venv-launch is missing: create it with "
-        "`python3.11 -m venv .venv-launch && .venv-launch/bin/pip install nemo-run==0.11.1 'leptonai<0.47' "
-        "omegaconf jinja2 && .venv-launch/bin/pip install --no-deps -e .`, set launch.nemo_run_python, "
-        "or use launch.backend=sbatch"
+        "nemo-run is not importable here: install it next to taskseed (`pip install 'nemo_taskseed[launch]'`), "
+        "point launch.nemo_run_python at a Python that has it (e.g. `python3.11 -m venv ~/nemo-run && "
+        "~/nemo-run/bin/pip install nemo-run==0.11.1 'leptonai<0.47'`), or use launch.backend=sbatch"
     )
 
 
@@ -240,18 +238,18 @@ def submit_with_nemo_run(spec_path: Path, cfg: DictConfig, *, dry_run: bool) -> 
     request = {
         "spec": str(spec_path.resolve()),
         "launch": to_container(cfg.launch),
-        "command": recipe_command(TrainingSpec.read(spec_path), cfg, str(spec_path.resolve())),
+        "command": recipe_command(TrainingSpec.read(spec_path), str(spec_path.resolve())),
         "out_dir": str(folder.resolve()),
         "dry_run": dry_run,
     }
     request_path = folder / "nemo_run_request.json"
     request_path.write_text(json.dumps(request, indent=2) + "\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    # nemo_run_submit imports only the standard library and nemo_run, so the launch interpreter runs
+    # it as a file: neither this package nor its dependencies need to be importable there.
     proc = subprocess.run(
-        [nemo_run_python(cfg), "-m", "nemo_taskseed.launch.nemo_run_submit", str(request_path)],
+        [nemo_run_python(cfg), str(package_data("launch", "nemo_run_submit.py")), str(request_path)],
         capture_output=True,
         text=True,
-        env=env,
     )
     if proc.returncode != 0:
         raise UserError(f"NeMo-Run submission failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

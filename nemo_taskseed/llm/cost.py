@@ -70,6 +70,24 @@ def read_costs(run_dir: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     return int(gen["seeds"]), costs
 
 
+def stated_costs(tokens_per_seed: dict[str, float]) -> tuple[int, dict[str, dict[str, Any]]]:
+    """(1 seed, {stage: cost}) from output tokens per seed the user states (no finished run to
+    measure): the same shape `read_costs` gives, so `project` does the same arithmetic. Prompt
+    tokens are not stated and show as 0."""
+    costs = {}
+    for stage, tokens in tokens_per_seed.items():
+        if stage not in STAGES:
+            raise UserError(f"unknown stage {stage!r} for tokens per seed; stages: {', '.join(STAGES)}")
+        if tokens is None:
+            continue
+        if tokens <= 0:
+            raise UserError(f"tokens per seed for {stage} must be > 0, got {tokens}")
+        costs[stage] = {"completion_tokens": float(tokens), "prompt_tokens": 0, "requests": 1, "requests_total": 1}
+    if not costs:
+        raise UserError("give a finished RUN to measure, or --tokens-per-seed (and --gpu-tokens-per-s)")
+    return 1, costs
+
+
 def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -140,7 +158,8 @@ def project(
 
 
 def format_projection(p: dict[str, Any]) -> str:
-    lines = [f"measured on {p['seeds_measured']:,} seeds; projected to {p['target_seeds']:,.0f} seeds", ""]
+    basis = p.get("basis") or f"measured on {p['seeds_measured']:,} seeds"
+    lines = [f"{basis}; projected to {p['target_seeds']:,.0f} seeds", ""]
     head = f"{'stage':<9} {'tok/seed':>9} {'output tokens':>15} {'tok/s/GPU':>10} {'GPU-h/1M seeds':>15} {'GPU-h/1B tok':>13} {'GPU-hours':>11}"
     lines += [head, "-" * len(head)]
     for stage, r in p["stages"].items():

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_taskseed.config import ConfigError, base_config, load_config, resolve_config_path
-from nemo_taskseed.paths import repo_configs_dir
+from nemo_taskseed.paths import config_files, find_config
 from nemo_taskseed.train.plan import BlendPlan, load_plan, train_iters_for
 
 FRAMEWORKS = ("bridge", "nemo2")
@@ -23,15 +23,15 @@ DECAY_STYLES = ("cosine", "linear", "WSD", "constant", "inverse-square-root")
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in (repo_configs_dir() / "recipes").glob("*.yaml"))
+    return sorted(p.stem for p in config_files("recipes"))
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
     """base < preset named by `train.recipe` < user file < overrides."""
     user_layered = load_config(path, overrides)  # validates the file and overrides
     recipe = user_layered.train.recipe
-    preset_path = repo_configs_dir() / "recipes" / f"{recipe}.yaml"
-    if not preset_path.is_file():
+    preset_path = find_config(f"recipes/{recipe}", (".yaml",))
+    if preset_path is None:
         raise ConfigError(f"unknown train.recipe {recipe!r}; presets: {', '.join(available_recipes())}")
     layers = [base_config(), OmegaConf.load(preset_path)]
     if path is not None:

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Megatron-Bridge continued pretraining on a taskseed blend.
 
-Launched per rank by torchrun/srun (see launch/): builds the Bridge recipe named by the spec's
+Launched per rank by torchrun/srun (see nemo_taskseed/launch/templates): builds the Bridge recipe named by the spec's
 preset (e.g. `llama31_8b_pretrain_config`), applies our settings (blend from plan.json,
 train_iters from the token budget, continuation LR schedule, pretrained checkpoint, intervals),
 then any Hydra-style overrides given after the options, exactly like Bridge's own recipe scripts:
 
-    torchrun --nproc-per-node 8 recipes/bridge_continued_pretraining.py --spec training_spec.json \
+    torchrun --nproc-per-node 8 -m nemo_taskseed.recipes.bridge_continued_pretraining --spec training_spec.json \
         model.recompute_granularity=full train.manual_gc_interval=50
 
 `--dry-run` prints the settings without importing Megatron-Bridge (which needs Python 3.12 and a

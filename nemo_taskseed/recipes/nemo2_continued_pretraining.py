@@ -5,9 +5,9 @@ For teams still on NeMo 2. Needs its own environment (.venv-nemo2, see README (T
 Builds `llm.<preset>.pretrain_recipe(...)` with `PreTrainingDataModule(paths=<blend>)`, the same
 train_iters, schedule and starting checkpoint as the Bridge recipe, then runs it with NeMo-Run:
 
-    python recipes/nemo2_continued_pretraining.py --spec training_spec.json            # one node: NeMo-Run starts torchrun
-    torchrun ... recipes/nemo2_continued_pretraining.py --spec training_spec.json       # per rank (launch/ templates)
-    python recipes/nemo2_continued_pretraining.py --spec training_spec.json --dry-run  # print, do not run
+    python -m nemo_taskseed.recipes.nemo2_continued_pretraining --spec training_spec.json           # one node: NeMo-Run starts torchrun
+    torchrun ... -m nemo_taskseed.recipes.nemo2_continued_pretraining --spec training_spec.json      # per rank (launch/ templates)
+    python -m nemo_taskseed.recipes.nemo2_continued_pretraining --spec training_spec.json --dry-run # print, do not run
 """
 
 from __future__ import annotations
