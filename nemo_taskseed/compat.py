@@ -10,9 +10,11 @@ import os
 # does not use offset"); only the engine-level `LLM(seed=...)` is safe. Drop this when a CPU
 # build accepts per-request seeds (try `SamplingParams(seed=1)` on a CPU engine).
 #
-# Curator 1.4's AsyncOpenAIClient retries only connection errors and HTTP 429, so
-# nemo_taskseed.llm.backends.OpenAIBackend backs off on timeouts and 5xx itself (in
-# `_one` there). Drop that when Curator's client retries timeouts and 5xx.
+# Curator 1.4's AsyncOpenAIClient retries only connection errors and HTTP 429 (told apart by the
+# message text), ignores Retry-After and does not report its retries, so
+# nemo_taskseed.llm.backends builds it with max_retries=0 and retries every transient error itself
+# (`_Endpoint` and `OpenAIBackend._one` there). Hand retrying back to Curator only when its client
+# honours Retry-After, retries timeouts and 5xx, and says how often it retried.
 
 
 def per_request_seed_supported(backend: str = "vllm") -> bool:

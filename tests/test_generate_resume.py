@@ -356,8 +356,8 @@ def test_two_nodes_survive_kill_9_of_the_driver_and_equal_in_process(
 
 
 def test_requests_go_to_the_live_endpoint_when_another_is_down(server, model_dir):
-    """Two endpoints, one with nobody listening: it is dropped after its retries and every request
-    is answered by the other."""
+    """Two endpoints, one with nobody listening: it cools down after each failed probe (never for the
+    rest of the run) and every request is answered by the other."""
     from nemo_taskseed.llm.backends import OpenAIBackend, OpenAISettings
 
     dead = f"http://127.0.0.1:{free_port()}/v1"

@@ -682,3 +682,8 @@ def log_summary(summary: dict) -> None:
         summary["records_kept"],
         summary["dropped"] or "none",
     )
+    usage = summary.get("backend", {}).get("usage", {})
+    if usage.get("retries"):  # OpenAI endpoints: transient errors backed off (llm/backends.py)
+        logger.warning(
+            "generate: {} requests sent again, {} after HTTP 429", usage["retries"], usage.get("rate_limited", 0)
+        )
