@@ -702,13 +702,7 @@ class VerificationStage(_FilterStage):
                 continue
             if self.code is None:
                 raise ValueError("VerificationStage.code (filter.verify.code) is needed to check code items")
-            res = run_code_tests(
-                code,
-                tests,
-                timeout_s=self.code.timeout_s,
-                memory_mb=self.code.memory_mb,
-                unsafe_no_sandbox=self.code.unsafe_no_sandbox,
-            )
+            res = run_code_tests(code, tests, settings=self.code)
             settle(rep, {"method": "code_tests", **res.to_dict()}, None if res.passed else f"code_{res.status}")
 
         if groups and self.vote is None:

@@ -37,6 +37,7 @@ from nemo_taskseed.filter.dedup.sharded import DedupSettings, id_of, key_of, res
 from nemo_taskseed.filter.quality.explanation import ExplanationSettings
 from nemo_taskseed.filter.semantic.check import SemanticSettings
 from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
+from nemo_taskseed.filter.verify.sandbox import sandbox_warnings
 from nemo_taskseed.llm.cost import stage_cost
 from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
@@ -781,6 +782,8 @@ def data_warnings(fcfg: dict, contamination: dict, seeds_dir: Path | None) -> li
         warnings.append("dedup is off")
     if seeds_dir is None:
         warnings.append("no seeds folder: generated items were not checked against their seeds")
+    if fcfg["verify"]["enabled"]:  # a bound the code sandbox cannot enforce where it runs
+        warnings.extend(sandbox_warnings(CodeSettings.from_config(fcfg["verify"]["code"])))
     return warnings
 
 
