@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "filter",
     "tokenize",
     "blend",  # its steps, in order
+    "export",  # the curated records as a Hugging Face dataset
     "launch",
     "evaluate",
     "report",  # training and its evaluation
