@@ -14,6 +14,7 @@ from pathlib import Path
 
 SUBCOMMANDS = [
     "run",  # the whole pipeline
+    "preview",  # a few seeds through generate and filter, seed by seed
     "catalog",
     "seeds",
     "generate",
