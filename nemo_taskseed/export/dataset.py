@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nemo_taskseed.schema.generated import GENERATED_SCHEMA
+
 FORMATS = ("multiple_choice", "generative")  # schema/records.py; also the configs besides `default`
 EXTRA = "extra"
 JSON_COLUMNS = ("verification", "semantic_match")
@@ -137,29 +139,8 @@ RECORD = Struct(
         "lineage": LINEAGE,
         "enrichment": ENRICHMENT,
     },
-    frozenset(
-        {
-            "schema_version",
-            "id",
-            "seed_id",
-            "family",
-            "task",
-            "kind",
-            "format",
-            "question",
-            "context",
-            "options",
-            "answer_index",
-            "answer_text",
-            "reference",
-            "tests",
-            "license",
-            "lineage",
-            "enrichment",
-            "variant",
-            "text",
-        }
-    ),
+    # Required exactly as the generated-record schema requires them (schema/generated.py).
+    frozenset(GENERATED_SCHEMA["required"]),
 )
 COLUMN_ORDER = ["id", "family", "task", "variant", "kind", "format", *DERIVED_COLUMNS] + [
     k for k in RECORD.fields if k not in ("id", "family", "task", "variant", "kind", "format")
