@@ -80,20 +80,7 @@ LINEAGE = Struct(
         "structured_outputs": BOOL,
         "example_seed_ids": ListOf(STRING),
     },
-    frozenset(
-        {
-            "seed_id",
-            "item_id",
-            "template_id",
-            "template_version",
-            "model",
-            "backend",
-            "sampling",
-            "request_key",
-            "sample_index",
-            "raw_output",
-        }
-    ),
+    frozenset(GENERATED_SCHEMA["properties"]["lineage"]["required"]),
 )
 ENRICHMENT_LINEAGE = Struct(
     {
