@@ -23,6 +23,9 @@ def resolve_config_path(path: str | Path) -> Path:
     if p.is_file():
         return p
     found = find_config(p)
+    if found is None and p.parts[:1] == ("configs",) and len(p.parts) > 1:
+        # `configs/default.yaml` as a checkout used to spell it: the same file of the config tree.
+        found = find_config(Path(*p.parts[1:]))
     if found is not None:
         return found
     looked = ", ".join(str(d) for d in config_dirs())

@@ -153,7 +153,10 @@ def test_local_task_config_keeps_stock_prompt_and_reads_local_files(fixtures_hf)
     arc = {b.name: b for b in selected_benchmarks(cfg.eval)}["arc_easy"]
     task = local_task_config(arc)
     assert task["task"] == "arc_easy" and task["dataset_path"] == "json" and task["dataset_name"] is None
-    assert task["dataset_kwargs"]["data_files"] == {"test": str(fixtures_hf / "allenai/ai2_arc/ARC-Easy/test.jsonl")}
+    test_file = fixtures_hf / "allenai/ai2_arc/ARC-Easy/test.jsonl"
+    assert {k: str(Path(v).resolve()) for k, v in task["dataset_kwargs"]["data_files"].items()} == {
+        "test": str(test_file.resolve())
+    }
     assert task["doc_to_text"] == "Question: {{question}}\nAnswer:"  # stock lm-eval prompt, untouched
     assert task["validation_split"] is None and task["training_split"] is None  # no local files for them
 

@@ -26,6 +26,8 @@ def elsewhere(tmp_path, monkeypatch):
 def test_config_names_resolve_in_the_package_from_any_folder(elsewhere):
     assert resolve_config_path("default") == packaged_configs_dir() / "default.yaml"
     assert resolve_config_path("eval/cpu_smoke") == packaged_configs_dir() / "eval" / "cpu_smoke.yaml"
+    # The path a checkout used to give still names the same file of the config tree.
+    assert resolve_config_path("configs/default.yaml") == packaged_configs_dir() / "default.yaml"
     assert load_config("paper").seeds.targets.knowledge == 3_000_000
     with pytest.raises(ConfigError, match="config file not found: nosuch"):
         resolve_config_path("nosuch")

@@ -48,7 +48,7 @@ def test_demo_mirror_seeds_on_ray(tmp_path):
     workdir = tmp_path / "run"
     proc = taskseed(
         "run",
-        "configs/default.yaml",
+        "default",
         f"run.workdir={workdir}",
         "run.steps=[catalog,seeds]",
         "seeds.max_per_subtask=null",
