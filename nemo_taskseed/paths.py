@@ -30,15 +30,20 @@ def packaged_configs_dir() -> Path:
     return package_data("configs")
 
 
+# `taskseed init` marks the config tree it writes: a folder that merely happens to be called
+# `configs/` (a Hydra project's, say) is never read as ours.
+PROJECT_MARKER = ".taskseed-configs"
+
+
 def project_configs_dir() -> Path | None:
-    """A user's own config tree (made by `taskseed init`): `$TASKSEED_CONFIG_DIR`, else `./configs`
-    when it exists. Its files are found before the packaged ones of the same name, and its
-    `base/*.yaml` are layered over the packaged defaults."""
+    """A user's own config tree: `$TASKSEED_CONFIG_DIR`, else `./configs` when `taskseed init` made it.
+    Its files are found before the packaged ones of the same name, and its `base/*.yaml` are layered
+    over the packaged defaults."""
     env = os.environ.get("TASKSEED_CONFIG_DIR")
     if env:
         return Path(env)
     local = Path("configs")
-    return local if local.is_dir() and local.resolve() != packaged_configs_dir().resolve() else None
+    return local if (local / PROJECT_MARKER).is_file() else None
 
 
 def config_dirs() -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nemo_taskseed.paths import packaged_configs_dir
+from nemo_taskseed.paths import PROJECT_MARKER, packaged_configs_dir
 
 
 def init_project(folder: Path, *, force: bool = False) -> tuple[list[Path], list[Path]]:
@@ -24,4 +24,5 @@ def init_project(folder: Path, *, force: bool = False) -> tuple[list[Path], list
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
         written.append(dst)
+    (target / PROJECT_MARKER).write_text("made by `taskseed init`: taskseed reads this folder's configs first\n")
     return written, kept

@@ -50,6 +50,12 @@ def test_init_copies_the_configs_and_a_project_layers_over_the_package(elsewhere
     assert cfg.generate.shard_size == 7 and cfg.seeds.max_per_subtask == 3
     assert cfg.tokenize == load_config(packaged_configs_dir() / "default.yaml").tokenize
     assert resolve_config_path("default").resolve() == job.resolve()
+    # A folder that merely is called configs/ (no init marker) is not read as ours.
+    os.chdir(elsewhere)
+    (elsewhere / "configs" / "base").mkdir(parents=True)
+    (elsewhere / "configs" / "base" / "hydra.yaml").write_text("defaults: []\n")
+    assert load_config("default").generate.shard_size == 500
+    os.chdir(elsewhere / "proj")
     # A second init keeps the user's edits; --force puts the packaged file back.
     assert main(["init", "."]) == 0
     assert "shard_size: 7" in generate.read_text()
