@@ -15,6 +15,7 @@ from typing import Any
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.llm.backends import configured_gpus
 
 
 @dataclass
@@ -67,10 +68,8 @@ def _backend_use(role: str, section: dict[str, Any] | None, fallback: dict[str, 
     kind = str(section.get("kind", "vllm"))
     vllm = dict(section.get("vllm") or {})
     tp = int(vllm.get("tensor_parallel_size") or 1)
-    # engine_gpus (llm/backends.py) answers for the machine it runs on (0 without CUDA); a dry run
-    # plans for the cluster, so it reads the config alone: `gpus` if set, else tensor parallel.
-    gpus = 0.0 if kind != "vllm" else float(section["gpus"]) if section.get("gpus") is not None else float(tp)
-    return ModelUse(role, kind, section.get("model"), tp, gpus)
+    # Not engine_gpus, which answers for this machine (0 without CUDA): a dry run plans the cluster.
+    return ModelUse(role, kind, section.get("model"), tp, configured_gpus(section))
 
 
 def _validate(cfg: Any, steps: list[str], errors: list[str]) -> None:

@@ -880,22 +880,32 @@ class OpenAIBackend(Backend):
 # --------------------------------------------------------------------------------------------
 
 
-def engine_gpus(backend_config: dict[str, Any] | None) -> float:
-    """GPUs one worker's backend occupies: what a Curator stage declares to Ray, so each engine
-    gets its own GPU (group). `gpus` in the config wins; else tensor_parallel_size for in-process
-    vLLM on a CUDA machine; 0 for an OpenAI endpoint (its GPUs live behind the server)."""
+def configured_gpus(backend_config: dict[str, Any] | None) -> float:
+    """GPUs one engine of this backend section holds on a CUDA node, from the config alone: `gpus`
+    if set, else vLLM's tensor_parallel_size; 0 for an OpenAI endpoint (its GPUs live behind the
+    server). `taskseed run --dry-run` plans a cluster with it."""
     section = dict(backend_config or {})
     if section.get("kind", "vllm") != "vllm":
         return 0.0
     if section.get("gpus") is not None:
         return float(section["gpus"])
+    return float((section.get("vllm") or {}).get("tensor_parallel_size") or 1)
+
+
+def engine_gpus(backend_config: dict[str, Any] | None) -> float:
+    """GPUs one worker's backend occupies here: what a Curator stage declares to Ray, so each engine
+    gets its own GPU (group). `configured_gpus`, except that without CUDA an unset `gpus` means 0
+    (vLLM on CPU holds no GPU)."""
+    section = dict(backend_config or {})
+    if section.get("gpus") is not None:
+        return configured_gpus(section)
     try:
         import torch
 
         cuda = bool(torch.cuda.is_available())
     except Exception:
         cuda = False
-    return float((section.get("vllm") or {}).get("tensor_parallel_size", 1)) if cuda else 0.0
+    return configured_gpus(section) if cuda else 0.0
 
 
 def _section(cfg: Any) -> dict[str, Any]:
