@@ -74,7 +74,8 @@ def default_mirror() -> Path:
 
 def build_index(mirror: Path, work: Path, model: str | None):
     from nemo_taskseed.config import load_config, to_container
-    from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
+    from nemo_taskseed.filter.indexes import ensure_decontam_index, ensure_semantic_index
+    from nemo_taskseed.filter.semantic.check import SemanticSettings
 
     base = to_container(load_config())["filter"]["decontam"]
     dc = {
@@ -85,7 +86,7 @@ def build_index(mirror: Path, work: Path, model: str | None):
         "semantic": {**base["semantic"], "model": model},
     }
     pkl, info = ensure_decontam_index(dc, work)
-    prefix, sem_info = ensure_semantic_index(dc, work, info)
+    prefix, sem_info = ensure_semantic_index(SemanticSettings.from_config(dc["semantic"]), work, info)
     return dc, pkl, prefix, sem_info
 
 
@@ -134,10 +135,10 @@ def plants(mirror: Path, generated: list[Item], per_benchmark: int = 5) -> list[
 
 def match_items(items: list[Item], settings, index_prefix: str):
     """Per item: its windows' best matches (check.best_matches), and the embedding time."""
+    from nemo_taskseed.filter.indexes import cached_embeddings
     from nemo_taskseed.filter.semantic import Embedder, SemanticIndex
     from nemo_taskseed.filter.semantic.check import best_matches, window_vectors
     from nemo_taskseed.filter.semantic.views import item_windows
-    from nemo_taskseed.filter.step import cached_embeddings
 
     index = SemanticIndex.load(Path(index_prefix))
     embedder = Embedder(settings.model, settings.max_seq_length, settings.batch_size, settings.device)

@@ -84,10 +84,10 @@ def semantic_bench(mirror: Path, sizes: list[int], vocab: list[str], threshold: 
     from nemo_taskseed.config import load_config
     from nemo_taskseed.filter.decontam.benchmarks import Benchmark, load_split_rows, scored_splits
     from nemo_taskseed.filter.decontam.ngrams import BenchmarkRow
+    from nemo_taskseed.filter.indexes import cached_embeddings
     from nemo_taskseed.filter.semantic import Embedder, SemanticIndex, item_text
     from nemo_taskseed.filter.semantic.check import flagged
     from nemo_taskseed.filter.semantic.views import raw_item_text
-    from nemo_taskseed.filter.step import cached_embeddings
 
     benches = [Benchmark.from_config(b) for b in load_config().filter.decontam.benchmarks]
     rows, texts = [], []
@@ -237,10 +237,11 @@ def semdedup_recall(mirror: Path, threshold: float) -> list[dict]:
     path (pair recall), and whether the drops are the same, for a few cluster sizes and margins."""
     import numpy as np
 
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.indexes import cached_embeddings
     from nemo_taskseed.filter.semantic import Embedder
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings, assign, semantic_duplicates, train_centroids
     from nemo_taskseed.filter.semantic.store import Embedded
-    from nemo_taskseed.filter.step import cached_embeddings
 
     texts = semdedup_texts(mirror)
     t0 = time.perf_counter()
@@ -255,20 +256,20 @@ def semdedup_recall(mirror: Path, threshold: float) -> list[dict]:
     rows = np.repeat(np.arange(len(items.ids)), np.diff(lims.astype(np.int64)))
     ok = (rows < nbr) & (np.round(dist, 4) >= threshold)
     pairs = np.stack([rows[ok], nbr[ok]], axis=1)
-    exact = semantic_duplicates(items, Embedded(), threshold)
+    exact = semantic_duplicates(items, Embedded(), SemanticDedupSettings.from_config(load_config()), threshold)
     print(f"exact all-pairs: {len(pairs)} pairs >= {threshold}, {len(exact)} items dropped")
     out = []
     for cluster_size in (1000, 500, 250, 100, 50):
         for margin in (0.0, 0.02, 0.05) if cluster_size >= 250 else (0.0, 0.02):
             s = SemanticDedupSettings.from_config(
-                threshold=threshold, exact_max_items=0, cluster_size=cluster_size, second_margin=margin
+                load_config(), threshold=threshold, exact_max_items=0, cluster_size=cluster_size, second_margin=margin
             )
             part = _Mem(items)
             centroids = train_centroids([part], s)
             first, second = assign(items.vectors, centroids, margin)
             member = [{int(a)} | ({int(b)} if b >= 0 else set()) for a, b in zip(first, second)]
             shared = sum(bool(member[a] & member[b]) for a, b in pairs.tolist())
-            drops = semantic_duplicates(items, Embedded(), settings=s)
+            drops = semantic_duplicates(items, Embedded(), s)
             same = {(d.item_id, d.reason) for d in drops} == {(d.item_id, d.reason) for d in exact}
             out.append(
                 {
@@ -350,6 +351,7 @@ def semdedup_child(folder: Path, mode: str) -> None:
     config: exact up to 20k items + seeds, clustered above), clustered (forced), exact (forced)."""
     import faiss  # noqa: F401  (import cost is part of the baseline RSS)
 
+    from nemo_taskseed.config import load_config
     from nemo_taskseed.filter.semantic import dedup as sd
 
     base_rss = _peak_rss_mb()
@@ -358,9 +360,9 @@ def semdedup_child(folder: Path, mode: str) -> None:
     prefixes = [p.with_suffix("") for p in items]
     seed_prefixes = [p.with_suffix("") for p in seeds]
     s = {
-        "default": sd.SemanticDedupSettings.from_config(),
-        "clustered": sd.SemanticDedupSettings.from_config(exact_max_items=0),
-        "exact": sd.SemanticDedupSettings.from_config(exact_max_items=10**12),
+        "default": sd.SemanticDedupSettings.from_config(load_config()),
+        "clustered": sd.SemanticDedupSettings.from_config(load_config(), exact_max_items=0),
+        "exact": sd.SemanticDedupSettings.from_config(load_config(), exact_max_items=10**12),
     }[mode]
     sd.LAST_STATS.clear()
     t0 = time.perf_counter()
@@ -395,9 +397,9 @@ def semdedup_bench(mirror: Path, sizes: list[int], modes: list[str], shard_size:
     import subprocess
     import tempfile
 
+    from nemo_taskseed.filter.indexes import cached_embeddings
     from nemo_taskseed.filter.semantic import Embedder
     from nemo_taskseed.filter.semantic.store import Embedded
-    from nemo_taskseed.filter.step import cached_embeddings
 
     base, _ = cached_embeddings(Embedder(), semdedup_texts(mirror))
     out = []

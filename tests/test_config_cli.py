@@ -101,7 +101,7 @@ def _settings_classes():
     from nemo_taskseed.filter.quality.explanation import ExplanationSettings
     from nemo_taskseed.filter.semantic.check import SemanticSettings
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
-    from nemo_taskseed.filter.step import step_executor as filter_executor
+    from nemo_taskseed.filter.settings import step_executor as filter_executor
     from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
     from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
     from nemo_taskseed.llm.requests import sampling_of

@@ -284,14 +284,15 @@ def test_the_catalogs_answer_check_reaches_the_filter(tmp_path):
 
 
 def test_a_replaced_benchmark_list_is_named_in_the_warnings():
-    from nemo_taskseed.filter.step import data_warnings, decontam_benchmarks
+    from nemo_taskseed.filter.settings import FilterSettings, decontam_benchmarks
+    from nemo_taskseed.filter.summary import data_warnings
 
-    fcfg = to_container(load_config(None, ["filter.decontam.benchmarks=[{name: arc, task_dirs: [arc]}]"]))["filter"]
+    fcfg = FilterSettings.from_config(load_config(None, ["filter.decontam.benchmarks=[{name: arc, task_dirs: [arc]}]"]))
     coverage = {"coverage": [{"loaded": True}]}
     warning = next(w for w in data_warnings(fcfg, coverage, None) if w.startswith("decontamination does not check"))
     assert "15 of the default benchmarks (gpqa, mmlu, mmlu_pro," in warning and "extra_benchmarks" in warning
-    extra = to_container(load_config(None, ["filter.decontam.extra_benchmarks=[{name: mine, task_dirs: [x]}]"]))[
-        "filter"
-    ]
-    assert [b["name"] for b in decontam_benchmarks(extra["decontam"])][-1] == "mine"
+    extra = FilterSettings.from_config(
+        load_config(None, ["filter.decontam.extra_benchmarks=[{name: mine, task_dirs: [x]}]"])
+    )
+    assert [b["name"] for b in decontam_benchmarks(extra.raw["decontam"])][-1] == "mine"
     assert not any(w.startswith("decontamination does not check") for w in data_warnings(extra, coverage, None))

@@ -14,12 +14,16 @@ from nemo_curator.tasks import DocumentBatch
 from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields
 
 from nemo_taskseed.config import load_config, to_container
+from nemo_taskseed.filter.indexes import ensure_decontam_index, ensure_semantic_index
 from nemo_taskseed.filter.records import KEPT, records_to_frame
 from nemo_taskseed.filter.semantic.check import SemanticSettings
+from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
+from nemo_taskseed.filter.semantic.stage import SemanticDecontaminationStage
 from nemo_taskseed.filter.semantic.views import item_windows
-from nemo_taskseed.filter.stages import SemanticDecontaminationStage
-from nemo_taskseed.filter.step import ensure_decontam_index, ensure_semantic_index
 from nemo_taskseed.llm.backends import Backend, Completion, Usage, as_feed
+
+# filter.dedup.semantic as configs/base sets it.
+DEDUP = SemanticDedupSettings.from_config(load_config())
 
 SOURCES = [  # (family, dataset, config, scored split, training split, fields)
     ("arc", "allenai/ai2_arc", "ARC-Easy", "test", "train", mc_fields),
@@ -130,7 +134,7 @@ def semantic(fixtures_hf, tmp_path_factory):
         "semantic": to_container(load_config())["filter"]["decontam"]["semantic"],  # the defaults
     }
     _, info = ensure_decontam_index(dc, work)
-    prefix, sem_info = ensure_semantic_index(dc, work, info)
+    prefix, sem_info = ensure_semantic_index(SemanticSettings.from_config(dc["semantic"]), work, info)
     return {"dc": dc, "prefix": prefix, "info": sem_info, "work": work}
 
 
@@ -328,14 +332,14 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     # Shard sizes 1 (and the rest) vs 37: embeddings made in different batches, items in another order.
     one = Embedded.concat([_embedded([r], embedder) for r in everything[:10]] + [_embedded(everything[10:], embedder)])
     other = Embedded.concat([_embedded(everything[k : k + 37], embedder) for k in range(0, len(everything), 37)][::-1])
-    a = semantic_duplicates(one, Embedded(), 0.95)
-    b = semantic_duplicates(other, Embedded(), 0.95)
+    a = semantic_duplicates(one, Embedded(), DEDUP, 0.95)
+    b = semantic_duplicates(other, Embedded(), DEDUP, 0.95)
     assert [(d.item_id, d.reason, d.detail) for d in a] == [(d.item_id, d.reason, d.detail) for d in b]
     # The clustered path (forced: 4 k-means buckets) on the same two batchings decides the same.
-    forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=32)
+    forced = SemanticDedupSettings.from_config(load_config(), exact_max_items=0, cluster_size=32)
     ca, cb = (
-        semantic_duplicates(one, Embedded(), settings=forced),
-        semantic_duplicates(other, Embedded(), settings=forced),
+        semantic_duplicates(one, Embedded(), forced),
+        semantic_duplicates(other, Embedded(), forced),
     )
     assert [(d.item_id, d.reason, d.detail) for d in ca] == [(d.item_id, d.reason, d.detail) for d in cb]
     assert [(d.item_id, d.reason, d.detail) for d in ca] == [(d.item_id, d.reason, d.detail) for d in a]
@@ -347,7 +351,7 @@ def test_semantic_dedup_ignores_option_order_and_shard_size(records):
     # Against the seeds: an item that restates its seed is a copy of it.
     seeds = _embedded(mc[:2], embedder)
     seeds.ids = seeds.seed_ids = [r["seed_id"] for r in mc[:2]]
-    found = semantic_duplicates(_embedded(copies[:2] + clean[100:110], embedder), seeds, 0.95)
+    found = semantic_duplicates(_embedded(copies[:2] + clean[100:110], embedder), seeds, DEDUP, 0.95)
     assert sorted(d.item_id for d in found if d.reason == "semantic_copy_of_seed") == sorted(
         c["lineage"]["item_id"] for c in copies[:2]
     )
@@ -358,9 +362,9 @@ def dedup_set(records):
     """~600 embedded items with real near copies: the 500 planted and clean items, a rule-made
     paraphrase of 80 clean items and 20 clean items with their options reversed (a copy's seed is its
     original's), plus 4 of the originals as seeds. Embeddings cached (`cached_embeddings`)."""
+    from nemo_taskseed.filter.indexes import cached_embeddings
     from nemo_taskseed.filter.semantic import Embedder, item_text
     from nemo_taskseed.filter.semantic.store import Embedded
-    from nemo_taskseed.filter.step import cached_embeddings
 
     planted, clean = records
     rng = random.Random(7)
@@ -415,13 +419,15 @@ def test_clustered_semantic_dedup_finds_what_the_exact_path_finds(dedup_set):
     items, seeds = dedup_set
     exact = _exact(items, seeds, 0.95)
     # The default settings keep a run this small on the exact path: small runs decide as before.
-    assert semantic_duplicates(items, seeds, 0.95) == exact
+    assert semantic_duplicates(items, seeds, DEDUP, 0.95) == exact
     pairs = _exact_pairs(items)
     assert len(pairs) >= 60 and sum(d.reason == "semantic_copy_of_seed" for d in exact) >= 4
     results = {}
     for margin in (0.0, 0.02):
-        forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=60, second_margin=margin)
-        drops = semantic_duplicates(items, seeds, settings=forced)
+        forced = SemanticDedupSettings.from_config(
+            load_config(), exact_max_items=0, cluster_size=60, second_margin=margin
+        )
+        drops = semantic_duplicates(items, seeds, forced)
         assert LAST_STATS["centroids"] == 10 and LAST_STATS["largest_bucket"] < 0.4 * len(items.ids)
         # pair recall: exact pairs whose items share a bucket
         first, second = assign(items.vectors, train_centroids([_MemPart(items)], forced), margin)
@@ -484,7 +490,7 @@ def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path
             prefixes.append(prefix)
             if 5 in rows:
                 excluded[k] = {excluded_item}
-        forced = SemanticDedupSettings.from_config(exact_max_items=0, cluster_size=60)
+        forced = SemanticDedupSettings.from_config(load_config(), exact_max_items=0, cluster_size=60)
         drops = semantic_duplicates_sharded(
             prefixes,
             [tmp_path / "seeds"],
@@ -509,13 +515,13 @@ def test_sharded_semantic_dedup_ignores_shard_size_and_order(dedup_set, tmp_path
     exact = semantic_duplicates_sharded(
         [tmp_path / "b" / f"part-{k:05d}" for k in range(len(layouts["b"]))],
         [tmp_path / "seeds"],
-        SemanticDedupSettings.from_config(),
+        DEDUP,
         tmp_path / "x",
         excluded_items={k: {excluded_item} for k in range(len(layouts["b"]))},
         excluded_seeds={dirty_seed},
     )
     assert [(d.item_id, d.reason, d.detail) for d in exact] == [
-        (d.item_id, d.reason, d.detail) for d in semantic_duplicates(rest, seeds, 0.95)
+        (d.item_id, d.reason, d.detail) for d in semantic_duplicates(rest, seeds, DEDUP, 0.95)
     ]
 
 
@@ -524,14 +530,14 @@ def test_semantic_dedup_settings_come_from_the_config_and_name_bad_keys():
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
 
     sem = to_container(load_config())["filter"]["dedup"]["semantic"]
-    assert SemanticDedupSettings.from_config(sem) == SemanticDedupSettings.from_config()  # section or full config
-    assert SemanticDedupSettings.from_config(None, cluster_size=10).cluster_size == 10
+    assert SemanticDedupSettings.from_config(sem) == DEDUP  # section or full config
+    assert SemanticDedupSettings.from_config(load_config(), cluster_size=10).cluster_size == 10
     with pytest.raises(UserError, match=r"filter.dedup.semantic: unknown key\(s\) \['cluster_sise'\]"):
         SemanticDedupSettings.from_config({**sem, "cluster_sise": 10})
     with pytest.raises(UserError, match=r"config is missing filter.dedup.semantic.exact_max_items"):
         SemanticDedupSettings.from_config({"threshold": 0.9})
     with pytest.raises(UserError, match="threshold must be in"):
-        SemanticDedupSettings.from_config(threshold=0)
+        SemanticDedupSettings.from_config(load_config(), threshold=0)
 
 
 def test_diversity_metrics_and_plot(records, tmp_path):
@@ -592,14 +598,16 @@ def test_diversity_metrics_and_plot(records, tmp_path):
 
 def test_semantic_settings_and_warnings_name_the_keys():
     from nemo_taskseed.errors import UserError
-    from nemo_taskseed.filter.step import checks_run, data_warnings
+    from nemo_taskseed.filter.checks import checks_run
+    from nemo_taskseed.filter.settings import FilterSettings
+    from nemo_taskseed.filter.summary import data_warnings
 
     section = to_container(load_config())["filter"]["decontam"]["semantic"]
     with pytest.raises(UserError, match=r"filter.decontam.semantic: unknown key\(s\) \['treshold'\]"):
         SemanticSettings.from_config({**section, "treshold": 0.9})
     with pytest.raises(UserError, match="filter.decontam.semantic.threshold must be in"):
         SemanticSettings.from_config(section, threshold=1.5)
-    fcfg = to_container(load_config(None, ["filter.decontam.semantic.enabled=false"]))["filter"]
+    fcfg = FilterSettings.from_config(load_config(None, ["filter.decontam.semantic.enabled=false"]))
     assert not checks_run(fcfg)["semantic_decontam"] and checks_run(fcfg)["semantic_dedup"]
     warnings = data_warnings(fcfg, {"coverage": [{"loaded": True}]}, None)
     assert any(
@@ -612,7 +620,6 @@ def test_embedding_device_follows_the_gpu_the_process_sees():
     a clear error; on Ray the stage declares `gpus` so its worker is given one."""
     from nemo_taskseed.errors import UserError
     from nemo_taskseed.filter.semantic.embed import resolve_device
-    from nemo_taskseed.filter.stages import SemanticDecontaminationStage
 
     assert resolve_device("auto") == "cpu"  # this machine has no GPU
     with pytest.raises(UserError, match="device=cuda, but this process sees no GPU"):

@@ -10,9 +10,10 @@ from test_filter_fixtures import fixture_rows, make_generated, make_seed, mbpp_f
 
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.records import records_to_frame
-from nemo_taskseed.filter.stages import VerificationStage, stage_counts
+from nemo_taskseed.filter.shard_io import stage_counts
 from nemo_taskseed.filter.verify import CodeSettings, decide, run_code_tests
 from nemo_taskseed.filter.verify.sandbox import bwrap_path
+from nemo_taskseed.filter.verify.stage import VerificationStage
 from nemo_taskseed.registry import (
     extract_choice_letter,
     extract_math_answer,

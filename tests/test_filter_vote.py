@@ -14,8 +14,8 @@ from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, mak
 
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.records import records_to_frame
-from nemo_taskseed.filter.stages import VerificationStage
 from nemo_taskseed.filter.verify import VoteSettings, decide, vote
+from nemo_taskseed.filter.verify.stage import VerificationStage
 
 pytestmark = pytest.mark.model
 

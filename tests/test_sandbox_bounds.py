@@ -23,7 +23,7 @@ import psutil
 import pytest
 from test_sandbox_probes import FORK_BOMB, assert_back_to, host_processes, service, started  # noqa: F401
 
-from nemo_taskseed.config import load_config, to_container
+from nemo_taskseed.config import load_config
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.filter.verify import sandbox
 from nemo_taskseed.filter.verify.sandbox import CodeSettings, bwrap_path, run_code_tests, sandbox_warnings
@@ -111,9 +111,10 @@ def test_without_a_process_bound_the_result_and_the_summary_say_so(monkeypatch):
     [warning] = sandbox_warnings(settings)
     assert "cannot bound the number of processes (filter.verify.code.max_processes)" in warning
     # The filter step's summary carries it, as it does a check that is off.
-    from nemo_taskseed.filter.step import data_warnings
+    from nemo_taskseed.filter.settings import FilterSettings
+    from nemo_taskseed.filter.summary import data_warnings
 
-    fcfg = to_container(load_config(None, ["filter.verify.enabled=true"]))["filter"]
+    fcfg = FilterSettings.from_config(load_config(None, ["filter.verify.enabled=true"]))
     assert warning in data_warnings(fcfg, {"coverage": [{"loaded": True}]}, None)
     # Where everything holds, nothing is said.
     monkeypatch.setattr(sandbox, "PROCESS_BOUNDS", ("cgroup", "nproc"))

@@ -8,19 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from nemo_taskseed.filter.checks import checks_in_column, report_columns
 from nemo_taskseed.filter.records import KEPT
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-# Report columns, in pipeline order: a record "survived" a column when it was not rejected by
-# any of its stages or an earlier one.
-STAGE_COLUMNS = [
-    ("parsed", ("read", "schema")),
-    ("checked", ("text_quality", "item_rules", "explanation")),
-    ("decontaminated", ("decontam", "semantic_decontam")),
-    ("deduped", ("exact_dedup", "fuzzy_dedup", "semantic_dedup")),
-    ("verified", ("verify", "final_schema")),
-]
 AGREEMENT_BINS = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
 # An answer position whose share is further than this from uniform is flagged as unbalanced.
 BALANCE_TOLERANCE = 0.1
@@ -55,16 +47,18 @@ def _position_histogram(counts: dict[str, Any]) -> dict[str, Any]:
 def family_counts(df: pd.DataFrame, records: list[Any]) -> dict[str, dict[str, Any]]:
     """One shard's contribution to the quality report, per family; every number adds up across
     shards. `records`: the rows' parsed records."""
-    stage_rank = {s: i for i, (_, stages) in enumerate(STAGE_COLUMNS) for s in stages}
+    # A record "survived" a column when it was not rejected by any of its checks or an earlier one.
+    columns = report_columns()
+    stage_rank = {s: i for i, (_, stages) in enumerate(columns) for s in stages}
     by_family: dict[str, list] = defaultdict(list)
     for row, record in zip(df.itertuples(index=False), records):
         by_family[row.family].append((row, record))
     out: dict[str, dict[str, Any]] = {}
     for fam, pairs in by_family.items():
         rows = [r for r, _ in pairs]
-        rank = [len(STAGE_COLUMNS) if r.status == KEPT else stage_rank.get(r.stage, -1) for r in rows]
+        rank = [len(columns) if r.status == KEPT else stage_rank.get(r.stage, -1) for r in rows]
         entry: dict[str, Any] = {"generated": len(rows)}
-        for i, (col, _) in enumerate(STAGE_COLUMNS):
+        for i, (col, _) in enumerate(columns):
             entry[col] = sum(rk > i for rk in rank)
         entry["kept"] = sum(r.status == KEPT for r in rows)
         entry["rejected"] = dict(Counter(f"{r.stage}:{r.reason}" for r in rows if r.status != KEPT))
@@ -97,12 +91,13 @@ def quality_report(
     families: dict[str, dict[str, Any]], seeds_per_family: dict[str, int], stats: dict[str, Any]
 ) -> dict[str, Any]:
     """The report from the shards' merged `family_counts` and the seeds per family."""
+    columns = [c for c, _ in report_columns()]
     fams: dict[str, dict[str, Any]] = {}
     for fam in sorted(set(families) | set(seeds_per_family)):
         entry = {
             "seeds_in": seeds_per_family.get(fam, 0),
             "generated": 0,
-            **{c: 0 for c, _ in STAGE_COLUMNS},
+            **{c: 0 for c in columns},
             "kept": 0,
             **families.get(fam, {}),
         }
@@ -115,10 +110,10 @@ def quality_report(
         fams[fam] = entry
     totals: dict[str, int] = Counter()
     for entry in fams.values():
-        for key in ("seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"):
+        for key in ("seeds_in", "generated", *columns, "kept"):
             totals[key] += entry.get(key, 0)
     return {
-        "columns": ["seeds_in", "generated", *(c for c, _ in STAGE_COLUMNS), "kept"],
+        "columns": ["seeds_in", "generated", *columns, "kept"],
         "totals": dict(totals),
         "families": fams,
         "stages": stats,
@@ -189,9 +184,10 @@ def human_summary(report: dict[str, Any]) -> str:
 
 def contamination_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     """One shard's records dropped by decontamination, with the benchmark evidence."""
+    decontam_checks = checks_in_column("decontaminated")
     rows = []
     for row in df.itertuples(index=False):
-        if row.stage in ("decontam", "semantic_decontam") and row.status != KEPT:
+        if row.stage in decontam_checks and row.status != KEPT:
             rows.append(
                 {
                     "id": row.id,

@@ -117,12 +117,12 @@ def build_view(
 ) -> PreviewView:
     """Join the picked seeds with the generate and filter folders under `out`."""
     from nemo_taskseed.config import to_container
-    from nemo_taskseed.filter.stages import STAGE_ORDER
-    from nemo_taskseed.filter.step import checks_run
+    from nemo_taskseed.filter.checks import checks_run, stage_order
+    from nemo_taskseed.filter.settings import FilterSettings
 
     full = to_container(cfg)
-    on = checks_run(full["filter"])
-    checks = [s for s in STAGE_ORDER if s in on]
+    on = checks_run(FilterSettings.from_config(full))
+    checks = [s for s in stage_order() if s in on]
     off = {s for s, enabled in on.items() if not enabled}
     variants = list(full["enrich"]["variants"])
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_taskseed.config import section_settings
+from nemo_taskseed.filter.checks import CheckContext, ItemCheckStage, register_check
+from nemo_taskseed.filter.quality.heuristics import quality_off_warnings
 from nemo_taskseed.filter.quality.items import wrong_calculations
 from nemo_taskseed.registry import verifier_kind
 from nemo_taskseed.registry.extractors import (
@@ -204,3 +206,38 @@ def explanation_failures(record: Mapping[str, Any], settings: ExplanationSetting
     if len(new_words) < settings.min_new_words:
         fail("knowledge_restates_item", new_words=sorted(new_words), text=knowledge[:200])
     return failures
+
+
+@dataclass
+class ExplanationStage(ItemCheckStage):
+    """The enrichment must explain the item's own answer (filter.quality.explanation)."""
+
+    name: str = "explanation"
+    settings: ExplanationSettings | None = None  # filter.quality.explanation (required)
+    enrichment_failure: str = "strip"
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        return [(f["check"], True, f) for f in explanation_failures(record, self.settings)]
+
+
+def _warnings(settings, facts) -> list[str]:
+    if not settings.quality_on:
+        return quality_off_warnings(settings, facts)
+    if not settings.raw["quality"]["explanation"]["enabled"]:
+        return ["explanation checks are off (filter.quality.explanation.enabled=false)"]
+    return []
+
+
+@register_check(
+    "explanation",
+    phase="screen",
+    order=40,
+    section="quality.explanation",
+    report_column="checked",
+    enabled=lambda s: bool(s.quality_on and s.raw["quality"]["explanation"]["enabled"]),
+    warnings=_warnings,
+)
+def explanation_stage(ctx: CheckContext) -> ExplanationStage:
+    return ExplanationStage(
+        settings=ctx.settings.explanation, enrichment_failure=ctx.settings.raw["quality"]["enrichment_failure"]
+    )

@@ -20,10 +20,11 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.filter.checks import CheckContext, ItemCheckStage, register_check
 
 ITEM_FIELDS = ("question", "options", "answer_text", "context", "reference")
 ENRICHMENT_FIELDS = ("reasoning", "alternatives", "knowledge")
@@ -162,3 +163,43 @@ def build_checks(entries: Sequence[Mapping[str, Any]]) -> list[TextCheck]:
 def text_failures(record: Mapping[str, Any], checks: Sequence[TextCheck]) -> list[dict[str, Any]]:
     """Every failing (check, field) of a record, in config order."""
     return [f for check in checks for f in check.failures(record)]
+
+
+def quality_off_warnings(settings, facts) -> list[str]:
+    if settings.quality_on:
+        return []
+    return ["quality checks are off (filter.quality.enabled=false): text, item and explanation rules not applied"]
+
+
+@dataclass
+class TextQualityStage(ItemCheckStage):
+    """Curator's heuristic filters on every generated field (filter.quality.checks)."""
+
+    name: str = "text_quality"
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    enrichment_failure: str = "strip"
+
+    def setup(self, worker_metadata=None) -> None:
+        self._checks = build_checks(self.checks)
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        if not hasattr(self, "_checks"):
+            self.setup()
+        return [
+            (f"{f['check']}:{f['field']}", f["field"] in ENRICHMENT_FIELDS, f)
+            for f in text_failures(record, self._checks)
+        ]
+
+
+@register_check(
+    "text_quality",
+    phase="screen",
+    order=20,
+    section="quality",
+    report_column="checked",
+    enabled=lambda s: s.quality_on,
+    warnings=quality_off_warnings,
+)
+def text_quality_stage(ctx: CheckContext) -> TextQualityStage:
+    quality = ctx.settings.raw["quality"]
+    return TextQualityStage(checks=list(quality["checks"]), enrichment_failure=quality["enrichment_failure"])

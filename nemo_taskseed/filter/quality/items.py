@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from nemo_taskseed.filter.checks import CheckContext, ItemCheckStage, register_check
+from nemo_taskseed.filter.quality.heuristics import quality_off_warnings
 from nemo_taskseed.registry import verifier_kind
 from nemo_taskseed.registry.extractors import extract_math_answer, normalize_math_answer, normalize_short_answer
 
@@ -153,3 +156,29 @@ def item_failures(
             if wrong:
                 failures.append({"check": "arithmetic_wrong", "field": name, "calculations": wrong[:5]})
     return failures
+
+
+@dataclass
+class ItemRulesStage(ItemCheckStage):
+    """Is the item a well-formed question? (duplicate options, answer in the question, math
+    answers without a number or with false arithmetic; filter/quality/items.py)"""
+
+    name: str = "item_rules"
+    families: dict[str, str] = field(default_factory=dict)
+    task_kinds: dict[str, str] = field(default_factory=dict)
+
+    def item_failures(self, record: dict[str, Any]) -> list[tuple[str, bool, dict[str, Any]]]:
+        return [(f["check"], False, f) for f in item_failures(record, self.families, self.task_kinds)]
+
+
+@register_check(
+    "item_rules",
+    phase="screen",
+    order=30,
+    section="quality",
+    report_column="checked",
+    enabled=lambda s: s.quality_on,
+    warnings=quality_off_warnings,
+)
+def item_rules_stage(ctx: CheckContext) -> ItemRulesStage:
+    return ItemRulesStage(families=dict(ctx.settings.families), task_kinds=dict(ctx.settings.task_kinds))

@@ -56,6 +56,7 @@ import numpy as np
 
 from nemo_taskseed.config import section_settings
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.filter.checks import register_check
 from nemo_taskseed.filter.dedup.sharded import key_of
 from nemo_taskseed.filter.semantic.index import SCORE_DECIMALS, flat_index
 from nemo_taskseed.filter.semantic.store import Embedded
@@ -82,13 +83,8 @@ class SemanticDedupSettings:
     seed: int
 
     @classmethod
-    def from_config(cls, cfg: Any = None, **overrides: Any) -> SemanticDedupSettings:
-        """From the full config or its `filter.dedup.semantic` section (None: the base config);
-        `overrides` replace fields."""
-        if cfg is None:
-            from nemo_taskseed.config import load_config
-
-            cfg = load_config()
+    def from_config(cls, cfg: Any, **overrides: Any) -> SemanticDedupSettings:
+        """From the full config or its `filter.dedup.semantic` section; `overrides` replace fields."""
         values = {**section_settings(cls, cfg, "filter.dedup.semantic", strict=True, extra=("enabled",)), **overrides}
         out = cls(
             float(values["threshold"]),
@@ -120,14 +116,14 @@ def _rounded(score: float) -> float:
 def semantic_duplicates(
     items: Embedded,
     seeds: Embedded,
+    settings: SemanticDedupSettings,
     threshold: float | None = None,
     *,
-    settings: SemanticDedupSettings | None = None,
     work_dir: Path | None = None,
 ) -> list[SemanticDrop]:
     """Drops among `items` (vectors in memory): the exact path up to `settings.exact_max_items`
-    items + seeds, the clustered one above (bucket files in `work_dir`, else a temporary folder)."""
-    settings = settings or SemanticDedupSettings.from_config()
+    items + seeds, the clustered one above (bucket files in `work_dir`, else a temporary folder);
+    `threshold` replaces the settings' own."""
     if threshold is not None:
         settings = replace(settings, threshold=float(threshold))
     if len(items.ids) + len(seeds.ids) <= settings.exact_max_items:
@@ -566,3 +562,14 @@ def _drops(items: Sequence[Any], seeds: Sequence[Any], found: _Found) -> list[Se
         }
         out.append(SemanticDrop(item_id, "semantic_duplicate", detail, p))
     return out
+
+
+# Decided in the resolve phase from the embeddings the semantic stage saved (filter/resolve.py).
+register_check(
+    "semantic_dedup",
+    phase="resolve",
+    order=90,
+    section="dedup.semantic",
+    report_column="deduped",
+    enabled=lambda s: s.semantic_dedup_on,
+)(None)
