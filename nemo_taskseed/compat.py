@@ -176,3 +176,28 @@ def vllm_engine_core_in_process(in_process: bool):
         disable = getattr(vllm.envs, "disable_envs_cache", None)
         if callable(disable):
             disable()
+
+
+# --- filter: math-verify's timeouts -----------------------------------------------------------
+# math-verify 0.9 bounds parsing and comparison with signal.alarm, which raises "signal only works
+# in main thread" in a worker thread (Ray actors, thread pools) and cannot nest. Its timeouts are
+# switched off here (parsing_timeout=None, timeout_seconds=None) and the input is bounded instead
+# (registry/extractors.py parses only short symbolic answers). Drop this when math-verify offers a
+# thread-safe timeout.
+
+
+def math_verify_equal(a: str, b: str) -> bool:
+    """math-verify's verdict on two LaTeX/plain math answers (False when either does not parse)."""
+    try:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    except ImportError as exc:  # the `filter` extra installs it
+        raise ImportError(
+            "comparing symbolic math answers needs math-verify: pip install 'math-verify[antlr4_9_3]'"
+        ) from exc
+    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - its "timeout is disabled" notice
+        gold = parse(f"${a}$", extraction_config=config, parsing_timeout=None)
+        answer = parse(f"${b}$", extraction_config=config, parsing_timeout=None)
+        if not gold or not answer:
+            return False
+        return bool(verify(gold, answer, timeout_seconds=None))

@@ -31,16 +31,17 @@ from nemo_taskseed.filter.step import run_filter
 from nemo_taskseed.pipeline.shards import read_part_records
 
 
+def _overrides(fixtures_hf: Path, executor: str) -> list[str]:
+    return [
+        f"filter.executor={executor}",
+        "filter.verify.enabled=false",
+        "filter.decontam.source=mirror",
+        f"filter.decontam.mirror={fixtures_hf}",
+    ]
+
+
 def _cfg(fixtures_hf: Path, executor: str):
-    return load_config(
-        "benchmarks/smoke",
-        [
-            f"filter.executor={executor}",
-            "filter.verify.enabled=false",
-            "filter.decontam.source=mirror",
-            f"filter.decontam.mirror={fixtures_hf}",
-        ],
-    )
+    return load_config("benchmarks/smoke", _overrides(fixtures_hf, executor))
 
 
 @pytest.fixture(scope="module")
@@ -313,6 +314,24 @@ def test_planted_items_are_caught_inline(planted, fixtures_hf, tmp_path):
     root = planted["root"]
     result = run_filter(cfg, root / "gen", tmp_path / "out", root / "seeds")
     _check_outputs(tmp_path / "out", planted, result)
+
+
+def test_one_large_file_is_many_shards_and_keeps_the_same_records(planted, fixtures_hf, tmp_path):
+    """The one input file cut by size (filter.shard_bytes) into several shards gives the same kept
+    and rejected records, in the same order, as one shard per file: every decision (dedup
+    survivors, contaminated seeds, semantic duplicates) goes by item id, not by shard."""
+    root = planted["root"]
+    size = (root / "gen" / "generated-00000.jsonl").stat().st_size
+    whole = run_filter(_cfg(fixtures_hf, "inline"), root / "gen", tmp_path / "whole", root / "seeds")
+    cut_cfg = load_config("benchmarks/smoke", [*_overrides(fixtures_hf, "inline"), f"filter.shard_bytes={size // 5}"])
+    cut = run_filter(cut_cfg, root / "gen", tmp_path / "cut", root / "seeds")
+    assert whole["shards"]["total"] == 1 and cut["shards"]["total"] >= 5
+    for kind in ("curated", "rejected"):
+        a, b = read_part_records(tmp_path / "whole", kind), read_part_records(tmp_path / "cut", kind)
+        if kind == "rejected":  # a bad line names its file and line, not its shard: the same too
+            assert [r.get("detail") for r in a] == [r.get("detail") for r in b]
+        assert a == b and len(a) > 10
+    assert whole["rejected_by_reason"] == cut["rejected_by_reason"]
 
 
 def test_cli_filter_writes_reports_and_names_bad_overrides(planted, fixtures_hf, tmp_path, capsys):

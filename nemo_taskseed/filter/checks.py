@@ -76,6 +76,9 @@ class Check:
     warnings: Callable[[FilterSettings, dict[str, Any]], list[str]] | None = None
     # Run the stage even when the check is off (the semantic stage also embeds for dedup/diversity).
     needed: Callable[[FilterSettings], bool] | None = None
+    # Its typed settings from its section (`filter.<section>`), parsed once at the step's boundary
+    # (FilterSettings.check_settings); a bad value fails there, naming the key.
+    settings: Callable[[dict[str, Any]], Any] | None = None
 
     def is_needed(self, settings: FilterSettings) -> bool:
         return bool(self.needed(settings) if self.needed is not None else self.enabled(settings))
@@ -97,6 +100,7 @@ def register_check(
     enabled: Callable[[FilterSettings], bool],
     warnings: Callable[[FilterSettings, dict[str, Any]], list[str]] | None = None,
     needed: Callable[[FilterSettings], bool] | None = None,
+    settings: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Callable:
     """Declare a check; decorates the function that builds its Curator stage from a
     `CheckContext` (or `None` for a check the resolve phase decides)."""
@@ -109,7 +113,7 @@ def register_check(
         taken = {c.order: c.name for c in _CHECKS.values() if c.name != name}
         if order in taken:
             raise ValueError(f"check {name!r}: order {order} is taken by {taken[order]!r}")
-        _CHECKS[name] = Check(name, phase, order, section, report_column, enabled, factory, warnings, needed)
+        _CHECKS[name] = Check(name, phase, order, section, report_column, enabled, factory, warnings, needed, settings)
         return factory
 
     return wrap

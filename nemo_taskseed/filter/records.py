@@ -52,14 +52,15 @@ def read_records(directory: Path, pattern: str) -> list[dict[str, Any]]:
 PARSED = "parsed"
 
 
-def frame_from_lines(path: str | Path, max_record_bytes: int = 0) -> pd.DataFrame:
-    """One JSONL part file as verdict rows; a line that is not a JSON object, or longer than
-    `max_record_bytes` (0: no limit), becomes a row already rejected at stage `read` (reason and
-    file:line in its detail): a bad line never stops the run."""
+def frame_from_lines(path: str | Path, max_record_bytes: int = 0, span: Any = None) -> pd.DataFrame:
+    """One JSONL part file (or the `span`, a `utils.jsonl.LineRange`, of one) as verdict rows; a
+    line that is not a JSON object, or longer than `max_record_bytes` (0: no limit), becomes a row
+    already rejected at stage `read` (reason and file:line in its detail): a bad line never stops
+    the run."""
     from nemo_taskseed.utils.jsonl import iter_jsonl
 
     records, bad = [], []
-    for line_no, obj, error in iter_jsonl(path, max_bytes=max_record_bytes):
+    for line_no, obj, error in iter_jsonl(path, max_bytes=max_record_bytes, span=span):
         if error is None:
             records.append(obj)
         else:

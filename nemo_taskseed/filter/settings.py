@@ -36,6 +36,32 @@ def default_benchmark_names() -> list[str]:
     return [str(b["name"]) for b in to_container(base_config())["filter"]["decontam"]["benchmarks"]]
 
 
+def _check_settings(fcfg: dict[str, Any]) -> dict[str, Any]:
+    """Every registered check's typed settings that declares a parser, from its section."""
+    from nemo_taskseed.filter.checks import all_checks
+
+    out = {}
+    for check in all_checks():
+        if check.settings is None:
+            continue
+        section: Any = fcfg
+        for key in check.section.split("."):
+            section = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            raise UserError(
+                f"filter.{check.section}: missing (the {check.name} check's settings; configs/base sets it)"
+            )
+        out[check.name] = check.settings(section)
+    return out
+
+
+def _shard_bytes(fcfg: dict[str, Any]) -> int:
+    value = section_settings(None, fcfg, "filter", ["shard_bytes"])["shard_bytes"]
+    if not isinstance(value, int) or value < 0:
+        raise UserError(f"filter.shard_bytes must be an integer >= 0 (0: one shard per file), got {value!r}")
+    return value
+
+
 def step_executor(full: dict) -> str:
     """filter.executor, or run.executor where it says inherit (both set in configs/base)."""
     executor = section_settings(None, full, "filter", ["executor"])["executor"]
@@ -46,6 +72,7 @@ def step_executor(full: dict) -> str:
 class FilterSettings:
     raw: dict[str, Any]  # the `filter` section as configured
     executor: str  # for the per-shard pipelines: filter.executor, or run.executor where it says inherit
+    shard_bytes: int  # an input file larger than this is cut into shards of about this size
     verify_executor: str
     task_kinds: dict[str, str]  # task -> the catalog's verifier kind (from the seeds' summary)
     families: dict[str, str]  # filter.verify.families
@@ -57,6 +84,8 @@ class FilterSettings:
     vote: VoteSettings | None  # None: verification off
     code: CodeSettings | None
     default_benchmarks: list[str] = field(default_factory=list)
+    # check name -> its typed settings, for checks declared with a `settings` parser (filter/checks.py)
+    check_settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: Any, task_kinds: dict[str, str] | None = None) -> FilterSettings:
@@ -84,6 +113,7 @@ class FilterSettings:
         return cls(
             raw=fcfg,
             executor=executor,
+            shard_bytes=_shard_bytes(fcfg),
             verify_executor=verify_executor,
             task_kinds=dict(task_kinds or {}),
             families=families,
@@ -97,6 +127,7 @@ class FilterSettings:
             vote=VoteSettings.from_config(verify["vote"]) if verify["enabled"] else None,
             code=CodeSettings.from_config(verify["code"]) if verify["enabled"] else None,
             default_benchmarks=default_benchmark_names(),
+            check_settings=_check_settings(fcfg),
         )
 
     def section(self, dotted: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from nemo_taskseed.filter.records import (
     split_frame,
 )
 from nemo_taskseed.pipeline import shards
-from nemo_taskseed.utils.jsonl import atomic_path, iter_jsonl, write_lines_digest
+from nemo_taskseed.utils.jsonl import LineRange, atomic_path, iter_jsonl, write_lines_digest
 
 
 @dataclass
@@ -56,13 +56,15 @@ class ReadFilterShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         return ["data"], COLUMNS
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
-        path = str(task.to_pandas()["file"].iloc[0])
+        row = task.to_pandas().iloc[0]
+        path = str(row["file"])
+        span = LineRange(int(row["start"]), int(row["end"]), int(row["first_line"])) if "start" in row else None
         if is_seeds(task):
             # Seeds are references: status `seed`, never `kept`, so no filter touches them.
             data = records_to_frame([obj for _, obj, error in iter_jsonl(path) if error is None], keep_parsed=True)
             data["status"] = "seed"
         else:
-            data = frame_from_lines(path, self.max_record_bytes)
+            data = frame_from_lines(path, self.max_record_bytes, span)
         return DocumentBatch(dataset_name=task.dataset_name, data=data, _metadata=dict(task._metadata))
 
 

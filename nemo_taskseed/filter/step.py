@@ -43,6 +43,7 @@ from nemo_taskseed.filter.settings import FilterSettings
 from nemo_taskseed.pipeline import publish, shards
 from nemo_taskseed.pipeline.driver import Phase, Shard, run_phases, run_shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
+from nemo_taskseed.utils.jsonl import LineRange, line_ranges
 
 WORK = "work"
 # Sections every screen shard's fingerprint includes; a check whose section lies elsewhere adds
@@ -61,8 +62,8 @@ WORK_FILES = (
 )
 
 
-def input_parts(in_dir: Path) -> list[tuple[str, Path]]:
-    """(shard, file) for the generate step's parts, or for legacy `generated*.jsonl` files."""
+def input_files(in_dir: Path) -> list[tuple[str, Path]]:
+    """(name, file) for the generate step's parts, or for legacy `generated*.jsonl` files."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise UserError(f"filter input folder not found: {in_dir}")
@@ -74,6 +75,25 @@ def input_parts(in_dir: Path) -> list[tuple[str, Path]]:
     if not legacy:
         raise UserError(f"{in_dir}: no generated/part-*.jsonl or generated*.jsonl files (run the generate step first)")
     return [(shards.safe_name(p.stem), p) for p in legacy]
+
+
+def input_parts(in_dir: Path, shard_bytes: int = 0) -> tuple[list[tuple[str, Path]], dict[str, LineRange]]:
+    """(shard, file) for every shard of the input, and the line range of each shard that is a piece
+    of a larger file: a file over `shard_bytes` (0: no limit) is cut at line ends into pieces
+    `<name>.r00000`, `<name>.r00001`, ... (names sort in file order), so one large file is screened
+    and verified by many workers. Dedup and every other decision go by item id, so the kept records
+    are the same whatever the shard size."""
+    parts: list[tuple[str, Path]] = []
+    spans: dict[str, LineRange] = {}
+    for name, path in input_files(in_dir):
+        ranges = line_ranges(path, shard_bytes)
+        if len(ranges) == 1:
+            parts.append((name, path))
+            continue
+        for k, span in enumerate(ranges):
+            parts.append((f"{name}.r{k:05d}", path))
+            spans[f"{name}.r{k:05d}"] = span
+    return parts, spans
 
 
 def seed_parts(seeds_dir: Path | None) -> list[tuple[str, Path]]:
@@ -157,10 +177,15 @@ def _screen(state: dict[str, Any]) -> None:
     planned = []
     for kind, parts in (("seeds", state["seeds"]), ("generated", state["gen"])):
         for shard, path in parts:
-            fp = shards.fingerprint(settings_fp, shards.file_fingerprint(path))
+            span = state["spans"].get(shard)
+            where = [shards.file_fingerprint(path)] + ([[span.start, span.end]] if span else [])
+            fp = shards.fingerprint(settings_fp, *where)
+            data = {"file": [str(path)]}
+            if span is not None:
+                data.update(start=[span.start], end=[span.end], first_line=[span.first_line])
             task = DocumentBatch(
                 dataset_name=shard,
-                data=pd.DataFrame({"file": [str(path)]}),
+                data=pd.DataFrame(data),
                 _metadata={"shard": shard, "fingerprint": fp, "kind": kind},
             )
             planned.append(Shard(shard, fp, task, _screen_outputs(settings, work, shard, kind)))
@@ -284,10 +309,10 @@ def run_filter(
         "out_dir": out_dir,
         "work": out_dir / WORK,
         "seeds_dir": seeds_dir,
-        "gen": input_parts(Path(in_dir)),
         "seeds": seed_parts(seeds_dir),
         "backend": backend,
     }
+    state["gen"], state["spans"] = input_parts(Path(in_dir), settings.shard_bytes)
     result = run_phases("filter", PHASES, state)["result"]
     result["seconds"] = round(time.monotonic() - start, 1)
     return result

@@ -3,7 +3,8 @@
 Verifier kinds:
 - `multiple_choice`: the model picks a letter; compared with the item's label.
 - `math`: final answer from a worked solution (GSM8K `#### x`, `\\boxed{x}`, else the last
-  number), normalized so "1,000", "$1000.00" and "1000" agree.
+  number), normalized so "1,000", "$1000.00" and "1000" agree; symbolic answers are compared by
+  mathematical equivalence (`math_equivalent`: `\\frac{\\sqrt2}{2}` = `\\sqrt{2}/2` = `1/\\sqrt{2}`).
 - `code`: the item's solution runs against its tests in the sandbox (no extraction).
 - `short_answer`: SQuAD-style normalized exact match.
 
@@ -18,8 +19,9 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 VERIFIER_KINDS = ("multiple_choice", "math", "code", "short_answer")
 LETTERS = string.ascii_uppercase
@@ -132,8 +134,17 @@ def extract_last_number(text: str) -> str | None:
     return nums[-1] if nums else None
 
 
+def extract_expression(text: str) -> str | None:
+    """The whole text when it is itself a short answer in LaTeX or symbols (MATH's `answer`
+    field, `\\frac{\\sqrt{2}}{2}`), not a solution: its last number would be `2`."""
+    text = (text or "").strip().strip("$").strip()
+    if text and _looks_symbolic(text) and re.search(r"\\[a-zA-Z]+|[\^_{}]", text):
+        return text
+    return None
+
+
 def extract_math_answer(text: str) -> str | None:
-    for fn in (extract_gsm8k, extract_boxed, extract_last_number):
+    for fn in (extract_gsm8k, extract_boxed, extract_expression, extract_last_number):
         ans = fn(text)
         if ans:
             return ans
@@ -158,6 +169,36 @@ def normalize_math_answer(ans: str | None) -> str | None:
             return s.lower()
         value = Fraction(m.group(1))
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:/\d+)?")
+# Longer answers are not parsed (sympy's time grows with the expression; a sentence is no answer).
+_MAX_SYMBOLIC_CHARS = 120
+
+
+def _looks_symbolic(answer: str) -> bool:
+    """LaTeX or an expression, not prose: no word of 4+ letters outside LaTeX commands."""
+    bare = re.sub(r"\\[a-zA-Z]+", " ", answer)
+    return len(answer) <= _MAX_SYMBOLIC_CHARS and not re.search(r"[a-zA-Z]{4,}", bare)
+
+
+@lru_cache(maxsize=65536)
+def math_equivalent(a: str | None, b: str | None) -> bool:
+    """Two normalized math answers (`normalize_math_answer`) name the same value. Equal strings
+    are; two plain numbers are only when equal (they are canonical already); otherwise symbolic
+    answers are parsed and compared with Hugging Face's math-verify (the checker of open-r1 and
+    lighteval: sympy equality after LaTeX parsing), so `\\frac{\\sqrt2}{2}` and `\\sqrt{2}/2` agree."""
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    if _PLAIN_NUMBER.fullmatch(a) and _PLAIN_NUMBER.fullmatch(b):
+        return False
+    if not (_looks_symbolic(a) and _looks_symbolic(b)):
+        return False
+    from nemo_taskseed.compat import math_verify_equal
+
+    return math_verify_equal(a, b)
 
 
 # ---- short answer ---------------------------------------------------------------------------
@@ -193,6 +234,8 @@ class Extractor:
     instruction: str  # appended to the question when sampling
     extract: Callable[[str], str | None]  # model output -> normalized answer
     reference: Callable[[dict], str | None]  # record -> normalized reference answer
+    # Do two normalized answers agree? (math: by equivalence; others: equal strings)
+    same: Callable[[str | None, str | None], bool] = field(default=lambda a, b: a is not None and a == b)
 
 
 def _math_reference(record: dict) -> str | None:
@@ -209,6 +252,7 @@ EXTRACTORS: dict[str, Extractor] = {
         "Solve the problem step by step. End with a final line of the form '#### <number>'.",
         lambda out: normalize_math_answer(extract_math_answer(out)),
         _math_reference,
+        math_equivalent,
     ),
     "short_answer": Extractor(
         "short_answer",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,55 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
 
 
-def iter_jsonl(path: str | Path, *, max_bytes: int = 0) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """Each non-blank line as (line number, object, None), or (line number, None, why) when the
-    line is not a JSON object or is longer than `max_bytes` (0: no limit): for readers that reject
-    bad lines and go on."""
+@dataclass(frozen=True)
+class LineRange:
+    """Bytes [start, end) of a JSONL file, cut at line ends; its first line is line `first_line`."""
+
+    start: int
+    end: int
+    first_line: int = 1
+
+
+def line_ranges(path: str | Path, target_bytes: int) -> list[LineRange]:
+    """`path` cut into ranges of about `target_bytes` (each ends at the first line end past the
+    target), in one pass: a step can give one large file to many workers. A file no larger than
+    `target_bytes` (or `target_bytes` <= 0) is one range."""
+    size = Path(path).stat().st_size
+    if target_bytes <= 0 or size <= target_bytes:
+        return [LineRange(0, size, 1)]
+    ranges, start, first, pos = [], 0, 1, 0
     with Path(path).open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
+            pos += len(raw)
+            if pos - start >= target_bytes:
+                ranges.append(LineRange(start, pos, first))
+                start, first = pos, line_no + 1
+    if pos > start:
+        ranges.append(LineRange(start, pos, first))
+    return ranges
+
+
+def _lines(f: Any, span: LineRange | None) -> Iterator[tuple[int, bytes]]:
+    if span is None:
+        yield from enumerate(f, start=1)
+        return
+    f.seek(span.start)
+    pos = span.start
+    for line_no, raw in enumerate(f, start=span.first_line):
+        if pos >= span.end:
+            return
+        pos += len(raw)
+        yield line_no, raw
+
+
+def iter_jsonl(
+    path: str | Path, *, max_bytes: int = 0, span: LineRange | None = None
+) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Each non-blank line as (line number, object, None), or (line number, None, why) when the
+    line is not a JSON object or is longer than `max_bytes` (0: no limit): for readers that reject
+    bad lines and go on. `span`: only the lines of that range (numbered as in the whole file)."""
+    with Path(path).open("rb") as f:
+        for line_no, raw in _lines(f, span):
             if not raw.strip():
                 continue
             if max_bytes and len(raw) > max_bytes:

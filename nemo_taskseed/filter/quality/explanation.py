@@ -37,6 +37,7 @@ from nemo_taskseed.registry import verifier_kind
 from nemo_taskseed.registry.extractors import (
     LETTERS,
     extract_math_answer,
+    math_equivalent,
     normalize_math_answer,
     normalize_short_answer,
 )
@@ -139,53 +140,78 @@ def explanation_failures(record: Mapping[str, Any], settings: ExplanationSetting
     enrichment = record.get("enrichment")
     if not isinstance(enrichment, Mapping):
         return []
-    failures: list[dict[str, Any]] = []
     reasoning = str(enrichment.get("reasoning") or "")
     alternatives = [a for a in enrichment.get("alternatives") or [] if isinstance(a, Mapping)]
-    knowledge = str(enrichment.get("knowledge") or "")
     options = [str(o) for o in record.get("options") or []]
-    label = record.get("answer_index")
     kind = verifier_kind(
         str(record.get("family") or ""),
         str(record.get("format") or ""),
         settings.families,
         (settings.task_kinds or {}).get(str(record.get("task"))),
     )
-
-    def fail(reason: str, **detail: Any) -> None:
-        failures.append({"check": reason, **detail})
-
+    failures: list[dict[str, Any]] = []
+    label = record.get("answer_index")
     if kind == "multiple_choice" and options and isinstance(label, int):
-        pick = picked_option(reasoning, options)
-        if pick is not None and pick != label:
-            fail("reasoning_concludes_other_option", picked=LETTERS[pick], label=LETTERS[label])
-        covered: set[int] = set()
-        for i, alt in enumerate(alternatives):
-            idx = _option_index(alt.get("option"), options)
-            if idx == label:
-                fail("alternative_for_correct_option", where=f"alternatives[{i}]", option=LETTERS[label])
-            elif idx is not None:
-                covered.add(idx)
-        missing = [LETTERS[i] for i in range(len(options)) if i != label and i not in covered]
-        if missing:
-            fail("alternatives_missing", missing=missing)
+        failures += _choice_failures(reasoning, alternatives, options, label)
     elif kind == "math":
-        target = normalize_math_answer(extract_math_answer(str(record.get("answer_text") or "")))
-        concluded = normalize_math_answer(extract_math_answer(reasoning))
-        if concluded is None:
-            fail("reasoning_misses_answer", expected=target)
-        elif target is not None and concluded != target:
-            fail("reasoning_concludes_other_answer", concluded=concluded, expected=target)
-        wrong = list(wrong_calculations(reasoning))
-        if wrong:
-            fail("reasoning_arithmetic_wrong", calculations=wrong[:5])
+        failures += _math_failures(reasoning, str(record.get("answer_text") or ""))
     elif kind == "short_answer":
         target = normalize_short_answer(str(record.get("answer_text") or ""))
         if target and f" {target} " not in f" {normalize_short_answer(reasoning)} ":
-            fail("reasoning_misses_answer", expected=target)
+            failures.append({"check": "reasoning_misses_answer", "expected": target})
+    failures += _alternatives_failures(alternatives, options, settings)
+    item_words = set(
+        _content_words(" ".join([str(record.get("question") or ""), *options, str(record.get("answer_text") or "")]))
+    )
+    knowledge = str(enrichment.get("knowledge") or "")
+    new_words = {w for w in _content_words(knowledge) if w not in item_words}
+    if len(new_words) < settings.min_new_words:
+        failures.append({"check": "knowledge_restates_item", "new_words": sorted(new_words), "text": knowledge[:200]})
+    return failures
 
-    # Alternatives must say something beyond their option (all formats: generative ones list
-    # common mistakes, whose `option` is the mistaken answer).
+
+def _choice_failures(reasoning: str, alternatives: list, options: list[str], label: int) -> list[dict[str, Any]]:
+    """The reasoning concludes the label; one alternative per wrong option, none for the label."""
+    failures: list[dict[str, Any]] = []
+    pick = picked_option(reasoning, options)
+    if pick is not None and pick != label:
+        failures.append({"check": "reasoning_concludes_other_option", "picked": LETTERS[pick], "label": LETTERS[label]})
+    covered: set[int] = set()
+    for i, alt in enumerate(alternatives):
+        idx = _option_index(alt.get("option"), options)
+        if idx == label:
+            failures.append(
+                {"check": "alternative_for_correct_option", "where": f"alternatives[{i}]", "option": LETTERS[label]}
+            )
+        elif idx is not None:
+            covered.add(idx)
+    missing = [LETTERS[i] for i in range(len(options)) if i != label and i not in covered]
+    if missing:
+        failures.append({"check": "alternatives_missing", "missing": missing})
+    return failures
+
+
+def _math_failures(reasoning: str, answer_text: str) -> list[dict[str, Any]]:
+    """The reasoning reaches the item's answer (by equivalence) and calculates right."""
+    failures: list[dict[str, Any]] = []
+    target = normalize_math_answer(extract_math_answer(answer_text))
+    concluded = normalize_math_answer(extract_math_answer(reasoning))
+    if concluded is None:
+        failures.append({"check": "reasoning_misses_answer", "expected": target})
+    elif target is not None and not math_equivalent(concluded, target):
+        failures.append({"check": "reasoning_concludes_other_answer", "concluded": concluded, "expected": target})
+    wrong = list(wrong_calculations(reasoning))
+    if wrong:
+        failures.append({"check": "reasoning_arithmetic_wrong", "calculations": wrong[:5]})
+    return failures
+
+
+def _alternatives_failures(
+    alternatives: list, options: list[str], settings: ExplanationSettings
+) -> list[dict[str, Any]]:
+    """Alternatives must say something beyond their option (all formats: generative ones list
+    common mistakes, whose `option` is the mistaken answer), each something of its own."""
+    failures: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for i, alt in enumerate(alternatives):
         why = str(alt.get("why_wrong") or "")
@@ -193,18 +219,13 @@ def explanation_failures(record: Mapping[str, Any], settings: ExplanationSetting
         own = set(_content_words(options[idx] if idx is not None else str(alt.get("option") or "")))
         new = [w for w in _content_words(why) if w not in own and not (len(w) == 1 and w.upper() in LETTERS)]
         if len(new) < settings.min_why_wrong_words:
-            fail("alternative_restates_option", where=f"alternatives[{i}]", text=why[:200])
+            failures.append({"check": "alternative_restates_option", "where": f"alternatives[{i}]", "text": why[:200]})
         key = normalize_short_answer(why)
         if key and key in seen:
-            fail("alternatives_repeat", where=f"alternatives[{i}]", same_as=f"alternatives[{seen[key]}]")
+            failures.append(
+                {"check": "alternatives_repeat", "where": f"alternatives[{i}]", "same_as": f"alternatives[{seen[key]}]"}
+            )
         seen.setdefault(key, i)
-
-    item_words = set(
-        _content_words(" ".join([str(record.get("question") or ""), *options, str(record.get("answer_text") or "")]))
-    )
-    new_words = {w for w in _content_words(knowledge) if w not in item_words}
-    if len(new_words) < settings.min_new_words:
-        fail("knowledge_restates_item", new_words=sorted(new_words), text=knowledge[:200])
     return failures
 
 

@@ -66,6 +66,21 @@ def diversity_from_shards(
 ) -> dict[str, dict[str, Any]]:
     """The metrics from the semantic stage's per-shard files, on a sample of at most
     `max_items_per_family` items per family (smallest id hashes), reading one shard at a time."""
+    items, seen = _sample_items(item_prefixes, excluded_items, excluded_seeds, max_items_per_family)
+    if not items.ids:
+        return {}
+    best_id, own = _nearest_seeds(items, seed_prefixes, excluded_seeds)
+    metrics = _metrics(items, own, best_id)
+    for fam, entry in metrics.items():
+        entry["sampled"] = seen[fam] > max_items_per_family
+    return metrics
+
+
+def _sample_items(
+    item_prefixes: list[Path], excluded_items: list[set[str]], excluded_seeds: set[str], max_items_per_family: int
+) -> tuple[Embedded, dict[str, int]]:
+    """The kept items' sample (at most `max_items_per_family` per family, smallest id hashes),
+    sorted by id, and how many kept items each family has."""
     sample: dict[str, tuple[np.ndarray, Embedded]] = {}
     seen: dict[str, int] = defaultdict(int)  # kept items per family, sampled or not
     for prefix, dropped in zip(item_prefixes, excluded_items):
@@ -88,11 +103,14 @@ def diversity_from_shards(
                 chosen = np.sort(np.argsort(hashes, kind="stable")[:max_items_per_family])
                 hashes, new = hashes[chosen], new.select(chosen.tolist())
             sample[fam] = (hashes, new)
-    items = Embedded.concat([sample[f][1] for f in sorted(sample)]).sorted_by_id()
-    if not items.ids:
-        return {}
-    # Nearest seed over every seed shard, one at a time (ties: the smaller seed id, as one search
-    # over id-sorted seeds would give); the own seed's similarity where its shard holds it.
+    return Embedded.concat([sample[f][1] for f in sorted(sample)]).sorted_by_id(), seen
+
+
+def _nearest_seeds(
+    items: Embedded, seed_prefixes: list[Path], excluded_seeds: set[str]
+) -> tuple[list[str | None], dict[int, float]]:
+    """Each item's nearest seed over every seed shard, one at a time (ties: the smaller seed id, as
+    one search over id-sorted seeds would give), and the own seed's similarity where known."""
     best_score = np.full(len(items.ids), -np.inf)
     best_id: list[str | None] = [None] * len(items.ids)
     own: dict[int, float] = {}
@@ -114,10 +132,7 @@ def diversity_from_shards(
         for j, sid in enumerate(seeds.ids):
             for k in wanted.get(sid, ()):
                 own[k] = float(items.vectors[k] @ seeds.vectors[j])
-    metrics = _metrics(items, own, best_id)
-    for fam, entry in metrics.items():
-        entry["sampled"] = seen[fam] > max_items_per_family
-    return metrics
+    return best_id, own
 
 
 def _metrics(items: Embedded, own: dict[int, float], nearest_ids: list[str | None]) -> dict[str, dict[str, Any]]:

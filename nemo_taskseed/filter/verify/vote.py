@@ -166,8 +166,9 @@ def count_votes(record: dict[str, Any], kind: str, settings: VoteSettings, outpu
         method = "multiple_choice_vote"
     else:
         extractor = get_extractor(kind)
-        votes = [extractor.extract(o) for o in outputs]
         target = extractor.reference(record)
+        # An answer the kind counts as the same (math: an equivalent expression) votes for the target.
+        votes = [target if extractor.same(v, target) else v for v in (extractor.extract(o) for o in outputs)]
         method = f"{kind}_vote"
     majority, agreement, passed = decide(votes, target, settings.k, settings.threshold)
     return VoteResult(method, settings.k, votes, target, majority, agreement, passed, list(outputs))
