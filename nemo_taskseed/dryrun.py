@@ -87,7 +87,7 @@ def _validate(cfg: Any, steps: list[str], errors: list[str]) -> None:
         check("seeds.targets", lambda: Targets.from_config(to_container(cfg.seeds)))
     if "generate" in steps:
         from nemo_taskseed.generate.prompts import load_templates, prompts_dir
-        from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+        from nemo_taskseed.generate.settings import EnrichmentSettings, GenerationSettings
 
         check("generate", lambda: GenerationSettings.from_config(cfg))
         check("enrich", lambda: EnrichmentSettings.from_config(cfg))
@@ -108,7 +108,7 @@ def _validate(cfg: Any, steps: list[str], errors: list[str]) -> None:
         for i, entry in enumerate(cfg.filter.decontam.benchmarks):
             check(f"filter.decontam.benchmarks[{i}]", lambda entry=entry: Benchmark.from_config(entry))
     if "blend" in steps:
-        from nemo_taskseed.blend.plan import PlanSettings
+        from nemo_taskseed.blend.settings import PlanSettings
 
         check("blend", lambda: PlanSettings.from_config(cfg))
 

@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 from nemo_taskseed.blend import PlanError, PlanSettings, plan_blend
 from nemo_taskseed.blend.emit import write_artifacts
-from nemo_taskseed.blend.plan import FamilyLimits, resolve_existing, water_fill
+from nemo_taskseed.blend.existing import resolve_existing
+from nemo_taskseed.blend.fill import water_fill
+from nemo_taskseed.blend.settings import FamilyLimits
 from nemo_taskseed.blend.sources import ExistingEntry, SyntheticPrefix, load_existing_blend
 from nemo_taskseed.config import load_config
 

@@ -96,14 +96,13 @@ def test_unknown_keys_are_errors_with_a_suggestion(tmp_path):
 
 
 def _settings_classes():
-    from nemo_taskseed.blend.plan import PlanSettings
-    from nemo_taskseed.blend.planner import VerifySettings
+    from nemo_taskseed.blend.settings import PlanSettings, VerifySettings
     from nemo_taskseed.filter.quality.explanation import ExplanationSettings
     from nemo_taskseed.filter.semantic.check import SemanticSettings
     from nemo_taskseed.filter.semantic.dedup import SemanticDedupSettings
     from nemo_taskseed.filter.settings import step_executor as filter_executor
     from nemo_taskseed.filter.verify import CodeSettings, VoteSettings
-    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+    from nemo_taskseed.generate.settings import EnrichmentSettings, GenerationSettings
     from nemo_taskseed.llm.requests import sampling_of
     from nemo_taskseed.tokenize import TokenizeOptions
 

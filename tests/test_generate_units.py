@@ -391,7 +391,7 @@ def test_endpoint_that_never_answers_times_out_retries_then_stops(tmp_path, mode
 )
 def test_sampling_errors_name_the_keys_before_any_engine_starts(override, message):
     from nemo_taskseed.config import load_config
-    from nemo_taskseed.generate.stages import EnrichmentSettings, GenerationSettings
+    from nemo_taskseed.generate.settings import EnrichmentSettings, GenerationSettings
 
     cfg = load_config(overrides=[override])
     with pytest.raises(UserError, match=message):

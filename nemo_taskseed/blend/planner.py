@@ -1,12 +1,20 @@
-"""Config -> plan -> artifacts, and plan file -> megatron-core verification report."""
+"""The blend stage's driver: config -> plan -> artifacts, and plan file -> megatron-core verification report.
+
+The one place that goes from the `blend` config section to files and back: `taskseed blend plan`
+and `taskseed blend verify` (cli/blend.py) and the `blend` step of `taskseed run` (step.py) call
+`plan_from_config`, `write_plan`, `read_plan` and `verify_from_config`. What they call is plain
+logic or one kind of I/O each: sources.py reads the manifest and the existing blend, plan.py plans,
+emit.py writes the artifacts, verify.py checks the realized blend.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_taskseed.blend.emit import write_artifacts
-from nemo_taskseed.blend.plan import PlanSettings, plan_blend, resolve_existing
+from nemo_taskseed.blend.existing import resolve_existing
+from nemo_taskseed.blend.plan import plan_blend
+from nemo_taskseed.blend.settings import PlanSettings, VerifySettings
 from nemo_taskseed.blend.sources import load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
 from nemo_taskseed.config import section_settings
@@ -52,30 +60,6 @@ def write_plan(plan: dict, out_dir: Path, section) -> dict[str, str]:
 def read_plan(path: str | Path) -> tuple[dict, Path]:
     """The plan `taskseed blend plan` wrote (schema tag and weights summing to 1 checked)."""
     return read_plan_file(path, written_by_blend=True)
-
-
-@dataclass(frozen=True)
-class VerifySettings:
-    """`blend.verify` (configs/base/blend.yaml says what each key does)."""
-
-    tolerance_absolute: float
-    tolerance_relative: float
-    build: str  # always | auto | never
-    build_max_samples: int
-    read_samples: int
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg, **overrides) -> VerifySettings:
-        values = {**section_settings(cls, cfg, "blend.verify"), **overrides}
-        return cls(
-            float(values["tolerance_absolute"]),
-            float(values["tolerance_relative"]),
-            str(values["build"]),
-            int(values["build_max_samples"]),
-            int(values["read_samples"]),
-            int(values["seed"]),
-        )
 
 
 def verify_from_config(plan: dict, section, **overrides) -> dict:

@@ -233,6 +233,18 @@ def _cache_key(catalog_cfg: dict[str, Any]) -> str:
     return f"lm_eval-{version('lm_eval')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def _license_problem(license_id: str, licenses: LicenseTable, deny_licenses: set[str], catalog_cfg: dict) -> str | None:
+    """Why a dataset's license keeps its subtasks from seeding (None: it does not)."""
+    if license_id.lower() in deny_licenses:
+        return (
+            f"license {license_id!r} forbids derivatives (catalog.deny_licenses): synthetic items "
+            "made from its rows would be derivatives"
+        )
+    if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
+        return f"license {license_id!r} is not in compatible_licenses"
+    return None
+
+
 def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
     """Eligible subtasks (one row each) and excluded ones (with a reason), cached per lm-eval version + config."""
     start = time.perf_counter()
@@ -296,15 +308,9 @@ def build_catalog(catalog_cfg: Any, *, use_cache: bool = True) -> CatalogResult:
             continue
         key = DatasetKey.from_task_config(cfg)
         license_id = licenses(key.dataset_path)
-        if license_id.lower() in deny_licenses:
-            exclude(
-                "license",
-                f"license {license_id!r} forbids derivatives (catalog.deny_licenses): synthetic items "
-                "made from its rows would be derivatives",
-            )
-            continue
-        if catalog_cfg.get("license_compatible_only") and not licenses.is_compatible(license_id):
-            exclude("license", f"license {license_id!r} is not in compatible_licenses")
+        license_problem = _license_problem(license_id, licenses, deny_licenses, catalog_cfg)
+        if license_problem:
+            exclude("license", license_problem)
             continue
         # After the split and license checks, so `not_qa` counts subtasks that would otherwise seed.
         verifier, verifier_reason = verifier_for(name, folder, cfg, fmt)

@@ -3,6 +3,10 @@
     prompts.py        prompt templates (configs/prompts/*.yaml) and their selection per seed
     parsers.py        reply schemas, strict/tolerant parsing, rejection reasons
     render.py         the `text` of each variant (label, answer, reasoning, context)
+    settings.py       `generate.*` and `enrich.*` as typed settings
+    questions.py      SimilarQuestions (stage 3): each seed's request, its replies judged, items deduplicated
+    enrichment.py     AnswerEnrichment (stage 4): enrichment requests, one record per variant
+    batches.py        the rows between stages (Curator DocumentBatches) and a shard as a task
     stages.py         the shard reader and writer, and GenerateAndEnrichStage (NeMo Curator
                       ProcessingStages) running SimilarQuestions and AnswerEnrichment on one engine
     step.py           run_step(cfg, in_dir, out_dir): `taskseed generate` and the `generate` step of `taskseed run`

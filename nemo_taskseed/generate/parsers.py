@@ -237,51 +237,78 @@ def parse_item(output: str, raw: str, seed: dict, sample_index: int, *, min_ques
         "tests": None,
         "format": "generative",
     }
+    answer = _answer_fields(output, obj, seed, sample_index)
+    if isinstance(answer, Rejected):
+        return answer
+    item.update(answer)
+    return item
 
+
+def _answer_fields(output: str, obj: dict, seed: dict, sample_index: int) -> dict | Rejected:
+    """The answer part of an item (format, options, answer_index, answer_text, reference, tests:
+    those the output kind sets), or why the reply's answer was rejected."""
     if output in ("multiple_choice", "multiple_choice_context"):
-        num_options = len(seed["options"])
-        choices = _choices(obj, num_options)
-        if isinstance(choices, Rejected):
-            return choices
-        correct, distractors = choices
-        pos = answer_position(seed["id"], sample_index, num_options)
-        options = distractors[:pos] + [correct] + distractors[pos:]
-        item.update(format="multiple_choice", options=options, answer_index=pos, answer_text=correct)
-    elif output == "boolean":
-        answer = obj.get("answer")
-        if isinstance(answer, str) and normalize(answer) in ("yes", "true", "no", "false"):
-            answer = normalize(answer) in ("yes", "true")
-        if not isinstance(answer, bool):
-            return Rejected("missing_field", "answer must be true or false")
-        options = list(seed["options"])
-        wanted = ("yes", "true") if answer else ("no", "false")
-        index = next(i for i, o in enumerate(options) if normalize(o) in wanted)
-        item.update(format="multiple_choice", options=options, answer_index=index, answer_text=options[index])
-    elif output == "math_word_problem":
-        solution = _text(obj, "solution")
-        final = _text(obj, "final_answer")
-        for value in (solution, final):
-            if isinstance(value, Rejected):
-                return value
-        item.update(answer_text=final, reference=solution)
-    elif output == "code_with_tests":
-        code = _text(obj, "code")
-        if isinstance(code, Rejected):
-            return code
-        tests = obj.get("tests")
-        tests = [t.strip() for t in tests if isinstance(t, str)] if isinstance(tests, list) else []
-        bad = _code_checks(code, tests)
-        if bad:
-            return bad
-        item.update(answer_text=code, reference=code, tests=tests)
-    elif output in ("short_answer", "reading_comprehension"):
+        return _multiple_choice_answer(obj, seed, sample_index)
+    if output == "boolean":
+        return _boolean_answer(obj, seed)
+    if output == "math_word_problem":
+        return _math_answer(obj)
+    if output == "code_with_tests":
+        return _code_answer(obj)
+    if output in ("short_answer", "reading_comprehension"):
         answer = _text(obj, "answer")
         if isinstance(answer, Rejected):
             return answer
-        item.update(answer_text=answer)
-    else:
-        raise ValueError(f"not an item output kind: {output!r}")
-    return item
+        return {"answer_text": answer}
+    raise ValueError(f"not an item output kind: {output!r}")
+
+
+def _multiple_choice_answer(obj: dict, seed: dict, sample_index: int) -> dict | Rejected:
+    """As many options as the seed has, the correct one at its deterministic position."""
+    num_options = len(seed["options"])
+    choices = _choices(obj, num_options)
+    if isinstance(choices, Rejected):
+        return choices
+    correct, distractors = choices
+    pos = answer_position(seed["id"], sample_index, num_options)
+    options = distractors[:pos] + [correct] + distractors[pos:]
+    return {"format": "multiple_choice", "options": options, "answer_index": pos, "answer_text": correct}
+
+
+def _boolean_answer(obj: dict, seed: dict) -> dict | Rejected:
+    """True/false (or yes/no) as the index of the seed's matching option."""
+    answer = obj.get("answer")
+    if isinstance(answer, str) and normalize(answer) in ("yes", "true", "no", "false"):
+        answer = normalize(answer) in ("yes", "true")
+    if not isinstance(answer, bool):
+        return Rejected("missing_field", "answer must be true or false")
+    options = list(seed["options"])
+    wanted = ("yes", "true") if answer else ("no", "false")
+    index = next(i for i, o in enumerate(options) if normalize(o) in wanted)
+    return {"format": "multiple_choice", "options": options, "answer_index": index, "answer_text": options[index]}
+
+
+def _math_answer(obj: dict) -> dict | Rejected:
+    """The final answer, with the worked solution as reference."""
+    solution = _text(obj, "solution")
+    final = _text(obj, "final_answer")
+    for value in (solution, final):
+        if isinstance(value, Rejected):
+            return value
+    return {"answer_text": final, "reference": solution}
+
+
+def _code_answer(obj: dict) -> dict | Rejected:
+    """The code (answer and reference) and its assert tests, all of which must compile."""
+    code = _text(obj, "code")
+    if isinstance(code, Rejected):
+        return code
+    tests = obj.get("tests")
+    tests = [t.strip() for t in tests if isinstance(t, str)] if isinstance(tests, list) else []
+    bad = _code_checks(code, tests)
+    if bad:
+        return bad
+    return {"answer_text": code, "reference": code, "tests": tests}
 
 
 def is_copy(item: dict, seed: dict, threshold: float) -> bool:

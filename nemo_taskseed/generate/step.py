@@ -27,15 +27,14 @@ from typing import Any
 
 from nemo_taskseed.config import to_container
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.generate.batches import shard_task
 from nemo_taskseed.generate.prompts import prompts_dir
+from nemo_taskseed.generate.settings import EnrichmentSettings, GenerationSettings
 from nemo_taskseed.generate.stages import (
-    EnrichmentSettings,
     GenerateAndEnrichStage,
     GeneratedShardWriterStage,
-    GenerationSettings,
     ReadSeedShardStage,
     log_summary,
-    shard_task,
 )
 from nemo_taskseed.llm.backends import Backend
 from nemo_taskseed.llm.cost import stage_cost

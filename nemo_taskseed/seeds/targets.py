@@ -84,6 +84,36 @@ def allocate(
     """
     cap = max_per_subtask if max_per_subtask and max_per_subtask > 0 else None
     notes: list[str] = []
+    if not targets.active:
+        return {"per_task": {r["task"]: cap for r in rows}, "kinds": {}, "families": {}, "notes": notes}
+    quotas = _Quotas(_available(rows, sizes, cap, notes), {r["task"]: 0 for r in rows}, targets.min_per_subtask)
+    kinds_report: dict[str, dict[str, Any]] = {}
+    families_report: dict[str, dict[str, Any]] = {}
+
+    by_kind: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_kind[r["kind"]][r["family"]].append(r)
+    for kind, families in sorted(by_kind.items()):
+        target = targets.per_kind.get(kind)
+        given = _allocate_kind(quotas, kind, families, target, targets.per_family, families_report, notes)
+        per_task = quotas.per_task
+        for family, rs in families.items():
+            report = families_report.setdefault(family, {"kind": kind, "target": None})
+            report["seeds"] = sum(per_task[r["task"]] for r in rs)
+            report["subtasks"] = len(rs)
+            report["from_fewshot"] = sum(per_task[r["task"]] for r in rs if not _is_training(r))
+        kinds_report[kind] = {
+            "target": target,
+            "seeds": given,
+            "from_fewshot": sum(per_task[r["task"]] for fam in families.values() for r in fam if not _is_training(r)),
+        }
+    return {"per_task": quotas.per_task, "kinds": kinds_report, "families": families_report, "notes": notes}
+
+
+def _available(
+    rows: list[dict[str, Any]], sizes: dict[str, int | None], cap: int | None, notes: list[str]
+) -> dict[str, int]:
+    """Seeds each subtask can give: its split's size (the cap when unknown), at most the cap."""
     unknown: list[str] = []
 
     def available(row: dict[str, Any]) -> int:
@@ -98,8 +128,6 @@ def allocate(
             size = cap
         return min(size, cap) if cap is not None else size
 
-    if not targets.active:
-        return {"per_task": {r["task"]: cap for r in rows}, "kinds": {}, "families": {}, "notes": notes}
     avail = {r["task"]: available(r) for r in rows}
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
@@ -107,68 +135,73 @@ def allocate(
             f"split size unknown for {len(unknown)} subtask(s) ({shown}): assumed {cap} "
             f"(seeds.max_per_subtask); give a mirror for real sizes (few-shot/dev splits hold ~5 rows)"
         )
+    return avail
 
-    per_task: dict[str, int] = {r["task"]: 0 for r in rows}
-    kinds_report: dict[str, dict[str, Any]] = {}
-    families_report: dict[str, dict[str, Any]] = {}
 
-    def fill_family(family_rows: list[dict[str, Any]], budget: int) -> int:
+@dataclass
+class _Quotas:
+    """Seeds given so far per subtask (`per_task`), within what each can give (`avail`)."""
+
+    avail: dict[str, int]
+    per_task: dict[str, int]
+    min_per_subtask: int
+
+    def room(self, row: dict[str, Any]) -> int:
+        return self.avail[row["task"]] - self.per_task[row["task"]]
+
+    def fill_family(self, family_rows: list[dict[str, Any]], budget: int) -> int:
         """Split `budget` over a family's subtasks (min_per_subtask first): what was given."""
-        room = [avail[r["task"]] - per_task[r["task"]] for r in family_rows]
-        floor = [min(targets.min_per_subtask, x) for x in room]
+        room = [self.room(r) for r in family_rows]
+        floor = [min(self.min_per_subtask, x) for x in room]
         floor_total = sum(floor)
         if floor_total > budget:  # not even the floors fit: fair share of the budget instead
             floor, floor_total = fair_share(room, budget), budget
         rest = fair_share([x - f for x, f in zip(room, floor)], budget - floor_total)
         for r, f, x in zip(family_rows, floor, rest):
-            per_task[r["task"]] += f + x
+            self.per_task[r["task"]] += f + x
         return floor_total + sum(rest)
 
-    by_kind: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        by_kind[r["kind"]][r["family"]].append(r)
-    for kind, families in sorted(by_kind.items()):
-        target = targets.per_kind.get(kind)
-        given = 0
-        # Families with their own target take it first (from training splits, then few-shot ones).
-        fixed = {f: n for f, n in targets.per_family.items() if f in families and n is not None}
-        for family, want in fixed.items():
-            got = fill_family([r for r in families[family] if _is_training(r)], want)
-            got += fill_family([r for r in families[family] if not _is_training(r)], want - got)
+
+def _allocate_kind(
+    quotas: _Quotas,
+    kind: str,
+    families: dict[str, list[dict[str, Any]]],
+    target: int | None,
+    per_family: dict[str, int],
+    families_report: dict[str, dict[str, Any]],
+    notes: list[str],
+) -> int:
+    """Give one kind's seeds to its families' subtasks: what was given in all."""
+    given = 0
+    # Families with their own target take it first (from training splits, then few-shot ones).
+    fixed = {f: n for f, n in per_family.items() if f in families and n is not None}
+    for family, want in fixed.items():
+        got = quotas.fill_family([r for r in families[family] if _is_training(r)], want)
+        got += quotas.fill_family([r for r in families[family] if not _is_training(r)], want - got)
+        given += got
+        families_report[family] = {"kind": kind, "target": want, "seeds": got}
+    free = {f: rs for f, rs in families.items() if f not in fixed}
+    if target is None:
+        # No target for this kind: its free families keep max_per_subtask per subtask.
+        for rs in free.values():
+            for r in rs:
+                quotas.per_task[r["task"]] = quotas.avail[r["task"]]
+                given += quotas.avail[r["task"]]
+        return given
+    budget = max(target - given, 0)
+    for stage in (_is_training, lambda r: not _is_training(r)):
+        names = sorted(free)
+        room = [sum(quotas.room(r) for r in free[f] if stage(r)) for f in names]
+        for family, share in zip(names, fair_share(room, budget)):
+            got = quotas.fill_family([r for r in free[family] if stage(r)], share)
+            budget -= got
             given += got
-            families_report[family] = {"kind": kind, "target": want, "seeds": got}
-        free = {f: rs for f, rs in families.items() if f not in fixed}
-        if target is None:
-            # No target for this kind: its free families keep max_per_subtask per subtask.
-            for rs in free.values():
-                for r in rs:
-                    per_task[r["task"]] = avail[r["task"]]
-                    given += avail[r["task"]]
-        else:
-            budget = max(target - given, 0)
-            for stage in (_is_training, lambda r: not _is_training(r)):
-                names = sorted(free)
-                room = [sum(avail[r["task"]] - per_task[r["task"]] for r in free[f] if stage(r)) for f in names]
-                for family, share in zip(names, fair_share(room, budget)):
-                    got = fill_family([r for r in free[family] if stage(r)], share)
-                    budget -= got
-                    given += got
-            if given < target:
-                notes.append(
-                    f"{kind}: {given:,} seeds available of the {target:,} targeted "
-                    f"(training and few-shot splits of the selected subtasks are exhausted)"
-                )
-        for family, rs in families.items():
-            report = families_report.setdefault(family, {"kind": kind, "target": None})
-            report["seeds"] = sum(per_task[r["task"]] for r in rs)
-            report["subtasks"] = len(rs)
-            report["from_fewshot"] = sum(per_task[r["task"]] for r in rs if not _is_training(r))
-        kinds_report[kind] = {
-            "target": target,
-            "seeds": given,
-            "from_fewshot": sum(per_task[r["task"]] for fam in families.values() for r in fam if not _is_training(r)),
-        }
-    return {"per_task": per_task, "kinds": kinds_report, "families": families_report, "notes": notes}
+    if given < target:
+        notes.append(
+            f"{kind}: {given:,} seeds available of the {target:,} targeted "
+            f"(training and few-shot splits of the selected subtasks are exhausted)"
+        )
+    return given
 
 
 def split_sizes(rows: list[dict[str, Any]], mirror: str | None) -> dict[str, int | None]:
