@@ -12,7 +12,7 @@ import os
 #
 # Curator 1.4's AsyncOpenAIClient retries only connection errors and HTTP 429 (told apart by the
 # message text), ignores Retry-After and does not report its retries, so
-# nemo_taskseed.llm.backends builds it with max_retries=0 and retries every transient error itself
+# nemo_taskseed.llm.openai_backend builds it with max_retries=0 and retries every transient error itself
 # (`_Endpoint` and `OpenAIBackend._one` there). Hand retrying back to Curator only when its client
 # honours Retry-After, retries timeouts and 5xx, and says how often it retried.
 

@@ -63,7 +63,7 @@ SAMPLING = Struct(
     {"n": INT, "temperature": FLOAT, "top_p": FLOAT, "max_tokens": INT, "seed": INT},
     frozenset({"n", "temperature", "top_p", "max_tokens", "seed"}),
 )
-# generate/stages.py writes these; seed_task, structured_outputs and example_seed_ids came later.
+# generate/questions.py writes these; seed_task, structured_outputs and example_seed_ids came later.
 LINEAGE = Struct(
     {
         "seed_id": STRING,

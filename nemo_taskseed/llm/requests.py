@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nemo_taskseed.errors import UserError
-from nemo_taskseed.llm.backends import Backend, Request, RequestFeed, Usage
+from nemo_taskseed.llm.backends import Backend, Completion, Request, RequestFeed, Usage
 from nemo_taskseed.llm.cache import RequestCache, request_key
 
 # One SQLite transaction (one fsync) per interval instead of per request: at GPU rates of hundreds
@@ -120,6 +120,77 @@ def _prefix_order(r: Request) -> str:
 FollowUp = Callable[[Hashable, Request, dict], dict[Hashable, list[Request]]]
 
 
+class _ReplyRouter:
+    """The bookkeeping of one `run_requests` call: which groups asked for which requests, what is
+    still to send, each reply handed to every group that asked for it, and the replies waiting to
+    be committed to their group's cache."""
+
+    def __init__(self, caches: dict[Hashable, RequestCache], follow_up: FollowUp | None):
+        self.caches = caches
+        self.follow_up = follow_up
+        self.out = {g: GroupResult() for g in caches}
+        self.asked: dict[Hashable, set[str]] = {g: set() for g in caches}
+        self.owners: dict[str, list[Hashable]] = {}  # requests queued or in flight -> groups waiting for them
+        self.finished: dict[str, dict] = {}  # replies this call got from the engine, for groups asking later
+        self.to_send: list[Request] = []
+        self.buffer: dict[Hashable, list[tuple[str, tuple[list[str], str]]]] = {}
+
+    def settle(self, g: Hashable, request: Request, reply: dict) -> None:
+        self.out[g].results[request.key] = reply
+        if self.follow_up is not None:
+            self.admit(self.follow_up(g, request, reply))
+
+    def record(self, g: Hashable, request: Request, reply: dict) -> None:
+        """A reply the engine produced in this call, for group g (not from g's cache)."""
+        if reply.get("error") is not None:
+            # Not cached: a rerun with other settings (a longer context) may succeed.
+            self.out[g].stats.refused += 1
+        else:
+            self.buffer.setdefault(g, []).append((request.key, (reply["outputs"], reply["backend"])))
+            self.out[g].stats.sent += 1
+        self.settle(g, request, reply)
+
+    def admit(self, new: dict[Hashable, list[Request]]) -> None:
+        for g, requests in new.items():
+            unique = {r.key: r for r in requests if r.key not in self.asked[g]}
+            self.asked[g].update(unique)
+            cached = self.caches[g].get_many(list(unique))
+            self.out[g].stats.total += len(unique)
+            self.out[g].stats.cached += len(cached)
+            for key, r in unique.items():
+                if key in cached:
+                    self.settle(g, r, cached[key])
+                elif key in self.finished:
+                    self.record(g, r, self.finished[key])
+                elif key in self.owners:
+                    self.owners[key].append(g)
+                else:
+                    self.owners[key] = [g]
+                    self.to_send.append(r)
+
+    def receive(self, done: Completion, backend_name: str) -> None:
+        """A request the engine finished (or refused): its reply to every group waiting for it."""
+        key = done.request.key
+        reply = {"outputs": done.texts, "backend": backend_name}
+        if done.error is not None:
+            reply = {"outputs": [], "backend": backend_name, "error": done.error}
+        self.finished[key] = reply
+        for i, g in enumerate(self.owners.pop(key)):
+            if i == 0 and done.error is None:  # tokens were spent once, whoever else shares the request
+                self.out[g].usage.add(done.usage)
+            self.record(g, done.request, reply)
+
+    def queued(self) -> list[Request]:
+        batch = sorted(self.to_send, key=_prefix_order)
+        self.to_send.clear()
+        return batch
+
+    def flush(self) -> None:
+        for g, entries in self.buffer.items():
+            self.caches[g].put_many(dict(entries))
+        self.buffer.clear()
+
+
 def run_requests(
     groups: dict[Hashable, list[Request]],
     backend: Backend,
@@ -142,84 +213,27 @@ def run_requests(
     """
     from tqdm import tqdm
 
-    out = {g: GroupResult() for g in caches}
-    asked: dict[Hashable, set[str]] = {g: set() for g in caches}
-    owners: dict[str, list[Hashable]] = {}  # requests queued or in flight -> groups waiting for them
-    finished: dict[str, dict] = {}  # replies this call got from the engine, for groups asking later
-    to_send: list[Request] = []
-    buffer: dict[Hashable, list[tuple[str, tuple[list[str], str]]]] = {}
-
-    def settle(g: Hashable, request: Request, reply: dict) -> None:
-        out[g].results[request.key] = reply
-        if follow_up is not None:
-            admit(follow_up(g, request, reply))
-
-    def record(g: Hashable, request: Request, reply: dict) -> None:
-        """A reply the engine produced in this call, for group g (not from g's cache)."""
-        if reply.get("error") is not None:
-            # Not cached: a rerun with other settings (a longer context) may succeed.
-            out[g].stats.refused += 1
-        else:
-            buffer.setdefault(g, []).append((request.key, (reply["outputs"], reply["backend"])))
-            out[g].stats.sent += 1
-        settle(g, request, reply)
-
-    def admit(new: dict[Hashable, list[Request]]) -> None:
-        for g, requests in new.items():
-            unique = {r.key: r for r in requests if r.key not in asked[g]}
-            asked[g].update(unique)
-            cached = caches[g].get_many(list(unique))
-            out[g].stats.total += len(unique)
-            out[g].stats.cached += len(cached)
-            for key, r in unique.items():
-                if key in cached:
-                    settle(g, r, cached[key])
-                elif key in finished:
-                    record(g, r, finished[key])
-                elif key in owners:
-                    owners[key].append(g)
-                else:
-                    owners[key] = [g]
-                    to_send.append(r)
-
-    def queued() -> list[Request]:
-        batch = sorted(to_send, key=_prefix_order)
-        to_send.clear()
-        return batch
-
-    def flush() -> None:
-        for g, entries in buffer.items():
-            caches[g].put_many(dict(entries))
-        buffer.clear()
-
-    admit(groups)
-    if not to_send:
-        return out
-    feed = RequestFeed(queued())
+    router = _ReplyRouter(caches, follow_up)
+    router.admit(groups)
+    if not router.to_send:
+        return router.out
+    feed = RequestFeed(router.queued())
     last = time.monotonic()
     try:
-        with tqdm(total=len(owners), desc=desc, unit="req", leave=False, dynamic_ncols=True) as bar:
+        with tqdm(total=len(router.owners), desc=desc, unit="req", leave=False, dynamic_ncols=True) as bar:
             for done in backend.stream(feed):
-                key = done.request.key
-                reply = {"outputs": done.texts, "backend": backend.name}
-                if done.error is not None:
-                    reply = {"outputs": [], "backend": backend.name, "error": done.error}
-                finished[key] = reply
-                for i, g in enumerate(owners.pop(key)):
-                    if i == 0 and done.error is None:  # tokens were spent once, whoever else shares the request
-                        out[g].usage.add(done.usage)
-                    record(g, done.request, reply)
-                if to_send:
-                    bar.total += len(to_send)
+                router.receive(done, backend.name)
+                if router.to_send:
+                    bar.total += len(router.to_send)
                     bar.refresh()
-                    feed.add(queued())
+                    feed.add(router.queued())
                 bar.update(1)
                 if time.monotonic() - last >= COMMIT_INTERVAL_S:
-                    flush()
+                    router.flush()
                     last = time.monotonic()
     finally:
-        flush()  # what finished before a failure is kept
-    return out
+        router.flush()  # what finished before a failure is kept
+    return router.out
 
 
 class RequestSession:

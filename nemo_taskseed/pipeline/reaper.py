@@ -39,27 +39,36 @@ def _watch(parent_pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     seen: dict[int, float] = {}  # pid -> create_time
-    while True:
-        try:
-            alive = (
-                parent.is_running()
-                and parent.create_time() == parent_created
-                and parent.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.NoSuchProcess:
-            alive = False
-        if not alive:
-            break
-        try:
-            for child in parent.children(recursive=True):
-                if child.pid != os.getpid():
-                    try:
-                        seen.setdefault(child.pid, child.create_time())
-                    except psutil.NoSuchProcess:
-                        pass
-        except psutil.NoSuchProcess:
-            break
+    while _still_running(parent, parent_created) and _remember_descendants(parent, seen):
         time.sleep(POLL_S)
+    _end_remembered(seen)
+
+
+def _still_running(parent: psutil.Process, created: float) -> bool:
+    """The driver is alive: the same process (not a reused pid) and not a zombie."""
+    try:
+        return parent.is_running() and parent.create_time() == created and parent.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _remember_descendants(parent: psutil.Process, seen: dict[int, float]) -> bool:
+    """Add the driver's descendants alive now to `seen` (pid -> create_time); False once it is gone."""
+    try:
+        for child in parent.children(recursive=True):
+            if child.pid != os.getpid():
+                try:
+                    seen.setdefault(child.pid, child.create_time())
+                except psutil.NoSuchProcess:
+                    pass
+    except psutil.NoSuchProcess:
+        return False
+    return True
+
+
+def _end_remembered(seen: dict[int, float]) -> None:
+    """SIGTERM to each remembered descendant that is still the same process, then SIGKILL to those
+    still alive GRACE_S later."""
     victims = []
     for pid, created in seen.items():
         try:
