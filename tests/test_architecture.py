@@ -98,3 +98,101 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     fake = tmp_path / "probe.py"
     fake.write_text("import os\n\ndef f():\n    from nemo_taskseed.filter import step\n")
     assert _imports(fake) == [(4, "filter")]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes under `if TYPE_CHECKING:`: imports for annotations, never run."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            skipped.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    return skipped
+
+
+def _imported_modules(path: Path, modules: set[str], text: str | None = None) -> set[str]:
+    """The nemo_taskseed modules one file imports when it runs, at module level or inside
+    functions (not under `if TYPE_CHECKING:`): for `from a.b import c`, the module `a.b.c` when
+    there is one, else `a.b`."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found = set()
+    tree = ast.parse(path.read_text() if text is None else text, filename=str(path))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: against this file's package, one level up per extra dot
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in modules else base)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m in modules}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+    modules = set(files)
+    return {name: _imported_modules(path, modules) - {name} for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    """No module imports itself through others, not even lazily inside a function: a circle
+    means two modules that are one concept, or a concept in the wrong one of them. (Imports only
+    for annotations, under `if TYPE_CHECKING:`, never run and are not counted.)"""
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    # Lazy imports inside functions count, and `from package import module` names the module.
+    graph = import_graph()
+    assert "nemo_taskseed.tokenize.stages" in graph["nemo_taskseed.tokenize.step"]
+    assert "nemo_taskseed.pipeline.driver" in graph["nemo_taskseed.seeds.step"]
+
+
+def test_the_cycle_check_reads_lazy_and_relative_imports_not_type_only_ones():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from . import stages\n"
+        "if TYPE_CHECKING:\n"
+        "    from nemo_taskseed.seeds.step import collect_seeds\n"
+        "def f():\n"
+        "    from nemo_taskseed.pipeline import driver\n"
+        "    import nemo_taskseed.tokenize.step\n"
+    )
+    found = _imported_modules(ROOT / "seeds" / "probe.py", set(import_graph()), source)
+    assert found == {"nemo_taskseed.seeds.stages", "nemo_taskseed.pipeline.driver", "nemo_taskseed.tokenize.step"}

@@ -312,3 +312,38 @@ def test_targets_drive_the_pipeline_and_the_plan_cli(fixtures_hf, tmp_path, caps
     out = capsys.readouterr().out
     # arc and openbookqa give their 200 each; only then mmlu_anatomy's 5-row dev split is drawn on.
     assert "seed targets by kind" in out and "405 seeds available of the 420" in " ".join(out.split())
+
+
+def test_subtasks_resume_from_their_shard_markers_and_leave_with_their_files(fixtures_hf, tmp_path):
+    """One shard per subtask through the shard driver (pipeline/driver.py): its parts and done
+    marker `shards/<task>.json`; a rerun skips it, `resume=false` redoes it, and a subtask no
+    longer asked for takes its parts and marker with it."""
+    out = tmp_path / "out"
+    first = run_stages_in_process(["arc_easy", "openbookqa"], fixtures_hf, out, max_per_subtask=5)
+    marker = json.loads((out / "shards" / "arc_easy.json").read_text())
+    assert marker["schema"] == "taskseed.shard/1" and (marker["task"], marker["kept"]) == ("arc_easy", 5)
+    assert (out / "kept" / "part-arc_easy.jsonl").is_file() and (out / "rejected" / "part-arc_easy.jsonl").is_file()
+    assert first["resumed_subtasks"] == 0 and first["kept"] == 10
+    before = (out / "seeds.arc_easy.jsonl").read_bytes()
+    written = (out / "shards" / "arc_easy.json").stat().st_mtime_ns
+
+    again = run_stages_in_process(["arc_easy"], fixtures_hf, out, max_per_subtask=5)
+    assert again["resumed_subtasks"] == 1 and again["kept"] == 5
+    assert (out / "shards" / "arc_easy.json").stat().st_mtime_ns == written  # not run again
+    assert not (out / "shards" / "openbookqa.json").exists() and not (out / "kept" / "part-openbookqa.jsonl").exists()
+
+    forced = run_stages_in_process(["arc_easy"], fixtures_hf, out, max_per_subtask=5, resume="false")
+    assert forced["resumed_subtasks"] == 0 and (out / "seeds.arc_easy.jsonl").read_bytes() == before
+    changed = run_stages_in_process(["arc_easy"], fixtures_hf, out, max_per_subtask=4)
+    assert changed["resumed_subtasks"] == 0 and changed["kept"] == 4
+
+
+def test_conformed_rows_keep_their_own_key_order():
+    """Seeds are the same bytes in every process: the kept row's keys follow the row, not the
+    iteration order of a frozenset (string hashes change with PYTHONHASHSEED)."""
+    from nemo_taskseed.seeds.source import conform_rows
+
+    keys = ["question", "choices", "answerKey", "id", "extra_field_zeta", "alpha"]
+    rows = [(i, {k: f"{k}{i}" for k in keys}) for i in range(3)]
+    kept = conform_rows(rows, "split.jsonl").rows
+    assert [list(row) for _, row in kept] == [keys] * 3

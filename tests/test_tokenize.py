@@ -187,13 +187,15 @@ def test_bad_lines_are_rejected_with_file_and_line_and_the_rest_tokenizes(tmp_pa
         [path], tmp_path / "out", TokenizeOptions.from_config(load_config(), str(model_dir), progress=False)
     )
     rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    # Lines that are not UTF-8, JSON or an object are rejected as every JSONL reader does (utils/jsonl.py).
     assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
         (2, "missing field 'text'"),
         (4, "empty field 'text'"),
-        (5, "undecodable line"),
-        (6, "invalid JSON"),
+        (5, "not valid JSON"),
+        (6, "not valid JSON"),
         (7, "missing grouping field 'family'"),
     ]
+    assert "can't decode byte 0xe9" in rejects[2]["reason"]  # not UTF-8: the byte, and where
     assert all(r["file"] == str(path) for r in rejects)
     assert manifest["totals"]["documents"] == 5 and manifest["totals"]["rejected"] == 5
     assert manifest["inputs"] == [{"path": str(path), "accepted": 5, "rejected": 5}]
@@ -344,8 +346,8 @@ def _marker_mtimes(out: Path) -> dict[str, int]:
 
 
 def test_input_discovery_takes_part_files_and_legacy_files_never_rejects(tmp_path):
-    from nemo_taskseed.tokenize.megatron import TokenizeError, shard_names
-    from nemo_taskseed.tokenize.step import input_files
+    from nemo_taskseed.tokenize.options import TokenizeError
+    from nemo_taskseed.tokenize.step import input_files, shard_names
 
     section = _default_section()
     filt, gen = tmp_path / "filter", tmp_path / "generate"
@@ -447,7 +449,7 @@ def test_part_files_merge_to_the_tokenization_of_their_concatenation(tmp_path, d
 
     # An empty input into the same folder is an error, and the earlier outputs stay (tokenizing
     # nothing used to "finish" by removing every prefix as stale).
-    from nemo_taskseed.tokenize.megatron import TokenizeError
+    from nemo_taskseed.tokenize.options import TokenizeError
 
     before = sorted(p.relative_to(out) for p in out.rglob("*.bin"))
     empty = tmp_path / "empty" / "curated"
@@ -596,7 +598,7 @@ from dataclasses import asdict
 import pandas as pd
 from nemo_curator.tasks import DocumentBatch
 from nemo_taskseed.tokenize.encoder import load_hf_tokenizer, tokenizer_fingerprint
-from nemo_taskseed.tokenize.megatron import ShardSpec
+from nemo_taskseed.tokenize.options import ShardSpec
 from nemo_taskseed.tokenize.stages import TASK_COLUMNS, TokenizeShardStage
 
 model, src, out = sys.argv[1:4]
@@ -616,6 +618,7 @@ for pinned in (True, False):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the tokenizer starts no extra threads on one core")
+@pytest.mark.subprocess
 def test_a_ray_task_tokenizes_on_the_one_cpu_it_reserved(tmp_path, documents, model_dir):
     """A shard task on Ray reserved one CPU (`tokenize.workers=1`). Pinned (what `run_tokenize`
     asks of every executor but inline), it starts no tokenizer thread, even with

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from nemo_taskseed.config import ConfigError
 from nemo_taskseed.errors import UserError
 from nemo_taskseed.evaluate.tasks import Benchmark, local_task_config, selected_benchmarks
+from nemo_taskseed.utils.jsonl import read_jsonl
 from nemo_taskseed.utils.lm_eval_yaml import task_manager
 
 BACKENDS = ("vllm", "hf", "local-completions")
@@ -158,14 +159,9 @@ def append_rows(results_path: str | Path, rows: list[dict]) -> None:
 
 
 def read_rows(results_path: str | Path) -> list[dict]:
+    """The rows of a results file (none if there is none yet); a bad line is a UserError naming
+    the file and line."""
     path = Path(results_path)
     if not path.is_file():
         return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{i}: not a JSON line ({exc})") from exc
-    return rows
+    return [row for _, row in read_jsonl(path)]

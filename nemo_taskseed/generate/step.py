@@ -22,6 +22,7 @@ import json
 import time
 from array import array
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from nemo_taskseed.generate.stages import (
 )
 from nemo_taskseed.llm.backends import Backend
 from nemo_taskseed.llm.cost import stage_cost
-from nemo_taskseed.pipeline import publish, shards
+from nemo_taskseed.pipeline import driver, publish, shards
 from nemo_taskseed.pipeline.lock import holds_output_lock
 from nemo_taskseed.schema.generated import GENERATED_SCHEMA_VERSION
 from nemo_taskseed.schema.records import validate_seed
@@ -46,6 +47,7 @@ from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.utils.jsonl import write_json, write_jsonl
 
 REJECTED_SEEDS = "rejected_seeds.jsonl"
+PART_KINDS = ("generated", "rejected")
 
 
 @dataclass
@@ -178,10 +180,6 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     `backend` lets callers (tests, notebooks) reuse a running engine (and runs inline); otherwise
     the model stage builds one from `cfg.generate.backend` per worker (one in this process inline).
     """
-    from nemo_curator.pipeline import Pipeline
-
-    from nemo_taskseed.pipeline.executors import make_executor
-
     started = time.time()
     config = to_container(cfg) or {}
     gcfg = config["generate"]
@@ -192,28 +190,19 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     if not planned:
         raise UserError(f"{in_dir}: no valid seeds ({len(rejected_seeds)} invalid; see {out_dir / REJECTED_SEEDS})")
     write_jsonl(out_dir / REJECTED_SEEDS, rejected_seeds, sort_keys=True)
-    settings_fp = settings_fingerprint(config)
-    stale = shards.remove_unplanned(out_dir, {s.name for s in planned}, ("generated", "rejected"))
-
-    fingerprints = {s.name: shards.fingerprint(settings_fp, s.digest.hexdigest()) for s in planned}
-    todo = [
-        s
-        for s in planned
-        if not shards.is_done(
-            out_dir,
-            s.name,
-            fingerprints[s.name],
-            [shards.part_path(out_dir, k, s.name) for k in ("generated", "rejected")],
-        )
-    ]
     executor = gcfg["executor"] if backend is None else "inline"
-    if todo:
-        tasks = [shard_task(s.name, fingerprints[s.name], files, list(s.file_index), list(s.offsets)) for s in todo]
-        pipeline = Pipeline(name="taskseed_generate", stages=build_stages(config, out_dir, backend))
-        pipeline.run(make_executor(executor, progress="generate shards"), initial_tasks=tasks)
-    summary = merge_summary(out_dir, [s.name for s in planned], {s.name for s in todo}, rejected_seeds, config)
+    run = driver.run_shards(
+        out_dir,
+        driver_shards(out_dir, files, planned, settings_fingerprint(config)),
+        lambda todo: build_stages(config, out_dir, backend),
+        executor,
+        label="generate shards",
+        name="taskseed_generate",
+        kinds=PART_KINDS,
+    )
+    summary = merge_summary(out_dir, [run.markers[name] for name in run.planned], run.ran, rejected_seeds, config)
     summary["shards"].update(
-        {"run_now": len(todo), "finished_before": len(planned) - len(todo), "removed_stale": stale}
+        {"run_now": len(run.ran), "finished_before": len(planned) - len(run.ran), "removed_stale": run.removed}
     )
     summary["backend"]["executor"] = executor
     summary["seconds"] = round(time.time() - started, 1)
@@ -224,30 +213,46 @@ def run_step(cfg, in_dir: Path, out_dir: Path, *, backend: Backend | None = None
     return summary
 
 
+def driver_shards(out_dir: Path, files: list[str], planned: list[SeedShard], settings_fp: str) -> list[driver.Shard]:
+    """The planned seed shards as the shard driver runs them: a shard's fingerprint is the settings'
+    and its seeds' bytes; its task (where its seeds are) is built only if it runs."""
+    out = []
+    for s in planned:
+        fingerprint = shards.fingerprint(settings_fp, s.digest.hexdigest())
+        out.append(
+            driver.Shard(
+                name=s.name,
+                fingerprint=fingerprint,
+                task=partial(_task, s, fingerprint, files),
+                outputs=tuple(shards.part_path(out_dir, kind, s.name) for kind in PART_KINDS),
+            )
+        )
+    return out
+
+
+def _task(shard: SeedShard, fingerprint: str, files: list[str]):
+    return shard_task(shard.name, fingerprint, files, list(shard.file_index), list(shard.offsets))
+
+
 def merge_summary(
-    out_dir: Path, shard_names: list[str], run_now: set[str], rejected_seeds: list[dict], config: dict
+    out_dir: Path, markers: list[dict], run_now: set[str], rejected_seeds: list[dict], config: dict
 ) -> dict:
-    """The step summary from the shards' markers (the driver never reads the records).
+    """The step summary from the shards' markers, in shard order (the driver never reads the records).
 
     Counts and `cost` cover every shard; `requests` and `backend.usage` cover the shards this
     invocation ran, so a resumed run shows what it sent, not what earlier runs did.
     """
     totals: dict[str, Any] = {}
     nodes: dict[str, int] = {}
-    incomplete = []
     files: dict[str, Any] = {}
-    for name, marker in shards.read_markers(out_dir, shard_names).items():
-        if marker is None:
-            incomplete.append(name)
-            continue
-        files.update(publish.shard_files(out_dir, marker, name, ("generated", "rejected")))
+    for marker in markers:
+        name = marker["shard"]
+        files.update(publish.shard_files(out_dir, marker, name, PART_KINDS))
         shards.add_counts(totals, {"counts": marker["counts"], "cost": marker["usage"], "needed": marker["requests"]})
         if name in run_now:
             shards.add_counts(totals, {"requests": marker["requests"], "usage": marker["usage"]})
         node = marker["nodes"]["generate"] or marker["worker"]["node_id"]
         nodes[node] = nodes.get(node, 0) + 1
-    if incomplete:
-        raise RuntimeError(f"{len(incomplete)} shard(s) have no done marker after the run: {incomplete[:5]}")
     counts = totals.get("counts", {})
     dropped = dict(counts.get("dropped", {}))
     for r in rejected_seeds:
@@ -276,7 +281,7 @@ def merge_summary(
             for stage, u in sorted(totals.get("cost", {}).items())
         },
         "shards": {
-            "total": len(shard_names),
+            "total": len(markers),
             "by_node": dict(sorted(nodes.items())),
             "shard_size": int(config["generate"]["shard_size"]),
         },

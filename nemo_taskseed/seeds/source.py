@@ -84,7 +84,9 @@ def conform_rows(rows: list[tuple[int, dict[str, Any]]], file: str | None) -> So
                 }
             )
         else:
-            kept.append((idx, {k: r[k] for k in expected}))
+            # In the row's own key order: iterating the frozenset would order the keys by string
+            # hash, which PYTHONHASHSEED changes per process (seeds differed between two runs).
+            kept.append((idx, {k: v for k, v in r.items() if k in expected}))
     for rej in rejected:
         rej["file"] = file
     return SourceRows(kept, rejected, file)

@@ -1,6 +1,7 @@
 """NeMo Curator stages for seed collection and normalization.
 
-Each input task is a `DocumentBatch` with one row per subtask (its catalog row, as JSON). Rows flow
+Each input task is a `DocumentBatch` holding one subtask's catalog row (as JSON), with the shard
+name and fingerprint the driver planned in its metadata (`seed_task`). Rows flow
 as `task, row, status, reason_code, reason, field, payload` columns, `payload` holding a JSON
 string: seed rows of different tasks have different shapes, and Arrow needs one schema per block.
 """
@@ -11,7 +12,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,7 @@ from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
+from nemo_taskseed.pipeline import shards
 from nemo_taskseed.schema import validate_seed
 from nemo_taskseed.schema.rejected import rejected as rejected_line
 from nemo_taskseed.seeds.normalize import ROW_COLUMN, FieldRules, LmEvalTemplates, NormalizeError
@@ -41,6 +42,15 @@ def _row(
         "field": field_ or "",
         "payload": json.dumps(payload, ensure_ascii=False, default=str),
     }
+
+
+def seed_task(catalog_row: dict[str, Any], shard: str, shard_fingerprint: str) -> DocumentBatch:
+    """One subtask as a Curator task (one shard of the seeds step)."""
+    return DocumentBatch(
+        dataset_name=catalog_row["task"],
+        data=pd.DataFrame({"catalog_row": [json.dumps(catalog_row)]}),
+        _metadata={"shard": shard, "fingerprint": shard_fingerprint},
+    )
 
 
 def _batch(like: DocumentBatch, rows: list[dict]) -> DocumentBatch:
@@ -224,16 +234,18 @@ class ValidateSeedSchemaStage(ProcessingStage[DocumentBatch, DocumentBatch]):
 
 @dataclass
 class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
-    """Write `.parts/seeds.<task>.jsonl` and the task's rejections, atomically, then a done marker.
+    """Write the subtask's `kept/part-<shard>.jsonl` and `rejected/part-<shard>.jsonl` atomically,
+    then its done marker `shards/<shard>.json` (pipeline/shards.py).
 
-    Our own writer rather than Curator's JsonlWriter: output files are named per subtask and the
-    done marker (written last, with the inputs' fingerprint) is what makes a rerun skip the subtask.
-    The published `seeds.<task>.jsonl` are written from these parts after the pipeline, once seeds
-    repeated across subtasks are dropped (`pipeline.publish_seeds`).
+    One task is one subtask (`seed_task`): its metadata names the shard and the fingerprint the
+    driver planned it with. Our own writer rather than Curator's JsonlWriter: output files are
+    named per subtask and the marker, written last, is what makes a rerun skip the subtask. A
+    subtask whose source could not be read gets its rejection but no marker: the next run retries
+    it. The published `seeds.<task>.jsonl` are written from these parts after the pipeline, once
+    seeds repeated across subtasks are dropped (`step.publish_seeds`).
     """
 
     out_dir: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
     name: str = "seed_jsonl_writer"
 
     def inputs(self) -> tuple[list[str], list[str]]:
@@ -243,52 +255,60 @@ class SeedJsonlWriterStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         return ["data"], ["task", "kept", "rejected"]
 
     def process(self, batch: DocumentBatch) -> DocumentBatch:
-        out_dir = Path(self.out_dir)
-        parts = out_dir / ".parts"
-        parts.mkdir(parents=True, exist_ok=True)
         df = batch.to_pandas()
-        summaries = []
-        for task, group in df.groupby("task", sort=False):
-            kept = group[group["status"] == KEPT].sort_values("row")
-            rejected = group[group["status"] == REJECTED].sort_values("row")
-            write_lines(parts / f"seeds.{task}.jsonl", list(kept["payload"]))
-            rejected_lines = [
-                json.dumps(
-                    rejected_line(
-                        "seeds",
-                        r.reason_code,
-                        r.reason,
-                        task=task,
-                        row=None if r.row < 0 else int(r.row),
-                        field=r.field or None,
-                        file=json.loads(r.payload).get("file") if r.payload else None,
-                    ),
-                    ensure_ascii=False,
-                )
-                for r in rejected.itertuples()
-            ]
-            write_lines(parts / f"rejected.{task}.jsonl", rejected_lines)
-            reasons: dict[str, int] = {}
-            for code in rejected["reason_code"]:
-                reasons[code] = reasons.get(code, 0) + 1
-            notes = {r.reason_code: json.loads(r.payload) for r in group[group["status"] == "note"].itertuples()}
-            done = group[group["status"] == DONE]
-            catalog = json.loads(done["payload"].iloc[0])["catalog_row"] if len(done) else None
-            source_file = catalog.get("_source_file") if catalog else None
-            marker = {
-                "task": task,
-                "kept": len(kept),
-                "rejected": reasons,
-                "notes": notes,
-                "source_file": source_file,
-                "fingerprint": task_fingerprint(catalog, self.settings, source_file) if catalog else None,
-            }
-            if catalog:  # a subtask whose source could not be read is retried on the next run
-                write_lines(parts / f"{task}.done.json", [json.dumps(marker)])
-            summaries.append({"task": task, "kept": len(kept), "rejected": int(sum(reasons.values()))})
+        tasks = list(dict.fromkeys(df["task"]))
+        if len(tasks) != 1:
+            raise ValueError(f"seed writer: a task holds one subtask, got {tasks}")
+        task = tasks[0]
+        shard, fingerprint = batch._metadata["shard"], batch._metadata["fingerprint"]
+        shards.clear_marker(self.out_dir, shard)  # from here on nothing claims this subtask is complete
+        kept = df[df["status"] == KEPT].sort_values("row")
+        rejected = df[df["status"] == REJECTED].sort_values("row")
+        write_lines(shards.part_path(self.out_dir, "kept", shard), list(kept["payload"]))
+        write_lines(shards.part_path(self.out_dir, "rejected", shard), _rejected_lines(task, rejected))
+        reasons: dict[str, int] = {}
+        for code in rejected["reason_code"]:
+            reasons[code] = reasons.get(code, 0) + 1
+        notes = {r.reason_code: json.loads(r.payload) for r in df[df["status"] == "note"].itertuples()}
+        done = df[df["status"] == DONE]
+        if len(done):  # the source was read: the subtask is complete
+            catalog = json.loads(done["payload"].iloc[0])["catalog_row"]
+            shards.write_marker(
+                self.out_dir,
+                shard,
+                fingerprint,
+                {
+                    "task": task,
+                    "kept": len(kept),
+                    "rejected": reasons,
+                    "notes": notes,
+                    "source_file": catalog.get("_source_file"),
+                },
+            )
         return DocumentBatch(
             dataset_name=batch.dataset_name,
-            data=pd.DataFrame(summaries, columns=["task", "kept", "rejected"]),
+            data=pd.DataFrame(
+                [{"task": task, "kept": len(kept), "rejected": int(sum(reasons.values()))}],
+                columns=["task", "kept", "rejected"],
+            ),
             _metadata=batch._metadata,
             _stage_perf=batch._stage_perf,
         )
+
+
+def _rejected_lines(task: str, rejected: pd.DataFrame) -> list[str]:
+    return [
+        json.dumps(
+            rejected_line(
+                "seeds",
+                r.reason_code,
+                r.reason,
+                task=task,
+                row=None if r.row < 0 else int(r.row),
+                field=r.field or None,
+                file=json.loads(r.payload).get("file") if r.payload else None,
+            ),
+            ensure_ascii=False,
+        )
+        for r in rejected.itertuples()
+    ]

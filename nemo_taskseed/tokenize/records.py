@@ -6,11 +6,12 @@ and the rest of the file still tokenizes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from nemo_taskseed.utils.jsonl import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -55,66 +56,72 @@ def read_documents(
 ) -> Iterator[Document | Reject]:
     """Yield a `Document` per usable line of `path` and a `Reject` per bad one (1-based lines).
 
-    Lines are decoded one at a time so that one undecodable line does not poison the file.
-    Keys in `optional_group_keys` fall back to `missing_group_value`; any other grouping key
-    is required, because a document without a family cannot be placed in the blend.
-    `display_name` is the file as rejects name it (default `path`): a Ray worker opens the absolute
-    path, while rejects keep the path the user gave.
+    Lines are parsed one at a time (`utils.jsonl.iter_jsonl`) so that one undecodable line does
+    not poison the file. Keys in `optional_group_keys` fall back to `missing_group_value`; any
+    other grouping key is required, because a document without a family cannot be placed in the
+    blend. `display_name` is the file as rejects name it (default `path`): a Ray worker opens the
+    absolute path, while rejects keep the path the user gave.
     """
     name = display_name if display_name is not None else str(path)
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue  # blank lines (e.g. a trailing newline) are not records
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Reject(name, line_no, f"undecodable line: not UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Reject(name, line_no, f"invalid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            if not isinstance(row, dict):
-                yield Reject(name, line_no, f"not a JSON object but {type(row).__name__}")
-                continue
-            if text_field not in row:
-                yield Reject(name, line_no, f"missing field {text_field!r}")
-                continue
-            text = row[text_field]
-            if not isinstance(text, str):
-                yield Reject(name, line_no, f"field {text_field!r} is {type(text).__name__}, not a string")
-                continue
-            if not text.strip():
-                yield Reject(name, line_no, f"empty field {text_field!r}")
-                continue
-            if max_chars and len(text) > max_chars:
-                # One runaway text would otherwise become one multi-million-token document.
-                yield Reject(
-                    name,
-                    line_no,
-                    f"field {text_field!r} has {len(text)} characters > tokenize.max_document_chars={max_chars}",
-                )
-                continue
-            group, missing = [], None
-            for key in group_by:
-                value = row.get(key)
-                if value is None or (isinstance(value, str) and not value.strip()):
-                    if key in optional_group_keys:
-                        value = missing_group_value
-                    else:
-                        missing = key
-                        break
-                group.append(str(value))
-            if missing is not None:
-                yield Reject(name, line_no, f"missing grouping field {missing!r}")
-                continue
-            kind, fmt = row.get("kind"), row.get("format")
-            yield Document(
-                text=text,
-                group=tuple(group),
-                kind=kind if isinstance(kind, str) else None,
-                format=fmt if isinstance(fmt, str) else None,
-                source=f"{name}:{line_no}",
+    fields = _Fields(text_field, tuple(group_by), tuple(optional_group_keys), missing_group_value, max_chars)
+    for line_no, row, error in iter_jsonl(path):
+        if error is not None:  # not UTF-8, not JSON, or not an object
+            yield Reject(name, line_no, error)
+            continue
+        doc = fields.document(row, f"{name}:{line_no}")
+        yield doc if isinstance(doc, Document) else Reject(name, line_no, doc)
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Where a record keeps its text and its group, as `read_documents` was asked."""
+
+    text_field: str
+    group_by: tuple[str, ...]
+    optional_group_keys: tuple[str, ...]
+    missing_group_value: str
+    max_chars: int
+
+    def text(self, row: dict) -> str:
+        """The record's text, or raises ValueError with why it has none usable."""
+        field = self.text_field
+        if field not in row:
+            raise ValueError(f"missing field {field!r}")
+        text = row[field]
+        if not isinstance(text, str):
+            raise ValueError(f"field {field!r} is {type(text).__name__}, not a string")
+        if not text.strip():
+            raise ValueError(f"empty field {field!r}")
+        if self.max_chars and len(text) > self.max_chars:
+            # One runaway text would otherwise become one multi-million-token document.
+            raise ValueError(
+                f"field {field!r} has {len(text)} characters > tokenize.max_document_chars={self.max_chars}"
             )
+        return text
+
+    def group(self, row: dict) -> tuple[str, ...]:
+        """The record's group, or raises ValueError naming the first grouping field it lacks."""
+        group = []
+        for key in self.group_by:
+            value = row.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                if key not in self.optional_group_keys:
+                    raise ValueError(f"missing grouping field {key!r}")
+                value = self.missing_group_value
+            group.append(str(value))
+        return tuple(group)
+
+    def document(self, row: dict, source: str) -> Document | str:
+        """The record as a `Document`, or the reason it is rejected."""
+        try:
+            text, group = self.text(row), self.group(row)
+        except ValueError as exc:
+            return str(exc)
+        kind, fmt = row.get("kind"), row.get("format")
+        return Document(
+            text=text,
+            group=group,
+            kind=kind if isinstance(kind, str) else None,
+            format=fmt if isinstance(fmt, str) else None,
+            source=source,
+        )

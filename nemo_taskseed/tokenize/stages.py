@@ -2,7 +2,7 @@
 
 A task is a `DocumentBatch` with one row per shard: its name, the absolute path of its input file,
 the path as the user gave it (for rejects) and its fingerprint. The stage writes the shard's
-prefixes and done marker itself (see `megatron.tokenize_shard`) and passes on only a one-row
+prefixes and done marker itself (see `shard.tokenize_shard`) and passes on only a one-row
 summary, so no token or record ever travels back to the driver: the driver merges from disk.
 """
 
@@ -17,8 +17,22 @@ from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 from nemo_curator.tasks import DocumentBatch
 
+from nemo_taskseed.pipeline.shards import ray_task_spec
+from nemo_taskseed.tokenize.encoder import BatchEncoder
+from nemo_taskseed.tokenize.options import ShardSpec
+from nemo_taskseed.tokenize.shard import tokenize_shard
+
 TASK_COLUMNS = ["shard", "path", "display", "fingerprint"]
 RESULT_COLUMNS = ["shard", "documents", "tokens", "rejected", "node_id"]
+
+
+def shard_task(shard: str, path: str, display: str, fingerprint: str) -> DocumentBatch:
+    """One shard (one input file) as a Curator task."""
+    return DocumentBatch(
+        dataset_name=shard,
+        data=pd.DataFrame([[shard, path, display, fingerprint]], columns=TASK_COLUMNS),
+        _metadata={"shard": shard},
+    )
 
 
 @dataclass
@@ -30,7 +44,7 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
     """
 
     out_dir: str = "."
-    spec: dict[str, Any] = field(default_factory=dict)  # megatron.ShardSpec as a dict
+    spec: dict[str, Any] = field(default_factory=dict)  # options.ShardSpec as a dict
     workers: int = 1  # encoder processes inside this task (tokenize.workers)
     # Documents per encoder call. Not `batch_size`: that is ProcessingStage's tasks per call, which
     # Ray Data uses to bundle shards (512 would put every shard into one task on one node).
@@ -50,8 +64,6 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         self._encoder = None
 
     def ray_stage_spec(self) -> dict[str, Any]:
-        from nemo_taskseed.pipeline.shards import ray_task_spec
-
         return ray_task_spec(super().ray_stage_spec())  # shards spread over every node
 
     def inputs(self) -> tuple[list[str], list[str]]:
@@ -64,14 +76,10 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
         if self.workers > 1:
             return None  # encode_batches starts its own worker pool
         if self._encoder is None:
-            from nemo_taskseed.tokenize.encoder import BatchEncoder
-
             self._encoder = BatchEncoder(spec.encode_settings(), self.hf_tokenizer)
         return self._encoder
 
     def process(self, task: DocumentBatch) -> DocumentBatch:
-        from nemo_taskseed.tokenize.megatron import ShardSpec, tokenize_shard
-
         spec = ShardSpec.from_json(self.spec)
         if self.threads_per_reserved_cpu:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read by the tokenizer on every call
