@@ -247,6 +247,23 @@ def test_worker_processes_write_identical_datasets(tmp_path, documents, model_di
     assert [p["files"] for p in one["prefixes"]] == [p["files"] for p in two["prefixes"]]
 
 
+def test_one_large_file_is_tokenized_in_pieces_and_merges_to_the_same_datasets(tmp_path, documents, model_dir):
+    """tokenize.shard_bytes cuts a file into shards (`<name>.r00000`, ...) that sort in file order:
+    the merged prefixes are byte for byte those of the file tokenized whole."""
+    src = write_jsonl(tmp_path / "curated.jsonl", documents[:90])
+    opts = TokenizeOptions.from_config(load_config(), str(model_dir), batch_size=8, progress=False)
+    whole = tokenize_files([src], tmp_path / "whole", opts)
+    opts.shard_bytes = src.stat().st_size // 4
+    cut = tokenize_files([src], tmp_path / "cut", opts)
+    assert len(whole["shards"]) == 1 and len(cut["shards"]) >= 4
+    assert all(s["shard"].startswith("curated.r") for s in cut["shards"])
+    assert sum(s["documents"] for s in cut["shards"]) == whole["totals"]["documents"] == 90
+    names = sorted(p.name for p in (tmp_path / "whole").glob("*.bin")) + sorted(
+        p.name for p in (tmp_path / "whole").glob("*.idx")
+    )
+    assert names and all((tmp_path / "cut" / n).read_bytes() == (tmp_path / "whole" / n).read_bytes() for n in names)
+
+
 def test_group_by_family_only_and_int32(tmp_path, documents, model_dir):
     write_jsonl(tmp_path / "curated.jsonl", documents)
     write_jsonl(tmp_path / "rejected.jsonl", documents[:3])  # a filter folder's rejects are not input
@@ -610,7 +627,7 @@ for pinned in (True, False):
     stage = TokenizeShardStage(out_dir=out, spec=asdict(spec), threads_per_reserved_cpu=pinned, hf_tokenizer=tokenizer)
     os.environ["TOKENIZERS_PARALLELISM"] = "true"  # as a user may have set it
     shard = "pinned" if pinned else "unpinned"
-    task = DocumentBatch(dataset_name=shard, data=pd.DataFrame([[shard, src, src, "fp"]], columns=TASK_COLUMNS))
+    task = DocumentBatch(dataset_name=shard, data=pd.DataFrame([[shard, src, src, "fp", None]], columns=TASK_COLUMNS))
     before = native()
     result = stage.process(task).to_pandas()
     print(json.dumps({"pinned": pinned, "threads_added": native() - before, "documents": int(result["documents"][0])}))

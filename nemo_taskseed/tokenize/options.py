@@ -41,6 +41,7 @@ class TokenizeOptions:
     executor: str
     merge: bool  # false: the manifest lists the per-shard prefixes instead of merged ones
     max_document_chars: int  # longer texts are rejects (file, line, reason); 0: no limit
+    shard_bytes: int  # a larger input file is cut at line ends into shards of about this size; 0: no cut
 
     @classmethod
     def from_config(
@@ -53,6 +54,8 @@ class TokenizeOptions:
         for key in ("group_by", "optional_group_keys"):
             values[key] = tuple(values[key])
         opts = cls(**values)
+        if not isinstance(opts.shard_bytes, int) or opts.shard_bytes < 0:
+            raise TokenizeError(f"tokenize.shard_bytes must be an integer >= 0, got {opts.shard_bytes!r}")
         if run_executor and opts.executor in (None, "inherit"):
             opts.executor = str(run_executor)
         return opts
@@ -96,6 +99,7 @@ class ShardSpec:
             dtype=self.dtype,
         )
 
-    def shard_fingerprint(self, path: Path, display: str) -> str:
+    def shard_fingerprint(self, path: Path, display: str, span: list[int] | None = None) -> str:
         shaping = {k: v for k, v in asdict(self).items() if k != "tokenizer_path"}
-        return shards.fingerprint(shards.file_fingerprint(path), str(path), display, shaping)
+        where = [span] if span else []  # a piece of a larger file: its byte range too
+        return shards.fingerprint(shards.file_fingerprint(path), str(path), display, shaping, *where)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemo_taskseed.utils.jsonl import iter_jsonl
+from nemo_taskseed.utils.jsonl import LineRange, iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def read_documents(
     missing_group_value: str = "all",
     display_name: str | None = None,
     max_chars: int = 0,
+    span: LineRange | None = None,
 ) -> Iterator[Document | Reject]:
     """Yield a `Document` per usable line of `path` and a `Reject` per bad one (1-based lines).
 
@@ -64,7 +65,7 @@ def read_documents(
     """
     name = display_name if display_name is not None else str(path)
     fields = _Fields(text_field, tuple(group_by), tuple(optional_group_keys), missing_group_value, max_chars)
-    for line_no, row, error in iter_jsonl(path):
+    for line_no, row, error in iter_jsonl(path, span=span):
         if error is not None:  # not UTF-8, not JSON, or not an object
             yield Reject(name, line_no, error)
             continue

@@ -22,6 +22,7 @@ from nemo_taskseed.tokenize.encoder import BatchEncoder, encode_batches
 from nemo_taskseed.tokenize.megatron import PrefixBuilder
 from nemo_taskseed.tokenize.options import ShardSpec, TokenizeError
 from nemo_taskseed.tokenize.records import Document, Reject, prefix_name, read_documents
+from nemo_taskseed.utils.jsonl import LineRange
 
 SHARDS_DIR = shards.MARKERS_DIR  # per-shard prefixes and markers live side by side in <out>/shards/
 
@@ -40,8 +41,8 @@ def _batched(docs: Iterator[Document], size: int) -> Iterator[tuple[list[Documen
 class _ShardReader:
     """The file's documents, counting accepted lines and keeping the rejects."""
 
-    def __init__(self, path: Path, display: str, spec: ShardSpec):
-        self.path, self.display, self.spec = path, display, spec
+    def __init__(self, path: Path, display: str, spec: ShardSpec, span: LineRange | None = None):
+        self.path, self.display, self.spec, self.span = path, display, spec, span
         self.rejects: list[Reject] = []
         self.counts = Counter(accepted=0, rejected=0)
 
@@ -55,6 +56,7 @@ class _ShardReader:
             missing_group_value=spec.missing_group_value,
             display_name=self.display,
             max_chars=spec.max_document_chars,
+            span=self.span,
         ):
             if isinstance(item, Reject):
                 self.rejects.append(item)
@@ -116,8 +118,9 @@ def tokenize_shard(
     batch_size: int = 512,
     encoder: BatchEncoder | None = None,
     progress: bool = False,
+    span: LineRange | None = None,
 ) -> dict:
-    """Tokenize one input file into `<out>/shards/<shard>/<group>.bin/.idx`, then write its done
+    """Tokenize one input file (or the `span` of one) into `<out>/shards/<shard>/<group>.bin/.idx`, then write its done
     marker `<out>/shards/<shard>.json`; returns the marker.
 
     The marker records per prefix its group, document/token/kind/format counts and checksums, the file's
@@ -131,7 +134,7 @@ def tokenize_shard(
     partial_dir = root / f".partial-{os.getpid()}-{shard}"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
-    reader = _ShardReader(path, display, spec)
+    reader = _ShardReader(path, display, spec, span)
     bar = tqdm(desc=f"tokenize {shard}", unit="doc", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         builders = _build_prefixes(

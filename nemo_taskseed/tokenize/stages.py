@@ -21,16 +21,18 @@ from nemo_taskseed.pipeline.shards import ray_task_spec
 from nemo_taskseed.tokenize.encoder import BatchEncoder
 from nemo_taskseed.tokenize.options import ShardSpec
 from nemo_taskseed.tokenize.shard import tokenize_shard
+from nemo_taskseed.utils.jsonl import LineRange
 
-TASK_COLUMNS = ["shard", "path", "display", "fingerprint"]
+# span: [start byte, end byte, first line] of a piece of a larger file, or None (the whole file)
+TASK_COLUMNS = ["shard", "path", "display", "fingerprint", "span"]
 RESULT_COLUMNS = ["shard", "documents", "tokens", "rejected", "node_id"]
 
 
-def shard_task(shard: str, path: str, display: str, fingerprint: str) -> DocumentBatch:
-    """One shard (one input file) as a Curator task."""
+def shard_task(shard: str, path: str, display: str, fingerprint: str, span: list[int] | None = None) -> DocumentBatch:
+    """One shard (one input file, or a piece of one) as a Curator task."""
     return DocumentBatch(
         dataset_name=shard,
-        data=pd.DataFrame([[shard, path, display, fingerprint]], columns=TASK_COLUMNS),
+        data=pd.DataFrame([[shard, path, display, fingerprint, span]], columns=TASK_COLUMNS),
         _metadata={"shard": shard},
     )
 
@@ -85,7 +87,9 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read by the tokenizer on every call
         rows = []
         df = task.to_pandas()
-        for shard, path, display, fingerprint in zip(df["shard"], df["path"], df["display"], df["fingerprint"]):
+        for shard, path, display, fingerprint, span in zip(
+            df["shard"], df["path"], df["display"], df["fingerprint"], df["span"]
+        ):
             marker = tokenize_shard(
                 self.out_dir,
                 shard,
@@ -93,6 +97,7 @@ class TokenizeShardStage(ProcessingStage[DocumentBatch, DocumentBatch]):
                 display,
                 fingerprint,
                 spec,
+                span=LineRange(*(int(v) for v in span)) if span is not None and len(span) else None,
                 workers=self.workers,
                 batch_size=self.encode_batch_size,
                 encoder=self._get_encoder(spec),

@@ -52,7 +52,7 @@ from nemo_taskseed.tokenize.megatron import (
 )
 from nemo_taskseed.tokenize.options import ShardSpec, TokenizeError, TokenizeOptions, resolve_executor
 from nemo_taskseed.tokenize.shard import SHARDS_DIR
-from nemo_taskseed.utils.jsonl import write_json, write_lines
+from nemo_taskseed.utils.jsonl import line_ranges, write_json, write_lines
 
 REJECTS_NAME = "rejects.jsonl"
 
@@ -144,16 +144,23 @@ def shard_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def plan_shards(files: Sequence[Path], spec: ShardSpec) -> list[driver.Shard]:
-    """One shard per file, in shard-name order; the task names the file by its absolute path (Ray
-    workers need not share the driver's working directory) and as given (rejects and the manifest)."""
+def plan_shards(files: Sequence[Path], spec: ShardSpec, shard_bytes: int = 0) -> list[driver.Shard]:
+    """One shard per file, in shard-name order; a file over `shard_bytes` (0: no limit) is cut at
+    line ends into pieces `<name>.r00000`, ... that sort in file order, so one large file is
+    tokenized by many workers and merged back in its own order (the merged prefixes are the same
+    whatever the cut). The task names the file by its absolute path (Ray workers need not share
+    the driver's working directory) and as given (rejects and the manifest)."""
     from nemo_taskseed.tokenize.stages import shard_task
 
     planned = []
     for name, f in zip(shard_names(files), files):
-        fingerprint = spec.shard_fingerprint(f.resolve(), str(f))
-        task = partial(shard_task, name, str(f.resolve()), str(f), fingerprint)
-        planned.append(driver.Shard(name=name, fingerprint=fingerprint, task=task))
+        ranges = line_ranges(f, shard_bytes)
+        pieces = [(name, None)] if len(ranges) == 1 else [(f"{name}.r{k:05d}", r) for k, r in enumerate(ranges)]
+        for piece, span in pieces:
+            where = [span.start, span.end, span.first_line] if span else None
+            fingerprint = spec.shard_fingerprint(f.resolve(), str(f), where)
+            task = partial(shard_task, piece, str(f.resolve()), str(f), fingerprint, where)
+            planned.append(driver.Shard(name=piece, fingerprint=fingerprint, task=task))
     return sorted(planned, key=lambda s: s.name)
 
 
@@ -311,7 +318,7 @@ def run_tokenize(
     if hf_tokenizer is None:
         hf_tokenizer = load_hf_tokenizer(opts.tokenizer_path)
     spec = shard_spec(opts, hf_tokenizer)
-    planned = plan_shards(files, spec)
+    planned = plan_shards(files, spec, int(opts.shard_bytes))
     _invalidate_previous(out_dir)
     run = driver.run_shards(
         out_dir,
