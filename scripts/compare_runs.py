@@ -1,12 +1,14 @@
 """Are two run folders the same output? For refactors that must not change what a step writes.
 
-    .venv/bin/python scripts/compare_runs.py RUN_A RUN_B [--ignore GLOB ...]
+    .venv/bin/python scripts/compare_runs.py RUN_A RUN_B [--ignore GLOB ...] [--volatile KEY ...]
 
 Every file of both trees is compared byte for byte, except:
 - JSON files (markers, summaries, manifests): compared after dropping what differs between two runs
   of the same code (who ran it and when: `worker`, `seconds`, timings, absolute paths of the run
   folder);
 - logs, locks, request caches and the default ignores below, which are not outputs.
+`--volatile fingerprint` also drops the shard fingerprints: for inputs written anew (a test's
+temporary folder), whose modification times are part of every fingerprint.
 Prints each difference (missing on one side, or differing, with the first differing JSON key) and
 exits 1 when there is one.
 """
@@ -40,6 +42,7 @@ VOLATILE = {
     "phase_seconds",
     "created",
     "created_at",
+    "created_unix",
     "mtime_ns",
     "timestamp",
     "by_node",
@@ -48,11 +51,11 @@ VOLATILE = {
 }
 
 
-def _normalize(value, roots: tuple[str, str]):
+def _normalize(value, roots: tuple[str, ...], volatile: frozenset[str] = frozenset(VOLATILE)):
     if isinstance(value, dict):
-        return {_normalize(k, roots): _normalize(v, roots) for k, v in value.items() if k not in VOLATILE}
+        return {_normalize(k, roots): _normalize(v, roots, volatile) for k, v in value.items() if k not in volatile}
     if isinstance(value, list):
-        return [_normalize(v, roots) for v in value]
+        return [_normalize(v, roots, volatile) for v in value]
     if isinstance(value, str):
         for root in roots:
             value = value.replace(root, "<RUN>")
@@ -87,7 +90,7 @@ def files(root: Path, ignore: list[str]) -> dict[str, Path]:
     return found
 
 
-def compare(a: Path, b: Path, ignore: list[str]) -> list[str]:
+def compare(a: Path, b: Path, ignore: list[str], volatile: tuple[str, ...] = ()) -> list[str]:
     left, right = files(a, ignore), files(b, ignore)
     roots = (str(a.resolve()), str(b.resolve()), str(a.resolve().parent), str(b.resolve().parent))
     problems = [f"only in A: {rel}" for rel in sorted(set(left) - set(right))]
@@ -98,7 +101,8 @@ def compare(a: Path, b: Path, ignore: list[str]) -> list[str]:
             continue
         if rel.endswith(".json"):
             try:
-                jx, jy = _normalize(json.loads(x), roots), _normalize(json.loads(y), roots)
+                keys = frozenset(VOLATILE | set(volatile))
+                jx, jy = _normalize(json.loads(x), roots, keys), _normalize(json.loads(y), roots, keys)
             except ValueError:
                 jx = jy = None
             if jx is not None and jx == jy:
@@ -115,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     parser.add_argument("--ignore", action="append", default=[], help="glob of relative paths to skip (repeatable)")
+    parser.add_argument("--volatile", action="append", default=[], help="JSON key to leave out too (repeatable)")
     args = parser.parse_args(argv)
-    problems = compare(args.a, args.b, IGNORE + args.ignore)
+    problems = compare(args.a, args.b, IGNORE + args.ignore, tuple(args.volatile))
     n = len(files(args.a, IGNORE + args.ignore))
     for problem in problems:
         print(problem)
