@@ -688,7 +688,7 @@ def fmt_s(x: float) -> str:
     return f"{x:,.1f}" if x < 1000 else f"{x:,.0f}"
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="records (generated, 4 per item)"
@@ -720,15 +720,26 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.5, help="process-tree polling interval, s")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = ap.parse_args()
-    sizes = sorted(set(args.sizes))
-    configs = list(dict.fromkeys(args.configs))
-    own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-")) if own_workdir else args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "logs").mkdir(exist_ok=True)
-    budget = args.max_minutes * 60
-    started = time.perf_counter()
+    return ap.parse_args()
+
+
+def filter_step_overrides(mirror: bool, embeddings: bool) -> list[str]:
+    """`taskseed filter` overrides: verification off, decontamination off without the fixture mirror."""
+    overrides = ["filter.verify.enabled=false"] + ([] if mirror else ["filter.decontam.enabled=false"])
+    if not embeddings:
+        # The embedding checks are the filter's one per-item model cost (measured on its own by
+        # bench_decontam.py, combined in docs/benchmarks.md's projection); this bench measures how
+        # the sharded steps scale with records and workers.
+        overrides += [
+            "filter.decontam.semantic.enabled=false",
+            "filter.dedup.semantic.enabled=false",
+            "filter.diversity.enabled=false",
+        ]
+    return overrides
+
+
+def raise_on_termination() -> None:
+    """SIGTERM and SIGHUP end the bench as Ctrl-C does: clusters stopped, the report printed."""
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -736,154 +747,219 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    base_env = dict(os.environ)
-    base_env.pop("RAY_ADDRESS", None)
-    base_env.setdefault("TOKENIZERS_PARALLELISM", "true")
-    mirror_args = ["--mirror", str(FIXTURES)] if FIXTURES.is_dir() else []
-    filter_overrides = ["filter.verify.enabled=false"] + ([] if mirror_args else ["filter.decontam.enabled=false"])
-    if not args.embeddings:
-        # The embedding checks are the filter's one per-item model cost (measured on its own by
-        # bench_decontam.py, combined in docs/benchmarks.md's projection); this bench measures how
-        # the sharded steps scale with records and workers.
-        filter_overrides += [
-            "filter.decontam.semantic.enabled=false",
-            "filter.dedup.semantic.enabled=false",
-            "filter.diversity.enabled=false",
+
+class Bench:
+    """One bench run: the data of each size, each configuration's steps run on it, what they measured,
+    and the Ray clusters started (all stopped at the end)."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, configs: list[str]):
+        self.args = args
+        self.workdir = workdir
+        self.configs = configs
+        self.budget = args.max_minutes * 60
+        self.started = time.perf_counter()
+        self.base_env = dict(os.environ)
+        self.base_env.pop("RAY_ADDRESS", None)
+        self.base_env.setdefault("TOKENIZERS_PARALLELISM", "true")
+        self.mirror_args = ["--mirror", str(FIXTURES)] if FIXTURES.is_dir() else []
+        self.filter_overrides = filter_step_overrides(bool(self.mirror_args), args.embeddings)
+        self.tok_note = ""
+        self.results: list[dict] = []
+        self.datasets: dict[int, dict] = {}
+        self.leftovers: list[int] = []
+        self.clusters: list[RayCluster] = []
+        self.vocab: list[str] = []
+        self.seeds: list[dict] = []
+        self.seeds_args: list[str] = []
+        self.gen_rate: float | None = None  # records/s of the data generation, once measured
+
+    def prepare(self) -> None:
+        """The vocabulary and the seeds folder every size's data is made from."""
+        self.vocab = vocabulary(FIXTURES)
+        try:
+            self.seeds = write_seeds(self.workdir / "seeds", FIXTURES)
+            self.seeds_args = ["--seeds", str(self.workdir / "seeds")]
+        except Exception as exc:  # fixtures missing: dedup against seeds is not exercised
+            print(f"no seeds ({exc}); dedup against seeds is skipped", flush=True)
+            self.seeds, self.seeds_args = [], []
+        print(
+            f"vocabulary {len(self.vocab):,} words "
+            f"({'fixtures' if len(self.vocab) > len(FALLBACK_WORDS) else 'built-in'}); "
+            f"{len(self.seeds)} seeds; filter: {SMOKE_CONFIG} {' '.join(self.filter_overrides)}"
+            f"{' --mirror ' + str(FIXTURES) if self.mirror_args else ''}",
+            flush=True,
+        )
+        if "tokenize" in self.args.steps:
+            _, self.tok_note = tokenize_executor_args("inline")
+            print(f"tokenize executor via {self.tok_note}", flush=True)
+
+    def within_budget(self, n: int) -> list[tuple[str, float]]:
+        """The configurations to run at `n` records with their estimated seconds: those that the
+        time left can hold (the others are reported as extrapolated)."""
+        todo: list[tuple[str, float]] = []
+        made = (self.workdir / f"data-{n}" / "meta.json").is_file()
+        gen_estimate = 0.0 if made or self.gen_rate is None else n / self.gen_rate
+        for key in self.configs:
+            estimate = estimate_seconds(self.results, key, n, self.args.steps)
+            elapsed = time.perf_counter() - self.started
+            if estimate is not None and elapsed + gen_estimate + estimate + sum(e for _, e in todo) > self.budget:
+                print(
+                    f"{n:>10,} {CONFIGS[key][0]:<7} not run: ~{estimate / 60:.0f} min estimated, "
+                    f"{(self.budget - elapsed) / 60:.0f} min of the budget left -> extrapolated",
+                    flush=True,
+                )
+                continue
+            todo.append((key, estimate or 0.0))
+        return todo
+
+    def run_size(self, n: int) -> None:
+        """Make (or reuse) the data of `n` records and run every configuration the budget allows."""
+        todo = self.within_budget(n)
+        if not todo:
+            return
+        data_root = self.workdir / f"data-{n}"
+        data = make_data(data_root, n, self.args.records_per_shard, self.seeds, self.vocab, self.args.seed)
+        self.datasets[n] = data
+        if not data["reused"] and data["seconds"]:
+            self.gen_rate = n / data["seconds"]
+        print(
+            f"{n:>10,} records: {data['shards']} shards, {data['bytes'] / 1e6:,.0f} MB, planted items "
+            f"{data['planted_items']} ({'reused' if data['reused'] else 'made in ' + str(data['seconds']) + ' s'})",
+            flush=True,
+        )
+        for key, _ in todo:
+            self.run_config(n, key, data_root)
+
+    def run_config(self, n: int, key: str, data_root: Path) -> None:
+        """The steps of configuration `key` on `n` records, on a Ray cluster of its own (stopped after)."""
+        label, cpus = CONFIGS[key]
+        run_dir = self.workdir / "runs" / f"{n}-{key}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for old_log in (self.workdir / "logs").glob(f"{n}-{key}-*.log"):
+            old_log.unlink()
+        env = dict(self.base_env)
+        executor = "inline"
+        cluster = None
+        if cpus:
+            cluster = RayCluster(cpus, self.workdir / "logs" / f"{n}-{key}-ray.log")
+            self.clusters.append(cluster)
+            cluster.start()
+            env.update(RAY_ADDRESS=cluster.address, RAY_TMPDIR=str(cluster.tmp), **cluster.auth)
+            executor = "ray_data"
+        row: dict[str, Any] = {
+            "records": n,
+            "config": key,
+            "label": label,
+            "steps": {},
+            "cluster_start_s": round(cluster.seconds, 1) if cluster else None,
+        }
+        try:
+            fout, tout = run_dir / "filter", run_dir / "tokenize"
+            log = self.workdir / "logs" / f"{n}-{key}"
+            if "filter" in self.args.steps:
+                row["steps"]["filter"] = self.run_filter(data_root, fout, executor, env, log, cluster)
+            if "tokenize" in self.args.steps:
+                src = fout if "filter" in self.args.steps else data_root
+                row["steps"]["tokenize"] = self.run_tokenize(src, tout, executor, env, log, cluster)
+        finally:
+            if cluster:
+                left = cluster.stop()
+                self.leftovers += left
+                if left:
+                    print(f"WARNING: processes of the {label} cluster still alive: {left}", flush=True)
+            if not self.args.keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        self.results.append(row)
+        print(config_line(row), flush=True)
+
+    def run_filter(self, data_root: Path, fout: Path, executor: str, env: dict, log: Path, cluster) -> dict:
+        cmd = [
+            PYTHON,
+            "-m",
+            "nemo_taskseed",
+            "filter",
+            "--in",
+            str(data_root),
+            *self.seeds_args,
+            "--out",
+            str(fout),
+            "--config",
+            SMOKE_CONFIG,
+            *self.mirror_args,
+            "--executor",
+            executor,
+            *self.filter_overrides,
         ]
-    tok_note = ""
-    results: list[dict] = []
-    datasets: dict[int, dict] = {}
-    leftovers: list[int] = []
-    clusters: list[RayCluster] = []
+        m = run_step(cmd, env, log.with_name(log.name + "-filter.log"), cluster, self.args.interval)
+        summary = json.loads((fout / "summary.json").read_text())
+        m.update(
+            records_in=summary["in"],
+            rejected_by_reason=summary["rejected_by_reason"],
+            by_node=summary["shards"]["by_node"],
+            **curated_digest(fout),
+        )
+        return m
+
+    def run_tokenize(self, src: Path, tout: Path, executor: str, env: dict, log: Path, cluster) -> dict:
+        cmd = [
+            PYTHON,
+            "-m",
+            "nemo_taskseed",
+            "tokenize",
+            "--in",
+            str(src),
+            "--out",
+            str(tout),
+            *tokenize_executor_args(executor)[0],
+        ]
+        m = run_step(cmd, env, log.with_name(log.name + "-tokenize.log"), cluster, self.args.interval)
+        m.update(records_in=None, **tokenized_digest(tout))
+        m["records_in"] = m["documents"]
+        return m
+
+    def stop_everything(self) -> None:
+        """Stop every cluster and step process still running (their pids, if alive, go to leftovers)."""
+        for cluster in self.clusters:
+            self.leftovers += cluster.stop()
+        for proc in list(LIVE.values()):
+            kill_group(proc)
+
+    def write_json(self, path: Path, report: dict) -> None:
+        path.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
+                    "tokenize_executor_via": self.tok_note,
+                    "datasets": {str(k): v for k, v in self.datasets.items()},
+                    "results": self.results,
+                    "extrapolated": report["extrapolated"],
+                    "goals": report["goals"],
+                    "leftover_processes": self.leftovers,
+                },
+                indent=2,
+            )
+        )
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = sorted(set(args.sizes))
+    configs = list(dict.fromkeys(args.configs))
+    own_workdir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-")) if own_workdir else args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "logs").mkdir(exist_ok=True)
+    bench = Bench(args, workdir, configs)
+    raise_on_termination()
     print(
         f"workdir {workdir} (step logs in {workdir / 'logs'}); {os.cpu_count()} cores; "
         f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB RAM; budget {args.max_minutes:g} min",
         flush=True,
     )
     try:
-        vocab = vocabulary(FIXTURES)
-        try:
-            seeds = write_seeds(workdir / "seeds", FIXTURES)
-            seeds_args = ["--seeds", str(workdir / "seeds")]
-        except Exception as exc:  # fixtures missing: dedup against seeds is not exercised
-            print(f"no seeds ({exc}); dedup against seeds is skipped", flush=True)
-            seeds, seeds_args = [], []
-        print(
-            f"vocabulary {len(vocab):,} words ({'fixtures' if len(vocab) > len(FALLBACK_WORDS) else 'built-in'}); "
-            f"{len(seeds)} seeds; filter: {SMOKE_CONFIG} {' '.join(filter_overrides)}"
-            f"{' --mirror ' + str(FIXTURES) if mirror_args else ''}",
-            flush=True,
-        )
-        if "tokenize" in args.steps:
-            _, tok_note = tokenize_executor_args("inline")
-            print(f"tokenize executor via {tok_note}", flush=True)
-
-        gen_rate = None  # records/s of the data generation, once measured
+        bench.prepare()
         for n in sizes:
-            todo = []
-            made = (workdir / f"data-{n}" / "meta.json").is_file()
-            gen_estimate = 0.0 if made or gen_rate is None else n / gen_rate
-            for key in configs:
-                estimate = estimate_seconds(results, key, n, args.steps)
-                elapsed = time.perf_counter() - started
-                if estimate is not None and elapsed + gen_estimate + estimate + sum(e for _, e in todo) > budget:
-                    print(
-                        f"{n:>10,} {CONFIGS[key][0]:<7} not run: ~{estimate / 60:.0f} min estimated, "
-                        f"{(budget - elapsed) / 60:.0f} min of the budget left -> extrapolated",
-                        flush=True,
-                    )
-                    continue
-                todo.append((key, estimate or 0.0))
-            if not todo:
-                continue
-            data_root = workdir / f"data-{n}"
-            data = make_data(data_root, n, args.records_per_shard, seeds, vocab, args.seed)
-            datasets[n] = data
-            if not data["reused"] and data["seconds"]:
-                gen_rate = n / data["seconds"]
-            print(
-                f"{n:>10,} records: {data['shards']} shards, {data['bytes'] / 1e6:,.0f} MB, planted items "
-                f"{data['planted_items']} ({'reused' if data['reused'] else 'made in ' + str(data['seconds']) + ' s'})",
-                flush=True,
-            )
-            for key, _ in todo:
-                label, cpus = CONFIGS[key]
-                run_dir = workdir / "runs" / f"{n}-{key}"
-                shutil.rmtree(run_dir, ignore_errors=True)
-                for old_log in (workdir / "logs").glob(f"{n}-{key}-*.log"):
-                    old_log.unlink()
-                env = dict(base_env)
-                executor = "inline"
-                cluster = None
-                if cpus:
-                    cluster = RayCluster(cpus, workdir / "logs" / f"{n}-{key}-ray.log")
-                    clusters.append(cluster)
-                    cluster.start()
-                    env.update(RAY_ADDRESS=cluster.address, RAY_TMPDIR=str(cluster.tmp), **cluster.auth)
-                    executor = "ray_data"
-                row: dict[str, Any] = {
-                    "records": n,
-                    "config": key,
-                    "label": label,
-                    "steps": {},
-                    "cluster_start_s": round(cluster.seconds, 1) if cluster else None,
-                }
-                try:
-                    fout, tout = run_dir / "filter", run_dir / "tokenize"
-                    if "filter" in args.steps:
-                        cmd = [
-                            PYTHON,
-                            "-m",
-                            "nemo_taskseed",
-                            "filter",
-                            "--in",
-                            str(data_root),
-                            *seeds_args,
-                            "--out",
-                            str(fout),
-                            "--config",
-                            SMOKE_CONFIG,
-                            *mirror_args,
-                            "--executor",
-                            executor,
-                            *filter_overrides,
-                        ]
-                        m = run_step(cmd, env, workdir / "logs" / f"{n}-{key}-filter.log", cluster, args.interval)
-                        summary = json.loads((fout / "summary.json").read_text())
-                        m.update(
-                            records_in=summary["in"],
-                            rejected_by_reason=summary["rejected_by_reason"],
-                            by_node=summary["shards"]["by_node"],
-                            **curated_digest(fout),
-                        )
-                        row["steps"]["filter"] = m
-                    if "tokenize" in args.steps:
-                        src = fout if "filter" in args.steps else data_root
-                        cmd = [
-                            PYTHON,
-                            "-m",
-                            "nemo_taskseed",
-                            "tokenize",
-                            "--in",
-                            str(src),
-                            "--out",
-                            str(tout),
-                            *tokenize_executor_args(executor)[0],
-                        ]
-                        m = run_step(cmd, env, workdir / "logs" / f"{n}-{key}-tokenize.log", cluster, args.interval)
-                        m.update(records_in=None, **tokenized_digest(tout))
-                        m["records_in"] = m["documents"]
-                        row["steps"]["tokenize"] = m
-                finally:
-                    if cluster:
-                        left = cluster.stop()
-                        leftovers += left
-                        if left:
-                            print(f"WARNING: processes of the {label} cluster still alive: {left}", flush=True)
-                    if not args.keep:
-                        shutil.rmtree(run_dir, ignore_errors=True)
-                results.append(row)
-                print(config_line(row), flush=True)
+            bench.run_size(n)
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted ({exc or 'SIGINT'})", flush=True)
         return_code = 130
@@ -893,14 +969,11 @@ def main() -> int:
     else:
         return_code = 0
     finally:
-        for cluster in clusters:
-            leftovers += cluster.stop()
-        for proc in list(LIVE.values()):
-            kill_group(proc)
+        bench.stop_everything()
         if own_workdir and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    report = build_report(results, sizes, configs, args.steps)
+    report = build_report(bench.results, sizes, configs, args.steps)
     print(report["text"])
     if return_code == 0:  # a complete run replaces the recorded one in docs/benchmarks.md
         from _results import update_docs  # bench/_results.py (bench/ is on sys.path when run as a script)
@@ -909,23 +982,11 @@ def main() -> int:
         if written is not None:
             print(f"results -> {written} (block bench:scale)")
     print(
-        f"leftover processes: {leftovers or 'none'}; workdir {'removed' if own_workdir and not args.keep else workdir}"
+        f"leftover processes: {bench.leftovers or 'none'}; "
+        f"workdir {'removed' if own_workdir and not args.keep else workdir}"
     )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                    "tokenize_executor_via": tok_note,
-                    "datasets": {str(k): v for k, v in datasets.items()},
-                    "results": results,
-                    "extrapolated": report["extrapolated"],
-                    "goals": report["goals"],
-                    "leftover_processes": leftovers,
-                },
-                indent=2,
-            )
-        )
+        bench.write_json(args.json, report)
     return return_code
 
 
@@ -962,17 +1023,27 @@ def config_line(row: dict) -> str:
     return f"{row['records']:>10,} {row['label']:<7} " + "; ".join(parts) + start
 
 
-def build_report(results: list[dict], sizes: list[int], configs: list[str], steps: list[str]) -> dict:
-    by = {(r["records"], r["config"]): r for r in results}
-    base_key = "ray1" if "ray1" in configs else configs[0]  # the kept set every other run is compared with
+def report_steps(steps: list[str]) -> list[str]:
+    """The steps a report lists: each step, and their total when there are several."""
+    return [*steps, "total"] if len(steps) > 1 else steps
 
-    def measured(n: int, key: str, step: str) -> dict | None:
-        row = by.get((n, key))
+
+class Measurements:
+    """What the runs measured, by records, configuration and step ("total": the steps summed), and
+    what is extrapolated for the configurations not run at a size."""
+
+    def __init__(self, results: list[dict], steps: list[str]):
+        self.by = {(r["records"], r["config"]): r for r in results}
+        self.steps = steps
+        self.extrapolated: dict[tuple[int, str, str], dict] = {}
+
+    def measured(self, n: int, key: str, step: str) -> dict | None:
+        row = self.by.get((n, key))
         if not row:
             return None
         if step == "total":
-            ms = [row["steps"][s] for s in steps if s in row["steps"]]
-            if len(ms) != len(steps):
+            ms = [row["steps"][s] for s in self.steps if s in row["steps"]]
+            if len(ms) != len(self.steps):
                 return None
             wall = sum(m["wall_s"] for m in ms)
             return {
@@ -984,131 +1055,151 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
             }
         return row["steps"].get(step)
 
-    # Extrapolation for configurations that were not run at size n, from their largest measured
-    # size n0: scaled as another configuration measured at both n0 and n did (ray x1 first), else
-    # t(n0) * (n/n0)^k with k measured between this configuration's two largest sizes, else linear
-    # (k < 1, i.e. fixed costs still dominating, also falls back to linear: pessimistic).
+    def get(self, n: int, key: str, step: str) -> tuple[dict | None, bool]:
+        """Measured figures, else extrapolated ones; and whether they are extrapolated."""
+        m = self.measured(n, key, step)
+        if m:
+            return m, False
+        e = self.extrapolated.get((n, key, step))
+        return (e, True) if e else (None, False)
+
+
+def growth_exponent(have: list[tuple[int, dict]]) -> tuple[float, str]:
+    """k in t(n) ~ n^k between the two largest measured sizes (linear with fewer), and how it was found."""
+    k, basis = 1.0, "linear"
+    if len(have) >= 2:
+        (n1, a), (n2, b) = have[-2], have[-1]
+        k = math.log(b["wall_s"] / a["wall_s"]) / math.log(n2 / n1)
+        basis = f"k={k:.2f} measured {n1:,}->{n2:,}" if k >= 1 else f"linear (measured k={k:.2f} < 1)"
+    return k, basis
+
+
+def extrapolate(ms: Measurements, sizes: list[int], configs: list[str], steps: list[str]) -> dict:
+    """Extrapolation for configurations that were not run at size n, from their largest measured
+    size n0: scaled as another configuration measured at both n0 and n did (ray x1 first), else
+    t(n0) * (n/n0)^k with k measured between this configuration's two largest sizes, else linear
+    (k < 1, i.e. fixed costs still dominating, also falls back to linear: pessimistic)."""
     extrapolated: dict[tuple[int, str, str], dict] = {}
     for key in configs:
         for step in [*steps, "total"]:
-            have = [(n, measured(n, key, step)) for n in sizes if measured(n, key, step)]
+            have = [(n, ms.measured(n, key, step)) for n in sizes if ms.measured(n, key, step)]
             if not have:
                 continue
             n0, m0 = have[-1]
-            k, basis = 1.0, "linear"
-            if len(have) >= 2:
-                (n1, a), (n2, b) = have[-2], have[-1]
-                k = math.log(b["wall_s"] / a["wall_s"]) / math.log(n2 / n1)
-                basis = f"k={k:.2f} measured {n1:,}->{n2:,}" if k >= 1 else f"linear (measured k={k:.2f} < 1)"
+            k, basis = growth_exponent(have)
             for n in sizes:
-                if n <= n0 or measured(n, key, step):
+                if n <= n0 or ms.measured(n, key, step):
                     continue
                 like = next(
                     (
                         o
                         for o in ("ray1", "ray2", "inline")
-                        if o != key and measured(n0, o, step) and measured(n, o, step)
+                        if o != key and ms.measured(n0, o, step) and ms.measured(n, o, step)
                     ),
                     None,
                 )
                 if like:
-                    wall = m0["wall_s"] * measured(n, like, step)["wall_s"] / measured(n0, like, step)["wall_s"]
+                    wall = m0["wall_s"] * ms.measured(n, like, step)["wall_s"] / ms.measured(n0, like, step)["wall_s"]
                     how = f"scaled as {CONFIGS[like][0]} measured {n0:,}->{n:,}"
                 else:
                     wall, how = m0["wall_s"] * (n / n0) ** max(k, 1.0), basis
                 extrapolated[(n, key, step)] = {"wall_s": wall, "from": n0, "basis": how}
+    return extrapolated
 
-    lines = []
+
+def same_as_base(ms: Measurements, n: int, key: str, step: str, m: dict, base_key: str) -> str:
+    """Whether a step kept the same set (and bytes) as the base configuration at the same size."""
+    base = ms.by.get((n, base_key))
+    if step != "total" and base and step in base["steps"] and key != base_key:
+        same = base["steps"][step]["bytes_sha"] == m["bytes_sha"] and (
+            step != "filter" or base["steps"][step]["ids_sha"] == m["ids_sha"]
+        )
+        return "yes" if same else "NO"
+    if key == base_key and step != "total":
+        return "(base)"
+    return "-"
+
+
+def table_lines(ms: Measurements, sizes: list[int], configs: list[str], steps: list[str], base_key: str) -> list[str]:
+    """One line per size, configuration and step: measured, or extrapolated (and marked so)."""
     head = (
         f"{'records':>10} {'config':<7} {'step':<9} {'wall s':>9} {'rec/s':>8} {'peak RSS MB':>12} {'cores':>6} "
         f"{'same as 1w':>10} {'others':>6}"
     )
-    lines += ["", head, "-" * len(head)]
+    lines = ["", head, "-" * len(head)]
     for n in sizes:
         for key in configs:
-            for step in [*steps, "total"] if len(steps) > 1 else steps:
-                m = measured(n, key, step)
+            for step in report_steps(steps):
+                m = ms.measured(n, key, step)
                 label = CONFIGS[key][0]
                 if m:
-                    same = "-"
-                    base = by.get((n, base_key))
-                    if step != "total" and base and step in base["steps"] and key != base_key:
-                        same = (
-                            "yes"
-                            if base["steps"][step]["bytes_sha"] == m["bytes_sha"]
-                            and (step != "filter" or base["steps"][step]["ids_sha"] == m["ids_sha"])
-                            else "NO"
-                        )
-                    elif key == base_key and step != "total":
-                        same = "(base)"
+                    same = same_as_base(ms, n, key, step, m, base_key)
                     lines.append(
                         f"{n:>10,} {label:<7} {step:<9} {fmt_s(m['wall_s']):>9} "
                         f"{m['records_in'] / m['wall_s']:>8,.0f} {m['peak_rss_mb']:>12,.0f} {m['cores']:>6.2f} "
                         f"{same:>10} {m.get('other_cores', float('nan')):>6.2f}"
                     )
-                elif (n, key, step) in extrapolated:
-                    e = extrapolated[(n, key, step)]
+                elif (n, key, step) in ms.extrapolated:
+                    e = ms.extrapolated[(n, key, step)]
                     lines.append(
                         f"{n:>10,} {label:<7} {step:<9} {'~' + fmt_s(e['wall_s']):>9} "
                         f"{'~' + format(round(n / e['wall_s']), ','):>8} {'?':>12} {'?':>6} {'?':>10} {'':>6}"
                         f"  EXTRAPOLATED from {e['from']:,} ({e['basis']})"
                     )
+    return lines
 
-    goals: list[dict] = []
 
-    def get(n: int, key: str, step: str) -> tuple[dict | None, bool]:
-        m = measured(n, key, step)
-        if m:
-            return m, False
-        e = extrapolated.get((n, key, step))
-        return (e, True) if e else (None, False)
+def linear_time_goals(ms: Measurements, lo: int, hi: int, configs: list[str], steps: list[str], goals, lines) -> None:
+    """Goal: time from the smallest to the largest size within 1.2x of linear."""
+    scale = hi / lo
+    for key in configs:
+        for step in report_steps(steps):
+            a, _ = ms.get(lo, key, step)
+            b, ext = ms.get(hi, key, step)
+            if not (a and b):
+                continue
+            ratio = b["wall_s"] / a["wall_s"] / scale
+            goals.append(
+                {
+                    "goal": "linear time",
+                    "config": key,
+                    "step": step,
+                    "value": ratio,
+                    "extrapolated": ext,
+                    "pass": ratio <= 1.2,
+                }
+            )
+            lines.append(
+                f"  time {lo:,}->{hi:,} / linear     {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 1.2) "
+                f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio <= 1.2 else 'MISS')}"
+            )
 
-    lines += ["", "goals:"]
-    if len(sizes) >= 2:
-        lo, hi = sizes[0], sizes[-1]
-        scale = hi / lo
-        for key in configs:
-            for step in [*steps, "total"] if len(steps) > 1 else steps:
-                a, _ = get(lo, key, step)
-                b, ext = get(hi, key, step)
-                if not (a and b):
-                    continue
-                ratio = b["wall_s"] / a["wall_s"] / scale
-                goals.append(
-                    {
-                        "goal": "linear time",
-                        "config": key,
-                        "step": step,
-                        "value": ratio,
-                        "extrapolated": ext,
-                        "pass": ratio <= 1.2,
-                    }
-                )
+
+def rss_goals(ms: Measurements, lo: int, hi: int, configs: list[str], steps: list[str], goals, lines) -> None:
+    """Goal: peak tree RSS at the largest size at most 2x that at the smallest (measured only)."""
+    for key in configs:
+        for step in report_steps(steps):
+            a, b = ms.measured(lo, key, step), ms.measured(hi, key, step)
+            if a and b:
+                ratio = b["peak_rss_mb"] / a["peak_rss_mb"]
+                goals.append({"goal": "rss growth", "config": key, "step": step, "value": ratio, "pass": ratio <= 2})
                 lines.append(
-                    f"  time {lo:,}->{hi:,} / linear     {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 1.2) "
-                    f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio <= 1.2 else 'MISS')}"
+                    f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 2)   "
+                    f"{'PASS' if ratio <= 2 else 'MISS'}"
                 )
-        for key in configs:
-            for step in [*steps, "total"] if len(steps) > 1 else steps:
-                a, b = measured(lo, key, step), measured(hi, key, step)
-                if a and b:
-                    ratio = b["peak_rss_mb"] / a["peak_rss_mb"]
-                    goals.append(
-                        {"goal": "rss growth", "config": key, "step": step, "value": ratio, "pass": ratio <= 2}
-                    )
-                    lines.append(
-                        f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9} {ratio:6.2f}  (<= 2)   "
-                        f"{'PASS' if ratio <= 2 else 'MISS'}"
-                    )
-                elif a:
-                    lines.append(
-                        f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9}      ?  (<= 2)   "
-                        f"not measured at {hi:,}"
-                    )
+            elif a:
+                lines.append(
+                    f"  peak tree RSS {hi:,}/{lo:,}   {CONFIGS[key][0]:<7} {step:<9}      ?  (<= 2)   "
+                    f"not measured at {hi:,}"
+                )
+
+
+def speedup_goals(ms: Measurements, sizes: list[int], steps: list[str], goals, lines) -> None:
+    """Goal: 2 workers at least 1.6x faster than 1 at each size; inline vs 2 workers for reference."""
     for n in sizes:
-        for step in [*steps, "total"] if len(steps) > 1 else steps:
-            a, ea = get(n, "ray1", step)
-            b, eb = get(n, "ray2", step)
+        for step in report_steps(steps):
+            a, ea = ms.get(n, "ray1", step)
+            b, eb = ms.get(n, "ray2", step)
             if a and b:
                 ratio = a["wall_s"] / b["wall_s"]
                 ext = ea or eb
@@ -1126,15 +1217,28 @@ def build_report(results: list[dict], sizes: list[int], configs: list[str], step
                     f"  t(ray x1)/t(ray x2) at {n:,} {step:<9} {ratio:6.2f}  (>= 1.6) "
                     f"{'EXTRAPOLATED, not measured' if ext else ('PASS' if ratio >= 1.6 else 'MISS')}"
                 )
-            inline = measured(n, "inline", step)
+            inline = ms.measured(n, "inline", step)
             if inline and b:
                 lines.append(
                     f"  (reference) t(inline)/t(ray x2) at {n:,} {step:<9} {inline['wall_s'] / b['wall_s']:6.2f}"
                 )
+
+
+def build_report(results: list[dict], sizes: list[int], configs: list[str], steps: list[str]) -> dict:
+    ms = Measurements(results, steps)
+    base_key = "ray1" if "ray1" in configs else configs[0]  # the kept set every other run is compared with
+    ms.extrapolated = extrapolate(ms, sizes, configs, steps)
+    lines = table_lines(ms, sizes, configs, steps, base_key)
+    goals: list[dict] = []
+    lines += ["", "goals:"]
+    if len(sizes) >= 2:
+        linear_time_goals(ms, sizes[0], sizes[-1], configs, steps, goals, lines)
+        rss_goals(ms, sizes[0], sizes[-1], configs, steps, goals, lines)
+    speedup_goals(ms, sizes, steps, goals, lines)
     return {
         "text": "\n".join(lines),
         "goals": goals,
-        "extrapolated": [{"records": n, "config": k, "step": s, **e} for (n, k, s), e in extrapolated.items()],
+        "extrapolated": [{"records": n, "config": k, "step": s, **e} for (n, k, s), e in ms.extrapolated.items()],
     }
 
 

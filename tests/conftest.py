@@ -1,4 +1,5 @@
-"""Shared test fixtures: real benchmark rows from ../shared/fixtures/hf and the real 135M model."""
+"""Shared test fixtures: real benchmark rows from ../shared/fixtures/hf and the real 135M model; the
+test tiers (`--fast`, docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,56 @@ FIXTURES_HF = REPO.parent / "shared" / "fixtures" / "hf"
 
 # Caches stay inside the clone (CI caches nothing outside it).
 os.environ.setdefault("TASKSEED_CACHE_DIR", str(REPO / ".cache"))
+
+# --- Tiers ------------------------------------------------------------------------------------------
+# `--fast` (scripts/test.sh --fast) runs every test that needs none of these markers' things
+# (pyproject.toml [tool.pytest.ini_options] markers): the real model, Ray, a two-node cluster, a
+# pipeline in a child process. Without it every test runs.
+SLOW_MARKERS = ("model", "ray", "multinode", "subprocess")
+FAST_EXPRESSION = " and ".join(f"not {m}" for m in SLOW_MARKERS)
+# Fixtures that bring one of those things: a test that requests one is marked, written or not.
+FIXTURE_MARKERS = {
+    "vllm_backend": ("model",),
+    "ray_cluster": ("ray", "multinode"),
+    "ray_cluster_handle": ("ray", "multinode"),
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help=f"the fast tier only: deselect tests marked {', '.join(SLOW_MARKERS)} (-m '{FAST_EXPRESSION}')",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                for marker in markers:
+                    item.add_marker(marker)
+    if not config.getoption("fast"):
+        return
+    kept, deselected = [], []
+    for item in items:
+        (deselected if any(item.get_closest_marker(m) for m in SLOW_MARKERS) else kept).append(item)
+    config.stash[_DESELECTED] = len(deselected)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.getoption("fast"):
+        terminalreporter.write_line(
+            f"tier: fast ({config.stash.get(_DESELECTED, 0)} tests marked {'/'.join(SLOW_MARKERS)} left out)"
+        )
+    else:
+        terminalreporter.write_line("tier: full (no tier left out; --fast: the fast tier)")
 
 
 @pytest.fixture(scope="session")
@@ -46,23 +97,39 @@ def vllm_backend(model_dir):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """Two Ray nodes on this machine (`ray.cluster_utils.Cluster`, one CPU each): multi-node
-    behaviour for real. Yields (address, node ids); steps join it through RAY_ADDRESS."""
-    import ray
+def ray_cluster_handle():
+    """Two Ray nodes on this machine (`ray.cluster_utils.Cluster`, one CPU each), as the Cluster
+    object itself: a test can remove or add nodes (`cluster.remove_node`, `cluster.add_node`). A
+    test that removes a node adds one back before it ends, so the module's next test finds two."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address)
-        node_ids = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-        ray.shutdown()
-        assert len(node_ids) == 2
-        yield cluster.address, node_ids
+        yield cluster
     finally:
         cluster.shutdown()
+
+
+def alive_node_ids(address: str) -> list[str]:
+    """The ids of the cluster's live nodes, sorted (a short-lived driver asks the head)."""
+    import ray
+
+    ray.init(address=address)
+    try:
+        return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_cluster_handle):
+    """Two Ray nodes on this machine (`ray.cluster_utils.Cluster`, one CPU each): multi-node
+    behaviour for real. Yields (address, node ids); steps join it through RAY_ADDRESS."""
+    node_ids = alive_node_ids(ray_cluster_handle.address)
+    assert len(node_ids) == 2
+    yield ray_cluster_handle.address, node_ids
 
 
 # --- Ending the test process -----------------------------------------------------------------------

@@ -98,6 +98,7 @@ def test_unknown_task_suggests_near_matches():
         load_catalog_rows(load_config().catalog, ["gpqa_main_zeroshot"])
 
 
+@pytest.mark.subprocess
 def test_cli_writes_catalog_and_excluded(tmp_path):
     out, excluded = tmp_path / "catalog.jsonl", tmp_path / "excluded.jsonl"
     proc = subprocess.run(

@@ -31,6 +31,7 @@ def test_bad_config_and_overrides_are_clear_errors(tmp_path):
         load_config(broken)
 
 
+@pytest.mark.subprocess
 def test_cli_reports_user_errors_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "nemo_taskseed", "run", str(tmp_path / "missing.yaml")], capture_output=True, text=True

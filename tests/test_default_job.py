@@ -18,6 +18,8 @@ import pytest
 
 from nemo_taskseed.pipeline.shards import read_part_records
 
+pytestmark = pytest.mark.subprocess  # a wheel built and installed, taskseed commands
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -25,6 +25,7 @@ def _can_mount_tmpfs(tmp_path) -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.subprocess
 def test_filter_on_a_full_disk_names_the_path_and_cleans_up(tmp_path, fixtures_hf):
     if not _can_mount_tmpfs(tmp_path):
         pytest.skip("this machine allows no user+mount namespace (unshare -rm), so no private tmpfs")

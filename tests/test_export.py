@@ -401,6 +401,7 @@ def test_not_a_finished_run_is_a_user_error(finished_run, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.subprocess
 def test_cli_exports_then_push_fails_clearly_offline(finished_run, tmp_path):
     """The real command line: the export is written, and an upload without a token or network is a
     clear error (exit 2) that says the export is complete."""

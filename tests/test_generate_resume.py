@@ -32,6 +32,8 @@ from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 from nemo_taskseed.llm.server import free_port, http_get, local_vllm_server
 from nemo_taskseed.pipeline.shards import read_part_records
 
+pytestmark = [pytest.mark.model, pytest.mark.subprocess]  # a vLLM server, taskseed commands
+
 SERVER_LOGS: dict[str, Path] = {}
 
 

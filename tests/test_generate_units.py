@@ -271,6 +271,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.subprocess
 def test_endpoint_down_stops_with_clear_message_and_keeps_cache(tmp_path, fixtures_hf, model_dir):
     """A real OpenAIBackend against a port nobody listens on: retried, then a UserError."""
     from nemo_taskseed.config import load_config

@@ -19,6 +19,8 @@ from nemo_taskseed.llm.cache import RequestCache
 from nemo_taskseed.pipeline.shards import marker_path, read_part_records, shard_name
 from nemo_taskseed.schema.generated import VARIANTS, validate_generated
 
+pytestmark = pytest.mark.model  # the session's in-process vLLM engine
+
 N = 2
 OVERRIDES = [
     *ENGINE_OVERRIDES,  # the session's engine (conftest.py), which these runs use
@@ -161,6 +163,7 @@ def test_adding_seeds_generates_only_the_new_ones(first_run, backend, fixtures_h
     assert {t: marker_path(out, shard_name(t, 0)).stat().st_mtime_ns for t in others} == others
 
 
+@pytest.mark.subprocess
 def test_cost_is_accounted_per_stage_and_projects_to_a_full_run(first_run):
     """The summary's cost comes from the shards' markers: the tokens the engine reported for the
     requests sent, the engine time, prefix-cache hits; `taskseed estimate` projects it."""

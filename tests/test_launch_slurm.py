@@ -136,6 +136,7 @@ def test_bad_slurm_time_is_a_user_error(tmp_path, capsys):
     reason=".venv-launch is absent: nemo-run==0.11.1 + leptonai<0.47 would downgrade starlette, "
     "urllib3, httpx, anyio in the main env; create it as README (Training) says",
 )
+@pytest.mark.subprocess
 def test_nemo_run_slurm_executor_dry_run_writes_sbatch(tmp_path, capsys):
     report = _launch_train(
         tmp_path,

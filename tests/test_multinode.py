@@ -1,16 +1,31 @@
 """Multi-node for real: a two-node Ray cluster on this machine (`ray.cluster_utils.Cluster`, one CPU
 per node) filters, then tokenizes, a few thousand records in several shards. Shards run on both nodes
 (each shard's marker names its node) and every output equals the in-process executor's, byte for
-byte. Generation on the cluster (against a real vLLM server) is in test_generate_resume.py, next to
-the server it shares."""
+byte. A filter that loses its worker node midway finishes on the head node with the output of an
+uninterrupted run. Generation on the cluster (against a real vLLM server) is in
+test_generate_resume.py, next to the server it shares."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from test_filter_fixtures import fixture_rows, gsm8k_fields, make_generated, make_seed, mc_fields, write_jsonl
+from test_filter_fixtures import (
+    NO_EMBEDDING_STAGES,
+    filter_command,
+    fixture_rows,
+    gsm8k_fields,
+    make_generated,
+    make_seed,
+    mc_fields,
+    write_jsonl,
+)
 
 from nemo_taskseed.config import load_config
 from nemo_taskseed.filter.step import run_filter
@@ -18,6 +33,8 @@ from nemo_taskseed.pipeline import shards
 from nemo_taskseed.tokenize.step import tokenize_inputs
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode]
+
+REPO = Path(__file__).resolve().parent.parent
 
 VARIANTS = ("label", "answer", "reasoning", "context")
 
@@ -155,3 +172,93 @@ def test_filter_on_two_nodes_equals_in_process(generated, fixtures_hf, ray_clust
     assert {json.loads(p.read_text())["node_id"] for p in (tmp_path / "tok_ray" / "shards").glob("*.json")} == set(
         node_ids
     )
+
+
+def _compare_runs():
+    """scripts/compare_runs.py (a script, not a package module): its `compare` and default ignores."""
+    spec = importlib.util.spec_from_file_location("compare_runs", REPO / "scripts" / "compare_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compare, module.IGNORE
+
+
+def _filter_on_cluster(root: Path, out: Path, fixtures_hf: Path) -> list[str]:
+    """`taskseed filter` with the settings of `_cfg` less the embedding checks (a model load per
+    worker, not what is tested here), on the cluster that RAY_ADDRESS names."""
+    cmd = filter_command(root / "gen", out, fixtures_hf, "filter.verify.enabled=false", *NO_EMBEDDING_STAGES)
+    cmd[cmd.index("--executor") + 1] = "ray_data"
+    return [*cmd, "--seeds", str(root / "seeds")]
+
+
+def _markers(step_dir: Path) -> dict[str, str]:
+    """Shard -> the node that wrote its done marker."""
+    return {p.stem: json.loads(p.read_text())["worker"]["node_id"] for p in (step_dir / "shards").glob("*.json")}
+
+
+def _worker_left_mid_phase(run: subprocess.Popen, phases: dict[Path, int], node_id: str):
+    """Wait until `node_id` has finished a shard of a phase that still has shards to do (phase
+    folder -> its number of shards: work/ screens, the step folder writes); returns that folder and
+    its markers then, or None if the run ended (or 10 minutes passed) first."""
+    deadline = time.monotonic() + 600
+    while run.poll() is None and time.monotonic() < deadline:
+        for folder, total in phases.items():
+            done = _markers(folder)
+            if node_id in done.values() and len(done) < total:
+                return folder, done
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.subprocess
+def test_a_worker_node_removed_mid_filter_leaves_what_an_uninterrupted_run_writes(
+    generated, fixtures_hf, ray_cluster_handle, tmp_path
+):
+    """`taskseed filter` on the two-node cluster loses its worker node (`cluster.remove_node`) once
+    that node has finished a shard and the phase still has shards to do; the run finishes on the
+    head node, and its folder equals an uninterrupted run's on both nodes: curated and rejected
+    parts, reports, summary and every marker (scripts/compare_runs.py: markers compared without
+    worker identity and timings)."""
+    root, _ = generated
+    cluster = ray_cluster_handle
+    (worker,) = cluster.worker_nodes
+    head = cluster.head_node.node_id
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+
+    reference = tmp_path / "uninterrupted"
+    proc = subprocess.run(
+        _filter_on_cluster(root, reference, fixtures_hf), env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    screened, written = _markers(reference / "work"), _markers(reference)
+    assert len(screened) == 9 and len(written) == 8  # 8 shards, and the seeds screened as a reference shard
+    assert worker.node_id in screened.values()
+
+    out, log = tmp_path / "interrupted", tmp_path / "interrupted.log"
+    with open(log, "w") as stderr:
+        run = subprocess.Popen(
+            _filter_on_cluster(root, out, fixtures_hf),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        removed_at = _worker_left_mid_phase(run, {out / "work": len(screened), out: len(written)}, worker.node_id)
+        assert removed_at is not None and run.poll() is None, "no moment with the worker busy and shards left"
+        cluster.remove_node(worker)
+        run.wait(timeout=900)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        cluster.add_node(num_cpus=1)  # the module's cluster has two nodes again
+        cluster.wait_for_nodes()
+    assert run.returncode == 0, log.read_text()[-3000:]
+    # The shards of that phase finished after the removal, and those of any later phase, ran on the head.
+    folder, before = removed_at
+    later = {s: node for s, node in _markers(folder).items() if s not in before}
+    assert later and set(later.values()) == {head}
+    if folder == out / "work":
+        assert set(_markers(out).values()) == {head}
+    compare, ignore = _compare_runs()
+    assert compare(reference, out, ignore) == []

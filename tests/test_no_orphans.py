@@ -19,7 +19,7 @@ import pytest
 
 from nemo_taskseed.generate.fixture_seeds import fixture_seeds, write_seeds
 
-pytestmark = [pytest.mark.model]
+pytestmark = [pytest.mark.model, pytest.mark.subprocess]
 
 
 def test_kill_9_of_an_in_process_generate_leaves_no_engine_behind(model_dir, fixtures_hf, tmp_path):

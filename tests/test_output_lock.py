@@ -35,6 +35,7 @@ def _start_holder(folder, mode="plain"):
     return proc
 
 
+@pytest.mark.subprocess
 def test_a_second_run_on_a_held_folder_fails_naming_the_holder(tmp_path):
     out = tmp_path / "out"
     holder = _start_holder(out)

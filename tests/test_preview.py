@@ -53,6 +53,7 @@ def _seed_sections(markdown: str) -> dict[str, str]:
 
 
 @pytest.mark.model
+@pytest.mark.subprocess
 def test_preview_on_the_demo_mirror(tmp_path, model_dir, vllm_backend):
     from nemo_taskseed.config import load_config
     from nemo_taskseed.generate.prompts import load_templates, prompts_dir

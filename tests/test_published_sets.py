@@ -29,6 +29,7 @@ def _filter_cmd(gen, out, fixtures_hf):
     return filter_command(gen, out, fixtures_hf, "filter.verify.enabled=false", *NO_EMBEDDING_STAGES)
 
 
+@pytest.mark.subprocess
 def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures_hf):
     rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")
     seed = make_seed("arc", "arc_easy", mc_fields(rows[0]), 0)
@@ -71,6 +72,7 @@ def test_a_killed_filter_run_leaves_a_set_that_readers_refuse(tmp_path, fixtures
     assert len(input_files(section, out)) == 3
 
 
+@pytest.mark.subprocess
 def test_a_set_made_from_inputs_that_changed_since_is_stale(tmp_path, fixtures_hf):
     """filter records the digest of the generate set it read; a later change to that set (a
     generate rerun with more seeds) makes the filter folder stale for its readers."""

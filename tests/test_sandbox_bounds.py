@@ -145,6 +145,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.subprocess
 def test_the_service_reports_its_bounds_and_refuses_bad_requests(service):  # noqa: F811
     with urllib.request.urlopen(service + "/health", timeout=10) as response:
         health = json.loads(response.read())
@@ -184,6 +185,7 @@ def test_an_unreachable_service_is_a_clear_error_and_a_warning():
     assert "did not say which bounds it enforces" in warning
 
 
+@pytest.mark.subprocess
 def test_a_killed_service_leaves_no_sandbox_behind():
     """kill -9 of the service as its sandbox starts or runs: bwrap dies with it (PR_SET_PDEATHSIG,
     set before exec so bwrap's own start is covered too) and the sandbox with bwrap

@@ -48,7 +48,7 @@ def service():
     proc.wait(timeout=20)
 
 
-@pytest.fixture(params=["local", "http"])
+@pytest.fixture(params=["local", pytest.param("http", marks=pytest.mark.subprocess)])  # http: a server process
 def where(request) -> dict:
     """run_code_tests arguments selecting the sandbox: this node's, or the service's."""
     if request.param == "http":

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.subprocess]
 
 TASKS = "arc_easy,commonsense_qa,openbookqa,gsm8k,mbpp,mmlu_anatomy"
 

@@ -196,6 +196,7 @@ def test_set_by_path_refuses_unknown_fields():
         set_by_path(root, "train.train_itres", 7)
 
 
+@pytest.mark.subprocess
 def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, tmp_path):
     spec = build_spec(load_train_config(None, [f"train.plan={plan_path}"]))
     spec_path = spec.write(tmp_path / "training_spec.json")
@@ -225,6 +226,7 @@ def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, t
     reason=".venv-nemo2 is absent: nemo_toolkit[llm]==2.7.3 pins transformers~=4.57/numpy<2 and "
     "needs its own env (see README (Training) for the install command)",
 )
+@pytest.mark.subprocess
 def test_nemo2_recipe_is_built_with_the_same_blend_and_budget(tmp_path):
     plan_path = write_plan(tmp_path, seq_length=8192)
     cfg = load_train_config(
