@@ -28,7 +28,7 @@ import importlib
 import importlib.util
 import logging
 import pkgutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,10 +197,6 @@ def check_warnings(settings: FilterSettings, facts: dict[str, Any]) -> list[str]
             if line not in out:
                 out.append(line)
     return out
-
-
-def registered_names(checks: Iterable[Check] | None = None) -> list[str]:
-    return [c.name for c in (checks if checks is not None else all_checks())]
 
 
 # --- the stages checks are built from -----------------------------------------------------------

@@ -36,6 +36,14 @@ def default_benchmark_names() -> list[str]:
     return [str(b["name"]) for b in to_container(base_config())["filter"]["decontam"]["benchmarks"]]
 
 
+def sub_section(fcfg: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The sub-section `dotted` (`quality.explanation`) of the `filter` section; None when absent."""
+    data: Any = fcfg
+    for key in dotted.split("."):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
 def _check_settings(fcfg: dict[str, Any]) -> dict[str, Any]:
     """Every registered check's typed settings that declares a parser, from its section."""
     from nemo_taskseed.filter.checks import all_checks
@@ -44,10 +52,8 @@ def _check_settings(fcfg: dict[str, Any]) -> dict[str, Any]:
     for check in all_checks():
         if check.settings is None:
             continue
-        section: Any = fcfg
-        for key in check.section.split("."):
-            section = section.get(key) if isinstance(section, dict) else None
-        if not isinstance(section, dict):
+        section = sub_section(fcfg, check.section)
+        if section is None:
             raise UserError(
                 f"filter.{check.section}: missing (the {check.name} check's settings; configs/base sets it)"
             )
@@ -132,10 +138,7 @@ class FilterSettings:
 
     def section(self, dotted: str) -> dict[str, Any]:
         """A sub-section of `filter` (`quality.explanation`); {} when absent."""
-        data: Any = self.raw
-        for key in dotted.split("."):
-            data = data.get(key) if isinstance(data, dict) else None
-        return data if isinstance(data, dict) else {}
+        return sub_section(self.raw, dotted) or {}
 
     # The switches the checks are declared with (filter/checks.py derives `checks_run` from them).
     @property

@@ -54,23 +54,17 @@ def _warnings(settings, facts) -> list[str]:
 
 # Both are decided in the resolve phase; their signatures are written in the screen phase when
 # the cpu backend decides them (one stage for both).
-register_check(
-    "exact_dedup",
-    phase="resolve",
-    order=70,
-    section="dedup.exact",
-    report_column="deduped",
-    enabled=lambda s: s.dedup.exact,
-    needed=lambda s: s.cpu_dedup,
-    warnings=_warnings,
-)(_signatures)
-register_check(
-    "fuzzy_dedup",
-    phase="resolve",
-    order=80,
-    section="dedup.fuzzy",
-    report_column="deduped",
-    enabled=lambda s: s.dedup.fuzzy,
-    needed=lambda s: s.cpu_dedup,
-    warnings=_warnings,
-)(_signatures)
+for _name, _order, _enabled in (
+    ("exact", 70, lambda s: s.dedup.exact),
+    ("fuzzy", 80, lambda s: s.dedup.fuzzy),
+):
+    register_check(
+        f"{_name}_dedup",
+        phase="resolve",
+        order=_order,
+        section=f"dedup.{_name}",
+        report_column="deduped",
+        enabled=_enabled,
+        needed=lambda s: s.cpu_dedup,
+        warnings=_warnings,
+    )(_signatures)
