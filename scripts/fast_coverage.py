@@ -7,10 +7,9 @@
 
 The fast tier (`pytest --fast`, tests/conftest.py; what `scripts/test.sh --fast` runs) is run under
 coverage.py in this process's interpreter, measuring nemo_taskseed/ in the test process and the
-multiprocessing workers it starts (not in `taskseed` commands run as child processes: those tests are
-not in the fast tier). A module counts as exercised when at least one line inside one of its
-function or method bodies ran: the lines that run on import (imports, constants, class bodies,
-`def` lines) only show it was imported. Modules that have no function body at all are listed apart
+multiprocessing workers and Python child processes it starts. A module counts as exercised when
+at least one line inside one of its function or method bodies ran: the lines that run on import
+(imports, constants, class bodies, `def` lines) only show it was imported. Modules that have no function body at all are listed apart
 and never fail the check.
 
 Prints one line per module no fast test exercises (never imported, or imported only) and exits 1
@@ -29,6 +28,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "nemo_taskseed"
+# Modules whose framework is not in .venv: a fast test runs them up to it (a request or spec read
+# and checked, a clear error where the framework is missing); they run whole only in their own
+# environment, in these tests of the full tier. Printed with the report so nobody reads "exercised"
+# as "run whole".
+RUN_WHOLE_ELSEWHERE = {
+    "nemo_taskseed.launch.nemo_run_submit": (
+        ".venv-launch (nemo-run)",
+        "tests/test_launch_slurm.py::test_nemo_run_slurm_executor_dry_run_writes_sbatch",
+    ),
+    "nemo_taskseed.recipes.nemo2_continued_pretraining": (
+        ".venv-nemo2 (nemo_toolkit 2.7)",
+        "tests/test_train_recipes.py::test_nemo2_recipe_is_built_with_the_same_blend_and_budget",
+    ),
+    "nemo_taskseed.train.nemo2": (
+        ".venv-nemo2 (nemo_toolkit 2.7)",
+        "tests/test_train_recipes.py::test_nemo2_recipe_is_built_with_the_same_blend_and_budget",
+    ),
+}
 
 
 def function_body_lines(source: str) -> set[int]:
@@ -62,8 +79,10 @@ def run_fast_tier(data_file: Path, pytest_args: list[str]) -> int:
         f"data_file = {data_file}\n"
         "parallel = true\n"
         "concurrency = thread, multiprocessing\n"
-        # tests/conftest.py ends the test process with os._exit (after pytest reported): save first.
-        "patch = _exit\n"
+        # _exit: tests/conftest.py ends the test process with os._exit (after pytest reported): save
+        # first. subprocess: Python child processes a fast test starts (tests/test_quiet_terminal.py's
+        # probe) are measured too: what they run is exercised by that test.
+        "patch =\n    _exit\n    subprocess\n"
     )
     env = {**os.environ, "TASKSEED_CACHE_DIR": os.environ.get("TASKSEED_CACHE_DIR", str(REPO / ".cache"))}
     cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -127,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     missing, bodiless = unexercised(executed)
     total = sum(1 for _ in PACKAGE.rglob("*.py"))
     print(f"\n{total} modules in nemo_taskseed/; {len(bodiless)} without a function body (not counted)")
+    print("run whole only in their own environment (a fast test runs them up to their framework):")
+    for name, (env, test) in RUN_WHOLE_ELSEWHERE.items():
+        print(f"  {name}: {env}, {test}")
     if missing:
         print(f"{len(missing)} module(s) that no fast test exercises:")
         for name, why in missing:

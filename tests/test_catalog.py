@@ -297,3 +297,30 @@ def test_language_skips_variant_markers_after_the_code():
     assert capabilities.language("xnli", "xnli_de", None) == "de"
     assert capabilities.language("arc", "arc_easy", None) == "en"
     assert capabilities.language("kobest", "kobest_boolq", None) == "ko"
+
+
+@pytest.mark.parametrize(
+    "task, family, kind, why",
+    [
+        ("arc_easy", "arc", "multiple_choice", "output_type multiple_choice"),
+        ("gsm8k", "gsm8k", "math", "numeric answer filter"),  # "#### (\-?[0-9\.\,]+)"
+        ("minerva_math500", "minerva_math", "math", "'minerva' in its name"),
+        ("humaneval", "humaneval", "code", "pass@k metric"),
+        ("mbpp", "mbpp", "code", "the program runs against the tests"),
+        ("wmt16-de-en", "translation", "not_qa", "scored by bleu"),
+        ("triviaqa", "triviaqa", "short_answer", "exact_match"),
+    ],
+)
+def test_answer_check_rules_on_stock_task_yamls(task, family, kind, why):
+    """Each rule of catalog/verifiers.py on the config lm-eval ships for the task (read as the
+    catalog reads it: includes merged, no task code imported). The catalog above is served from its
+    cache once built; this runs the rules every time."""
+    from nemo_taskseed.catalog.build import _format_of
+    from nemo_taskseed.catalog.verifiers import verifier_for
+    from nemo_taskseed.utils.lm_eval_yaml import load_task_yaml, task_yaml_path
+
+    path = task_yaml_path(task)
+    assert path is not None, f"lm-eval ships no YAML for {task}"
+    cfg = load_task_yaml(path)
+    got, reason = verifier_for(task, family, cfg, _format_of(cfg.get("output_type") or "generate_until"))
+    assert (got, why in reason) == (kind, True), reason

@@ -93,3 +93,29 @@ def test_a_full_request_cache_says_the_disk_is_full(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["error"] and "full" in result["error"] and "rollback" not in result["error"], result
     assert result["first"] == ["ok"]
+
+
+def test_machine_errors_are_named_with_their_path_and_code_errors_are_not():
+    """What the CLI prints instead of a traceback (errors.environment_error), found through the
+    chain of causes a library wraps them in; an error of the code itself is not one of them."""
+    import errno
+    import os
+    import sqlite3
+
+    from nemo_taskseed.errors import environment_error
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/part-0.jsonl")
+    assert environment_error(full) == f"/data/out/part-0.jsonl: {os.strerror(errno.ENOSPC)}"
+    try:
+        try:
+            raise full
+        except OSError as exc:
+            raise RuntimeError("writer failed") from exc
+    except RuntimeError as wrapped:
+        assert environment_error(wrapped) == f"/data/out/part-0.jsonl: {os.strerror(errno.ENOSPC)}"
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS))  # names no file: the folder is named
+    assert environment_error(read_only, folder="/data/out") == f"/data/out: {os.strerror(errno.EROFS)}"
+    cache = sqlite3.OperationalError("database or disk is full")
+    assert environment_error(cache).startswith("request cache: database or disk is full")
+    assert environment_error(FileNotFoundError(errno.ENOENT, "No such file", "x.jsonl")) is None
+    assert environment_error(ValueError("bad value")) is None

@@ -255,3 +255,43 @@ def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
     hit = full.index.check(["Question: What causes sound?\nAnswer:"])
     assert raw.index.check(["Question: What causes sound?\nAnswer:"]) is None
     assert (hit.row.split, hit.row.row, hit.row.view) == ("allenai/ai2_arc/ARC-Easy:test", 29, "rendered:arc_easy")
+
+
+def test_gpu_dedup_input_and_removal_ids_on_cpu(tmp_path, fixtures_hf):
+    """The CPU side of `filter.dedup.backend: gpu` (filter/dedup/gpu.py): the `{id, text}` input
+    Curator's cudf workflows read, holding the same normalized text the CPU dedup compares, and the
+    removal ids read back from the parquet files they write. The workflows themselves need cudf and
+    a GPU: here, where cudf is absent, asking for them is a clear error, not a traceback."""
+    import importlib.util
+    import json
+
+    import pandas as pd
+    import pytest
+
+    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.filter.dedup import gpu
+    from nemo_taskseed.filter.text import normalize_text
+
+    rows = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:3]
+    records = [mc_fields(r) for r in rows]
+    shouted = {**records[0], "question": records[0]["question"].upper() + "  "}
+    items = [("a", records[0]), ("b", records[1]), ("seed:s0", shouted), ("c", records[2])]
+    path = gpu.write_dedup_input(tmp_path / "input", items, ["question", "options"])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a", "b", "seed:s0", "c"]
+    assert lines[0]["text"] == lines[2]["text"]  # case and spacing do not make a new item
+    assert lines[0]["text"] == normalize_text(" ".join([records[0]["question"], *records[0]["options"]]))
+    assert len({line["text"] for line in lines}) == 3
+
+    # The workflows write the ids to remove as parquet parts under their output folder.
+    (tmp_path / "exact" / "ExactDuplicateIds").mkdir(parents=True)
+    pd.DataFrame({"id": ["a"]}).to_parquet(tmp_path / "exact" / "ExactDuplicateIds" / "part.0.parquet")
+    pd.DataFrame({"id": ["c", "seed:s0"]}).to_parquet(tmp_path / "exact" / "ExactDuplicateIds" / "part.1.parquet")
+    assert gpu.removal_ids(tmp_path / "exact") == {"a", "c", "seed:s0"}
+    assert gpu.removal_ids(tmp_path / "nothing_written") == set()
+
+    if importlib.util.find_spec("cudf") is None:
+        with pytest.raises(UserError, match=r"filter.dedup.backend=gpu needs Curator's GPU extras \(cudf\)"):
+            gpu.exact_workflow(tmp_path / "input", tmp_path / "exact")
+        with pytest.raises(UserError, match="cudf"):
+            gpu.fuzzy_workflow(tmp_path / "input", tmp_path / "fuzzy", tmp_path / "cache", {})

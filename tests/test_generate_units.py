@@ -536,3 +536,21 @@ def test_an_item_not_in_its_seeds_language_is_named(seeds):
         assert "same language as the example" in path.read_text() or "language of the question" in path.read_text(), (
             path
         )
+
+
+def test_vllm_backend_settings_are_checked_before_an_engine_starts():
+    """llm/vllm_backend.py up to the engine: the configured section becomes its settings, a bad
+    value stops before vLLM loads a model, and `cpu_threads_bind: all` names this process's cores.
+    The engine itself runs in the model tier (tests/test_generate_vllm.py)."""
+    import os
+
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.llm.backends import build_backend
+    from nemo_taskseed.llm.vllm_backend import vllm_cpu_bind
+
+    cores = sorted(os.sched_getaffinity(0))
+    assert vllm_cpu_bind("all") == ",".join(str(c) for c in cores)
+    assert vllm_cpu_bind("0-1") == "0-1"  # any other value is vllm-cpu's own syntax, passed through
+    cfg = load_config(overrides=["generate.backend.model=/nonexistent/model", "generate.backend.vllm.max_in_flight=0"])
+    with pytest.raises(UserError, match="generate.backend.vllm.max_in_flight must be >= 1, got 0"):
+        build_backend(cfg)

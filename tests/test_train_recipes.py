@@ -12,7 +12,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -196,26 +195,15 @@ def test_set_by_path_refuses_unknown_fields():
         set_by_path(root, "train.train_itres", 7)
 
 
-@pytest.mark.subprocess
-def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, tmp_path):
+def test_bridge_recipe_script_dry_run_prints_settings_and_overrides(plan_path, tmp_path, capsys):
+    """The recipe's entry point (what `torchrun -m nemo_taskseed.recipes.bridge_continued_pretraining`
+    calls per rank) with --dry-run: the settings it would apply, without importing Megatron-Bridge."""
+    from nemo_taskseed.recipes.bridge_continued_pretraining import main
+
     spec = build_spec(load_train_config(None, [f"train.plan={plan_path}"]))
     spec_path = spec.write(tmp_path / "training_spec.json")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nemo_taskseed.recipes.bridge_continued_pretraining",
-            "--spec",
-            str(spec_path),
-            "--dry-run",
-            "model.recompute_granularity=full",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    printed = json.loads(out.stdout)
+    assert main(["--spec", str(spec_path), "--dry-run", "model.recompute_granularity=full"]) == 0
+    printed = json.loads(capsys.readouterr().out)
     assert printed["bridge_recipe"] == "megatron.bridge.recipes.llama:llama31_8b_pretrain_config"
     assert printed["settings"]["train.train_iters"] == 23842
     assert printed["extra_overrides"] == ["model.recompute_granularity=full"]
@@ -271,3 +259,20 @@ def test_nemo2_recipe_is_built_with_the_same_blend_and_budget(tmp_path):
     assert summary["warmup_steps"] == spec.warmup_iters and summary["min_lr"] == spec.min_lr
     assert summary["every_n_train_steps"] == 1000
     assert (summary["num_nodes"], summary["devices"]) == (1, 8)
+
+
+def test_nemo2_recipe_outside_its_environment_is_one_clear_line(tmp_path, capsys):
+    """In the pipeline's environment (no nemo_toolkit) the NeMo 2 entry point reads the spec and
+    stops with one line naming where it runs; the recipe itself is built in .venv-nemo2 above."""
+    import importlib.util
+
+    from nemo_taskseed.recipes.nemo2_continued_pretraining import main
+
+    if importlib.util.find_spec("nemo") is not None:
+        pytest.skip("nemo_toolkit is installed in this interpreter: the recipe would build")
+    cfg = load_train_config(None, [f"train.plan={write_plan(tmp_path)}", "train.framework=nemo2"])
+    spec_path = build_spec(cfg).write(tmp_path / "training_spec.json")
+    assert main(["--spec", str(spec_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nemo2_continued_pretraining: the NeMo 2 recipe runs where nemo_toolkit[llm] 2.7")
+    assert ".venv-nemo2" in err and "Traceback" not in err

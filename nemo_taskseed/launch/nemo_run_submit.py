@@ -47,49 +47,120 @@ def build_executor(launch: dict, out_dir: str):
     return executor
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    request_path = Path(argv[0])
-    request = json.loads(request_path.read_text())
+class RequestError(ValueError):
+    """A request file that cannot be submitted; the message names the file and the field."""
+
+
+def read_request(path: str | Path) -> dict:
+    """The request as {launch, out_dir, dry_run, experiment, tasks: [{name, spec, nodes, gpus_per_node,
+    module, args}]}, checked before NeMo-Run is imported. A request names one run (`spec` +
+    `command`: `taskseed launch train`) or several (`tasks`: `taskseed ablate launch`, one task per arm)."""
+    path = Path(path)
+    try:
+        request = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RequestError(f"{path}: not a readable JSON request ({exc})") from exc
+    missing = [k for k in ("launch", "out_dir", "dry_run") if k not in request]
+    if missing:
+        raise RequestError(f"{path}: missing field(s) {missing}")
+    if "tasks" in request:
+        entries = [(f"tasks[{i}]", t) for i, t in enumerate(request["tasks"])]
+        if not entries:
+            raise RequestError(f"{path}: tasks is empty")
+    else:
+        entries = [("", {"name": "train", "spec": request.get("spec"), "command": request.get("command")})]
+    tasks = []
+    for where, entry in entries:
+        field = f"{where}." if where else ""
+        for key in ("name", "spec", "command"):
+            if not entry.get(key):
+                raise RequestError(f"{path}: {field}{key} is missing")
+        command = list(entry["command"])  # ["-m", "nemo_taskseed.recipes....", "--spec", ...]
+        if len(command) < 2 or command[0] != "-m":
+            raise RequestError(f"{path}: {field}command must start with -m MODULE, got {command[:2]}")
+        try:
+            spec = json.loads(Path(entry["spec"]).read_text())
+        except (OSError, ValueError) as exc:
+            raise RequestError(f"{path}: {field}spec {entry['spec']}: {exc}") from exc
+        nodes, gpus = spec.get("nodes"), spec.get("gpus_per_node")
+        if not isinstance(nodes, int) or not isinstance(gpus, int):
+            raise RequestError(f"{path}: {field}spec {entry['spec']} names no nodes / gpus_per_node")
+        tasks.append(
+            {
+                "name": str(entry["name"]),
+                "spec": str(entry["spec"]),
+                "nodes": nodes,
+                "gpus_per_node": gpus,
+                "module": command[1],
+                "args": command[2:],
+            }
+        )
+    names = [t["name"] for t in tasks]
+    if len(set(names)) != len(names):
+        raise RequestError(f"{path}: task names repeat: {names}")
+    launch = dict(request["launch"])
+    experiment = str(request.get("experiment") or f"{launch['job_name']}-train")
+    return {
+        "launch": launch,
+        "out_dir": str(request["out_dir"]),
+        "dry_run": bool(request["dry_run"]),
+        "experiment": experiment,
+        "tasks": tasks,
+    }
+
+
+def submit(request: dict) -> dict:
+    """One NeMo-Run Experiment with every task, each on its own SlurmExecutor; a dry run writes the
+    sbatch NeMo-Run would submit per task (`nemo_run_<name>.sbatch`). Writes and returns the result."""
     import nemo_run as run
 
-    spec = json.loads(Path(request["spec"]).read_text())
-    launch = dict(request["launch"], nodes=spec["nodes"], gpus_per_node=spec["gpus_per_node"])
-    out_dir = request["out_dir"]
-    executor = build_executor(launch, out_dir)
-    flag, module, *script_args = request["command"]  # ["-m", "nemo_taskseed.recipes....", "--spec", ...]
-    if flag != "-m":
-        raise SystemExit(f"{request_path}: command must start with -m MODULE, got {request['command'][:2]}")
-    task = run.Script(path=module, args=script_args, entrypoint="python", m=True)
-    result = {
-        "dry_run": request["dry_run"],
-        "executor": {
-            "account": executor.account,
-            "partition": executor.partition,
-            "nodes": executor.nodes,
-            "gpus_per_node": executor.gpus_per_node,
-            "time": executor.time,
-            "container_image": executor.container_image,
-            "container_mounts": executor.container_mounts,
-        },
-    }
-    with run.Experiment(
-        f"{launch['job_name']}-train",
-        executor=executor,
-        base_dir=str(Path(out_dir) / "nemo_run_experiments"),
-        log_level="WARN",
-    ) as exp:
-        exp.add(task, name="train")
+    out_dir = Path(request["out_dir"])
+    result: dict = {"dry_run": request["dry_run"], "experiment": request["experiment"], "tasks": {}}
+    with run.Experiment(request["experiment"], base_dir=str(out_dir / "nemo_run_experiments"), log_level="WARN") as exp:
+        for task in request["tasks"]:
+            launch = dict(request["launch"], nodes=task["nodes"], gpus_per_node=task["gpus_per_node"])
+            executor = build_executor(launch, str(out_dir))
+            script = run.Script(path=task["module"], args=task["args"], entrypoint="python", m=True)
+            exp.add(script, executor=executor, name=task["name"])
+            result["tasks"][task["name"]] = {
+                "executor": {
+                    "account": executor.account,
+                    "partition": executor.partition,
+                    "nodes": executor.nodes,
+                    "gpus_per_node": executor.gpus_per_node,
+                    "time": executor.time,
+                    "container_image": executor.container_image,
+                    "container_mounts": executor.container_mounts,
+                }
+            }
         if request["dry_run"]:
             exp.dryrun(log=False)
-            sbatch = exp.jobs[0]._dryrun_info.request.materialize()  # no public accessor in 0.11.1
-            sbatch_path = Path(out_dir) / "nemo_run_train.sbatch"
-            sbatch_path.write_text(sbatch)
-            result["sbatch"] = str(sbatch_path)
+            for task, job in zip(request["tasks"], exp.jobs, strict=True):
+                sbatch = job._dryrun_info.request.materialize()  # no public accessor in nemo-run 0.11.1
+                sbatch_path = out_dir / f"nemo_run_{task['name']}.sbatch"
+                sbatch_path.write_text(sbatch)
+                result["tasks"][task["name"]]["sbatch"] = str(sbatch_path)
         else:
             exp.run(detach=True)
             result["experiment_id"] = exp._id
-    (Path(out_dir) / "nemo_run_result.json").write_text(json.dumps(result, indent=2) + "\n")
+    first = result["tasks"][request["tasks"][0]["name"]]
+    # One run (`launch train`): its executor and sbatch at the top level, as before there were several.
+    result.update(executor=first["executor"], **({"sbatch": first["sbatch"]} if "sbatch" in first else {}))
+    (out_dir / "nemo_run_result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: nemo_run_submit.py REQUEST.json", file=sys.stderr)
+        return 2
+    try:
+        request = read_request(argv[0])
+    except RequestError as exc:
+        print(f"nemo_run_submit: {exc}", file=sys.stderr)
+        return 2
+    submit(request)
     return 0
 
 

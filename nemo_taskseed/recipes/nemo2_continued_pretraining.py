@@ -24,11 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="build the recipe, print its key fields, do not run")
     args = parser.parse_args(argv)
 
+    from nemo_taskseed.errors import UserError
     from nemo_taskseed.train.nemo2 import build_nemo2_recipe, nemo2_summary
     from nemo_taskseed.train.spec import TrainingSpec
 
     spec = TrainingSpec.read(args.spec)
-    recipe = build_nemo2_recipe(spec)
+    try:
+        recipe = build_nemo2_recipe(spec)
+    except UserError as exc:  # not in a NeMo 2 environment: one line, not an import traceback
+        print(f"nemo2_continued_pretraining: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(nemo2_summary(recipe), indent=2, default=str))
     if args.dry_run:
         return 0

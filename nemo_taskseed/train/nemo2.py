@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nemo_taskseed.errors import UserError
 from nemo_taskseed.train.spec import TrainingSpec
 
 # NeMo 2 trainer precision plugin names for our Bridge-style precision names.
@@ -17,10 +18,16 @@ NEMO2_PRECISION = {"bf16_mixed": "bf16-mixed", "fp16_mixed": "16-mixed"}
 
 def build_nemo2_recipe(spec: TrainingSpec):
     """`llm.<preset>.pretrain_recipe(...)` with our data, budget, schedule, and starting checkpoint."""
-    import nemo_run as run
-    from nemo import lightning as nl
-    from nemo.collections import llm
-    from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
+    try:
+        import nemo_run as run
+        from nemo import lightning as nl
+        from nemo.collections import llm
+        from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
+    except ImportError as exc:
+        raise UserError(
+            f"the NeMo 2 recipe runs where nemo_toolkit[llm] 2.7 and nemo-run are installed ({exc}): "
+            "their own environment (.venv-nemo2, README (Training)) or a NeMo 2 container"
+        ) from exc
 
     recipe_module = getattr(llm, spec.nemo2_recipe)
     recipe = recipe_module.pretrain_recipe(
