@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,15 +39,23 @@ def base_config() -> DictConfig:
 
     The package's files first, then a project's `configs/base/*.yaml` (from `taskseed init`) over them.
     """
-    parts = []
-    for base_dir in reversed(config_dirs()):
-        for f in sorted((base_dir / "base").glob("*.yaml")):
-            part = OmegaConf.load(f)
-            if set(part.keys()) != {f.stem}:
-                raise ConfigError(f"{f}: must hold exactly one top-level key, {f.stem!r}")
-            parts.append(part)
-    if not parts:
+    files = [f for base_dir in reversed(config_dirs()) for f in sorted((base_dir / "base").glob("*.yaml"))]
+    if not files:
         raise ConfigError(f"no stage defaults found under {packaged_configs_dir() / 'base'}: a broken install?")
+    # Parsed once per process and file state (a config is loaded per step, per arm, per test): a
+    # copy each call, since callers change what they get.
+    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return copy.deepcopy(_merged_base(stats))
+
+
+@functools.lru_cache(maxsize=8)
+def _merged_base(stats: tuple[tuple[str, int, int], ...]) -> DictConfig:
+    parts = []
+    for name, _, _ in stats:
+        part = OmegaConf.load(name)
+        if set(part.keys()) != {Path(name).stem}:
+            raise ConfigError(f"{name}: must hold exactly one top-level key, {Path(name).stem!r}")
+        parts.append(part)
     return OmegaConf.merge(*parts)
 
 

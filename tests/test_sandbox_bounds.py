@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -71,7 +72,14 @@ def test_each_mechanism_bounds_a_fork_bomb_and_cleans_up_after_a_timeout(mechani
     # 150 other processes of the uid the sandbox runs as (65534 when this is root): RLIMIT_NPROC
     # must count the sandbox's own tasks, not these (as on a GPU node, vLLM's and Ray's threads).
     uid = 65534 if os.geteuid() == 0 and kind == "RLIMIT_NPROC" else None
-    others = [subprocess.Popen(["sleep", "30"], user=uid) for _ in range(150)]
+    # Started by one shell (a fork of this large test process each would take seconds in all).
+    others = subprocess.Popen(
+        ["sh", "-c", "for i in $(seq 150); do sleep 30 & done; wait"], user=uid, start_new_session=True
+    )
+    deadline = time.monotonic() + 10
+    while len(psutil.Process(others.pid).children()) < 150 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(psutil.Process(others.pid).children()) == 150
     try:
         before = host_processes()
         res = run_code_tests(FORK_BOMB, ["assert forks(1) == 2"], timeout_s=10, python=mechanism["python"])
@@ -80,9 +88,8 @@ def test_each_mechanism_bounds_a_fork_bomb_and_cleans_up_after_a_timeout(mechani
         assert started(res) == 64 - 3, res
         assert_back_to(before)
     finally:
-        for other in others:
-            other.kill()
-            other.wait()
+        os.killpg(others.pid, signal.SIGKILL)
+        others.wait()
     before = host_processes()
     # A spinning program with detached children: killed at the timeout, none of them left.
     res = run_code_tests(SPIN, ["assert f()"], timeout_s=2, python=mechanism["python"])
