@@ -71,6 +71,7 @@ def megatron_single_rank_group(store_dir):
 
     if dist.is_initialized():
         return lambda: None
+    _os.makedirs(str(store_dir), exist_ok=True)  # FileStore fails on a folder that does not exist yet
     store = dist.FileStore(_os.path.join(str(store_dir), "dist_store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     return dist.destroy_process_group

@@ -79,22 +79,26 @@ def plan_blend(
     synthetic_budget = total * settings.synthetic_share
     existing_budget = total - synthetic_budget
 
-    # Planning units: families (family/format when the manifest groups by format), then groups.
     notes: list[str] = []
-    problem = format_problem(synthetic) if settings.format_quotas else None
-    use_format = bool(settings.format_quotas) and problem is None
-    split_format = use_format and all(p.format for p in synthetic)
-    fractions = {p.prefix: format_fractions(p) for p in synthetic}
-    families = planning_units(synthetic, settings, split_format, fractions, notes)
-    solved = _solve(families, settings, synthetic_budget, use_format)
-
-    # Entries in tokens (floats), then integers that add up to the budget exactly.
-    rows = synthetic_rows(families, fractions, settings)
+    if synthetic_budget == 0:
+        # No synthetic data: the existing blend alone (the baseline arm of `taskseed ablate`).
+        families, rows = {}, []
+        formats, warnings = {"quotas": None, "status": "off", "reason": "synthetic_share 0"}, []
+    else:
+        # Planning units: families (family/format when the manifest groups by format), then groups.
+        problem = format_problem(synthetic) if settings.format_quotas else None
+        use_format = bool(settings.format_quotas) and problem is None
+        split_format = use_format and all(p.format for p in synthetic)
+        fractions = {p.prefix: format_fractions(p) for p in synthetic}
+        families = planning_units(synthetic, settings, split_format, fractions, notes)
+        solved = _solve(families, settings, synthetic_budget, use_format)
+        # Entries in tokens (floats), then integers that add up to the budget exactly.
+        rows = synthetic_rows(families, fractions, settings)
     if existing:
         rows += existing_rows(existing, settings, existing_budget, existing_name)
     rows, zero = round_rows(rows, total, settings.seq_length)
-
-    formats, warnings = format_report(rows, fractions, settings, problem, solved)
+    if synthetic_budget:
+        formats, warnings = format_report(rows, fractions, settings, problem, solved)
     return {
         "schema": PLAN_SCHEMA,
         "seq_length": settings.seq_length,
@@ -120,7 +124,7 @@ def _check_inputs(synthetic: list[SyntheticPrefix], existing: list[ExistingEntry
     """Errors for a plan that cannot be made: bad settings, nothing to blend, no existing blend to
     give its share to, a prefix listed twice."""
     settings.check()
-    if not synthetic:
+    if not synthetic and settings.synthetic_share > 0:
         raise PlanError("no synthetic prefixes to blend")
     synthetic_share = settings.synthetic_share
     if not existing and synthetic_share < 1.0:

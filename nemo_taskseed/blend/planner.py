@@ -9,13 +9,14 @@ emit.py writes the artifacts, verify.py checks the realized blend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from nemo_taskseed.blend.emit import write_artifacts
 from nemo_taskseed.blend.existing import resolve_existing
 from nemo_taskseed.blend.plan import plan_blend
 from nemo_taskseed.blend.settings import PlanSettings, VerifySettings
-from nemo_taskseed.blend.sources import load_existing_blend, synthetic_prefixes_from_manifest
+from nemo_taskseed.blend.sources import SyntheticPrefix, load_existing_blend, synthetic_prefixes_from_manifest
 from nemo_taskseed.blend.verify import Tolerance, verify_plan
 from nemo_taskseed.config import section_settings
 from nemo_taskseed.pipeline.lock import holds_output_lock
@@ -23,8 +24,11 @@ from nemo_taskseed.schema.plan import PlanError
 from nemo_taskseed.schema.plan import read_plan as read_plan_file
 
 
-def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
-    """Plan the blend described by a `blend:` config section (manifest path may override it)."""
+def plan_from_config(
+    section, manifest_path: str | Path | None = None, *, select: Callable[[SyntheticPrefix], bool] | None = None
+) -> dict:
+    """Plan the blend described by a `blend:` config section (manifest path may override it).
+    `select`: the synthetic prefixes to blend (all by default; `taskseed ablate` leaves groups out)."""
     from nemo_taskseed.tokenize.megatron import read_manifest
 
     manifest_path = manifest_path or section.get("manifest")
@@ -35,8 +39,12 @@ def plan_from_config(section, manifest_path: str | Path | None = None) -> dict:
     synthetic = synthetic_prefixes_from_manifest(
         manifest, root, settings.group_key, manifest_path=str(root / "manifest.json")
     )
+    if select is not None:
+        synthetic = [p for p in synthetic if select(p)]
     existing_name, existing = load_existing_blend(section.get("existing"))
     notes = []
+    if not existing and settings.synthetic_share == 0:
+        raise PlanError("blend.synthetic_share=0 plans the existing blend alone, but blend.existing is not set")
     if not existing and settings.synthetic_share < 1.0:
         notes.append(
             f"no existing pretraining blend (blend.existing): synthetic-only plan, "

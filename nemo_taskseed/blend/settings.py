@@ -86,8 +86,11 @@ class PlanSettings:
             raise PlanError(f"blend.total_tokens must be > 0, got {self.total_tokens}")
         if self.seq_length <= 0:
             raise PlanError(f"blend.seq_length must be > 0, got {self.seq_length}")
-        if not 0.0 < self.synthetic_share <= 1.0:
-            raise PlanError(f"blend.synthetic_share must be in (0, 1], got {self.synthetic_share}")
+        if not 0.0 <= self.synthetic_share <= 1.0:
+            raise PlanError(
+                f"blend.synthetic_share must be in [0, 1] (0: the existing blend alone, a baseline), "
+                f"got {self.synthetic_share}"
+            )
         if self.temperature <= 0:
             raise PlanError(
                 f"blend.temperature must be > 0 (1 = natural sizes, large = uniform), got {self.temperature}"

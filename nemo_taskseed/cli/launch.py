@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 
@@ -46,13 +45,9 @@ def _flag_overrides(args) -> list[str]:
 
 
 def _sbatch(path) -> str:
-    from nemo_taskseed.errors import UserError
+    from nemo_taskseed.launch.slurm import sbatch_submit
 
-    if shutil.which("sbatch") is None:
-        raise UserError(f"sbatch not found: submit {path} on a Slurm login node, or use --dry-run")
-    return subprocess.run(
-        ["sbatch", "--parsable", str(path)], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return sbatch_submit(path)
 
 
 def _train(args) -> int:

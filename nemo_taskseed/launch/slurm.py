@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -233,14 +234,31 @@ def nemo_run_python(cfg: DictConfig) -> str:
 
 
 def submit_with_nemo_run(spec_path: Path, cfg: DictConfig, *, dry_run: bool) -> dict:
-    """Run `nemo_taskseed.launch.nemo_run_submit` in the nemo-run interpreter; returns its JSON report."""
-    folder = spec_path.parent
+    """`taskseed launch train` through NeMo-Run: one run; returns nemo_run_submit's JSON report."""
+    return submit_runs_with_nemo_run([("train", spec_path)], cfg, spec_path.parent, dry_run=dry_run)
+
+
+def submit_runs_with_nemo_run(
+    runs: list[tuple[str, Path]], cfg: DictConfig, folder: Path, *, dry_run: bool, experiment: str | None = None
+) -> dict:
+    """Several runs (name, training_spec.json) as one NeMo-Run Experiment, in the nemo-run
+    interpreter (`nemo_taskseed.launch.nemo_run_submit`); returns its JSON report."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = [
+        {
+            "name": name,
+            "spec": str(Path(spec_path).resolve()),
+            "command": recipe_command(TrainingSpec.read(spec_path), str(Path(spec_path).resolve())),
+        }
+        for name, spec_path in runs
+    ]
     request = {
-        "spec": str(spec_path.resolve()),
         "launch": to_container(cfg.launch),
-        "command": recipe_command(TrainingSpec.read(spec_path), str(spec_path.resolve())),
         "out_dir": str(folder.resolve()),
         "dry_run": dry_run,
+        "experiment": experiment or f"{cfg.launch.job_name}-train",
+        "tasks": tasks,
     }
     request_path = folder / "nemo_run_request.json"
     request_path.write_text(json.dumps(request, indent=2) + "\n")
@@ -254,3 +272,12 @@ def submit_with_nemo_run(spec_path: Path, cfg: DictConfig, *, dry_run: bool) -> 
     if proc.returncode != 0:
         raise UserError(f"NeMo-Run submission failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads((folder / "nemo_run_result.json").read_text())
+
+
+def sbatch_submit(path: str | Path) -> str:
+    """`sbatch --parsable PATH`; returns the job id."""
+    if shutil.which("sbatch") is None:
+        raise UserError(f"sbatch not found: submit {path} on a Slurm login node, or use --dry-run")
+    return subprocess.run(
+        ["sbatch", "--parsable", str(path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
