@@ -39,6 +39,7 @@ LAYERS = [
     "launch",
     "evaluate",
     "recipes",  # hand-off to training; recipes: the entry points run on the nodes
+    "ablate",  # several continuation runs planned, launched and compared
     "run",  # `taskseed run`: the step sequence
     "dryrun",  # `taskseed run --dry-run`
     "preview",  # a few seeds through generate and filter, side by side

@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     "launch",
     "evaluate",
     "report",  # training and its evaluation
+    "ablate",  # several runs compared
     "estimate",
     "model",
     "demo",

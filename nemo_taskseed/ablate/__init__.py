@@ -1,0 +1,1 @@
+"""Ablations: plan, launch and report a set of continuation runs (docs/training.md)."""
