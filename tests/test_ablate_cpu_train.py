@@ -15,7 +15,7 @@ from nemo_taskseed.ablate.cpu_train import CpuTrainSettings, checkpoint_dir, rea
 from nemo_taskseed.config import load_config
 from nemo_taskseed.errors import UserError
 
-SETTINGS = CpuTrainSettings(steps=16, micro_batch_size=4, save_interval=8, seq_length=128)
+SETTINGS = CpuTrainSettings.from_config(load_config(), steps=16, micro_batch_size=4, save_interval=8, seq_length=128)
 
 
 @pytest.fixture(scope="module")
@@ -130,5 +130,9 @@ def test_a_finished_run_returns_at_once_and_an_interrupted_one_resumes_from_its_
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
 
     with pytest.raises(UserError, match="other settings"):
-        train_on_plan(arm_plan, out, CpuTrainSettings(steps=30, micro_batch_size=4, save_interval=8, seq_length=128))
+        train_on_plan(
+            arm_plan,
+            out,
+            CpuTrainSettings.from_config(load_config(), steps=30, micro_batch_size=4, save_interval=8, seq_length=128),
+        )
     assert json.loads((out / "cpu_train.json").read_text())["settings"]["steps"] == 16

@@ -39,20 +39,29 @@ STATE_FILE = "train_state.pt"
 
 @dataclass
 class CpuTrainSettings:
-    steps: int = 30
-    micro_batch_size: int = 4
-    seq_length: int | None = None  # None: the plan's
-    lr: float = 3e-3
-    min_lr: float = 3e-4
-    warmup: int = 3
-    weight_decay: float = 0.01
-    clip_grad: float = 1.0
-    save_interval: int = 10
-    seed: int = 1234
-    num_layers: int = 2
-    hidden_size: int = 64
-    num_attention_heads: int = 4
-    ffn_hidden_size: int = 256
+    """`ablate.local` (configs/base/ablate.yaml holds the defaults)."""
+
+    steps: int
+    micro_batch_size: int
+    seq_length: int | None  # None: the plan's
+    lr: float
+    min_lr: float
+    warmup: int
+    weight_decay: float
+    clip_grad: float
+    save_interval: int
+    seed: int
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    ffn_hidden_size: int
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> CpuTrainSettings:
+        """From the full config or its `ablate.local` section; `overrides` replace fields."""
+        from nemo_taskseed.config import section_settings
+
+        return cls(**{**section_settings(cls, cfg, "ablate.local"), **overrides})
 
     def validate(self) -> None:
         for name in ("steps", "micro_batch_size", "save_interval", "num_layers", "hidden_size", "num_attention_heads"):
@@ -83,7 +92,7 @@ def read_train_log(out_dir: str | Path) -> list[dict]:
 def train_on_plan(
     plan: dict,
     out_dir: str | Path,
-    settings: CpuTrainSettings | None = None,
+    settings: CpuTrainSettings,
     tokenizer_dir: str | Path | None = None,
 ) -> list[Path]:
     """Train (or resume) on the plan's blend; returns the `iter_NNNNNNN/hf` folders of the saved steps.
@@ -91,7 +100,6 @@ def train_on_plan(
     `tokenizer_dir`: the tokenizer the data was tokenized with (default: the plan's, as the
     tokenize manifest recorded it). A run whose last step is already saved returns at once.
     """
-    settings = settings or CpuTrainSettings()
     settings.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nemo_taskseed.ablate.arms import read_index
-from nemo_taskseed.config import ConfigError, to_container
+from nemo_taskseed.config import ConfigError
 from nemo_taskseed.errors import UserError
 
 STATE_FILE = "launch.json"
@@ -163,7 +163,7 @@ def launch_local(cfg: DictConfig, *, progress=None) -> dict[str, Any]:
     out_dir = Path(cfg.ablate.out_dir)
     index = read_index(out_dir)
     state = read_state(out_dir)
-    settings = CpuTrainSettings(**to_container(cfg.ablate.local))
+    settings = CpuTrainSettings.from_config(cfg)
     report = {}
     for arm in selected_arms(cfg, index):
         name = arm["name"]
