@@ -244,6 +244,32 @@ def plant_table(items, matches, s, ngram_hits) -> str:
     return "\n".join(lines)
 
 
+def ngram_order_table(index, items, fields) -> str:
+    """What the n-gram check flags among the calibration items (both halves), with the word-order-free
+    keys (filter.decontam.unordered) and without: its false positives are the negatives' line."""
+    from nemo_taskseed.filter.text import normalize_words, record_fields_text
+
+    lines = [
+        "n-gram check on the calibration items (both halves):",
+        f"{'':10} {'ordered':>8} {'+unordered':>11} {'of':>5}",
+    ]
+    for kind in ("positive", "negative"):
+        chosen = [i for i in items if i.label == kind]
+        counts = []
+        for unordered in (False, True):
+            counts.append(
+                sum(
+                    any(
+                        index.check_words(normalize_words(t), unordered=unordered) is not None
+                        for t in record_fields_text(i.record, fields)
+                    )
+                    for i in chosen
+                )
+            )
+        lines.append(f"{kind:10} {counts[0]:8d} {counts[1]:11d} {len(chosen):5d}")
+    return "\n".join(lines)
+
+
 def judge_band(items, matches, s, model_dir: str, review: float) -> str:
     """The judge path: pairs in [review, threshold) go to the LLM judge (as the stage sends them:
     check.decide with the judge on, one pair per item); how often it was right, and recall / false
@@ -399,6 +425,7 @@ def main() -> None:
             print(table(items, matches, base, "report"))
             print("\nplants (both halves) at configs/base:")
             print(plant_table(planted, plant_matches, base, ngram_hits))
+            print(ngram_order_table(ngram, items, fields))
             print("\nthreshold only (no band), report half:")
             pts = []
             for thr in [round(0.6 + 0.025 * k, 3) for k in range(15)]:

@@ -198,7 +198,11 @@ def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf)
 
     dc = load_config("benchmarks/smoke").filter.decontam
     built = build_index(
-        list(dc.benchmarks), source="mirror", mirror=fixtures_hf, short_min_words=int(dc.short_min_words)
+        list(dc.benchmarks),
+        source="mirror",
+        mirror=fixtures_hf,
+        short_min_words=int(dc.short_min_words),
+        unordered=bool(dc.unordered),
     )
     sources = [
         ("allenai/ai2_arc", "ARC-Easy", "test", mc_fields),
@@ -223,6 +227,45 @@ def test_short_test_questions_caught_and_training_items_not_flagged(fixtures_hf)
         clean += [make_generated(seed, f(r), sample_index=i) for i, r in enumerate(rows)]
     assert len(clean) == 800
     assert [r["question"] for r in clean if built.index.check(record_fields_text(r, fields))] == []
+
+
+def _swap_adjacent(words: list[str], positions: list[int]) -> list[str]:
+    out = list(words)
+    for i in positions:
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+def test_test_items_with_adjacent_words_swapped_are_caught_in_any_order(fixtures_hf):
+    """A copied test question with one to three adjacent words swapped (lower-cased, inside a longer
+    record) has no 13-gram left and is no verbatim short string; the order-free keys
+    (filter.decontam.unordered) catch it, long and short, and survive the pickle workers read."""
+    import pickle
+    import random
+
+    rng = random.Random(3)
+    rows = fixture_rows(fixtures_hf, "openai/gsm8k", "main", "test")[:40]
+    rows += fixture_rows(fixtures_hf, "allenai/ai2_arc", "ARC-Easy", "test")[:40]
+    questions = [r["question"] for r in rows]
+    ordered, unordered = NgramIndex(13, 5), NgramIndex(13, 5, unordered=True)
+    for i, q in enumerate(questions):
+        for index in (ordered, unordered):
+            index.add(BenchmarkRow("mixed", "test", i), [q])
+    unordered = pickle.loads(pickle.dumps(unordered))
+    missed_by_order, caught = 0, 0
+    for i, q in enumerate(questions):
+        words = q.split()
+        if len(words) < 6:
+            continue
+        swaps = sorted(rng.sample(range(len(words) - 1), min(3, (len(words) - 1) // 2)))
+        swaps = [p for k, p in enumerate(swaps) if k == 0 or p > swaps[k - 1] + 1]  # disjoint pairs
+        record = f"Consider this one. {' '.join(_swap_adjacent(words, swaps)).lower()} Show your work."
+        missed_by_order += ordered.check([record]) is None
+        hit = unordered.check([record])
+        caught += hit is not None and hit.row.row == i
+    assert caught == sum(len(q.split()) >= 6 for q in questions) and missed_by_order >= 40
+    # Same words, other rows' words: a window must hold the whole bag to match.
+    assert unordered.check([" ".join(sorted(set(" ".join(questions).split()))[:200])]) is None
 
 
 def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):

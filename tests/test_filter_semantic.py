@@ -131,6 +131,7 @@ def semantic(fixtures_hf, tmp_path_factory):
         "include_paths": [],
         "ngram_size": 13,
         "short_min_words": 8,
+        "unordered": True,
         "semantic": to_container(load_config())["filter"]["decontam"]["semantic"],  # the defaults
     }
     _, info = ensure_decontam_index(dc, work)

@@ -72,6 +72,7 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
             "include_paths",
             "ngram_size",
             "short_min_words",
+            "unordered",
         )
     }
     # An index built before rendered prompts were indexed, or before the semantic views, is rebuilt.
@@ -89,6 +90,7 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
         mirror=dc.get("mirror"),
         ngram_size=int(dc["ngram_size"]),
         short_min_words=int(dc["short_min_words"]),
+        unordered=bool(dc["unordered"]),
         include_paths=list(dc.get("include_paths") or []),
         progress=True,
     )

@@ -58,6 +58,7 @@ def build_index(
     mirror: str | Path | None = None,
     ngram_size: int = 13,
     short_min_words: int = 5,
+    unordered: bool = False,
     include_paths: Sequence[str | Path] = (),
     progress: bool = False,
     rendered: bool = True,
@@ -65,7 +66,7 @@ def build_index(
     benches = [b if isinstance(b, Benchmark) else Benchmark.from_config(b) for b in benchmarks]
     from nemo_taskseed.filter.semantic.views import benchmark_views
 
-    index = NgramIndex(ngram_size, short_min_words)
+    index = NgramIndex(ngram_size, short_min_words, unordered)
     coverage = []
     views: list[list[Any]] = []
     mirror = Path(mirror) if mirror else None

@@ -8,10 +8,20 @@ string has at least `short_min_words` words it is indexed whole, keyed by its fi
 
 Unlike the janitor, which cuts dirty spans out of long web documents, a synthetic Q&A item with a
 benchmark n-gram is dropped whole: it is too short for the remainder to be worth keeping.
+
+Word order (`unordered`): a copied test item with a few adjacent words swapped keeps every word
+but breaks every n-gram that spans a swap, so a 12-25 word question with one to three swaps has no
+13-gram left and no verbatim short string. With `unordered`, the index also holds each n-word
+window and each short string as a bag of words (an order-free 64-bit hash of its words), and a
+record's windows of those lengths are looked up the same way: a swap changes only the two windows
+that hold one of the swapped words and not the other, so most windows of a long string and the
+whole of a short one still match. Bags are looked up after the ordered checks, which stay the
+evidence when they match.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,15 +45,19 @@ class NgramHit:
 
 
 class NgramIndex:
-    def __init__(self, ngram_size: int = 13, short_min_words: int = 5):
+    def __init__(self, ngram_size: int = 13, short_min_words: int = 5, unordered: bool = False):
         if ngram_size < 1:
             raise ValueError(f"ngram_size must be >= 1, got {ngram_size}")
         self.n = ngram_size
         # 0 disables whole-string matching of short benchmark strings.
         self.short_min = short_min_words if 0 < short_min_words < ngram_size else 0
+        self.unordered = unordered
         self.rows: list[BenchmarkRow] = []
         self._grams: dict[str, int] = {}
         self._short: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        # Bag-of-words keys (window length and the order-free hash of its words) -> row.
+        self._bags: dict[int, int] = {}
+        self._bag_lengths: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._grams)
@@ -66,8 +80,19 @@ class NgramIndex:
                 if self.short_min <= len(words) < self.n:
                     head = " ".join(words[: self.short_min])
                     self._short.setdefault(head, []).append((tuple(words), ref))
+        if self.unordered:
+            bags = self._bags
+            for key in _bag_keys(joined, self.n):
+                bags.setdefault(key, ref)
+            if len(joined) >= self.n:
+                self._bag_lengths.add(self.n)
+            for words in leaves:
+                if self.short_min and self.short_min <= len(words) < self.n:
+                    bags.setdefault(_bag_key(len(words), sum(map(_word_hash, words)) & _MASK), ref)
+                    self._bag_lengths.add(len(words))
 
-    def check_words(self, words: Sequence[str]) -> NgramHit | None:
+    def check_words(self, words: Sequence[str], *, unordered: bool = True) -> NgramHit | None:
+        """The first hit for one string's words; `unordered=False` skips the bags (to measure them)."""
         grams = self._grams
         hits = set(filter(grams.__contains__, word_ngrams(words, self.n)))
         if hits:
@@ -80,6 +105,20 @@ class NgramIndex:
                 for full, ref in self._short.get(head, ()):
                     if tuple(words[i : i + len(full)]) == full:
                         return NgramHit(self.rows[ref], " ".join(full), 1)
+        if self._bags and unordered:
+            return self._check_bags(words)
+        return None
+
+    def _check_bags(self, words: Sequence[str]) -> NgramHit | None:
+        """The first window (longest length first, then position) whose bag of words is indexed."""
+        bags = self._bags
+        prefix = _prefix_sums(words)
+        for length in sorted(self._bag_lengths, reverse=True):
+            mix = length * _LENGTH_MIX
+            for start in range(len(words) - length + 1):
+                ref = bags.get((prefix[start + length] - prefix[start] + mix) & _MASK)
+                if ref is not None:
+                    return NgramHit(self.rows[ref], " ".join(words[start : start + length]), 1)
         return None
 
     def check(self, texts: Iterable[str], memo: dict[str, NgramHit | None] | None = None) -> NgramHit | None:
@@ -100,3 +139,40 @@ class NgramIndex:
         if best is None:
             return None
         return NgramHit(best.row, best.ngram, total)
+
+
+# --- bags of words ---------------------------------------------------------------------------------
+_MASK = (1 << 64) - 1
+_LENGTH_MIX = 0x9E3779B97F4A7C15  # spreads the window length over the key's bits
+_WORD_HASHES: dict[str, int] = {}
+
+
+def _word_hash(word: str) -> int:
+    """A 64-bit hash of a word that is the same in every process (Python's `hash` of a str is not:
+    the index is pickled and read by other workers)."""
+    value = _WORD_HASHES.get(word)
+    if value is None:
+        value = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+        if len(_WORD_HASHES) < 2_000_000:  # a vocabulary's worth; beyond it, hashed each time
+            _WORD_HASHES[word] = value
+    return value
+
+
+def _bag_key(length: int, total: int) -> int:
+    return (total + length * _LENGTH_MIX) & _MASK
+
+
+def _prefix_sums(words: Sequence[str]) -> list[int]:
+    """prefix[i] = the sum of the first i words' hashes: a window's bag is a difference of two."""
+    prefix = [0]
+    total = 0
+    for w in words:
+        total += _word_hash(w)
+        prefix.append(total)
+    return prefix
+
+
+def _bag_keys(words: Sequence[str], length: int) -> Iterable[int]:
+    """The bag key of every `length`-word window (the sum of its words' hashes: order-free)."""
+    prefix = _prefix_sums(words)
+    return [_bag_key(length, (prefix[i + length] - prefix[i]) & _MASK) for i in range(len(words) - length + 1)]
