@@ -279,6 +279,32 @@ def test_sbatch_dry_run_of_every_arm_with_the_nemo2_recipe(planned, tmp_path, ca
     assert not (planned["out"] / "launch.json").exists()  # a dry run records no submission
 
 
+def test_finished_and_submitted_arms_are_not_submitted_again(planned, tmp_path, capsys):
+    """launch.json and the checkpoints on disk decide: a finished arm is never submitted again, one
+    submitted before only with --resubmit ARM; the others are submitted (here: dry-run)."""
+    from nemo_taskseed.ablate.launch import STATE_FILE
+
+    out = tmp_path / "runs"
+    (out / "baseline" / "checkpoints" / "iter_0000001").mkdir(parents=True)  # its last iteration (15,360 tokens)
+    state = planned["out"] / STATE_FILE
+    state.write_text(json.dumps({"arms": {"all_synthetic": {"submitted": "2026-12-07T00:00:00+00:00", "job_id": "7"}}}))
+    try:
+        actions = {}
+        for options in ((), ("--resubmit", "all_synthetic")):
+            _launch(planned, tmp_path, "--backend", "sbatch", "--dry-run", *options, extra=(f"train.output_dir={out}",))
+            actions[options] = {n: a["action"] for n, a in json.loads(capsys.readouterr().out)["arms"].items()}
+        first, second = actions[()], actions[("--resubmit", "all_synthetic")]
+        assert first["baseline"] == second["baseline"] == "finished: not resubmitted"
+        assert first["all_synthetic"] == (
+            "submitted 2026-12-07T00:00:00+00:00: not resubmitted (--resubmit all_synthetic)"
+        )
+        assert second["all_synthetic"] == "dry run"
+        assert {first[n] for n in EXPECTED_ARMS[2:]} == {"dry run"}
+        assert json.loads(state.read_text())["arms"]["all_synthetic"]["job_id"] == "7"  # a dry run records nothing
+    finally:
+        state.unlink()
+
+
 @pytest.mark.skipif(not LAUNCH_PYTHON.is_file(), reason=".venv-launch is absent (README (Training))")
 @pytest.mark.subprocess
 def test_nemo_run_dry_run_is_one_experiment_with_every_arm_and_bridge_settings(planned, tmp_path, capsys):

@@ -32,7 +32,6 @@ from nemo_taskseed.config import ConfigError
 from nemo_taskseed.errors import UserError
 
 STATE_FILE = "launch.json"
-BACKENDS = ("nemo_run", "sbatch", "local")
 
 
 def read_state(out_dir: Path) -> dict[str, Any]:

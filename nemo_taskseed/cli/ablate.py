@@ -31,7 +31,9 @@ def register(subparsers) -> None:
         help="launch.backend; local: the CPU toy loop",
     )
     launch.add_argument("--dry-run", action="store_true", help="write every arm's spec and scripts, submit nothing")
-    launch.add_argument("--resubmit", nargs="*", default=[], metavar="ARM", help="submit these arms again")
+    launch.add_argument(
+        "--resubmit", action="append", default=[], metavar="ARM", help="submit this arm again (repeat for several)"
+    )
     launch.set_defaults(func=_launch)
 
     report = sub.add_parser("report", help="every arm against the baseline: ablation.md, .csv, .png")
