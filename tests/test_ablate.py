@@ -391,8 +391,12 @@ def test_the_cpu_toy_loop_plans_trains_scores_and_reports(planned, fixtures_hf):
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc
 
-    printed = taskseed("launch", "--backend", "local").stdout
+    launched = taskseed("launch", "--backend", "local")
+    printed = launched.stdout
     assert "ablation arms trained and scored here" in printed and "next: taskseed ablate report" in printed
+    # transformers' and lm-eval's own progress bars and lm-eval's `git` call go to taskseed.log
+    assert "Writing model shards" not in launched.stderr + printed and "not a git repository" not in launched.stderr
+    assert "Running loglikelihood requests" in (planned["out"] / "taskseed.log").read_text()
     first = json.loads((planned["out"] / "launch.json").read_text())
     assert first["backend"] == "local" and list(first["arms"]) == [
         "baseline",

@@ -108,7 +108,8 @@ def _launch(args) -> int:
     result = _launch_local_with_progress(cfg, launch_local)
     table = Table(title="ablation arms trained and scored here (CPU toy loop)", title_justify="left")
     for column in ("arm", "steps", "tokens", "scored now", "results"):
-        table.add_column(column, justify="right" if column in ("steps", "tokens") else "left")
+        # A path is copied from here: folded onto the next line when long, never cut.
+        table.add_column(column, justify="right" if column in ("steps", "tokens") else "left", overflow="fold")
     for name, arm in result["arms"].items():
         scored = ", ".join(arm["scored_now"]) or "nothing new"
         table.add_row(name, str(arm["train_iters"]), f"{arm['total_tokens']:,}", scored, arm["results"])
@@ -118,15 +119,18 @@ def _launch(args) -> int:
 
 
 def _launch_local_with_progress(cfg, launch_local) -> dict:
-    """The toy loop with a progress bar on stderr (one step per arm; the line says what runs)."""
+    """The toy loop with a progress bar (one step per arm; the line says what runs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nemo_taskseed.ablate.arms import read_index
     from nemo_taskseed.ablate.launch import selected_arms
 
     arms = selected_arms(cfg, read_index(cfg.ablate.out_dir))
+    from nemo_taskseed.pipeline.logs import library_output_to_log
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    # Training and lm-eval print their own bars on stderr: into taskseed.log, this bar on stdout.
+    with Progress(*columns, console=Console(), transient=False) as progress, library_output_to_log():
         task = progress.add_task("arms", total=len(arms))
         done: set[str] = set()
 

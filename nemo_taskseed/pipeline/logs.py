@@ -11,6 +11,7 @@ No library offers one switch for all of them (each keeps its own logging setup),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -159,3 +160,24 @@ def route_third_party_logs(folder: str | Path) -> Path | None:
     _routed = log_file
     logging.getLogger(__name__).info("third-party INFO logs go here; Ray workers log under the Ray session folder")
     return log_file
+
+
+@contextlib.contextmanager
+def library_output_to_log():
+    """While the block runs, what libraries write straight to stderr (transformers' and lm-eval's
+    progress bars, a `git` child process lm-eval starts) goes to the routed log file, at the file
+    descriptor so child processes follow. Nothing changes when logs are not routed (`-v`, or a
+    test calling the CLI's main). Our own progress and summaries go to stdout meanwhile."""
+    if _routed is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(_routed, "a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            log.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
