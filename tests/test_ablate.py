@@ -185,15 +185,12 @@ def test_the_report_says_which_differences_exceed_noise(tmp_path):
 def planned(tmp_path_factory, fixtures_hf, model_dir) -> dict:
     """`taskseed ablate plan` on real benchmark training rows tokenized with the 135M tokenizer;
     the pretraining part is the stand-in (this machine has no pretraining corpus)."""
-    from test_tokenize import fixture_documents, write_jsonl
+    from test_tokenize import tokenize_fixture_documents
 
     from nemo_taskseed.cli import main
-    from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
 
     root = tmp_path_factory.mktemp("ablate")
-    write_jsonl(root / "synthetic.jsonl", fixture_documents(fixtures_hf, per_source=40))
-    options = TokenizeOptions.from_config(load_config(), str(model_dir), group_by=("family", "format"), progress=False)
-    tokenize_files([root / "synthetic.jsonl"], root / "tok", options)
+    tokenize_fixture_documents(root, fixtures_hf, model_dir, group_by=("family", "format"))
     overrides = [
         f"ablate.manifest={root / 'tok'}",
         "ablate.arms.leave_one_out=[format]",

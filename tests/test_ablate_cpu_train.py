@@ -21,18 +21,12 @@ SETTINGS = CpuTrainSettings.from_config(load_config(), steps=16, micro_batch_siz
 @pytest.fixture(scope="module")
 def arm_plan(tmp_path_factory, fixtures_hf, model_dir) -> dict:
     """A synthetic-only plan over four prefixes tokenized from real benchmark training rows."""
-    from test_tokenize import fixture_documents, write_jsonl
+    from test_tokenize import tokenize_fixture_documents
 
     from nemo_taskseed.blend import plan_from_config
-    from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
 
     root = tmp_path_factory.mktemp("arm")
-    write_jsonl(root / "synthetic.jsonl", fixture_documents(fixtures_hf, per_source=40))
-    tokenize_files(
-        [root / "synthetic.jsonl"],
-        root / "tok",
-        TokenizeOptions.from_config(load_config(), str(model_dir), progress=False),
-    )
+    tokenize_fixture_documents(root, fixtures_hf, model_dir)
     cfg = load_config(
         None,
         [

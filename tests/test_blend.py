@@ -265,17 +265,12 @@ def test_every_artifact_round_trips_through_its_consumer(tmp_path):
 @pytest.fixture(scope="module")
 def tokenized_world(tmp_path_factory, fixtures_hf, model_dir):
     """Synthetic prefixes from fixture rows plus two local 'pretraining' prefixes (code, science text)."""
-    from test_tokenize import fixture_documents, write_jsonl
+    from test_tokenize import tokenize_fixture_documents, write_jsonl
 
     from nemo_taskseed.tokenize import TokenizeOptions, tokenize_files
 
     root = tmp_path_factory.mktemp("blendworld")
-    write_jsonl(root / "synthetic.jsonl", fixture_documents(fixtures_hf, per_source=40))
-    tokenize_files(
-        [root / "synthetic.jsonl"],
-        root / "tok",
-        TokenizeOptions.from_config(load_config(), str(model_dir), progress=False),
-    )
+    tokenize_fixture_documents(root, fixtures_hf, model_dir)
     pretrain = []
     with open(fixtures_hf / "google-research-datasets/mbpp/full/train.jsonl") as handle:
         pretrain += [{"text": json.loads(line)["code"], "family": "code"} for line in handle]

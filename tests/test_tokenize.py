@@ -73,6 +73,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def tokenize_fixture_documents(root: Path, fixtures_hf: Path, tokenizer: Path, per_source: int = 40, **options) -> Path:
+    """`fixture_documents` written to `root/synthetic.jsonl` and tokenized into `root/tok` (its
+    manifest's folder, which blend and ablate read) with the real tokenizer; `options` change
+    TokenizeOptions fields (e.g. group_by)."""
+    write_jsonl(root / "synthetic.jsonl", fixture_documents(fixtures_hf, per_source=per_source))
+    settings = TokenizeOptions.from_config(load_config(), str(tokenizer), **{"progress": False, **options})
+    tokenize_files([root / "synthetic.jsonl"], root / "tok", settings)
+    return root / "tok"
+
+
 @pytest.fixture(scope="module")
 def tokenizer(model_dir):
     from nemo_taskseed.tokenize.encoder import load_hf_tokenizer
