@@ -44,7 +44,7 @@ def base_config() -> DictConfig:
         raise ConfigError(f"no stage defaults found under {packaged_configs_dir() / 'base'}: a broken install?")
     # Parsed once per process and file state (a config is loaded per step, per arm, per test): a
     # copy each call, since callers change what they get.
-    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    stats = tuple((str(f), st.st_mtime_ns, st.st_size) for f in files for st in [f.stat()])
     return copy.deepcopy(_merged_base(stats))
 
 

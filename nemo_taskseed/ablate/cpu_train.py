@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nemo_taskseed.errors import UserError
+from nemo_taskseed.evaluate.watcher import hf_ready
 
 __all__ = ["CpuTrainSettings", "checkpoint_dir", "read_train_log", "train_on_plan"]
 
@@ -108,10 +109,10 @@ def train_on_plan(
     _check_same_run(out_dir, settings, plan)
 
     start = _latest_resumable(out_dir, settings.steps)
-    if not _hf_ready(checkpoint_dir(out_dir, settings.steps) / "hf"):
+    if not hf_ready(checkpoint_dir(out_dir, settings.steps) / "hf"):
         _train(plan, out_dir, settings, tokenizer_dir, start)
     return [
-        checkpoint_dir(out_dir, s) / "hf" for s in settings.save_steps() if _hf_ready(checkpoint_dir(out_dir, s) / "hf")
+        checkpoint_dir(out_dir, s) / "hf" for s in settings.save_steps() if hf_ready(checkpoint_dir(out_dir, s) / "hf")
     ]
 
 
@@ -159,16 +160,11 @@ def _check_same_run(out_dir: Path, settings: CpuTrainSettings, plan: dict) -> No
         path.write_text(json.dumps(identity, indent=1) + "\n")
 
 
-def _hf_ready(folder: Path) -> bool:
-    # As the watcher decides it (evaluate/watcher.py); a larger model may be saved in shards.
-    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
-
-
 def _latest_resumable(out_dir: Path, steps: int) -> int:
     done = [
         int(child.name[5:])
         for child in out_dir.glob("iter_*")
-        if child.name[5:].isdigit() and _hf_ready(child / "hf") and (child / STATE_FILE).is_file()
+        if child.name[5:].isdigit() and hf_ready(child / "hf") and (child / STATE_FILE).is_file()
     ]
     return max((s for s in done if s <= steps), default=0)
 

@@ -93,6 +93,11 @@ def compare(arm_rows: dict[str, list[dict]], baseline: str, z: float) -> list[di
     return out
 
 
+def _key(row: dict) -> str:
+    """A row's column: the benchmark, or `group:<name>` for a group."""
+    return ("group:" if row["kind"] == "group" else "") + row["name"]
+
+
 def _cell(row: dict | None) -> str:
     if row is None:
         return ""
@@ -103,12 +108,8 @@ def _cell(row: dict | None) -> str:
 def markdown(
     rows: list[dict], arms: list[dict], baseline: str, reference: dict[str, float], notes: list[str], z: float
 ) -> str:
-    names = []
-    for r in rows:
-        key = ("group:" if r["kind"] == "group" else "") + r["name"]
-        if key not in names:
-            names.append(key)
-    by = {(r["arm"], ("group:" if r["kind"] == "group" else "") + r["name"]): r for r in rows}
+    names = list(dict.fromkeys(_key(r) for r in rows))
+    by = {(r["arm"], _key(r)): r for r in rows}
     header = ["arm", *[n.replace("group:", "group ") for n in names]]
     lines = [
         f"# Ablation: every arm against `{baseline}`",
@@ -144,8 +145,8 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    names = list(dict.fromkeys(("group " if r["kind"] == "group" else "") + r["name"] for r in rows))
-    by = {(r["arm"], ("group " if r["kind"] == "group" else "") + r["name"]): r for r in rows}
+    names = list(dict.fromkeys(_key(r) for r in rows))
+    by = {(r["arm"], _key(r)): r for r in rows}
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * max(1, len(arms)) / 3), 4))
     width = 0.8 / max(1, len(arms))
     for i, arm in enumerate(arms):

@@ -83,7 +83,6 @@ def plan_blend(
     if synthetic_budget == 0:
         # No synthetic data: the existing blend alone (the baseline arm of `taskseed ablate`).
         families, rows = {}, []
-        formats, warnings = {"quotas": None, "status": "off", "reason": "synthetic_share 0"}, []
     else:
         # Planning units: families (family/format when the manifest groups by format), then groups.
         problem = format_problem(synthetic) if settings.format_quotas else None
@@ -99,6 +98,8 @@ def plan_blend(
     rows, zero = round_rows(rows, total, settings.seq_length)
     if synthetic_budget:
         formats, warnings = format_report(rows, fractions, settings, problem, solved)
+    else:
+        formats, warnings = {"quotas": None, "status": "off", "reason": "synthetic_share 0"}, []
     return {
         "schema": PLAN_SCHEMA,
         "seq_length": settings.seq_length,

@@ -44,15 +44,14 @@ def _flag_overrides(args) -> list[str]:
     return list(args.overrides) + extra
 
 
-def _sbatch(path) -> str:
-    from nemo_taskseed.launch.slurm import sbatch_submit
-
-    return sbatch_submit(path)
-
-
 def _train(args) -> int:
     from nemo_taskseed.config import ConfigError
-    from nemo_taskseed.launch.slurm import submit_with_nemo_run, write_eval_watcher_sbatch, write_train_artifacts
+    from nemo_taskseed.launch.slurm import (
+        sbatch_submit,
+        submit_with_nemo_run,
+        write_eval_watcher_sbatch,
+        write_train_artifacts,
+    )
     from nemo_taskseed.train.bridge import bridge_settings
     from nemo_taskseed.train.spec import build_spec, load_train_config
 
@@ -91,12 +90,12 @@ def _train(args) -> int:
         result = submit_with_nemo_run(written["spec"], cfg, dry_run=args.dry_run)
         report["nemo_run"] = result
     elif not args.dry_run and backend == "sbatch":
-        report["job_id"] = _sbatch(written["sbatch"])
+        report["job_id"] = sbatch_submit(written["sbatch"])
     elif not args.dry_run and backend == "torchrun":
         print(json.dumps(report, indent=2))
         return subprocess.call(["bash", str(written["torchrun"])])
     if not args.dry_run and args.with_eval_watcher:
-        report["eval_watcher_job_id"] = _sbatch(report["files"]["eval_watcher"])
+        report["eval_watcher_job_id"] = sbatch_submit(report["files"]["eval_watcher"])
     report["dry_run"] = bool(args.dry_run)
     print(json.dumps(report, indent=2))
     return 0
@@ -104,7 +103,7 @@ def _train(args) -> int:
 
 def _pipeline(args) -> int:
     from nemo_taskseed.config import load_config
-    from nemo_taskseed.launch.slurm import write_pipeline_sbatch
+    from nemo_taskseed.launch.slurm import sbatch_submit, write_pipeline_sbatch
 
     cfg = load_config(args.config, list(args.overrides))
     path = write_pipeline_sbatch(cfg, args.config)
@@ -112,5 +111,5 @@ def _pipeline(args) -> int:
         print(path.read_text())
         print(f"# written to {path} (dry run: not submitted)")
         return 0
-    print(f"submitted pipeline job {_sbatch(path)} ({path})")
+    print(f"submitted pipeline job {sbatch_submit(path)} ({path})")
     return 0

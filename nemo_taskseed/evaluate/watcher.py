@@ -39,7 +39,8 @@ class Checkpoint:
         return f"step_{self.step}"
 
 
-def _hf_ready(folder: Path) -> bool:
+def hf_ready(folder: Path) -> bool:
+    """An HF folder lm-eval can load: its config and a weights file are written."""
     return (folder / "config.json").is_file() and any(any(folder.glob(p)) for p in WEIGHT_PATTERNS)
 
 
@@ -49,11 +50,11 @@ def find_checkpoints(root: str | Path, queue_dir: str | Path | None = None) -> l
     if root.is_dir():
         for child in root.iterdir():
             m = _BRIDGE_ITER.match(child.name)
-            if m and child.is_dir() and _hf_ready(child / "hf"):
+            if m and child.is_dir() and hf_ready(child / "hf"):
                 found[child] = Checkpoint(child, int(m.group(1)), child / "hf")
         for hf_dir in root.glob("**/checkpoints/*step=*/hf"):
             m = _NEMO2_STEP.search(hf_dir.parent.name)
-            if m and _hf_ready(hf_dir):
+            if m and hf_ready(hf_dir):
                 found[hf_dir.parent] = Checkpoint(hf_dir.parent, int(m.group(1)), hf_dir)
     queue = Path(queue_dir) if queue_dir else root / "eval_queue"
     if queue.is_dir():
@@ -64,8 +65,8 @@ def find_checkpoints(root: str | Path, queue_dir: str | Path | None = None) -> l
                 step = int(data["step"])
             except (ValueError, KeyError, OSError):
                 continue  # a request still being written; next poll
-            model_dir = ckpt / "hf" if _hf_ready(ckpt / "hf") else ckpt
-            if _hf_ready(model_dir):
+            model_dir = ckpt / "hf" if hf_ready(ckpt / "hf") else ckpt
+            if hf_ready(model_dir):
                 found.setdefault(ckpt, Checkpoint(ckpt, step, model_dir))
     return sorted(found.values(), key=lambda c: c.step)
 
