@@ -117,6 +117,19 @@ def test_leaving_a_group_out_keeps_the_other_groups_tokens():
     assert baseline["data_paths"] == [[1.0, "/data/web"]]
 
 
+def test_leaving_a_kind_out_needs_no_single_format_prefixes():
+    """A prefix that mixes formats cannot be left out by format, but leaving out a kind keeps the
+    format quotas of every format its remaining prefixes hold (mixed ones included)."""
+    mixed = prefix("mixed", "knowledge", "multiple_choice")
+    mixed.format_tokens = {"multiple_choice": 6_000, "generative": 4_000}
+    prefixes = [mixed, prefix("gsm8k", "reasoning", "generative")]
+    blend = load_config(overrides=["blend.synthetic_share=0.2", "blend.max_epochs=null"]).blend
+    base = {"synthetic_tokens": 200, "total_tokens": 1000, "entries": [], "formats": {"tokens": {}}}
+    section, select = arm_section(blend, Arm("x", "", leave_out=("kind", "reasoning")), base, "web", prefixes)
+    assert dict(section.format_quotas) == {"generative": 0.4, "multiple_choice": 0.6}  # the configured pair
+    assert [p.name for p in prefixes if select(p)] == ["mixed"]
+
+
 def test_gpu_hours_are_six_n_d_over_peak_and_mfu():
     cost = {"gpu_peak_tflops": 989.4, "mfu": 0.4}
     # Llama 3.1 8B on 100B tokens: 6 x 8.03e9 x 1e11 = 4.818e21 FLOPs at 395.76 TFLOPS sustained.

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nemo_taskseed.blend.sources import SyntheticPrefix
+from nemo_taskseed.blend.units import format_fractions
 from nemo_taskseed.config import ConfigError, to_container
 from nemo_taskseed.schema.plan import PlanError
 
@@ -62,13 +63,12 @@ def prefix_value(prefix: SyntheticPrefix, key: str) -> str:
         return prefix.family
     if prefix.format:
         return prefix.format
-    tokens = prefix.format_tokens or {}
-    total = sum(tokens.values())
-    dominant = max(tokens, key=tokens.get) if tokens else None
-    if dominant is None or tokens[dominant] < FORMAT_PURITY * total:
+    fractions = format_fractions(prefix) or {}
+    dominant = max(fractions, key=fractions.get) if fractions else None
+    if dominant is None or fractions[dominant] < FORMAT_PURITY:
         raise PlanError(
-            f"prefix {prefix.name} mixes formats ({tokens or 'none recorded'}): it cannot be left out by format; "
-            "tokenize with tokenize.group_by=[family,format,variant]"
+            f"prefix {prefix.name} mixes formats ({prefix.format_tokens or 'none recorded'}): it cannot be left "
+            "out by format; tokenize with tokenize.group_by=[family,format,variant]"
         )
     return dominant
 
@@ -146,7 +146,7 @@ def arm_section(
     kept = [p for p in prefixes if select(p)]
     for quotas, present in (
         ("group_quotas", {p.group for p in kept}),
-        ("format_quotas", {prefix_value(p, "format") for p in kept if p.format or p.format_tokens}),
+        ("format_quotas", {f for p in kept for f in (format_fractions(p) or {})}),
     ):
         if section.get(quotas):
             left = {g: float(q) for g, q in to_container(section[quotas]).items() if g in present}
