@@ -172,21 +172,16 @@ def launch_local(cfg: DictConfig, *, progress=None) -> dict[str, Any]:
         results = arm_dir / "eval" / "results.jsonl"
         if progress:
             progress(f"{name}: training {settings.steps} steps")
-        saved = train_on_plan(plan, checkpoints, settings)
+        if not train_on_plan(plan, checkpoints, settings):
+            raise UserError(f"arm {name}: training wrote no checkpoint under {checkpoints}")
         pending = pending_checkpoints(checkpoints, results)
+        eval_cfg = _eval_config(cfg, name)
         for ckpt in pending:
             if progress:
                 progress(f"{name}: scoring {ckpt.label}")
             evaluate_model(
-                ckpt.model_dir,
-                _eval_config(cfg, name),
-                results,
-                label=ckpt.label,
-                step=ckpt.step,
-                checkpoint=str(ckpt.path),
+                ckpt.model_dir, eval_cfg, results, label=ckpt.label, step=ckpt.step, checkpoint=str(ckpt.path)
             )
-        if not saved:
-            raise UserError(f"arm {name}: training wrote no checkpoint under {checkpoints}")
         report[name] = {
             "checkpoints": str(checkpoints),
             "results": str(results),
