@@ -268,6 +268,36 @@ def test_test_items_with_adjacent_words_swapped_are_caught_in_any_order(fixtures
     assert unordered.check([" ".join(sorted(set(" ".join(questions).split()))[:200])]) is None
 
 
+def test_test_items_copied_with_punctuation_as_spaces_are_caught(fixtures_hf):
+    """A copy that drops punctuation may write "(0, 0)" as "0 0" and "anti-allergen" as "anti
+    allergen"; records are normalized by deleting punctuation ("00"), so the index also holds each
+    benchmark string with punctuation as a space. Real rows with punctuation inside words (MMLU
+    mathematics, PIQA, GSM8K), upper-cased, punctuation turned into spaces, inside a longer record."""
+    from nemo_taskseed.filter.text import normalize_words, split_punctuation_words
+
+    rows = fixture_rows(fixtures_hf, "cais/mmlu", "high_school_mathematics", "test")
+    rows += fixture_rows(fixtures_hf, "baber/piqa", "default", "validation")
+    rows += fixture_rows(fixtures_hf, "openai/gsm8k", "main", "test")
+    questions = [r.get("question") or r.get("goal") for r in rows]
+    questions = [q for q in questions if len(q.split()) >= 5 and normalize_words(q) != split_punctuation_words(q)]
+    index = NgramIndex(13, 5, unordered=True)
+    for i, q in enumerate(questions):
+        index.add(BenchmarkRow("mixed", "test", i), [q])
+    spaced = [" ".join("".join(ch if ch.isalnum() else " " for ch in q.upper()).split()) for q in questions]
+    caught = 0
+    for i, copy in enumerate(spaced):
+        hit = index.check([f"Consider this one. {copy} Show your work."])
+        # (GSM8K's test split holds one question twice: the earlier row is the evidence.)
+        caught += hit is not None and normalize_words(questions[hit.row.row]) == normalize_words(questions[i])
+    assert len(questions) >= 100 and caught == len(questions)
+    # The deleted form still matches; and without the variant most spaced copies had no match.
+    assert all(index.check([" ".join(normalize_words(q))]) is not None for q in questions)
+    plain = NgramIndex(13, 5, unordered=True)  # rows given with punctuation already deleted: no variant
+    for i, q in enumerate(questions):
+        plain.add(BenchmarkRow("mixed", "test", i), [" ".join(normalize_words(q))])
+    assert sum(plain.check([c]) is None for c in spaced) >= len(questions) // 4  # 34 of 117 measured
+
+
 def test_rendered_lm_eval_prompts_are_indexed_beside_raw_rows(fixtures_hf):
     """lm-eval's prompt (doc_to_text), choices and target are indexed as well as the raw row: a
     record that copies the rendered prompt of a short item is caught only through that view."""

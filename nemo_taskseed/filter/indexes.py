@@ -75,8 +75,9 @@ def ensure_decontam_index(dc: dict[str, Any], work: Path) -> tuple[str, dict[str
             "unordered",
         )
     }
-    # An index built before rendered prompts were indexed, or before the semantic views, is rebuilt.
-    settings["index_views"] = ["raw", "rendered", "semantic:prompt,core,qa"]
+    # An index built before rendered prompts were indexed, before the semantic views, or before the
+    # punctuation-as-space variant of every string, is rebuilt.
+    settings["index_views"] = ["raw", "rendered", "semantic:prompt,core,qa", "punctuation:deleted,spaced"]
     fp = shards.fingerprint(settings)
     pkl, info_path = work / "decontam_index.pkl", work / "decontam_index.json"
     views_path = work / "decontam_views.json"

@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from nemo_taskseed.utils.text import normalize_text, normalize_words
+from nemo_taskseed.utils.text import normalize_text, normalize_words, split_punctuation_words
 
-__all__ = ["normalize_text", "normalize_words", "word_ngrams", "string_leaves", "record_fields_text"]
+__all__ = [
+    "normalize_text",
+    "normalize_words",
+    "split_punctuation_words",
+    "word_ngrams",
+    "string_leaves",
+    "record_fields_text",
+]
 
 
 def word_ngrams(words: Sequence[str], n: int) -> Iterator[str]:

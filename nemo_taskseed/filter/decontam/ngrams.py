@@ -17,6 +17,11 @@ record's windows of those lengths are looked up the same way: a swap changes onl
 that hold one of the swapped words and not the other, so most windows of a long string and the
 whole of a short one still match. Bags are looked up after the ordered checks, which stay the
 evidence when they match.
+
+Punctuation: records and rows are normalized by deleting it (lm-eval's janitor), so "(0, 0)" is
+"00" and "anti-allergen" is "antiallergen". A copy that drops its punctuation may instead leave a
+space ("0 0", "anti allergen"); every benchmark string whose words differ that way is indexed a
+second time with punctuation as a space, so either form of the copy matches.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from nemo_taskseed.filter.text import normalize_words, word_ngrams
+from nemo_taskseed.filter.text import normalize_words, split_punctuation_words, word_ngrams
 
 
 @dataclass(frozen=True)
@@ -67,16 +72,29 @@ class NgramIndex:
         return sum(len(v) for v in self._short.values())
 
     def add(self, row: BenchmarkRow, texts: Iterable[str]) -> None:
-        """Index one benchmark row given its strings (question, choices, answer ...)."""
+        """Index one benchmark row given its strings (question, choices, answer ...), each under
+        the normal words and, where it differs, with punctuation as a space (`split_punctuation_words`):
+        a copy that loses its punctuation can write "(0, 0)" as "0 0" or "00", and records are
+        normalized one way only."""
         ref = len(self.rows)
         self.rows.append(row)
+        texts = list(texts)
         leaves = [normalize_words(t) for t in texts]
+        self._add_leaves(ref, leaves, leaves)
+        spaced = [split_punctuation_words(t) for t in texts]
+        if spaced != leaves:
+            # Short strings only where the variant differs (the same string twice in a row's list
+            # would slow every lookup of its first words); repeated n-grams and bags are no-ops.
+            self._add_leaves(ref, spaced, [w for w, normal in zip(spaced, leaves) if w != normal])
+
+    def _add_leaves(self, ref: int, leaves: list[list[str]], whole: list[list[str]]) -> None:
+        """The n-grams (and bags) of the leaves joined, and the short strings among `whole`."""
         joined = [w for leaf in leaves for w in leaf]
         grams = self._grams
         for g in word_ngrams(joined, self.n):
             grams.setdefault(g, ref)
         if self.short_min:
-            for words in leaves:
+            for words in whole:
                 if self.short_min <= len(words) < self.n:
                     head = " ".join(words[: self.short_min])
                     self._short.setdefault(head, []).append((tuple(words), ref))
@@ -86,7 +104,7 @@ class NgramIndex:
                 bags.setdefault(key, ref)
             if len(joined) >= self.n:
                 self._bag_lengths.add(self.n)
-            for words in leaves:
+            for words in whole:
                 if self.short_min and self.short_min <= len(words) < self.n:
                     (key,) = _bag_keys(_prefix_sums(words), len(words))
                     bags.setdefault(key, ref)
