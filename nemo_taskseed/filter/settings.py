@@ -116,6 +116,14 @@ class FilterSettings:
         if dedup["backend"] not in ("cpu", "gpu"):
             raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
         semantic_dedup = dedup.get("semantic") or {}
+        judge = (fcfg["decontam"].get("semantic") or {}).get("judge") or {}
+        if fcfg["decontam"]["enabled"] and judge.get("enabled") and not judge.get("backend"):
+            # Here, not when the first shard reaches its review band after embedding it.
+            raise UserError(
+                "filter.decontam.semantic.judge.enabled is true but judge.backend is not set: give a backend "
+                "section, e.g. {kind: openai, model: NAME, openai: {base_url: http://HOST:8000/v1}} "
+                "(docs/decontamination.md, 'With a real judge')"
+            )
         return cls(
             raw=fcfg,
             executor=executor,
