@@ -22,15 +22,20 @@ _ASCII_DELETE = str.maketrans("", "", string.punctuation)
 _ASCII_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
 
 
-def normalize_words(text: str) -> list[str]:
-    """NFKC, casefold, delete punctuation, split on whitespace."""
+def _words(text: str, ascii_table: dict[int, str | None], replacement: str) -> list[str]:
+    """NFKC, casefold, punctuation replaced by `replacement`, split on whitespace."""
     if not text:
         return []
     text = str(text)
     if text.isascii():
-        return text.lower().translate(_ASCII_DELETE).split()
+        return text.lower().translate(ascii_table).split()
     text = unicodedata.normalize("NFKC", text).casefold()
-    return _PUNCT.sub("", text).split()
+    return _PUNCT.sub(replacement, text).split()
+
+
+def normalize_words(text: str) -> list[str]:
+    """NFKC, casefold, delete punctuation, split on whitespace."""
+    return _words(text, _ASCII_DELETE, "")
 
 
 def split_punctuation_words(text: str) -> list[str]:
@@ -38,13 +43,7 @@ def split_punctuation_words(text: str) -> list[str]:
     "0 0", not "00"; "anti-allergen" gives "anti allergen". The decontamination index holds this
     variant of a benchmark string beside the normal one, because a copy that drops punctuation can
     write either."""
-    if not text:
-        return []
-    text = str(text)
-    if text.isascii():
-        return text.lower().translate(_ASCII_SPACE).split()
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _PUNCT.sub(" ", text).split()
+    return _words(text, _ASCII_SPACE, " ")
 
 
 def normalize_text(text: str) -> str:
