@@ -120,6 +120,9 @@ def test_a_judge_without_a_backend_is_refused_before_any_shard_runs():
     on = "filter.decontam.semantic.judge.backend={kind: openai, model: judge}"
     cfg = FilterSettings.from_config(load_config(None, ["filter.decontam.semantic.judge.enabled=true", on]))
     assert cfg.semantic.judge_enabled and cfg.semantic.judge["backend"]["kind"] == "openai"
+    # A judge left on under a semantic check that is off asks nothing, so it is not refused.
+    off = ["filter.decontam.semantic.judge.enabled=true", "filter.decontam.semantic.enabled=false"]
+    assert not FilterSettings.from_config(load_config(None, off)).semantic_decontam_on
 
 
 def test_contamination_markdown_lists_worst_cases_first():

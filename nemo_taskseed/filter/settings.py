@@ -116,8 +116,10 @@ class FilterSettings:
         if dedup["backend"] not in ("cpu", "gpu"):
             raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
         semantic_dedup = dedup.get("semantic") or {}
-        judge = (fcfg["decontam"].get("semantic") or {}).get("judge") or {}
-        if fcfg["decontam"]["enabled"] and judge.get("enabled") and not judge.get("backend"):
+        semantic_decontam = fcfg["decontam"].get("semantic") or {}
+        judge = semantic_decontam.get("judge") or {}
+        checked = fcfg["decontam"]["enabled"] and semantic_decontam.get("enabled")
+        if checked and judge.get("enabled") and not judge.get("backend"):
             # Here, not when the first shard reaches its review band after embedding it.
             raise UserError(
                 "filter.decontam.semantic.judge.enabled is true but judge.backend is not set: give a backend "
