@@ -272,7 +272,7 @@ def judge_requirements(items, matches, s, target_recall: float = 0.95, max_fpr: 
         band_n = sum(review <= top[k] < s.threshold for k in neg)
         need_yes = (target_recall * len(pos) - above_p) / band_p if band_p else float("inf")
         spare = max_fpr * len(neg) - above_n
-        need_no = 1 - spare / band_n if band_n else 0.0
+        need_no = max(0.0, 1 - spare / band_n) if band_n else 0.0
         sens = f">= {need_yes:.0%}" if need_yes <= 1 else "unreachable"
         spec = f">= {need_no:.0%}" if spare >= 0 else "unreachable"
         perfect = f"{(above_p + band_p) / len(pos):.1%} / {above_n / len(neg):.2%}"
