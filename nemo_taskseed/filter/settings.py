@@ -116,17 +116,7 @@ class FilterSettings:
         if dedup["backend"] not in ("cpu", "gpu"):
             raise UserError(f"filter.dedup.backend must be cpu or gpu, got {dedup['backend']!r}")
         semantic_dedup = dedup.get("semantic") or {}
-        semantic_decontam = fcfg["decontam"].get("semantic") or {}
-        judge = semantic_decontam.get("judge") or {}
-        checked = fcfg["decontam"]["enabled"] and semantic_decontam.get("enabled")
-        if checked and judge.get("enabled") and not judge.get("backend"):
-            # Here, not when the first shard reaches its review band after embedding it.
-            raise UserError(
-                "filter.decontam.semantic.judge.enabled is true but judge.backend is not set: give a backend "
-                "section, e.g. {kind: openai, model: NAME, openai: {base_url: http://HOST:8000/v1}} "
-                "(docs/decontamination.md, 'With a real judge')"
-            )
-        return cls(
+        settings = cls(
             raw=fcfg,
             executor=executor,
             shard_bytes=_shard_bytes(fcfg),
@@ -145,6 +135,15 @@ class FilterSettings:
             default_benchmarks=default_benchmark_names(),
             check_settings=_check_settings(fcfg),
         )
+        semantic = settings.semantic
+        if settings.semantic_decontam_on and semantic.judge_enabled and not semantic.judge.get("backend"):
+            # Here, not when the first shard reaches its review band after embedding it.
+            raise UserError(
+                "filter.decontam.semantic.judge.enabled is true but judge.backend is not set: give a backend "
+                "section, e.g. {kind: openai, model: NAME, openai: {base_url: http://HOST:8000/v1}} "
+                "(docs/decontamination.md, 'With a real judge')"
+            )
+        return settings
 
     def section(self, dotted: str) -> dict[str, Any]:
         """A sub-section of `filter` (`quality.explanation`); {} when absent."""
