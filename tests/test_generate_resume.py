@@ -313,7 +313,7 @@ def _generation_workers(address: str) -> dict[str, str]:
 
 def _ray_cli(seeds: Path, out: Path, base: str, model_dir) -> list[str]:
     # Two workers per model stage at a quarter core each: both fit on the two one-CPU nodes.
-    # One shard per call, so shards spread over both workers and finish one by one.
+    # One shard per call, so shards finish one by one and either worker may take the next.
     return [
         *_cli(seeds, out, base, model_dir),
         "generate.executor=ray_data",
